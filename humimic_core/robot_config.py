@@ -1,0 +1,255 @@
+"""The robot config YAML: servos, joint limits, URDF placement and the expression mapping.
+
+Loaded once and validated here; every node and tool reads the robot from this one file.
+Errors name the offending field, e.g. ``servos[3].max``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+import yaml
+
+from humimic_driver.control_tables import RAD_PER_TICK, ModelSpec, model
+
+
+class ConfigError(ValueError):
+    """A robot config that cannot be used; the message names the field."""
+
+
+Vec3 = Tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Servo:
+    """One joint driven by one Dynamixel servo. Angles in radians."""
+
+    joint: str
+    id: int
+    model: str
+    min: float
+    max: float
+    neutral: float
+    direction: int = 1
+    zero_tick: int = 2048
+    parent: str = "base_link"
+    xyz: Vec3 = (0.0, 0.0, 0.0)
+    rpy: Vec3 = (0.0, 0.0, 0.0)
+    axis: Vec3 = (0.0, 0.0, 1.0)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return model(self.model)
+
+    @property
+    def link(self) -> str:
+        return f"{self.joint}_link"
+
+    def clamp(self, angle: float) -> float:
+        """The angle limited to [min, max]; a non-finite angle becomes neutral."""
+        if not math.isfinite(angle):
+            return self.neutral
+        return min(self.max, max(self.min, angle))
+
+    def to_tick(self, angle: float) -> int:
+        """Servo position counter for a joint angle, clamped to the joint limits first."""
+        tick = self.zero_tick + self.direction * round(self.clamp(angle) / RAD_PER_TICK)
+        return int(tick)
+
+    def from_tick(self, tick: int) -> float:
+        """Joint angle in radians for a servo position counter (not clamped)."""
+        return self.direction * (tick - self.zero_tick) * RAD_PER_TICK
+
+    def tick_limits(self) -> Tuple[int, int]:
+        """(low, high) position counter limits that correspond to [min, max]."""
+        a, b = self.to_tick(self.min), self.to_tick(self.max)
+        return (min(a, b), max(a, b))
+
+
+@dataclass(frozen=True)
+class JointMapping:
+    """Linear mapping for one joint: target = neutral + offset + sum(weight * channel)."""
+
+    weights: Dict[str, float]
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class FixedLink:
+    link: str
+    parent: str
+    xyz: Vec3 = (0.0, 0.0, 0.0)
+    rpy: Vec3 = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    name: str
+    base_link: str
+    servos: Tuple[Servo, ...]
+    mapping: Dict[str, JointMapping]
+    fixed_links: Tuple[FixedLink, ...] = ()
+    source: str = ""
+    raw: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def joint_names(self) -> List[str]:
+        return [s.joint for s in self.servos]
+
+    def servo(self, joint: str) -> Servo:
+        for s in self.servos:
+            if s.joint == joint:
+                return s
+        raise KeyError(joint)
+
+    @property
+    def channels(self) -> List[str]:
+        """Every input channel the mapping reads, sorted."""
+        return sorted({c for m in self.mapping.values() for c in m.weights})
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _vec3(value: Any, where: str) -> Vec3:
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 3:
+        raise ConfigError(f"{where}: expected a list of 3 numbers, got {value!r}")
+    return tuple(_number(v, f"{where}[{i}]") for i, v in enumerate(value))  # type: ignore[return-value]
+
+
+def _servo(raw: Any, where: str) -> Servo:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    for key in ("joint", "id", "model", "min", "max", "neutral"):
+        if key not in raw:
+            raise ConfigError(f"{where}.{key}: missing")
+    known = {"joint", "id", "model", "min", "max", "neutral", "direction", "zero_tick",
+             "parent", "xyz", "rpy", "axis"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{where}.{key}: unknown field (known: {', '.join(sorted(known))})")
+    joint = raw["joint"]
+    if not isinstance(joint, str) or not joint:
+        raise ConfigError(f"{where}.joint: expected a non-empty name, got {joint!r}")
+    sid = raw["id"]
+    if isinstance(sid, bool) or not isinstance(sid, int) or not 0 <= sid <= 252:
+        raise ConfigError(f"{where}.id: expected an integer 0..252, got {sid!r}")
+    try:
+        spec = model(str(raw["model"]))
+    except ValueError as exc:
+        raise ConfigError(f"{where}.model: {exc}") from None
+    lo, hi = _number(raw["min"], f"{where}.min"), _number(raw["max"], f"{where}.max")
+    neutral = _number(raw["neutral"], f"{where}.neutral")
+    if lo >= hi:
+        raise ConfigError(f"{where}.max: must be greater than min ({lo} >= {hi})")
+    if not lo <= neutral <= hi:
+        raise ConfigError(f"{where}.neutral: {neutral} is outside [min, max] = [{lo}, {hi}]")
+    direction = raw.get("direction", 1)
+    if direction not in (1, -1):
+        raise ConfigError(f"{where}.direction: expected 1 or -1, got {direction!r}")
+    zero_tick = raw.get("zero_tick", 2048)
+    if isinstance(zero_tick, bool) or not isinstance(zero_tick, int):
+        raise ConfigError(f"{where}.zero_tick: expected an integer, got {zero_tick!r}")
+    axis = _vec3(raw.get("axis", [0, 0, 1]), f"{where}.axis")
+    norm = math.sqrt(sum(a * a for a in axis))
+    if norm < 1e-9:
+        raise ConfigError(f"{where}.axis: must not be zero")
+    servo = Servo(
+        joint=joint, id=sid, model=spec.name, min=lo, max=hi, neutral=neutral,
+        direction=direction, zero_tick=zero_tick, parent=str(raw.get("parent", "base_link")),
+        xyz=_vec3(raw.get("xyz", [0, 0, 0]), f"{where}.xyz"),
+        rpy=_vec3(raw.get("rpy", [0, 0, 0]), f"{where}.rpy"),
+        axis=tuple(a / norm for a in axis),  # type: ignore[arg-type]
+    )
+    low_tick, high_tick = servo.tick_limits()
+    p_lo, p_hi = spec.position_range
+    if low_tick < p_lo or high_tick > p_hi:
+        raise ConfigError(
+            f"{where}.min/max: [{lo}, {hi}] rad maps to ticks [{low_tick}, {high_tick}], outside the "
+            f"{spec.name} position range [{p_lo}, {p_hi}] (check zero_tick and direction)")
+    return servo
+
+
+def _mapping(raw: Any, joints: Sequence[str]) -> Dict[str, JointMapping]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"mapping: expected a mapping of joint -> {{weights, offset}}, got {raw!r}")
+    out: Dict[str, JointMapping] = {}
+    for joint, entry in raw.items():
+        where = f"mapping.{joint}"
+        if joint not in joints:
+            raise ConfigError(f"{where}: no servo drives joint {joint!r}")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: expected {{weights: {{channel: weight}}, offset: rad}}")
+        for key in entry:
+            if key not in ("weights", "offset"):
+                raise ConfigError(f"{where}.{key}: unknown field (known: offset, weights)")
+        weights = entry.get("weights", {}) or {}
+        if not isinstance(weights, Mapping):
+            raise ConfigError(f"{where}.weights: expected a mapping channel -> weight")
+        out[str(joint)] = JointMapping(
+            weights={str(c): _number(w, f"{where}.weights.{c}") for c, w in weights.items()},
+            offset=_number(entry.get("offset", 0.0), f"{where}.offset"),
+        )
+    return out
+
+
+def parse_robot_config(data: Any, source: str = "<memory>") -> RobotConfig:
+    """Validate a parsed YAML document into a RobotConfig (ConfigError names the bad field)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    robot = data.get("robot", {}) or {}
+    if not isinstance(robot, Mapping):
+        raise ConfigError("robot: expected a mapping with name and base_link")
+    raw_servos = data.get("servos")
+    if not isinstance(raw_servos, list) or not raw_servos:
+        raise ConfigError("servos: expected a non-empty list")
+    servos = tuple(_servo(s, f"servos[{i}]") for i, s in enumerate(raw_servos))
+    seen_ids: Dict[int, int] = {}
+    seen_joints: Dict[str, int] = {}
+    for i, s in enumerate(servos):
+        if s.id in seen_ids:
+            raise ConfigError(f"servos[{i}].id: duplicate ID {s.id} (also servos[{seen_ids[s.id]}])")
+        if s.joint in seen_joints:
+            raise ConfigError(f"servos[{i}].joint: duplicate joint {s.joint!r} (also servos[{seen_joints[s.joint]}])")
+        seen_ids[s.id], seen_joints[s.joint] = i, i
+    fixed = []
+    for i, f in enumerate(data.get("fixed_links", []) or []):
+        where = f"fixed_links[{i}]"
+        if not isinstance(f, Mapping) or "link" not in f or "parent" not in f:
+            raise ConfigError(f"{where}: expected {{link, parent, xyz, rpy}}")
+        fixed.append(FixedLink(str(f["link"]), str(f["parent"]), _vec3(f.get("xyz", [0, 0, 0]), f"{where}.xyz"),
+                               _vec3(f.get("rpy", [0, 0, 0]), f"{where}.rpy")))
+    base = str(robot.get("base_link", "base_link"))
+    links = {base} | {s.link for s in servos} | {f.link for f in fixed}
+    for i, s in enumerate(servos):
+        if s.parent not in links:
+            raise ConfigError(f"servos[{i}].parent: unknown link {s.parent!r}")
+    for i, f in enumerate(fixed):
+        if f.parent not in links:
+            raise ConfigError(f"fixed_links[{i}].parent: unknown link {f.parent!r}")
+    return RobotConfig(
+        name=str(robot.get("name", "humimic_face")), base_link=base, servos=servos,
+        mapping=_mapping(data.get("mapping"), [s.joint for s in servos]), fixed_links=tuple(fixed),
+        source=source, raw=dict(data),
+    )
+
+
+def load_robot_config(path: str | Path) -> RobotConfig:
+    """Read and validate a robot config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read robot config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_robot_config(data, str(path))

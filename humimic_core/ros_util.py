@@ -1,0 +1,52 @@
+"""Small rclpy helpers shared by the node shells: parameters with descriptions, QoS, spinning."""
+from __future__ import annotations
+
+import signal
+from typing import Any, Callable, Optional
+
+import rclpy
+from rclpy.signals import SignalHandlerOptions
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy, qos_profile_sensor_data
+
+#: Images and other per-frame sensor streams: best effort, keep last 5 (REP-2003 sensor data QoS).
+SENSOR_QOS = qos_profile_sensor_data
+#: Commands and states: reliable, keep last 10 (compatible with ros2 bag record defaults).
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                          history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
+
+
+def declare(node: Node, name: str, default: Any, description: str, read_only: bool = False) -> Any:
+    """Declare a parameter with a description and return its value."""
+    desc = ParameterDescriptor(description=description, read_only=read_only)
+    return node.declare_parameter(name, default, desc).value
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_node(factory: Callable[[], Node], args: Optional[list] = None) -> None:
+    """Init rclpy, build the node, spin until SIGINT/SIGTERM, then let the node clean up.
+
+    A node may define ``shutdown()``; it is called once before the node is destroyed, also on
+    SIGTERM, so drivers can leave hardware in a safe state.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    node = None
+    try:
+        node = factory()
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            shutdown = getattr(node, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()

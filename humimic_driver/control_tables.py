@@ -1,0 +1,154 @@
+"""Dynamixel X-series control tables as data (Protocol 2.0).
+
+Addresses and units are those of the ROBOTIS e-Manual pages of each model
+(emanual.robotis.com, "Control Table of EEPROM Area" / "RAM Area"). One table per model
+family: the X-series share the layout below, and differ in model number, current unit and
+limits.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
+
+
+@dataclass(frozen=True)
+class Register:
+    """One control-table entry: address, size in bytes, EEPROM (locked while torque is on)."""
+
+    address: int
+    size: int
+    eeprom: bool = False
+    signed: bool = False
+
+
+# Layout shared by the X-series (XL330, XC330, XM430, XM540, ...): name -> register.
+X_SERIES_REGISTERS: Dict[str, Register] = {
+    "model_number": Register(0, 2, True),
+    "model_information": Register(2, 4, True),
+    "firmware_version": Register(6, 1, True),
+    "id": Register(7, 1, True),
+    "baud_rate": Register(8, 1, True),
+    "return_delay_time": Register(9, 1, True),
+    "drive_mode": Register(10, 1, True),
+    "operating_mode": Register(11, 1, True),
+    "secondary_id": Register(12, 1, True),
+    "protocol_type": Register(13, 1, True),
+    "homing_offset": Register(20, 4, True, signed=True),
+    "moving_threshold": Register(24, 4, True),
+    "temperature_limit": Register(31, 1, True),
+    "max_voltage_limit": Register(32, 2, True),
+    "min_voltage_limit": Register(34, 2, True),
+    "pwm_limit": Register(36, 2, True),
+    "current_limit": Register(38, 2, True),
+    "velocity_limit": Register(44, 4, True),
+    "max_position_limit": Register(48, 4, True),
+    "min_position_limit": Register(52, 4, True),
+    "shutdown": Register(63, 1, True),
+    "torque_enable": Register(64, 1),
+    "led": Register(65, 1),
+    "status_return_level": Register(68, 1),
+    "registered_instruction": Register(69, 1),
+    "hardware_error_status": Register(70, 1),
+    "velocity_i_gain": Register(76, 2),
+    "velocity_p_gain": Register(78, 2),
+    "position_d_gain": Register(80, 2),
+    "position_i_gain": Register(82, 2),
+    "position_p_gain": Register(84, 2),
+    "goal_pwm": Register(100, 2, signed=True),
+    "goal_current": Register(102, 2, signed=True),
+    "goal_velocity": Register(104, 4, signed=True),
+    "profile_acceleration": Register(108, 4),
+    "profile_velocity": Register(112, 4),
+    "goal_position": Register(116, 4, signed=True),
+    "realtime_tick": Register(120, 2),
+    "moving": Register(122, 1),
+    "moving_status": Register(123, 1),
+    "present_pwm": Register(124, 2, signed=True),
+    "present_current": Register(126, 2, signed=True),
+    "present_velocity": Register(128, 4, signed=True),
+    "present_position": Register(132, 4, signed=True),
+    "velocity_trajectory": Register(136, 4, signed=True),
+    "position_trajectory": Register(140, 4, signed=True),
+    "present_input_voltage": Register(144, 2),
+    "present_temperature": Register(146, 1),
+}
+
+# Operating mode values (address 11).
+POSITION_CONTROL_MODE = 3
+# Position counter: 4096 ticks per revolution, 0..4095 in position control mode.
+TICKS_PER_REV = 4096
+RAD_PER_TICK = 2.0 * math.pi / TICKS_PER_REV
+# Velocity unit 0.229 rev/min for the whole X-series.
+RAD_S_PER_VELOCITY_UNIT = 0.229 * 2.0 * math.pi / 60.0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A Dynamixel model: its model number, units and the ranges of its position counter."""
+
+    name: str
+    model_number: int
+    current_unit_a: float  # amperes per unit of present/goal current
+    position_range: Tuple[int, int] = (0, TICKS_PER_REV - 1)
+    registers: Dict[str, Register] = field(default_factory=lambda: X_SERIES_REGISTERS)
+    # Factory defaults the emulator starts from (the e-Manual's "initial value").
+    defaults: Dict[str, int] = field(default_factory=dict)
+
+    def register(self, name: str) -> Register:
+        return self.registers[name]
+
+
+_X_DEFAULTS = {
+    "firmware_version": 52,
+    "baud_rate": 1,
+    "return_delay_time": 250,
+    "operating_mode": POSITION_CONTROL_MODE,
+    "protocol_type": 2,
+    "moving_threshold": 10,
+    "temperature_limit": 80,
+    "pwm_limit": 885,
+    "max_position_limit": 4095,
+    "min_position_limit": 0,
+    "shutdown": 52,
+    "status_return_level": 2,
+    "position_p_gain": 800,
+}
+
+MODELS: Dict[str, ModelSpec] = {
+    "XL330-M288": ModelSpec(
+        "XL330-M288", 1200, 0.001,
+        defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35,
+                  "current_limit": 1750, "velocity_limit": 445, "temperature_limit": 70},
+    ),
+    "XL330-M077": ModelSpec(
+        "XL330-M077", 1190, 0.001,
+        defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35,
+                  "current_limit": 1750, "velocity_limit": 1620, "temperature_limit": 70},
+    ),
+    "XC330-M288": ModelSpec(
+        "XC330-M288", 1240, 0.001,
+        defaults={**_X_DEFAULTS, "max_voltage_limit": 140, "min_voltage_limit": 35,
+                  "current_limit": 1193, "velocity_limit": 445},
+    ),
+    "XM430-W350": ModelSpec(
+        "XM430-W350", 1020, 0.00269,
+        defaults={**_X_DEFAULTS, "max_voltage_limit": 160, "min_voltage_limit": 95,
+                  "current_limit": 1193, "velocity_limit": 200},
+    ),
+    "XM540-W270": ModelSpec(
+        "XM540-W270", 1120, 0.00269,
+        defaults={**_X_DEFAULTS, "max_voltage_limit": 160, "min_voltage_limit": 95,
+                  "current_limit": 2047, "velocity_limit": 128},
+    ),
+}
+
+MODEL_BY_NUMBER: Dict[int, ModelSpec] = {m.model_number: m for m in MODELS.values()}
+
+
+def model(name: str) -> ModelSpec:
+    """The model spec for a name, or a ValueError listing the known models."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown Dynamixel model {name!r}; known: {', '.join(sorted(MODELS))}") from None

@@ -1,0 +1,1 @@
+"""Camera capture and face perception: landmarks, head pose and action units."""

@@ -1,0 +1,1 @@
+"""Expression-to-actuator retargeting: action units and head pose to joint targets."""
