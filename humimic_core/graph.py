@@ -1,0 +1,135 @@
+"""Which processes the imitation pipeline runs, with which parameters: one description for both
+`ros2 launch humimic imitate.launch.py` and the launch-free runner (`humimic-run`).
+
+Launch arguments default to "" where the value lives in the parameter file or the robot config:
+an empty argument changes nothing, so no default is copied here from config/*.yaml.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import yaml
+
+from humimic_core.paths import config_file, share_dir
+
+#: name -> (default, description) of every launch argument (and `humimic-run` option).
+LAUNCH_ARGUMENTS: Dict[str, Tuple[str, str]] = {
+    "video": ("", "Camera source: V4L2 index or /dev/videoN, a video file or an image folder "
+                  "(empty = camera.source of the params file: the sample video)"),
+    "realtime": ("", "Video files: true = pace at the file's rate, false = as fast as perception keeps up "
+                     "(empty = params file)"),
+    "loop": ("", "Video files and image folders: start again at the end (empty = params file)"),
+    "serial_port": ("", "Serial port of the servo bus (empty = dynamixel_driver.port of the params file)"),
+    "baud_rate": ("", "Servo bus baud rate (empty = params file)"),
+    "robot_config": ("", "Robot config YAML (empty = the package's config/robot_face.yaml)"),
+    "params_file": ("", "Node parameter file (empty = the package's config/humimic.yaml)"),
+    "sim": ("true", "Start the emulated servo bus on a pseudo-terminal at serial_port"),
+    "rviz": ("false", "Start rviz2 with the humimic layout (ROS installs only)"),
+    "use_sim_time": ("false", "All nodes take time from /clock (bag replay)"),
+}
+
+# launch argument -> [(node, parameter, type)] it overrides when not empty
+_OVERRIDES: Dict[str, List[Tuple[str, str, type]]] = {
+    "video": [("camera", "source", str)],
+    "realtime": [("camera", "realtime", bool)],
+    "loop": [("camera", "loop", bool)],
+    "serial_port": [("dynamixel_driver", "port", str)],
+    "baud_rate": [("dynamixel_driver", "baud_rate", int)],
+    "robot_config": [("retarget", "robot_config", str), ("dynamixel_driver", "robot_config", str)],
+}
+
+
+@dataclass
+class ProcessSpec:
+    """One process of the pipeline.
+
+    ROS nodes of this package run as `python -m module` (runner) or `executable` (launch_ros);
+    `package` names another ROS package's executable (robot_state_publisher, rviz2), which only
+    a ROS install has.
+    """
+
+    name: str
+    executable: str
+    module: str = ""
+    package: str = "humimic"
+    ros_node: bool = True
+    params_file: Optional[str] = None
+    parameters: Dict[str, Any] = field(default_factory=dict)
+    arguments: List[str] = field(default_factory=list)
+
+
+def parse_bool(text: str, name: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"launch argument {name}: expected true or false, got {text!r}")
+
+
+def _typed(text: str, kind: type, name: str) -> Any:
+    if kind is bool:
+        return parse_bool(text, name)
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"launch argument {name}: expected an integer, got {text!r}") from None
+    return text
+
+
+def node_parameters(params_file: str | Path, node: str) -> Dict[str, Any]:
+    """The `ros__parameters` of one node in a ROS 2 parameter file."""
+    data = yaml.safe_load(Path(params_file).read_text()) or {}
+    return dict((data.get(node) or {}).get("ros__parameters") or {})
+
+
+def resolve_arguments(values: Mapping[str, str]) -> Dict[str, str]:
+    """Every launch argument with its default filled in; unknown names are an error."""
+    unknown = set(values) - set(LAUNCH_ARGUMENTS)
+    if unknown:
+        raise ValueError(f"unknown launch arguments: {', '.join(sorted(unknown))}")
+    return {name: str(values.get(name, default)) for name, (default, _) in LAUNCH_ARGUMENTS.items()}
+
+
+def imitation_graph(values: Mapping[str, str], include_external: bool = True) -> List[ProcessSpec]:
+    """The processes of `imitate.launch.py` for these launch argument values."""
+    args = resolve_arguments(values)
+    params_file = args["params_file"] or str(config_file("humimic.yaml"))
+    robot_config = (args["robot_config"] or node_parameters(params_file, "dynamixel_driver").get("robot_config")
+                    or str(config_file("robot_face.yaml")))
+    sim_time = parse_bool(args["use_sim_time"], "use_sim_time")
+    overrides: Dict[str, Dict[str, Any]] = {}
+    for arg, targets in _OVERRIDES.items():
+        if args[arg]:
+            for node, param, kind in targets:
+                overrides.setdefault(node, {})[param] = _typed(args[arg], kind, arg)
+
+    def node(name: str, module: str, executable: str) -> ProcessSpec:
+        parameters = {"use_sim_time": sim_time, **overrides.get(name, {})}
+        return ProcessSpec(name, executable, module, params_file=params_file, parameters=parameters)
+
+    specs: List[ProcessSpec] = []
+    if parse_bool(args["sim"], "sim"):
+        port = args["serial_port"] or str(node_parameters(params_file, "dynamixel_driver")["port"])
+        specs.append(ProcessSpec("servo_emulator", "humimic-servo-emulator", "humimic_driver.emulated_bus",
+                                 ros_node=False, arguments=["--link", port, "--robot-config", robot_config]))
+    specs += [
+        node("dynamixel_driver", "humimic_driver.driver_node", "humimic-driver"),
+        node("retarget", "humimic_retarget.retarget_node", "humimic-retarget"),
+        node("face_perception", "humimic_perception.perception_node", "humimic-perception"),
+        node("camera", "humimic_perception.camera_node", "humimic-camera"),
+    ]
+    if include_external:
+        from humimic_core.robot_config import load_robot_config
+        from humimic_core.urdf import robot_urdf
+
+        specs.append(ProcessSpec("robot_state_publisher", "robot_state_publisher", package="robot_state_publisher",
+                                 parameters={"robot_description": robot_urdf(load_robot_config(robot_config)),
+                                             "use_sim_time": sim_time}))
+        if parse_bool(args["rviz"], "rviz"):
+            specs.append(ProcessSpec("rviz2", "rviz2", package="rviz2", parameters={"use_sim_time": sim_time},
+                                     arguments=["-d", str(share_dir() / "rviz" / "humimic.rviz")]))
+    return specs

