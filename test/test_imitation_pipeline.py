@@ -1,0 +1,130 @@
+"""End to end: the real nodes as separate processes, a real face video through the real models,
+real Dynamixel bytes to the emulated bus; /joint_states must follow the face."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+
+from humimic_core.graph import imitation_graph  # noqa: E402
+from humimic_core.paths import config_file  # noqa: E402
+from humimic_core.robot_config import load_robot_config  # noqa: E402
+from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS  # noqa: E402
+from humimic_core.runner import Pipeline  # noqa: E402
+from humimic_core.stamps import to_ns  # noqa: E402
+from humimic_driver.control_tables import RAD_PER_TICK  # noqa: E402
+
+ROBOT = load_robot_config(config_file("robot_face.yaml"))
+
+
+class Recorder:
+    """Keeps every message of the pipeline's topics with its receive time."""
+
+    def __init__(self) -> None:
+        rclpy.init()
+        self.node = rclpy.create_node("imitation_test_recorder")
+        self.frames: List[int] = []
+        self.topics: Dict[str, List[Tuple[float, JointState]]] = {
+            "/face/action_units": [], "/joint_commands": [], "/driver/written_goals": [], "/joint_states": []}
+        self.node.create_subscription(Image, "/camera/image_raw",
+                                      lambda m: self.frames.append(to_ns(m.header.stamp)), SENSOR_QOS)
+        for topic, store in self.topics.items():
+            self.node.create_subscription(JointState, topic, lambda m, s=store: s.append((time.time(), m)),
+                                          RELIABLE_QOS)
+
+    def spin(self, seconds: float, until=lambda: False) -> None:
+        deadline = time.time() + seconds
+        while time.time() < deadline and not until():
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+
+    def series(self, topic: str, joint: str) -> List[Tuple[int, float, float]]:
+        """(stamp ns, receive time, position) of one joint on a JointState topic."""
+        out = []
+        for t, msg in self.topics[topic]:
+            if joint in msg.name:
+                out.append((to_ns(msg.header.stamp), t, msg.position[list(msg.name).index(joint)]))
+        return out
+
+
+def run_pipeline(video: Path, tmp_path: Path, settle: float = 3.0) -> Recorder:
+    port = tmp_path / "servo_bus"
+    specs = imitation_graph({"video": str(video), "serial_port": str(port), "realtime": "false"},
+                            include_external=False)
+    recorder = Recorder()
+    pipeline = Pipeline(specs, tmp_path / "logs")
+    try:
+        pipeline.start()
+        camera = pipeline.processes["camera"]
+        recorder.spin(150.0, until=lambda: camera.poll() is not None or bool(pipeline.failed()))
+        assert not pipeline.failed(), f"processes failed: {pipeline.failed()} (logs in {tmp_path / 'logs'})"
+        recorder.spin(settle)
+    finally:
+        codes = pipeline.stop()
+        recorder.close()
+    assert all(code == 0 for code in codes.values()), f"exit codes {codes} (logs in {tmp_path / 'logs'})"
+    assert recorder.frames, "no camera frames seen"
+    return recorder
+
+
+def assert_within_limits(recorder: Recorder) -> None:
+    for topic in ("/joint_commands", "/driver/written_goals", "/joint_states"):
+        assert recorder.topics[topic], f"nothing on {topic}"
+        for _, msg in recorder.topics[topic]:
+            for name, value in zip(msg.name, msg.position):
+                servo = ROBOT.servo(name)
+                slack = RAD_PER_TICK if topic == "/joint_states" else 1e-9
+                assert servo.min - slack <= value <= servo.max + slack, f"{topic} {name}={value}"
+
+
+def test_jaw_follows_mouth_opening(shared_media, tmp_path):
+    recorder = run_pipeline(shared_media / "pucker_then_mouth_open.mp4", tmp_path)
+    frames = recorder.frames
+    assert len(frames) >= 200, f"only {len(frames)} of 216 frames published"
+    # stamps are carried end to end: every AU / command / written goal of a frame has its stamp
+    frame_set = set(frames)
+    au_stamps = {to_ns(m.header.stamp) for _, m in recorder.topics["/face/action_units"]}
+    assert au_stamps <= frame_set and len(au_stamps) >= 0.95 * len(frames)
+    written = {to_ns(m.header.stamp) for _, m in recorder.topics["/driver/written_goals"]}
+    assert len(written & frame_set) >= 0.9 * len(frames)
+    commanded = {to_ns(m.header.stamp) for _, m in recorder.topics["/joint_commands"]}
+    assert len(commanded & frame_set) >= 0.95 * len(frames)
+    # the jaw opens while the mouth is wide open (frames ~71-148) and not during the neutral start
+    jaw = ROBOT.servo("jaw")
+    goals = {stamp: pos for stamp, _, pos in recorder.series("/driver/written_goals", "jaw")}
+    start = [goals[s] for s in frames[:20] if s in goals]
+    wide = [goals[s] for s in frames[90:140] if s in goals]
+    assert np.mean(start) < jaw.neutral + 0.05
+    assert np.mean(wide) > jaw.neutral + 0.12, f"jaw goal during mouth open: {np.mean(wide):.3f} rad"
+    # the bus follows: present positions read back from the servo during the open window
+    t_open = [t for stamp, t, _ in recorder.series("/driver/written_goals", "jaw") if stamp in set(frames[90:140])]
+    present = [p for _, t, p in recorder.series("/joint_states", "jaw") if t_open and t_open[0] <= t <= t_open[-1]]
+    assert present and max(present) > jaw.neutral + 0.1
+    assert_within_limits(recorder)
+
+
+def test_face_leaving_sends_robot_to_neutral(sample_media, tmp_path):
+    recorder = run_pipeline(sample_media / "face_noface.mov", tmp_path, settle=4.0)
+    aus = recorder.topics["/face/action_units"]
+    with_face = [i for i, (_, m) in enumerate(aus) if m.name]
+    assert with_face and with_face[0] < 10, "the clip starts with a face"
+    assert not aus[-1][1].name, "the clip ends without a face"
+    # the robot moved while the face was there ...
+    moved = max(abs(p - ROBOT.servo(j).neutral)
+                for _, m in recorder.topics["/joint_commands"][: len(with_face)]
+                for j, p in zip(m.name, m.position))
+    assert moved > 0.03
+    # ... and is back at neutral at the end, read back from the servos
+    last = recorder.topics["/joint_states"][-1][1]
+    for name, position in zip(last.name, last.position):
+        assert abs(position - ROBOT.servo(name).neutral) <= 3 * RAD_PER_TICK, f"{name} at {position}"
+    assert_within_limits(recorder)
