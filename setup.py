@@ -8,7 +8,8 @@ PACKAGE = "humimic"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=["humimic_core", "humimic_perception", "humimic_retarget", "humimic_driver"]),
+    packages=find_packages(include=["humimic_core", "humimic_perception", "humimic_retarget", "humimic_driver",
+                                    "humimic_experiments"]),
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),

@@ -1,0 +1,1 @@
+"""Experiments: rosbag2 recording and replay, offline re-runs, imitation metrics, reports, dataset export."""

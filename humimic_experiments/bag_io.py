@@ -1,0 +1,132 @@
+"""rosbag2 files without ROS: write and read serialized (CDR) messages with the `rosbags` library.
+
+A recording is a folder of segments, each a complete rosbag2 bag (MCAP or sqlite3) that
+`ros2 bag play` and `ros2 bag info` read directly. The writer closes a segment every
+`split_seconds` of recorded time, so a crash or power loss costs at most the open segment's
+unwritten tail, never the session. A single bag folder (with metadata.yaml) is read as a
+recording of one segment.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+_TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    topic: str
+    msgtype: str
+    timestamp: int  # ns, the bag's receive time
+    data: bytes     # CDR
+
+
+class SegmentedBagWriter:
+    """Writes messages into `folder/<name>_NNNN` bags, a new one every `split_seconds`."""
+
+    def __init__(self, folder: str | Path, storage: str = "mcap", split_seconds: float = 10.0,
+                 name: str = "segment") -> None:
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        if not split_seconds > 0:
+            raise ValueError(f"split_seconds must be > 0, got {split_seconds!r}")
+        self.folder = Path(folder)
+        if self.folder.exists() and any(self.folder.iterdir()):
+            raise FileExistsError(f"recording folder {self.folder} exists and is not empty")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.storage, self.split_ns, self.name = storage, int(split_seconds * 1e9), name
+        self.segments: List[Path] = []
+        self.count = 0
+        self._writer: Optional[Writer] = None
+        self._connections: Dict[str, object] = {}
+        self._types: Dict[str, str] = {}
+        self._segment_start = 0
+
+    def _open(self, timestamp: int) -> None:
+        path = self.folder / f"{self.name}_{len(self.segments):04d}"
+        self._writer = Writer(path, version=9, storage_plugin=STORAGES[self.storage])
+        self._writer.open()
+        self.segments.append(path)
+        self._connections = {}
+        self._segment_start = timestamp
+
+    def write(self, topic: str, msgtype: str, timestamp: int, data: bytes) -> None:
+        """Append one serialized message; opens or rolls over segments as needed."""
+        if topic in self._types and self._types[topic] != msgtype:
+            raise ValueError(f"{topic}: type {msgtype} differs from the recorded {self._types[topic]}")
+        self._types[topic] = msgtype
+        if self._writer is None or timestamp - self._segment_start >= self.split_ns:
+            self.close_segment()
+            self._open(timestamp)
+        conn = self._connections.get(topic)
+        if conn is None:
+            conn = self._writer.add_connection(topic, msgtype, typestore=_TYPESTORE)
+            self._connections[topic] = conn
+        self._writer.write(conn, timestamp, data)
+        self.count += 1
+
+    def close_segment(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def close(self) -> None:
+        self.close_segment()
+
+    def __enter__(self) -> "SegmentedBagWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def segments(path: str | Path) -> List[Path]:
+    """The bag folders of a recording (a segmented folder, or one bag folder), in order."""
+    path = Path(path)
+    if (path / "metadata.yaml").is_file():
+        return [path]
+    found = sorted(p for p in path.iterdir() if (p / "metadata.yaml").is_file()) if path.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no rosbag2 bag in {path} (expected metadata.yaml in it or its sub-folders)")
+    return found
+
+
+def read_messages(path: str | Path, topics: Optional[Sequence[str]] = None) -> Iterator[BagMessage]:
+    """Every message of a recording in timestamp order (segments are consecutive in time)."""
+    for bag in segments(path):
+        with Reader(bag) as reader:
+            conns = [c for c in reader.connections if topics is None or c.topic in topics]
+            for conn, timestamp, data in reader.messages(connections=conns):
+                yield BagMessage(conn.topic, conn.msgtype, timestamp, bytes(data))
+
+
+def topic_summary(path: str | Path) -> Dict[str, Tuple[str, int]]:
+    """topic -> (message type, count) over a recording."""
+    out: Dict[str, Tuple[str, int]] = {}
+    for bag in segments(path):
+        with Reader(bag) as reader:
+            for conn in reader.connections:
+                msgtype, count = out.get(conn.topic, (conn.msgtype, 0))
+                out[conn.topic] = (msgtype, count + conn.msgcount)
+    return out
+
+
+def deserialize(message: BagMessage):
+    """The rosbags (pure Python) message object of a bag message."""
+    return _TYPESTORE.deserialize_cdr(message.data, message.msgtype)
+
+
+def serialize(msg, msgtype: str) -> bytes:
+    """CDR bytes of a rosbags message object."""
+    return bytes(_TYPESTORE.serialize_cdr(msg, msgtype))
+
+
+def typestore():
+    """The rosbags type store (message classes for building messages without rclpy)."""
+    return _TYPESTORE
