@@ -1,0 +1,72 @@
+"""Text descriptions of facial expressions from action-unit intensities, for expression datasets.
+
+The vocabulary (AU code -> what it looks like) follows FACS names in plain words; intensities
+0..5 are quantised into `levels` steps and stated as "k/levels" (levels = 5 gives the FACS-like
+scale, e.g. "lip corners pulled up 4/5"), or in words with `words=True`
+("slightly", "clearly", "strongly" for levels = 3). Channels below `threshold` are not mentioned;
+a face with none above it is "neutral face".
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Mapping, Optional, Sequence
+
+#: AU code -> plain description (the documented vocabulary)
+VOCABULARY: Dict[str, str] = {
+    "AU01": "inner brows raised",
+    "AU02": "outer brows raised",
+    "AU04": "brows lowered",
+    "AU05": "upper lids raised",
+    "AU06": "cheeks raised",
+    "AU07": "lids tightened",
+    "AU09": "nose wrinkled",
+    "AU10": "upper lip raised",
+    "AU12": "lip corners pulled up",
+    "AU14": "mouth corners dimpled",
+    "AU15": "lip corners pulled down",
+    "AU17": "chin raised",
+    "AU20": "lips stretched",
+    "AU23": "lips tightened",
+    "AU25": "lips parted",
+    "AU26": "jaw dropped",
+    "AU45": "eyes closed",
+}
+#: order of mention: top of the face to the bottom
+ORDER: Sequence[str] = tuple(VOCABULARY)
+_WORDS = {2: ("slightly", "strongly"), 3: ("slightly", "clearly", "strongly"),
+          4: ("slightly", "moderately", "clearly", "strongly"),
+          5: ("trace of", "slightly", "moderately", "clearly", "strongly")}
+MAX_INTENSITY = 5.0
+
+
+def level(intensity: float, levels: int) -> int:
+    """Intensity 0..5 quantised to 0..levels (rounded to the nearest step)."""
+    if not math.isfinite(intensity) or intensity <= 0:
+        return 0
+    return int(min(levels, round(min(intensity, MAX_INTENSITY) / MAX_INTENSITY * levels)))
+
+
+def describe(aus: Mapping[str, float], levels: int = 5, threshold: float = 0.5, words: bool = False,
+             head: Optional[Mapping[str, float]] = None) -> str:
+    """One sentence stating the expression with intensity levels, e.g.
+    "inner brows raised 3/5, lip corners pulled up 4/5, jaw dropped 1/5"."""
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
+    if words and levels not in _WORDS:
+        raise ValueError(f"words=True needs levels in {sorted(_WORDS)}, got {levels}")
+    parts: List[str] = []
+    for code in ORDER:
+        value = aus.get(code)
+        if value is None or not math.isfinite(value) or value < threshold:
+            continue
+        k = level(value, levels)
+        if k == 0:
+            continue
+        parts.append(f"{_WORDS[levels][k - 1]} {VOCABULARY[code]}" if words else f"{VOCABULARY[code]} {k}/{levels}")
+    for name, (pos, neg) in (("head_yaw", ("turned left", "turned right")),
+                             ("head_pitch", ("tilted down", "tilted up")),
+                             ("head_roll", ("tilted toward the right shoulder", "tilted toward the left shoulder"))):
+        angle = (head or {}).get(name)
+        if angle is not None and math.isfinite(angle) and abs(math.degrees(angle)) >= 5:
+            parts.append(f"head {pos if angle > 0 else neg} {abs(math.degrees(angle)):.0f} deg")
+    return ", ".join(parts) if parts else "neutral face"
