@@ -1,0 +1,225 @@
+"""Render a recorded session: AU-versus-joint plots, a latency histogram, a side-by-side video
+(the human frame with landmarks | the robot face posed by its joint states), metrics JSON and an
+HTML page tying them together.
+
+    python -m humimic_experiments.report out/session --out out/session_report
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from humimic_core.paths import config_file
+from humimic_core.robot_config import RobotConfig, load_robot_config
+from humimic_experiments.bag_io import topic_summary
+from humimic_experiments.face_drawing import draw_robot_face
+from humimic_experiments.metrics import drop_rate, fidelity_table, stage_latencies
+from humimic_experiments.session import Session, load_session
+
+STAGES = ("/face/action_units", "/joint_commands", "/driver/written_goals")
+VIDEO = "side_by_side.webm"
+
+
+def channel_joint_pairs(config: RobotConfig) -> List[Tuple[str, str]]:
+    """(channel, joint) pairs to plot: each mapped joint with its strongest channel, one per channel."""
+    pairs, seen = [], set()
+    for joint, entry in config.mapping.items():
+        if not entry.weights:
+            continue
+        channel = max(entry.weights, key=lambda c: abs(entry.weights[c]))
+        if channel not in seen:
+            seen.add(channel)
+            pairs.append((channel, joint))
+    return pairs
+
+
+def session_metrics(session: Session, config: RobotConfig) -> Dict[str, object]:
+    """Latency per stage, frame drops and (with a forward model) fidelity of the session."""
+    frames = [s for _, s in session.frames]
+    reached = {topic: [s.stamp for s in session.series.get(topic, [])] for topic in STAGES}
+    out: Dict[str, object] = {
+        "frames": len(frames),
+        "frames_with_face": sum(1 for s in session.series.get("/face/action_units", []) if s.values),
+        "latency_from_camera_stamp": stage_latencies(session.arrivals()),
+        "drop_rate": {topic: drop_rate(frames, stamps) for topic, stamps in reached.items()},
+    }
+    expected = robot_expression(session, config)
+    if expected:
+        human = session.curves("/face/action_units")
+        out["fidelity"] = fidelity_table(human, expected)
+    return out
+
+
+def robot_expression(session: Session, config: RobotConfig) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """channel -> (times s, values) the robot is expected to show from its achieved joint states."""
+    try:
+        from humimic_retarget.forward_model import ForwardModel
+    except ImportError:
+        return {}
+    model = ForwardModel.from_config(config)
+    states = session.series.get("/joint_states", [])
+    acc: Dict[str, Tuple[List[float], List[float]]] = {}
+    for s in states:
+        for channel, value in model.expression(s.values).items():
+            ts, vs = acc.setdefault(channel, ([], []))
+            ts.append(s.arrival * 1e-9)
+            vs.append(value)
+    return {k: (np.asarray(t), np.asarray(v)) for k, (t, v) in acc.items()}
+
+
+def plot_curves(session: Session, config: RobotConfig, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = channel_joint_pairs(config)
+    human = session.curves("/face/action_units")
+    states = session.curves("/joint_states", by="arrival")
+    t0 = session.frames[0][0] * 1e-9 if session.frames else 0.0
+    fig, axes = plt.subplots(len(pairs), 1, figsize=(12, 1.8 * len(pairs) + 1), sharex=True, squeeze=False)
+    for ax, (channel, joint) in zip(axes[:, 0], pairs):
+        if channel in human:
+            t, v = human[channel]
+            ax.plot(t - t0, v, color="tab:blue", linewidth=0.9, label=f"human {channel}")
+        ax.set_ylabel(channel, color="tab:blue")
+        twin = ax.twinx()
+        if joint in states:
+            t, v = states[joint]
+            twin.plot(t - t0, v, color="tab:red", linewidth=0.9, label=f"robot {joint}")
+        twin.set_ylabel(f"{joint} (rad)", color="tab:red", fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.suptitle("human channel (blue, AU 0-5 or head angle rad) vs the robot joint it drives (red, /joint_states)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_latency(session: Session, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = {s for _, s in session.frames}
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for topic in STAGES:
+        lat = [(s.arrival - s.stamp) * 1e-6 for s in session.series.get(topic, []) if s.stamp in frames]
+        if lat:
+            ax.hist(lat, bins=40, alpha=0.5, label=f"{topic} (p50 {np.median(lat):.1f} ms)")
+    ax.set_xlabel("latency from camera stamp (ms)")
+    ax.set_ylabel("messages")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def render_video(session: Session, config: RobotConfig, path: Path, height: int = 360) -> int:
+    """Side-by-side video; returns the number of frames written."""
+    topics = topic_summary(session.path)
+    source = "/face/debug_image" if "/face/debug_image" in topics else "/camera/image_raw"
+    total = topics.get(source, ("", 0))[1]
+    fps = 30.0
+    if len(session.frames) > 2:
+        span = (session.frames[-1][1] - session.frames[0][1]) * 1e-9
+        fps = (len(session.frames) - 1) / span if span > 0 else fps
+    writer, written = None, 0
+    for arrival, stamp, img in tqdm(session.frames_of(source), total=total, desc="side-by-side video",
+                                    unit="frame"):
+        scale = height / img.shape[0]
+        human = cv2.resize(img, (int(round(img.shape[1] * scale)), height))
+        joints = session.state_at("/joint_states", arrival) or {}
+        robot = draw_robot_face(config, joints, (height, height), label="robot (/joint_states)")
+        frame = np.hstack([human, robot])
+        if writer is None:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), fps, frame.shape[1::-1])
+            if not writer.isOpened():
+                raise RuntimeError(f"cannot write {path}: OpenCV has no VP8 encoder")
+        writer.write(frame)
+        written += 1
+    if writer is not None:
+        writer.release()
+    return written
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.3g}"
+    return html.escape(str(value))
+
+
+def write_html(out: Path, metrics: Dict[str, object], title: str) -> None:
+    rows = []
+    for topic, stats in metrics["latency_from_camera_stamp"].items():  # type: ignore[union-attr]
+        rows.append(f"<tr><td>{html.escape(topic)}</td><td>{stats.get('n', 0)}</td><td>{_fmt(stats.get('p50_ms'))}"
+                    f"</td><td>{_fmt(stats.get('p99_ms'))}</td><td>"
+                    f"{_fmt(metrics['drop_rate'].get(topic, float('nan')))}</td></tr>")  # type: ignore[union-attr]
+    fidelity = metrics.get("fidelity") or []
+    fid_rows = "".join(
+        f"<tr><td>{_fmt(r['segment'])}</td><td>{_fmt(r['channel'])}</td><td>{_fmt(r['pearson'])}</td>"
+        f"<td>{_fmt(r['best_pearson'])}</td><td>{_fmt(r['lag_s'])}</td></tr>" for r in fidelity)
+    fid_html = (f"<h2>Imitation fidelity</h2><p>Pearson correlation between the human's channel and the "
+                f"expression the robot is expected to show from its achieved joint states (forward model); "
+                f"lag &gt; 0: the robot follows.</p><table id='fidelity'><tr><th>segment</th><th>channel</th>"
+                f"<th>r (lag 0)</th><th>r (best lag)</th><th>lag (s)</th></tr>{fid_rows}</table>"
+                if fidelity else "")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1300px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img,video{{max-width:100%}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<p id="summary">{metrics['frames']} camera frames, {metrics['frames_with_face']} with a face.</p>
+<h2>Human and robot, side by side</h2>
+<video id="video" src="{VIDEO}" controls loop muted width="960"></video>
+<h2>Channels and the joints they drive</h2><img id="curves" src="curves.png" alt="AU and joint curves">
+<h2>Latency</h2><img id="latency" src="latency.png" alt="latency histogram">
+<table id="latency-table"><tr><th>stage</th><th>n</th><th>p50 (ms)</th><th>p99 (ms)</th><th>drop rate</th></tr>
+{''.join(rows)}</table>
+{fid_html}
+<p>Raw figures: <a href="metrics.json">metrics.json</a></p>
+</body></html>
+"""
+    (out / "index.html").write_text(page)
+
+
+def render_report(recording: str | Path, out: str | Path, config: Optional[RobotConfig] = None) -> Path:
+    """Write the report of a recording into `out`; returns the HTML page's path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = config or load_robot_config(config_file("robot_face.yaml"))
+    session = load_session(recording)
+    if not session.frames:
+        raise ValueError(f"{recording}: no /camera/image_raw messages: nothing to report")
+    metrics = session_metrics(session, config)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    plot_curves(session, config, out / "curves.png")
+    plot_latency(session, out / "latency.png")
+    metrics["video_frames"] = render_video(session, config, out / VIDEO)
+    write_html(out, metrics, f"humimic session {Path(recording).name}")
+    return out / "index.html"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("recording", help="recording folder (segments) or a rosbag2 bag folder")
+    parser.add_argument("--out", default=None, help="report folder (default: <recording>_report)")
+    parser.add_argument("--robot-config", default=str(config_file("robot_face.yaml")), help="robot config YAML")
+    args = parser.parse_args(argv)
+    out = args.out or f"{args.recording.rstrip('/')}_report"
+    page = render_report(args.recording, out, load_robot_config(args.robot_config))
+    print(f"humimic-report: wrote {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
