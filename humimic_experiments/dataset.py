@@ -1,0 +1,92 @@
+"""Export a recorded session as an expression dataset: JSONL + images.
+
+One record per camera frame with a face:
+    {"image": "images/000042.jpg", "stamp_ns": ..., "action_units": {"AU01": 1.2, ...},
+     "head": {"head_yaw": rad, ...}, "joint_commands": {joint: rad}, "joint_states": {joint: rad},
+     "text": "inner brows raised 1/5, ..."}
+`joint_commands` is the retarget output for that very frame (same stamp); `joint_states` is what
+the servos reported last before the frame's command was written. The text follows
+humimic_experiments.describe (vocabulary and granularity documented there).
+
+    python -m humimic_experiments.dataset out/session --out out/dataset --levels 5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Sequence
+
+import cv2
+from tqdm import tqdm
+
+from humimic_experiments.describe import describe
+from humimic_experiments.session import as_mapping, load_session
+from humimic_retarget.head_angles import head_angles, quaternion_to_matrix
+
+DATASET_FILE = "dataset.jsonl"
+
+
+def export_dataset(recording: str | Path, out: str | Path, levels: int = 5, threshold: float = 0.5,
+                   words: bool = False, jpeg_quality: int = 95) -> int:
+    """Write images/ and dataset.jsonl into `out`; returns the number of records."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    session = load_session(recording)
+    aus = as_mapping(session.series.get("/face/action_units", []))
+    commands = as_mapping(session.series.get("/joint_commands", []))
+    arrivals = {s.stamp: s.arrival for s in session.series.get("/joint_commands", [])}
+    poses = dict(session.head_pose)
+    count = 0
+    with open(out / DATASET_FILE, "w") as jsonl:
+        for _, stamp, img in tqdm(session.frames_of(), total=len(session.frames), desc="dataset", unit="frame"):
+            face = aus.get(stamp)
+            if not face:
+                continue
+            head: Dict[str, float] = {}
+            if stamp in poses:
+                yaw, pitch, roll = head_angles(quaternion_to_matrix(poses[stamp]))
+                head = {"head_yaw": yaw, "head_pitch": pitch, "head_roll": roll}
+            name = f"images/{count:06d}.jpg"
+            if not cv2.imwrite(str(out / name), img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
+                raise OSError(f"cannot write {out / name}")
+            record = {
+                "image": name, "stamp_ns": stamp, "action_units": face, "head": head,
+                "joint_commands": commands.get(stamp, {}),
+                "joint_states": session.state_at("/joint_states", arrivals.get(stamp, stamp)) or {},
+                "text": describe(face, levels, threshold, words, head),
+            }
+            jsonl.write(json.dumps(record) + "\n")
+            count += 1
+    return count
+
+
+def read_dataset(folder: str | Path) -> Iterator[Dict[str, object]]:
+    """The records of an exported dataset, each with its image loaded under "pixels" (BGR)."""
+    folder = Path(folder)
+    with open(folder / DATASET_FILE) as f:
+        for line in f:
+            record = json.loads(line)
+            pixels = cv2.imread(str(folder / record["image"]))
+            if pixels is None:
+                raise FileNotFoundError(f"{folder / record['image']} missing or unreadable")
+            record["pixels"] = pixels
+            yield record
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("recording", help="recording folder (segments) or a rosbag2 bag folder")
+    parser.add_argument("--out", required=True, help="dataset folder")
+    parser.add_argument("--levels", type=int, default=5, help="intensity steps in the text (default 5: k/5)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="AU intensity below which it is not mentioned")
+    parser.add_argument("--words", action="store_true", help="intensity in words (levels 2-5) instead of k/levels")
+    args = parser.parse_args(argv)
+    n = export_dataset(args.recording, args.out, args.levels, args.threshold, args.words)
+    print(f"humimic-dataset: {n} records in {Path(args.out) / DATASET_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
