@@ -49,13 +49,12 @@ def session_metrics(session: Session, config: RobotConfig) -> Dict[str, object]:
     out: Dict[str, object] = {
         "frames": len(frames),
         "frames_with_face": sum(1 for s in session.series.get("/face/action_units", []) if s.values),
-        "latency_from_camera_stamp": stage_latencies(session.arrivals()),
+        "latency_from_camera_stamp": {t: v for t, v in stage_latencies(session.arrivals()).items() if t in STAGES},
         "drop_rate": {topic: drop_rate(frames, stamps) for topic, stamps in reached.items()},
     }
     expected = robot_expression(session, config)
     if expected:
-        human = session.curves("/face/action_units")
-        out["fidelity"] = fidelity_table(human, expected)
+        out["fidelity"] = fidelity_table({**session.curves("/face/action_units"), **session.head_curves()}, expected)
     return out
 
 
@@ -83,7 +82,7 @@ def plot_curves(session: Session, config: RobotConfig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     pairs = channel_joint_pairs(config)
-    human = session.curves("/face/action_units")
+    human = {**session.curves("/face/action_units"), **session.head_curves()}
     states = session.curves("/joint_states", by="arrival")
     t0 = session.frames[0][0] * 1e-9 if session.frames else 0.0
     fig, axes = plt.subplots(len(pairs), 1, figsize=(12, 1.8 * len(pairs) + 1), sharex=True, squeeze=False)

@@ -54,6 +54,16 @@ class Session:
                 vs.append(value)
         return {k: (np.asarray(t), np.asarray(v)) for k, (t, v) in acc.items()}
 
+    def head_curves(self) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+        """head_yaw / head_pitch / head_roll (rad) over header-stamp time, from /face/head_pose."""
+        from humimic_retarget.head_angles import head_angles, quaternion_to_matrix
+
+        if not self.head_pose:
+            return {}
+        t = np.array([s * 1e-9 for s, _ in self.head_pose])
+        angles = np.array([head_angles(quaternion_to_matrix(q)) for _, q in self.head_pose])
+        return {name: (t, angles[:, i]) for i, name in enumerate(("head_yaw", "head_pitch", "head_roll"))}
+
     def state_at(self, topic: str, arrival: int) -> Optional[Dict[str, float]]:
         """The latest sample of a topic that arrived at or before ``arrival``."""
         samples = self.series.get(topic, [])
