@@ -14,19 +14,21 @@ from typing import Dict, Tuple
 
 @dataclass(frozen=True)
 class Register:
-    """One control-table entry: address, size in bytes, EEPROM (locked while torque is on)."""
+    """One control-table entry: address, size in bytes, EEPROM (locked while torque is on),
+    signed value, read-only (access "R" in the e-Manual)."""
 
     address: int
     size: int
     eeprom: bool = False
     signed: bool = False
+    readonly: bool = False
 
 
 # Layout shared by the X-series (XL330, XC330, XM430, XM540, ...): name -> register.
 X_SERIES_REGISTERS: Dict[str, Register] = {
-    "model_number": Register(0, 2, True),
-    "model_information": Register(2, 4, True),
-    "firmware_version": Register(6, 1, True),
+    "model_number": Register(0, 2, True, readonly=True),
+    "model_information": Register(2, 4, True, readonly=True),
+    "firmware_version": Register(6, 1, True, readonly=True),
     "id": Register(7, 1, True),
     "baud_rate": Register(8, 1, True),
     "return_delay_time": Register(9, 1, True),
@@ -48,8 +50,8 @@ X_SERIES_REGISTERS: Dict[str, Register] = {
     "torque_enable": Register(64, 1),
     "led": Register(65, 1),
     "status_return_level": Register(68, 1),
-    "registered_instruction": Register(69, 1),
-    "hardware_error_status": Register(70, 1),
+    "registered_instruction": Register(69, 1, readonly=True),
+    "hardware_error_status": Register(70, 1, readonly=True),
     "velocity_i_gain": Register(76, 2),
     "velocity_p_gain": Register(78, 2),
     "position_d_gain": Register(80, 2),
@@ -61,17 +63,17 @@ X_SERIES_REGISTERS: Dict[str, Register] = {
     "profile_acceleration": Register(108, 4),
     "profile_velocity": Register(112, 4),
     "goal_position": Register(116, 4, signed=True),
-    "realtime_tick": Register(120, 2),
-    "moving": Register(122, 1),
-    "moving_status": Register(123, 1),
-    "present_pwm": Register(124, 2, signed=True),
-    "present_current": Register(126, 2, signed=True),
-    "present_velocity": Register(128, 4, signed=True),
-    "present_position": Register(132, 4, signed=True),
-    "velocity_trajectory": Register(136, 4, signed=True),
-    "position_trajectory": Register(140, 4, signed=True),
-    "present_input_voltage": Register(144, 2),
-    "present_temperature": Register(146, 1),
+    "realtime_tick": Register(120, 2, readonly=True),
+    "moving": Register(122, 1, readonly=True),
+    "moving_status": Register(123, 1, readonly=True),
+    "present_pwm": Register(124, 2, signed=True, readonly=True),
+    "present_current": Register(126, 2, signed=True, readonly=True),
+    "present_velocity": Register(128, 4, signed=True, readonly=True),
+    "present_position": Register(132, 4, signed=True, readonly=True),
+    "velocity_trajectory": Register(136, 4, signed=True, readonly=True),
+    "position_trajectory": Register(140, 4, signed=True, readonly=True),
+    "present_input_voltage": Register(144, 2, readonly=True),
+    "present_temperature": Register(146, 1, readonly=True),
 }
 
 # Operating mode values (address 11).

@@ -1,0 +1,188 @@
+"""The dynamixel_driver node as a real process against the emulated bus, seen from a test rclpy node."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from dynamixel_sdk import COMM_SUCCESS, PacketHandler, PortHandler
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import JointState
+
+from humimic_core import paths
+from humimic_core.robot_config import load_robot_config
+from humimic_core.ros_util import RELIABLE_QOS
+from humimic_core.stamps import from_ns, to_ns
+from humimic_driver.bus import ARRIVED_TICKS
+from humimic_driver.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
+from humimic_driver.emulated_bus import emulator_process
+
+pytestmark = pytest.mark.timeout(90)
+
+CONFIG = load_robot_config(paths.config_file("robot_face.yaml"))
+LIMITS = {s.joint: (s.min, s.max) for s in CONFIG.servos}
+NEUTRAL = {s.joint: s.neutral for s in CONFIG.servos}
+TOL = 2 * RAD_PER_TICK
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Probe:
+    """A test node: publishes /joint_commands, records /joint_states, written goals and diagnostics."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("driver_test_probe", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.commands = self.node.create_publisher(JointState, "/joint_commands", RELIABLE_QOS)
+        self.states, self.written, self.diagnostics = [], [], []
+        self.node.create_subscription(JointState, "/joint_states", self.states.append, RELIABLE_QOS)
+        self.node.create_subscription(JointState, "/driver/written_goals", self.written.append, RELIABLE_QOS)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+
+    def spin_until(self, predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def send(self, command: dict, stamp_ns: int) -> None:
+        msg = JointState(name=list(command), position=[float(v) for v in command.values()])
+        msg.header.stamp = from_ns(stamp_ns)
+        self.commands.publish(msg)
+
+    def now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def latest_positions(self) -> dict:
+        msg = self.states[-1]
+        return dict(zip(msg.name, msg.position))
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def probe():
+    probe = Probe()
+    yield probe
+    probe.close()
+
+
+@pytest.fixture
+def link(tmp_path):
+    path = tmp_path / "servo_bus"
+    with emulator_process(path):
+        yield str(path)
+
+
+@pytest.fixture
+def driver(link, tmp_path):
+    """Start the driver node process on the emulator; returns a function that stops it with SIGINT."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    log = open(tmp_path / "driver.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "humimic_driver.driver_node", "--ros-args", "-p", f"port:={link}",
+         "-p", "command_timeout:=0.6", "-p", "state_rate:=50.0"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def stop() -> int:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+
+    yield stop
+    try:
+        stop()
+    finally:
+        log.seek(0)
+        sys.stdout.write(log.read())  # shown by pytest when a test fails
+        log.close()
+
+
+def within_limits(msg: JointState) -> bool:
+    return all(LIMITS[n][0] - TOL <= x <= LIMITS[n][1] + TOL for n, x in zip(msg.name, msg.position))
+
+
+def near(positions: dict, targets: dict, tol: float = TOL) -> bool:
+    return all(abs(positions[j] - v) <= tol for j, v in targets.items())
+
+
+def wait_for_driver(probe: Probe) -> None:
+    probe.spin_until(lambda: probe.states and probe.commands.get_subscription_count() > 0, 30.0,
+                     "/joint_states from the driver and its /joint_commands subscription")
+
+
+def test_driver_follows_commands_within_limits(probe, driver):
+    wait_for_driver(probe)
+    stamp = probe.now_ns() - 20_000_000  # as if the camera frame was taken 20 ms ago
+    command = {"jaw": 0.3, "lip_corner_left": 2.0, "not_a_joint": 1.0}  # subset, one beyond max, one unknown
+    probe.send(command, stamp)
+    probe.spin_until(lambda: any(to_ns(m.header.stamp) == stamp for m in probe.written), 10.0, "written goals")
+    goals = next(m for m in probe.written if to_ns(m.header.stamp) == stamp)
+    written = dict(zip(goals.name, goals.position))
+    assert set(written) == set(LIMITS)
+    assert written["jaw"] == pytest.approx(0.3, abs=RAD_PER_TICK)
+    assert written["lip_corner_left"] == pytest.approx(LIMITS["lip_corner_left"][1], abs=RAD_PER_TICK)
+    target = {"jaw": 0.3, "lip_corner_left": LIMITS["lip_corner_left"][1]}
+    probe.spin_until(lambda: near(probe.latest_positions(), target), 10.0, "joint states at the command")
+    assert all(within_limits(m) for m in probe.states)
+    state = probe.states[-1]
+    assert len(state.velocity) == len(state.name) == len(LIMITS)
+
+    nan_stamp = probe.now_ns()
+    probe.send({"jaw": math.nan, "neck_yaw": 0.2}, nan_stamp)  # NaN: jaw keeps its goal
+    probe.spin_until(lambda: any(to_ns(m.header.stamp) == nan_stamp for m in probe.written), 10.0,
+                     "written goals of the NaN command")
+    after = dict(zip(probe.written[-1].name, probe.written[-1].position))
+    assert after["jaw"] == pytest.approx(0.3, abs=RAD_PER_TICK)
+    assert after["neck_yaw"] == pytest.approx(0.2, abs=RAD_PER_TICK)
+
+    probe.spin_until(lambda: any(int(dict((v.key, v.value) for v in d.status[0].values)["writes"]) >= 2
+                                 for d in probe.diagnostics), 5.0, "diagnostics counting the writes")
+    status = probe.diagnostics[-1].status[0]
+    values = {v.key: v.value for v in status.values}
+    assert status.level == DiagnosticStatus.OK
+    assert int(values["reads"]) > 0 and values["comm_errors"] == "0"
+    assert 0.0 < float(values["latency_p99_ms"]) < 5000.0
+
+
+def test_watchdog_neutral_and_sigint_torque_off(probe, driver, link):
+    wait_for_driver(probe)
+    pose = {"jaw": 0.4, "neck_yaw": 0.5}
+    probe.send(pose, probe.now_ns())
+    probe.spin_until(lambda: near(probe.latest_positions(), pose), 10.0, "joint states at the pose")
+    # No more commands: after command_timeout (0.6 s) the driver writes neutral once.
+    probe.spin_until(lambda: near(probe.latest_positions(), NEUTRAL), 10.0, "watchdog return to neutral")
+
+    probe.send(pose, probe.now_ns())
+    probe.spin_until(lambda: near(probe.latest_positions(), pose), 10.0, "joint states at the pose again")
+    assert driver() == 0  # SIGINT: neutral, then torque off, clean exit
+
+    port, ph = PortHandler(link), PacketHandler(2.0)
+    assert port.openPort()
+    try:
+        for servo in CONFIG.servos:
+            torque, result, _ = ph.read1ByteTxRx(port, servo.id, REG["torque_enable"].address)
+            tick, result2, _ = ph.read4ByteTxRx(port, servo.id, REG["present_position"].address)
+            assert result == result2 == COMM_SUCCESS
+            assert torque == 0, servo.joint
+            assert abs(tick - servo.to_tick(servo.neutral)) <= ARRIVED_TICKS, servo.joint
+    finally:
+        port.closePort()
