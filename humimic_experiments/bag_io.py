@@ -118,8 +118,18 @@ def topic_summary(path: str | Path) -> Dict[str, Tuple[str, int]]:
 
 
 def deserialize(message: BagMessage):
-    """The rosbags (pure Python) message object of a bag message."""
-    return _TYPESTORE.deserialize_cdr(message.data, message.msgtype)
+    """The rosbags (pure Python) message object of a bag message.
+
+    Bytes after the end of the message are ignored, as DDS readers do: rclpy's
+    serialize_message() in some builds returns its buffer with a few bytes of slack at the end.
+    """
+    data = message.data
+    if len(data) < 4 or data[:2] not in (b"\x00\x00", b"\x00\x01"):
+        raise ValueError(f"{message.topic}: not a CDR message")
+    msgdef = _TYPESTORE.get_msgdef(message.msgtype)
+    decode = msgdef.deserialize_cdr_le if data[1] else msgdef.deserialize_cdr_be
+    value, _ = decode(memoryview(data)[4:], 0, msgdef.cls, _TYPESTORE)
+    return value
 
 
 def serialize(msg, msgtype: str) -> bytes:
