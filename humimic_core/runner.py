@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from humimic_core.graph import LAUNCH_ARGUMENTS, ProcessSpec, imitation_graph
+from humimic_core.graph import LAUNCH_ARGUMENTS, ProcessSpec, imitation_graph, process_environment
 
 #: Seconds a process gets to exit after SIGINT before SIGTERM, then SIGKILL.
 STOP_GRACE = 8.0
@@ -41,7 +41,7 @@ def command(spec: ProcessSpec) -> Optional[List[str]]:
     if spec.package != "humimic":
         exe = shutil.which(spec.executable)
         if exe is None:
-            return None
+            return command(spec.fallback) if spec.fallback is not None else None
         cmd = [exe, *spec.arguments]
     else:
         cmd = [sys.executable, "-u", "-m", spec.module, *spec.arguments]
@@ -61,7 +61,7 @@ class Pipeline:
                  env: Optional[Mapping[str, str]] = None) -> None:
         self.specs = list(specs)
         self.log_dir = log_dir
-        self.env = dict(os.environ if env is None else env)
+        self.env = process_environment(os.environ if env is None else env)
         self.processes: Dict[str, subprocess.Popen] = {}
         self.skipped: List[str] = []
 
@@ -114,8 +114,9 @@ class Pipeline:
     def stop(self) -> Dict[str, int]:
         """Stop every process, most downstream-safe order; returns the exit codes."""
         order = [s.name for s in reversed(self.specs) if s.name in self.processes]
-        # the emulated bus goes last, after the driver has made the servos safe
-        order.sort(key=lambda n: n == "servo_emulator")
+        # the recorder keeps recording the shutdown; the emulated bus goes last, after the driver
+        # has made the servos safe
+        order.sort(key=lambda n: {"recorder": 1, "servo_emulator": 2}.get(n, 0))
         for name in order:
             proc = self.processes[name]
             if proc.poll() is None:
