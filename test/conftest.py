@@ -16,7 +16,10 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 
-from humimic_core.paths import media_dir, shared_media_dir  # noqa: E402
+from humimic_core.paths import config_file, media_dir, shared_media_dir  # noqa: E402
+
+# Whole camera frames over shared memory (see config/fastdds.xml), in this process and its children.
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_file("fastdds.xml")))
 
 
 @pytest.fixture(scope="session")
