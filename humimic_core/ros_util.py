@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 import rclpy
 from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy, qos_profile_sensor_data
 
@@ -23,6 +24,10 @@ def declare(node: Node, name: str, default: Any, description: str, read_only: bo
     return node.declare_parameter(name, default, desc).value
 
 
+#: Longest wait (s) of the spin loop, so SIGINT/SIGTERM are handled promptly on idle nodes.
+SPIN_SLICE = 0.2
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -31,7 +36,7 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None) -> None:
     """Init rclpy, build the node, spin until SIGINT/SIGTERM, then let the node clean up.
 
     A node may define ``shutdown()``; it is called once before the node is destroyed, also on
-    SIGTERM, so drivers can leave hardware in a safe state.
+    SIGTERM, with further SIGINT/SIGTERM ignored, so drivers can leave hardware in a safe state.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, _interrupt)
@@ -39,10 +44,17 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None) -> None:
     node = None
     try:
         node = factory()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        # spin in slices: with rclpy's own signal handling off, a signal is only seen between waits
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_SLICE)
     except KeyboardInterrupt:
         pass
     finally:
+        # a second Ctrl-C must not cut the node's safe shutdown short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             shutdown = getattr(node, "shutdown", None)
             if callable(shutdown):

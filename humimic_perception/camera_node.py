@@ -1,0 +1,117 @@
+"""ROS 2 node `camera`: publishes frames of a camera, video file or image folder.
+
+/camera/image_raw (bgr8) and /camera/camera_info (pinhole from horizontal_fov_deg) share one stamp,
+the node clock at capture. realtime: a timer paces frames at fps. Not realtime (files/folders):
+the first frame waits for a subscriber, the next one goes out as soon as /face/action_units answers
+the last (same stamp) or after BACKPRESSURE_TIMEOUT without an answer. A non-looping file or
+folder ends the process (exit 0).
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Header
+
+from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, run_node
+from humimic_core.stamps import to_ns
+from humimic_perception.frame_source import FrameSource, FrameSourceError
+from humimic_perception.intrinsics import Intrinsics
+from humimic_perception.ros_convert import camera_info_msg, image_to_msg
+
+#: Seconds to wait for the answer to a frame before sending the next one anyway (not realtime).
+BACKPRESSURE_TIMEOUT = 1.0
+#: Period of the check for a missing answer (not realtime).
+BACKPRESSURE_POLL = 0.05
+
+
+class CameraNode(Node):
+    def __init__(self) -> None:
+        super().__init__("camera")
+        source = declare(self, "source", "", 'V4L2 index ("0"), /dev/videoN, a video file or an image folder; '
+                                             '"" = the sample video')
+        self.frame_id = declare(self, "frame_id", "camera_optical_frame", "REP-105 optical frame of the camera")
+        fps = declare(self, "fps", 0.0, "publish rate; 0 = the file's own rate (video) / the camera's or 30 "
+                                        "(camera, images)")
+        self.realtime = declare(self, "realtime", True, "video files: pace at fps (true) or publish the next "
+                                                        "frame when /face/action_units answered the last (false)")
+        loop = declare(self, "loop", False, "video files and image folders: start again at the end")
+        width = declare(self, "width", 0, "V4L2: requested capture width (0 = driver default)")
+        height = declare(self, "height", 0, "V4L2: requested capture height (0 = driver default)")
+        self.hfov = declare(self, "horizontal_fov_deg", 60.0, "horizontal field of view for CameraInfo")
+        try:
+            self.source = FrameSource(source, fps=fps, loop=loop, width=width, height=height)
+        except FrameSourceError as exc:
+            self.get_logger().fatal(str(exc))
+            raise SystemExit(1) from None
+        self.image_pub = self.create_publisher(Image, "/camera/image_raw", SENSOR_QOS)
+        self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", SENSOR_QOS)
+        self.published = 0
+        self._skipped_logged = 0
+        self._intrinsics: Optional[Intrinsics] = None
+        self._last_stamp_ns: Optional[int] = None
+        self._last_sent = 0.0
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        if self.realtime or self.source.kind == "camera":
+            self.create_timer(1.0 / self.source.fps, self.publish_next, clock=steady)
+            mode = f"{self.source.fps:.2f} fps"
+        else:
+            self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
+            self.create_timer(BACKPRESSURE_POLL, self.on_poll, clock=steady)
+            mode = "backpressure from /face/action_units"
+        self.get_logger().info(f"publishing {self.source.kind} {self.source.name} ({mode})")
+
+    def publish_next(self) -> None:
+        """Capture, stamp and publish one frame; at the end of the source stop the process."""
+        try:
+            frame = self.source.read()
+        except FrameSourceError as exc:
+            self.get_logger().fatal(str(exc))
+            raise SystemExit(1) from None
+        if self.source.skipped > self._skipped_logged:
+            self._skipped_logged = self.source.skipped
+            self.get_logger().warning(f"skipped {self.source.skipped} undecodable frame(s) of {self.source.name}")
+        if frame is None:
+            self.get_logger().info(f"end of source after {self.published} frames")
+            raise SystemExit(0)
+        height, width = frame.image.shape[:2]
+        if self._intrinsics is None or (self._intrinsics.width, self._intrinsics.height) != (width, height):
+            try:
+                self._intrinsics = Intrinsics.from_fov(width, height, self.hfov)
+            except ValueError as exc:
+                self.get_logger().fatal(f"cannot make the CameraInfo: {exc}")
+                raise SystemExit(1) from None
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        self.info_pub.publish(camera_info_msg(self._intrinsics, header))
+        self.image_pub.publish(image_to_msg(frame.image, header))
+        self.published += 1
+        self._last_stamp_ns = to_ns(header.stamp)
+        self._last_sent = time.monotonic()
+
+    def on_action_units(self, msg: JointState) -> None:
+        if self._last_stamp_ns is not None and to_ns(msg.header.stamp) == self._last_stamp_ns:
+            self._last_stamp_ns = None
+            self.publish_next()
+
+    def on_poll(self) -> None:
+        """First frame once someone subscribes, then the next one whenever the last got no answer
+        within BACKPRESSURE_TIMEOUT."""
+        if self.published == 0:
+            if self.image_pub.get_subscription_count() > 0:
+                self.publish_next()
+        elif time.monotonic() - self._last_sent >= BACKPRESSURE_TIMEOUT:
+            self.publish_next()
+
+    def shutdown(self) -> None:
+        self.source.close()
+
+
+def main(args: Optional[list] = None) -> None:
+    run_node(CameraNode, args)
+
+
+if __name__ == "__main__":
+    main()

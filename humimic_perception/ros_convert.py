@@ -1,0 +1,77 @@
+"""Conversions between numpy/perception results and the standard ROS messages of the camera and
+perception nodes (messages only, no rclpy: usable in tests and offline tools)."""
+from __future__ import annotations
+
+from typing import Dict
+
+import cv2
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2, PointField
+from std_msgs.msg import Header
+
+from humimic_perception.head_pose import HeadPose, rotation_to_quaternion
+from humimic_perception.intrinsics import Intrinsics
+
+#: Encodings accepted from a camera topic, with their channel count and conversion to BGR.
+_TO_BGR = {"bgr8": (3, None), "rgb8": (3, cv2.COLOR_RGB2BGR), "mono8": (1, cv2.COLOR_GRAY2BGR)}
+
+
+def image_to_msg(bgr: np.ndarray, header: Header) -> Image:
+    """A bgr8 Image of a BGR uint8 (H, W, 3) array."""
+    height, width = bgr.shape[:2]
+    return Image(header=header, height=height, width=width, encoding="bgr8", is_bigendian=0,
+                 step=width * 3, data=np.ascontiguousarray(bgr, dtype=np.uint8).tobytes())
+
+
+def image_from_msg(msg: Image) -> np.ndarray:
+    """BGR uint8 (H, W, 3) array of a bgr8/rgb8/mono8 Image; ValueError says what is wrong."""
+    if msg.encoding not in _TO_BGR:
+        raise ValueError(f"unsupported encoding {msg.encoding!r} (expected one of {', '.join(_TO_BGR)})")
+    channels, conversion = _TO_BGR[msg.encoding]
+    if msg.width == 0 or msg.height == 0 or msg.step < msg.width * channels:
+        raise ValueError(f"bad image geometry {msg.width}x{msg.height} step {msg.step} for {msg.encoding}")
+    if len(msg.data) < msg.step * msg.height:
+        raise ValueError(f"image data has {len(msg.data)} bytes, {msg.width}x{msg.height} step {msg.step} "
+                         f"needs {msg.step * msg.height}")
+    rows = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
+    image = rows[:, :msg.width * channels].reshape(msg.height, msg.width, channels)
+    return cv2.cvtColor(image, conversion) if conversion is not None else image
+
+
+def camera_info_msg(intrinsics: Intrinsics, header: Header) -> CameraInfo:
+    """CameraInfo of an undistorted pinhole camera."""
+    return CameraInfo(header=header, width=intrinsics.width, height=intrinsics.height,
+                      distortion_model="plumb_bob", d=[0.0] * 5, k=intrinsics.k(),
+                      r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], p=intrinsics.p())
+
+
+def intrinsics_from_msg(msg: CameraInfo) -> Intrinsics:
+    return Intrinsics.from_k(msg.width, msg.height, list(msg.k))
+
+
+def action_units_msg(action_units: Dict[str, float], header: Header) -> JointState:
+    """AU intensities as a JointState (name = AU codes, position = 0..5); empty = no face."""
+    return JointState(header=header, name=list(action_units), position=[float(v) for v in action_units.values()])
+
+
+def head_pose_msg(pose: HeadPose, header: Header) -> PoseStamped:
+    msg = PoseStamped(header=header)
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in pose.translation)
+    q = msg.pose.orientation
+    q.x, q.y, q.z, q.w = rotation_to_quaternion(pose.rotation)
+    return msg
+
+
+def cloud_msg(points: np.ndarray, header: Header) -> PointCloud2:
+    """An unorganised x, y, z float32 PointCloud2 of (N, 3) points."""
+    data = np.ascontiguousarray(points, dtype="<f4")
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate("xyz")]
+    return PointCloud2(header=header, height=1, width=len(data), fields=fields, is_bigendian=False,
+                       point_step=12, row_step=12 * len(data), data=data.tobytes(),
+                       is_dense=bool(np.isfinite(data).all()))
+
+
+def cloud_from_msg(msg: PointCloud2) -> np.ndarray:
+    """(N, 3) float32 points of a cloud made by cloud_msg."""
+    return np.frombuffer(msg.data, dtype="<f4").reshape(-1, 3)

@@ -1,0 +1,228 @@
+"""The camera and face_perception nodes as separate processes on real video, watched by a probe node.
+
+Large images over Fast DDS: a frame above its default 512 KiB shared-memory segment goes over
+fragmented UDP and is often lost, so the nodes here run with a Fast DDS profile that enlarges the
+segment (FAST_DDS_PROFILE; the launch files need the same), in the test session's own domain on
+localhost (test/conftest.py).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import pytest
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState, PointCloud2
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+
+from humimic_core.paths import config_file, media_dir
+from humimic_core.ros_util import SENSOR_QOS
+from humimic_core.stamps import from_ns, to_ns
+from humimic_perception.action_units import CODES
+from humimic_perception.ros_convert import cloud_from_msg
+
+REPO = Path(__file__).resolve().parent.parent
+#: Shared memory with room for large frames, plus UDP on loopback only.
+FAST_DDS_PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
+<dds xmlns="http://www.eprosima.com">
+  <profiles>
+    <transport_descriptors>
+      <transport_descriptor>
+        <transport_id>shm_large</transport_id><type>SHM</type><segment_size>16777216</segment_size>
+      </transport_descriptor>
+      <transport_descriptor>
+        <transport_id>udp_loopback</transport_id><type>UDPv4</type>
+        <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>
+      </transport_descriptor>
+    </transport_descriptors>
+    <participant profile_name="humimic_large_frames" is_default_profile="true">
+      <rtps>
+        <userTransports><transport_id>shm_large</transport_id><transport_id>udp_loopback</transport_id></userTransports>
+        <useBuiltinTransports>false</useBuiltinTransports>
+      </rtps>
+    </participant>
+  </profiles>
+</dds>
+"""
+#: The probe's sensor subscriptions: best effort like SENSOR_QOS, with room for a whole clip so a
+#: busy test process loses no frame.
+PROBE_SENSOR_QOS = QoSProfile(depth=400, reliability=ReliabilityPolicy.BEST_EFFORT)
+pytestmark = pytest.mark.timeout(240)
+
+
+def _node_command(module: str, *params: str) -> List[str]:
+    args = [sys.executable, "-m", module, "--ros-args", "--params-file", str(config_file("humimic.yaml"))]
+    for param in params:
+        args += ["-p", param]
+    return args
+
+
+class Probe:
+    """A test node recording what the perception graph publishes."""
+
+    def __init__(self) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("perception_probe", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.images: List[int] = []
+        self.aus: List[JointState] = []
+        self.clouds: List[PointCloud2] = []
+        self.poses: List[PoseStamped] = []
+        self.debug: List[int] = []
+        sub = self.node.create_subscription
+        sub(Image, "/camera/image_raw", lambda m: self.images.append(to_ns(m.header.stamp)), PROBE_SENSOR_QOS)
+        sub(JointState, "/face/action_units", self.aus.append, QoSProfile(depth=400))
+        sub(PointCloud2, "/face/landmarks", self.clouds.append, PROBE_SENSOR_QOS)
+        sub(PoseStamped, "/face/head_pose", self.poses.append, QoSProfile(depth=400))
+        sub(Image, "/face/debug_image", lambda m: self.debug.append(to_ns(m.header.stamp)), PROBE_SENSOR_QOS)
+        self.image_pub = self.node.create_publisher(Image, "/camera/image_raw", SENSOR_QOS)
+        self.recapture = self.node.create_client(Trigger, "/face/recapture_neutral")
+
+    def spin_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if done():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return done()
+
+    def clear(self) -> None:
+        for log in (self.images, self.aus, self.clouds, self.poses, self.debug):
+            log.clear()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    """A running face_perception process and a probe that sees it."""
+    folder = tmp_path_factory.mktemp("perception")
+    (folder / "fastdds.xml").write_text(FAST_DDS_PROFILE)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(folder / "fastdds.xml"))
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        log = (folder / "face_perception.log").open("w+")
+        perception = subprocess.Popen(_node_command("humimic_perception.perception_node"), cwd=REPO,
+                                      stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        probe = Probe()
+        try:
+            ready = probe.spin_until(lambda: probe.node.count_publishers("/face/action_units") > 0
+                                    and probe.recapture.service_is_ready(), timeout=60.0)
+            log.seek(0)
+            assert ready, f"face_perception did not come up:\n{log.read()}"
+            probe.spin_until(lambda: False, timeout=1.0)  # let the subscriptions match
+            yield probe, perception
+        finally:
+            probe.close()
+            perception.send_signal(signal.SIGINT)
+            try:
+                perception.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                perception.kill()
+                perception.wait()
+            log.close()
+
+
+def _run_camera(probe: Probe, perception: subprocess.Popen, source: Path) -> str:
+    """Run the camera node on a file without pacing; returns its output after it ended by itself.
+
+    Discovery of a new process on localhost can take seconds, and the camera starts with the first
+    subscriber it sees: perception is held (SIGSTOP) until the probe receives frames, so the probe
+    sees every frame that perception answers.
+    """
+    perception.send_signal(signal.SIGSTOP)
+    camera = subprocess.Popen(_node_command("humimic_perception.camera_node", f"source:={source}",
+                                            "realtime:=false"),
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=dict(os.environ))
+    try:
+        probe.spin_until(lambda: bool(probe.images) or camera.poll() is not None, timeout=60.0)
+    finally:
+        perception.send_signal(signal.SIGCONT)
+    try:
+        probe.spin_until(lambda: camera.poll() is not None, timeout=150.0)
+    finally:
+        if camera.poll() is None:
+            camera.kill()
+    output = camera.communicate()[0]
+    assert camera.returncode == 0, output
+    probe.spin_until(lambda: False, timeout=1.0)  # the answers to the last frames
+    return output
+
+
+def _stamps(messages) -> List[int]:
+    return [to_ns(m.header.stamp) for m in messages]
+
+
+def test_bad_frames_are_skipped_with_an_empty_action_unit_message(graph):
+    probe, perception = graph
+    probe.clear()
+    bad = {
+        "unsupported encoding": Image(encoding="16UC1", width=4, height=2, step=8, data=bytes(16)),
+        "short data": Image(encoding="bgr8", width=640, height=360, step=1920, data=bytes(100)),
+    }
+    for sec, msg in enumerate(bad.values(), start=1000):
+        msg.header = Header(stamp=from_ns(sec * 1_000_000_000), frame_id="camera_optical_frame")
+        answered = lambda: sec * 1_000_000_000 in _stamps(probe.aus)  # noqa: E731
+        for _ in range(10):
+            probe.image_pub.publish(msg)
+            if probe.spin_until(answered, timeout=1.0):
+                break
+        assert answered()
+    assert all(m.name == [] and list(m.position) == [] for m in probe.aus)
+    assert perception.poll() is None
+
+
+def test_single_face_video_gives_one_action_unit_message_per_frame(graph):
+    probe, perception = graph
+    probe.clear()
+    output = _run_camera(probe, perception, media_dir() / "single_face.mp4")
+    assert "end of source after 72 frames" in output
+    images, aus = set(probe.images), _stamps(probe.aus)
+    assert len(images) >= 65, f"{len(aus)} AUs, {len(probe.clouds)} clouds, {len(probe.debug)} debug images"
+    assert set(aus) <= images and len(aus) == len(set(aus))  # image stamps, one answer each
+    assert len(aus) >= 60  # frames sent while perception was held get no answer
+    assert all(m.name == CODES for m in probe.aus)  # a face in every frame
+    assert all(m.header.frame_id == "camera_optical_frame" for m in probe.aus)
+    assert all(0.0 <= v <= 5.0 for m in probe.aus for v in m.position)
+    assert max(max(m.position) for m in probe.aus) > 2.0  # he smiles
+    assert len(probe.clouds) >= len(aus) - 5 and set(_stamps(probe.clouds)) <= images
+    for cloud in probe.clouds:
+        points = cloud_from_msg(cloud)
+        assert cloud.width == 478 and points.shape == (478, 3)
+        assert 0.2 < float(points[:, 2].min()) and float(points[:, 2].max()) < 2.0  # metres ahead
+    assert set(_stamps(probe.poses)) <= images and len(probe.poses) >= len(aus) - 2
+    assert all(p.header.frame_id == "camera_optical_frame" for p in probe.poses)
+    assert set(probe.debug) <= images and len(probe.debug) > 0
+
+
+def test_recapture_then_face_leaving_ends_with_empty_messages(graph):
+    probe, perception = graph
+    probe.clear()
+    future = probe.recapture.call_async(Trigger.Request())
+    assert probe.spin_until(future.done, timeout=10.0)
+    assert future.result().success
+    output = _run_camera(probe, perception, media_dir() / "face_noface.mov")
+    assert "end of source after 169 frames" in output
+    assert set(_stamps(probe.aus)) <= set(probe.images) and len(probe.aus) >= 150
+    faces: Dict[bool, List[JointState]] = {True: [], False: []}
+    for msg in probe.aus:
+        faces[bool(msg.name)].append(msg)
+    assert len(faces[True]) >= 20 and len(faces[False]) >= 20
+    assert all(not m.name and not m.position for m in probe.aus[-10:])  # the face has left
+    assert all(max(m.position) == 0.0 for m in faces[True][:10])  # new neutral being captured
