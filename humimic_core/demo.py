@@ -7,12 +7,14 @@ and writes a summary JSON and a picture (frames with landmarks beside the joint 
 from __future__ import annotations
 
 import json
+import math
 import os
+import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -32,6 +34,32 @@ def cpu_seconds(pid: int) -> Optional[float]:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU use of each process over the streaming window, sampled while it runs (so a process
+    that exits, like the camera at the end of a file, still gets its figure)."""
+
+    def __init__(self) -> None:
+        self.first: Dict[str, tuple] = {}
+        self.last: Dict[str, tuple] = {}
+
+    def sample(self, processes: Mapping[str, "subprocess.Popen"]) -> None:
+        now = time.time()
+        for name, proc in processes.items():
+            cpu = cpu_seconds(proc.pid) if proc.poll() is None else None
+            if cpu is not None:
+                self.first.setdefault(name, (now, cpu))
+                self.last[name] = (now, cpu)
+
+    def percent(self) -> Dict[str, float]:
+        """name -> % of one core over the sampled window."""
+        out = {}
+        for name, (t1, c1) in self.last.items():
+            t0, c0 = self.first[name]
+            if t1 - t0 > 1.0:
+                out[name] = round(100.0 * (c1 - c0) / (t1 - t0), 1)
+        return out
 
 
 def percentiles(values: Sequence[float]) -> Dict[str, float]:
@@ -135,7 +163,7 @@ def draw(monitor: Monitor, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t0 = monitor.first_frame or 0.0
+    t0 = min([monitor.first_frame or math.inf] + [t for t, _ in monitor.snapshots[:1]])
     fig = plt.figure(figsize=(16, 10), constrained_layout=True)
     grid = fig.add_gridspec(3, SNAPSHOTS)
     shots = monitor.snapshots
@@ -184,24 +212,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     specs = imitation_graph(values, include_external=False)
     monitor = Monitor()
     pipeline = Pipeline(specs, out / "logs")
-    cpu_start: Dict[str, float] = {}
+    meter = CpuMeter()
+    last_sample = [0.0]
+
+    def sampled(done) -> bool:
+        if time.time() - last_sample[0] >= 0.5:
+            meter.sample(pipeline.processes)
+            last_sample[0] = time.time()
+        return done()
+
     try:
+        # the camera starts once the monitor is matched with every stage, so no frame goes unseen
+        pipeline.start(skip=["camera"])
+        node = monitor.node
+        monitor.spin_until(lambda: bool(pipeline.failed()) or (
+            all(node.count_publishers(t) for t in TOPICS[1:]) and node.count_subscribers(TOPICS[0]) >= 2), 60.0)
+        monitor.spin_until(lambda: False, 1.0)
         pipeline.start()
         print(f"humimic-demo: started {', '.join(pipeline.processes)} (logs in {out / 'logs'})", flush=True)
         monitor.spin_until(lambda: monitor.first_frame is not None or pipeline.failed(), 60.0)
         wall_start = time.time()
-        cpu_start = {n: cpu_seconds(p.pid) or 0.0 for n, p in pipeline.processes.items()}
         camera = pipeline.processes["camera"]
-        monitor.spin_until(lambda: camera.poll() is not None or pipeline.failed(), args.timeout)
+        monitor.spin_until(lambda: sampled(lambda: camera.poll() is not None or pipeline.failed()), args.timeout)
         wall = time.time() - wall_start
-        cpu_end = {n: cpu_seconds(p.pid) for n, p in pipeline.processes.items()}
         monitor.spin_until(lambda: False, 2.0)  # the robot glides back to neutral
     finally:
         codes = pipeline.stop()
         monitor.close()
     failed = {n: c for n, c in codes.items() if c not in (0, None)}
-    cpu = {n: round(100.0 * (cpu_end[n] - cpu_start.get(n, 0.0)) / wall, 1)
-           for n in cpu_end if cpu_end[n] is not None and n != "camera"}
+    cpu = meter.percent()
     frames = len(monitor.times["/camera/image_raw"])
     summary = {
         "video": values["video"] or "sample (camera.source of config/humimic.yaml)",

@@ -28,6 +28,7 @@ LAUNCH_ARGUMENTS: Dict[str, Tuple[str, str]] = {
     "sim": ("true", "Start the emulated servo bus on a pseudo-terminal at serial_port"),
     "rviz": ("false", "Start rviz2 with the humimic layout (ROS installs only)"),
     "use_sim_time": ("false", "All nodes take time from /clock (bag replay)"),
+    "record": ("", "Record every humimic topic into this folder (ros2 bag record, MCAP); empty = no recording"),
 }
 
 # launch argument -> [(node, parameter, type)] it overrides when not empty
@@ -58,6 +59,20 @@ class ProcessSpec:
     params_file: Optional[str] = None
     parameters: Dict[str, Any] = field(default_factory=dict)
     arguments: List[str] = field(default_factory=list)
+    #: what runs instead where `executable` is not installed (no ROS install)
+    fallback: Optional["ProcessSpec"] = None
+
+
+def fastdds_profile() -> Path:
+    """The package's Fast DDS profile (large frames over shared memory, loopback UDP)."""
+    return config_file("fastdds.xml")
+
+
+def process_environment(base: Mapping[str, str]) -> Dict[str, str]:
+    """The environment the pipeline's processes run in: the Fast DDS profile unless one is set."""
+    env = dict(base)
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(fastdds_profile()))
+    return env
 
 
 def parse_bool(text: str, name: str) -> bool:
@@ -116,6 +131,14 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
         port = args["serial_port"] or str(node_parameters(params_file, "dynamixel_driver")["port"])
         specs.append(ProcessSpec("servo_emulator", "humimic-servo-emulator", "humimic_driver.emulated_bus",
                                  ros_node=False, arguments=["--link", port, "--robot-config", robot_config]))
+    if args["record"]:
+        from humimic_core.topics import TOPICS
+
+        specs.append(ProcessSpec(
+            "recorder", "ros2", package="rosbag2", ros_node=False,
+            arguments=["bag", "record", "-s", "mcap", "-o", args["record"], *TOPICS],
+            fallback=ProcessSpec("recorder", "humimic-record", "humimic_experiments.record_node",
+                                 parameters={"output": args["record"], "use_sim_time": sim_time})))
     specs += [
         node("dynamixel_driver", "humimic_driver.driver_node", "humimic-driver"),
         node("retarget", "humimic_retarget.retarget_node", "humimic-retarget"),

@@ -65,8 +65,11 @@ class Pipeline:
         self.processes: Dict[str, subprocess.Popen] = {}
         self.skipped: List[str] = []
 
-    def start(self) -> "Pipeline":
+    def start(self, skip: Sequence[str] = ()) -> "Pipeline":
+        """Start every process not yet started, except those named in `skip`."""
         for spec in self.specs:
+            if spec.name in skip or spec.name in self.processes or spec.name in self.skipped:
+                continue
             cmd = command(spec)
             if cmd is None:
                 self.skipped.append(spec.name)

@@ -63,6 +63,12 @@ def run_pipeline(video: Path, tmp_path: Path, settle: float = 3.0) -> Recorder:
     recorder = Recorder()
     pipeline = Pipeline(specs, tmp_path / "logs")
     try:
+        # the camera starts once every subscriber and publisher the recording needs is matched
+        pipeline.start(skip=["camera"])
+        topics = ["/face/action_units", "/joint_commands", "/driver/written_goals", "/joint_states"]
+        recorder.spin(60.0, until=lambda: all(recorder.node.count_publishers(t) for t in topics)
+                      and recorder.node.count_subscribers("/camera/image_raw") >= 2)
+        recorder.spin(1.0)
         pipeline.start()
         camera = pipeline.processes["camera"]
         recorder.spin(150.0, until=lambda: camera.poll() is not None or bool(pipeline.failed()))
