@@ -43,6 +43,7 @@ setup(
             "humimic-play = humimic_experiments.play:main",
             "humimic-report = humimic_experiments.report:main",
             "humimic-dataset = humimic_experiments.dataset:main",
+            "humimic-rerun = humimic_experiments.rerun:main",
         ],
     },
 )

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+import re
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
@@ -135,6 +138,42 @@ def deserialize(message: BagMessage):
 def serialize(msg, msgtype: str) -> bytes:
     """CDR bytes of a rosbags message object."""
     return bytes(_TYPESTORE.serialize_cdr(msg, msgtype))
+
+
+_DTYPES = {"double": np.float64, "float": np.float32, "int8": np.int8, "uint8": np.uint8, "int16": np.int16,
+           "uint16": np.uint16, "int32": np.int32, "uint32": np.uint32, "int64": np.int64, "uint64": np.uint64,
+           "octet": np.uint8, "char": np.uint8, "boolean": np.bool_}
+_SEQUENCE = re.compile(r"^sequence<([^,>]+)(?:, \d+)?>$|^([^\[]+)\[\d*\]$")
+
+
+def _rosbags_value(value: Any, ftype: str) -> Any:
+    match = _SEQUENCE.match(ftype)
+    if match:
+        inner = match.group(1) or match.group(2)
+        if inner in _DTYPES:
+            return np.asarray(value, dtype=_DTYPES[inner])
+        if "/" in inner:
+            return [_rosbags_message(v, _full_type(inner)) for v in value]
+        return list(value)
+    if "/" in ftype:
+        return _rosbags_message(value, _full_type(ftype))
+    return value
+
+
+def _full_type(ftype: str) -> str:
+    package, name = ftype.split("/")[0], ftype.split("/")[-1]
+    return f"{package}/msg/{name}"
+
+
+def _rosbags_message(msg: Any, msgtype: str) -> Any:
+    fields = msg.get_fields_and_field_types()
+    return _TYPESTORE.types[msgtype](**{n: _rosbags_value(getattr(msg, n), t) for n, t in fields.items()})
+
+
+def from_rclpy(msg: Any, msgtype: str) -> bytes:
+    """CDR bytes of an rclpy message, serialised by rosbags: exact length, zeroed padding, so the
+    same message always gives the same bytes (rclpy's serialize_message does not)."""
+    return serialize(_rosbags_message(msg, msgtype), msgtype)
 
 
 def typestore():

@@ -132,13 +132,15 @@ def render_video(session: Session, config: RobotConfig, path: Path, height: int 
     if len(session.frames) > 2:
         span = (session.frames[-1][1] - session.frames[0][1]) * 1e-9
         fps = (len(session.frames) - 1) / span if span > 0 else fps
+    # achieved positions where the servos reported them, else the commands (offline re-runs)
+    joint_topic = "/joint_states" if session.series.get("/joint_states") else "/joint_commands"
     writer, written = None, 0
     for arrival, stamp, img in tqdm(session.frames_of(source), total=total, desc="side-by-side video",
                                     unit="frame"):
         scale = height / img.shape[0]
         human = cv2.resize(img, (int(round(img.shape[1] * scale)), height))
-        joints = session.state_at("/joint_states", arrival) or {}
-        robot = draw_robot_face(config, joints, (height, height), label="robot (/joint_states)")
+        joints = session.state_at(joint_topic, arrival) or {}
+        robot = draw_robot_face(config, joints, (height, height), label=f"robot ({joint_topic})")
         frame = np.hstack([human, robot])
         if writer is None:
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), fps, frame.shape[1::-1])

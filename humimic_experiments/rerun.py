@@ -1,0 +1,178 @@
+"""Offline re-run: perception and retargeting on every frame of a video or a recording, in one
+process, deterministically (no DDS, no frame dropping, time from the frames' stamps), into a new
+rosbag2 (MCAP) with all outputs plus a metrics JSON.
+
+Same inputs and parameters give byte-identical bags: stamps come from the media (video: a fixed
+epoch + the frame's media time; recording: the original header stamps), messages are serialised
+by rosbags (zeroed padding), and the landmark backend runs single-threaded.
+
+    python -m humimic_experiments.rerun VIDEO_OR_RECORDING --out out/rerun [--params-file F] [--robot-config R]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from humimic_core.graph import node_parameters
+from humimic_core.paths import config_file
+from humimic_core.robot_config import RobotConfig, load_robot_config
+from humimic_core.stamps import from_ns
+from humimic_experiments.bag_io import SegmentedBagWriter, deserialize, from_rclpy, read_messages, topic_summary
+from humimic_experiments.metrics import latency_stats
+from humimic_experiments.session import image_array, stamp_ns
+
+#: Stamp of a video's first frame: a fixed epoch, so re-runs of a video are identical.
+VIDEO_EPOCH_NS = 1_700_000_000 * 1_000_000_000
+
+
+@dataclass(frozen=True)
+class InputFrame:
+    stamp: int
+    image: np.ndarray
+    k: Optional[Sequence[float]] = None  # CameraInfo K when the recording has one
+
+
+def video_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
+    """(frame count estimate, frames) of a video file, stamped by media time."""
+    from humimic_perception.frame_source import FrameSource
+
+    source = FrameSource(str(path), loop=False)
+
+    def frames() -> Iterator[InputFrame]:
+        try:
+            for frame in source:
+                yield InputFrame(VIDEO_EPOCH_NS + int(round(frame.media_time * 1e9)), frame.image)
+        finally:
+            source.close()
+
+    count = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
+    return count, frames()
+
+
+def recording_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
+    """(frame count, frames) of a recording's /camera/image_raw with their original stamps."""
+    topics = topic_summary(path)
+    if "/camera/image_raw" not in topics:
+        raise ValueError(f"{path}: no /camera/image_raw in the recording (it has {sorted(topics)})")
+
+    def frames() -> Iterator[InputFrame]:
+        k = None
+        for m in read_messages(path, ["/camera/image_raw", "/camera/camera_info"]):
+            if m.topic == "/camera/camera_info":
+                k = list(deserialize(m).k)
+                continue
+            yield InputFrame(stamp_ns(deserialize(m)), image_array(m), k)
+
+    return topics["/camera/image_raw"][1], frames()
+
+
+def _typed(params: Dict[str, Any], name: str, default: Any) -> Any:
+    value = params.get(name, default)
+    return type(default)(value) if default is not None else value
+
+
+def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path] = None,
+          config: Optional[RobotConfig] = None, backend: Optional[str] = None,
+          write_images: bool = True) -> Dict[str, Any]:
+    """Run perception + retargeting on every frame of `source`; returns the metrics written."""
+    from humimic_perception import ros_convert
+    from humimic_perception.intrinsics import Intrinsics
+    from humimic_perception.landmarks import make_backend
+    from humimic_perception.perception import FacePerception
+    from humimic_retarget.head_angles import head_angles
+    from humimic_retarget.retargeter import Retargeter, RetargetParams
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Header
+
+    source, out = Path(source), Path(out)
+    params_file = Path(params_file or config_file("humimic.yaml"))
+    config = config or load_robot_config(config_file("robot_face.yaml"))
+    camera = node_parameters(params_file, "camera")
+    perception_params = node_parameters(params_file, "face_perception")
+    retarget_params = node_parameters(params_file, "retarget")
+    backend_name = backend or perception_params.get("backend", "mediapipe")
+    landmarks = make_backend(backend_name, min_detection_confidence=_typed(perception_params,
+                             "min_detection_confidence", 0.5),
+                             min_tracking_confidence=_typed(perception_params, "min_tracking_confidence", 0.5))
+    perception = FacePerception(landmarks, _typed(perception_params, "neutral_frames", 10))
+    retargeter = Retargeter(config, RetargetParams(**{k: float(retarget_params[k]) for k in
+                                                      ("max_velocity", "neutral_velocity", "face_lost_timeout")
+                                                      if k in retarget_params}))
+    count, frames = recording_frames(source) if source.is_dir() else video_frames(source)
+    frame_id = str(camera.get("frame_id", "camera_optical_frame"))
+    hfov = float(camera.get("horizontal_fov_deg", 60.0))
+    stage_ms: Dict[str, list] = {"perception": [], "retarget": []}
+    faces = processed = 0
+
+    with SegmentedBagWriter(out, "mcap", split_seconds=3600.0, name="rerun") as bag:
+        def write(topic: str, msgtype: str, stamp: int, msg) -> None:
+            bag.write(topic, msgtype, stamp, from_rclpy(msg, msgtype))
+
+        for frame in tqdm(frames, total=count or None, desc=f"re-run {source.name}", unit="frame"):
+            h, w = frame.image.shape[:2]
+            intrinsics = Intrinsics.from_k(w, h, frame.k) if frame.k else Intrinsics.from_fov(w, h, hfov)
+            header = Header(stamp=from_ns(frame.stamp), frame_id=frame_id)
+            t0 = time.perf_counter()
+            result = perception.process(frame.image, intrinsics)
+            t1 = time.perf_counter()
+            channels = None
+            if result.face:
+                channels = dict(result.action_units)
+                yaw, pitch, roll = head_angles(result.head_pose.rotation)
+                channels.update(head_yaw=yaw, head_pitch=pitch, head_roll=roll)
+            command = retargeter.update(frame.stamp * 1e-9, channels)
+            t2 = time.perf_counter()
+            stage_ms["perception"].append((t1 - t0) * 1e3)
+            stage_ms["retarget"].append((t2 - t1) * 1e3)
+            if write_images:
+                write("/camera/image_raw", "sensor_msgs/msg/Image", frame.stamp,
+                      ros_convert.image_to_msg(frame.image, header))
+            write("/camera/camera_info", "sensor_msgs/msg/CameraInfo", frame.stamp,
+                  ros_convert.camera_info_msg(intrinsics, header))
+            write("/face/action_units", "sensor_msgs/msg/JointState", frame.stamp,
+                  ros_convert.action_units_msg(result.action_units, header))
+            if result.face:
+                faces += 1
+                write("/face/head_pose", "geometry_msgs/msg/PoseStamped", frame.stamp,
+                      ros_convert.head_pose_msg(result.head_pose, header))
+                write("/face/landmarks", "sensor_msgs/msg/PointCloud2", frame.stamp,
+                      ros_convert.cloud_msg(result.points, header))
+            write("/joint_commands", "sensor_msgs/msg/JointState", frame.stamp,
+                  JointState(header=Header(stamp=header.stamp), name=list(command),
+                             position=[float(v) for v in command.values()]))
+            processed += 1
+    perception.close()
+    metrics = {
+        "source": str(source), "backend": backend_name, "frames": processed, "frames_with_face": faces,
+        "processing_ms": {stage: latency_stats(values) for stage, values in stage_ms.items()},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("source", help="video file, or a recording folder / rosbag2 with /camera/image_raw")
+    parser.add_argument("--out", required=True, help="output folder (the bag goes in <out>/rerun_0000)")
+    parser.add_argument("--params-file", default=None, help="node parameter file (default config/humimic.yaml)")
+    parser.add_argument("--robot-config", default=str(config_file("robot_face.yaml")), help="robot config YAML")
+    parser.add_argument("--backend", default=None, help="landmark backend (default: the params file's)")
+    parser.add_argument("--no-images", action="store_true", help="leave camera images out of the output bag")
+    args = parser.parse_args(argv)
+    metrics = rerun(args.source, args.out, args.params_file, load_robot_config(args.robot_config), args.backend,
+                    not args.no_images)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
