@@ -25,6 +25,11 @@ from humimic_core.graph import LAUNCH_ARGUMENTS, ProcessSpec, imitation_graph, p
 STOP_GRACE = 8.0
 #: Seconds the driver waits for the emulator's port to appear.
 PORT_WAIT = 10.0
+#: Seconds the camera waits for the other nodes' topics to be discovered, then for matching.
+GRAPH_WAIT, GRAPH_SETTLE = 30.0, 1.0
+#: node -> topics it publishes that the camera's first frame must reach
+PUBLISHES = {"face_perception": ("/face/action_units",), "retarget": ("/joint_commands",),
+             "dynamixel_driver": ("/joint_states", "/driver/written_goals")}
 
 
 def ros_parameter_value(value) -> str:
@@ -66,25 +71,62 @@ class Pipeline:
         self.skipped: List[str] = []
 
     def start(self, skip: Sequence[str] = ()) -> "Pipeline":
-        """Start every process not yet started, except those named in `skip`."""
-        for spec in self.specs:
-            if spec.name in skip or spec.name in self.processes or spec.name in self.skipped:
+        """Start every process not yet started, except those named in `skip`; the camera last,
+        once the other nodes' topics are discovered, so its first frame reaches every stage."""
+        pending = [s for s in self.specs if s.name not in skip and s.name not in self.processes
+                   and s.name not in self.skipped]
+        for spec in pending:
+            if spec.name == "camera" and len(pending) > 1:
                 continue
-            cmd = command(spec)
-            if cmd is None:
-                self.skipped.append(spec.name)
-                print(f"humimic-run: {spec.executable} not found (needs a ROS 2 install): {spec.name} skipped",
-                      file=sys.stderr)
-                continue
-            if spec.name == "dynamixel_driver":
-                self._wait_for_emulator()
-            out = None
-            if self.log_dir is not None:
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                out = open(self.log_dir / f"{spec.name}.log", "wb")
-            self.processes[spec.name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                                         env=self.env, start_new_session=True)
+            self._start(spec)
+        camera = next((s for s in pending if s.name == "camera"), None)
+        if camera is not None:
+            self._wait_for_graph()
+            self._start(camera)
         return self
+
+    def _wait_for_graph(self) -> None:
+        """Wait until the running nodes' publishers and subscribers are discovered."""
+        names = set(self.processes)
+        publishers = [t for n in names for t in PUBLISHES.get(n, ())]
+        subscribers = {"/camera/image_raw": ("face_perception" in names) + ("recorder" in names)}
+        if "recorder" in names:
+            subscribers.update({t: 1 for t in publishers})
+        if not publishers and not any(subscribers.values()):
+            return
+        import rclpy
+        from rclpy.context import Context
+
+        context = Context()
+        rclpy.init(context=context)
+        node = rclpy.create_node("humimic_runner_probe", context=context)
+        try:
+            deadline = time.monotonic() + GRAPH_WAIT
+            while not (all(node.count_publishers(t) for t in publishers) and
+                       all(node.count_subscribers(t) >= n for t, n in subscribers.items())):
+                if self.failed() or time.monotonic() > deadline:
+                    return
+                time.sleep(0.1)
+            time.sleep(GRAPH_SETTLE)
+        finally:
+            node.destroy_node()
+            rclpy.shutdown(context=context)
+
+    def _start(self, spec: ProcessSpec) -> None:
+        cmd = command(spec)
+        if cmd is None:
+            self.skipped.append(spec.name)
+            print(f"humimic-run: {spec.executable} not found (needs a ROS 2 install): {spec.name} skipped",
+                  file=sys.stderr)
+            return
+        if spec.name == "dynamixel_driver":
+            self._wait_for_emulator()
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{spec.name}.log", "wb")
+        self.processes[spec.name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                                     env=self.env, start_new_session=True)
 
     def _wait_for_emulator(self) -> None:
         emulator = next((s for s in self.specs if s.name == "servo_emulator"), None)

@@ -1,8 +1,9 @@
 """ROS 2 node `camera`: publishes frames of a camera, video file or image folder.
 
 /camera/image_raw (bgr8) and /camera/camera_info (pinhole from horizontal_fov_deg) share one stamp,
-the node clock at capture. realtime: a timer paces frames at fps. Not realtime (files/folders):
-the first frame waits for a subscriber, the next one goes out as soon as /face/action_units answers
+the node clock at capture. realtime: a timer paces frames at fps. The first frame waits until `min_subscribers` have matched
+(at most `subscriber_timeout`), so a recording or a slow-to-discover node misses nothing. Not
+realtime (files/folders): the next frame goes out as soon as /face/action_units answers
 the last (same stamp) or after BACKPRESSURE_TIMEOUT without an answer. A non-looping file or
 folder ends the process (exit 0).
 """
@@ -42,6 +43,10 @@ class CameraNode(Node):
         width = declare(self, "width", 0, "V4L2: requested capture width (0 = driver default)")
         height = declare(self, "height", 0, "V4L2: requested capture height (0 = driver default)")
         self.hfov = declare(self, "horizontal_fov_deg", 60.0, "horizontal field of view for CameraInfo")
+        self.min_subscribers = declare(self, "min_subscribers", 1, "subscribers of /camera/image_raw to wait for "
+                                       "before the first frame (perception, plus a recorder when recording)")
+        self.subscriber_timeout = declare(self, "subscriber_timeout", 10.0, "seconds to wait for them; then the "
+                                          "frames start anyway with a warning")
         try:
             self.source = FrameSource(source, fps=fps, loop=loop, width=width, height=height)
         except FrameSourceError as exc:
@@ -54,9 +59,10 @@ class CameraNode(Node):
         self._intrinsics: Optional[Intrinsics] = None
         self._last_stamp_ns: Optional[int] = None
         self._last_sent = 0.0
+        self._created = time.monotonic()
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.realtime or self.source.kind == "camera":
-            self.create_timer(1.0 / self.source.fps, self.publish_next, clock=steady)
+            self.create_timer(1.0 / self.source.fps, self.on_tick, clock=steady)
             mode = f"{self.source.fps:.2f} fps"
         else:
             self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
@@ -91,6 +97,21 @@ class CameraNode(Node):
         self._last_stamp_ns = to_ns(header.stamp)
         self._last_sent = time.monotonic()
 
+    def subscribers_ready(self) -> bool:
+        """Whether the first frame may go out: enough subscribers matched, or waited long enough."""
+        if self.image_pub.get_subscription_count() >= self.min_subscribers:
+            return True
+        if time.monotonic() - self._created < self.subscriber_timeout:
+            return False
+        self.get_logger().warning(f"only {self.image_pub.get_subscription_count()} of {self.min_subscribers} "
+                                  f"subscribers after {self.subscriber_timeout:.0f} s: starting anyway")
+        self.min_subscribers = 0
+        return True
+
+    def on_tick(self) -> None:
+        if self.published or self.subscribers_ready():
+            self.publish_next()
+
     def on_action_units(self, msg: JointState) -> None:
         if self._last_stamp_ns is not None and to_ns(msg.header.stamp) == self._last_stamp_ns:
             self._last_stamp_ns = None
@@ -100,7 +121,7 @@ class CameraNode(Node):
         """First frame once someone subscribes, then the next one whenever the last got no answer
         within BACKPRESSURE_TIMEOUT."""
         if self.published == 0:
-            if self.image_pub.get_subscription_count() > 0:
+            if self.subscribers_ready():
                 self.publish_next()
         elif time.monotonic() - self._last_sent >= BACKPRESSURE_TIMEOUT:
             self.publish_next()
