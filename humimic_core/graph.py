@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import yaml
 
 from humimic_core.paths import config_file, share_dir
+from humimic_core.robot_config import load_robot_config
 
 #: name -> (default, description) of every launch argument (and `humimic-run` option).
 LAUNCH_ARGUMENTS: Dict[str, Tuple[str, str]] = {
@@ -21,8 +22,8 @@ LAUNCH_ARGUMENTS: Dict[str, Tuple[str, str]] = {
     "realtime": ("", "Video files: true = pace at the file's rate, false = as fast as perception keeps up "
                      "(empty = params file)"),
     "loop": ("", "Video files and image folders: start again at the end (empty = params file)"),
-    "serial_port": ("", "Serial port of the servo bus (empty = dynamixel_driver.port of the params file)"),
-    "baud_rate": ("", "Servo bus baud rate (empty = params file)"),
+    "serial_port": ("", "Serial port of the servo bus (empty = bus.port of the robot config)"),
+    "baud_rate": ("", "Servo bus baud rate (empty = bus.baud_rate of the robot config)"),
     "robot_config": ("", "Robot config YAML (empty = the package's config/robot_face.yaml)"),
     "params_file": ("", "Node parameter file (empty = the package's config/humimic.yaml)"),
     "sim": ("true", "Start the emulated servo bus on a pseudo-terminal at serial_port"),
@@ -128,12 +129,17 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
 
     specs: List[ProcessSpec] = []
     if parse_bool(args["sim"], "sim"):
-        port = args["serial_port"] or str(node_parameters(params_file, "dynamixel_driver")["port"])
+        driver = {**node_parameters(params_file, "dynamixel_driver"), **overrides.get("dynamixel_driver", {})}
+        bus = load_robot_config(robot_config).bus
+        arguments = ["--link", str(driver.get("port") or bus.port), "--robot-config", robot_config,
+                     "--baud", str(driver.get("baud_rate") or bus.baud_rate)]
         specs.append(ProcessSpec("servo_emulator", "humimic-servo-emulator", "humimic_driver.emulated_bus",
-                                 ros_node=False, arguments=["--link", port, "--robot-config", robot_config]))
+                                 ros_node=False, arguments=arguments))
     if args["record"]:
         from humimic_core.topics import TOPICS
 
+        # the first frame waits for perception and the recorder
+        overrides.setdefault("camera", {})["min_subscribers"] = 2
         specs.append(ProcessSpec(
             "recorder", "ros2", package="rosbag2", ros_node=False,
             arguments=["bag", "record", "-s", "mcap", "-o", args["record"], *TOPICS],
@@ -146,7 +152,6 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
         node("camera", "humimic_perception.camera_node", "humimic-camera"),
     ]
     if include_external:
-        from humimic_core.robot_config import load_robot_config
         from humimic_core.urdf import robot_urdf
 
         specs.append(ProcessSpec("robot_state_publisher", "robot_state_publisher", package="robot_state_publisher",

@@ -1,7 +1,8 @@
 """The robot config YAML: servos, joint limits, URDF placement and the expression mapping.
 
 Loaded once and validated here; every node and tool reads the robot from this one file.
-Errors name the offending field, e.g. ``servos[3].max``.
+Errors name the offending field, e.g. ``servos[3].max``. The schema of the ``mapping:`` and
+``constraints:`` sections lives with the retargeting (humimic_retarget/mapping_config.py).
 """
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import yaml
 
-from humimic_driver.control_tables import RAD_PER_TICK, ModelSpec, model
+from humimic_driver.control_tables import (BAUD_CODES, MAX_PROFILE_ACCELERATION, MAX_RETURN_DELAY,
+                                           RAD_PER_TICK, RAD_S2_PER_ACCELERATION_UNIT, RETURN_DELAY_UNIT_S,
+                                           ModelSpec, model)
+from humimic_retarget.mapping_config import (Constraints, MappingConfig, MappingError, parse_constraints,
+                                             parse_mapping)
 
 
 class ConfigError(ValueError):
@@ -38,6 +43,9 @@ class Servo:
     xyz: Vec3 = (0.0, 0.0, 0.0)
     rpy: Vec3 = (0.0, 0.0, 0.0)
     axis: Vec3 = (0.0, 0.0, 1.0)
+    profile_velocity: float = 0.0  # rad/s the servo's own trajectory keeps to; 0 = its velocity limit
+    profile_acceleration: float = 0.0  # rad/s^2 of that trajectory; 0 = no limit
+    return_delay_us: int = 0  # wait before the servo answers (us, 0..508 in steps of 2)
 
     @property
     def spec(self) -> ModelSpec:
@@ -69,11 +77,12 @@ class Servo:
 
 
 @dataclass(frozen=True)
-class JointMapping:
-    """Linear mapping for one joint: target = neutral + offset + sum(weight * channel)."""
+class BusConfig:
+    """The servo bus: serial port, baud rate (all servos use it) and the USB adapter's latency timer."""
 
-    weights: Dict[str, float]
-    offset: float = 0.0
+    port: str = "/tmp/humimic_servo_bus"
+    baud_rate: int = 1000000
+    latency_timer_ms: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -89,8 +98,10 @@ class RobotConfig:
     name: str
     base_link: str
     servos: Tuple[Servo, ...]
-    mapping: Dict[str, JointMapping]
+    mapping: MappingConfig
     fixed_links: Tuple[FixedLink, ...] = ()
+    constraints: Constraints = field(default_factory=Constraints)
+    bus: BusConfig = field(default_factory=BusConfig)
     source: str = ""
     raw: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -106,8 +117,8 @@ class RobotConfig:
 
     @property
     def channels(self) -> List[str]:
-        """Every input channel the mapping reads, sorted."""
-        return sorted({c for m in self.mapping.values() for c in m.weights})
+        """Every input channel the linear mapping reads, sorted."""
+        return self.mapping.channels
 
 
 def _number(value: Any, where: str) -> float:
@@ -129,7 +140,7 @@ def _servo(raw: Any, where: str) -> Servo:
         if key not in raw:
             raise ConfigError(f"{where}.{key}: missing")
     known = {"joint", "id", "model", "min", "max", "neutral", "direction", "zero_tick",
-             "parent", "xyz", "rpy", "axis"}
+             "parent", "xyz", "rpy", "axis", "profile_velocity", "profile_acceleration", "return_delay_us"}
     for key in raw:
         if key not in known:
             raise ConfigError(f"{where}.{key}: unknown field (known: {', '.join(sorted(known))})")
@@ -165,6 +176,7 @@ def _servo(raw: Any, where: str) -> Servo:
         xyz=_vec3(raw.get("xyz", [0, 0, 0]), f"{where}.xyz"),
         rpy=_vec3(raw.get("rpy", [0, 0, 0]), f"{where}.rpy"),
         axis=tuple(a / norm for a in axis),  # type: ignore[arg-type]
+        **_servo_motion(raw, spec, where),
     )
     low_tick, high_tick = servo.tick_limits()
     p_lo, p_hi = spec.position_range
@@ -175,29 +187,43 @@ def _servo(raw: Any, where: str) -> Servo:
     return servo
 
 
-def _mapping(raw: Any, joints: Sequence[str]) -> Dict[str, JointMapping]:
+def _servo_motion(raw: Mapping, spec: ModelSpec, where: str) -> Dict[str, Any]:
+    """profile_velocity, profile_acceleration and return_delay_us of a servo, checked against its model."""
+    velocity = _number(raw.get("profile_velocity", 0.0), f"{where}.profile_velocity")
+    if not 0.0 <= velocity <= spec.max_velocity:
+        raise ConfigError(f"{where}.profile_velocity: {velocity} rad/s is outside 0..{spec.max_velocity:.3f} "
+                          f"(the {spec.name} velocity limit; 0 = no profile)")
+    acceleration = _number(raw.get("profile_acceleration", 0.0), f"{where}.profile_acceleration")
+    max_acceleration = MAX_PROFILE_ACCELERATION * RAD_S2_PER_ACCELERATION_UNIT
+    if not 0.0 <= acceleration <= max_acceleration:
+        raise ConfigError(f"{where}.profile_acceleration: {acceleration} rad/s^2 is outside 0..{max_acceleration:.0f}")
+    delay = raw.get("return_delay_us", 0)
+    max_delay = round(MAX_RETURN_DELAY * RETURN_DELAY_UNIT_S * 1e6)
+    if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= max_delay or delay % 2:
+        raise ConfigError(f"{where}.return_delay_us: expected an even integer 0..{max_delay}, got {delay!r}")
+    return {"profile_velocity": velocity, "profile_acceleration": acceleration, "return_delay_us": delay}
+
+
+def _bus(raw: Any) -> BusConfig:
     if raw is None:
-        return {}
+        return BusConfig()
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"mapping: expected a mapping of joint -> {{weights, offset}}, got {raw!r}")
-    out: Dict[str, JointMapping] = {}
-    for joint, entry in raw.items():
-        where = f"mapping.{joint}"
-        if joint not in joints:
-            raise ConfigError(f"{where}: no servo drives joint {joint!r}")
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{where}: expected {{weights: {{channel: weight}}, offset: rad}}")
-        for key in entry:
-            if key not in ("weights", "offset"):
-                raise ConfigError(f"{where}.{key}: unknown field (known: offset, weights)")
-        weights = entry.get("weights", {}) or {}
-        if not isinstance(weights, Mapping):
-            raise ConfigError(f"{where}.weights: expected a mapping channel -> weight")
-        out[str(joint)] = JointMapping(
-            weights={str(c): _number(w, f"{where}.weights.{c}") for c, w in weights.items()},
-            offset=_number(entry.get("offset", 0.0), f"{where}.offset"),
-        )
-    return out
+        raise ConfigError(f"bus: expected a mapping with port, baud_rate, latency_timer_ms, got {raw!r}")
+    for key in raw:
+        if key not in ("port", "baud_rate", "latency_timer_ms"):
+            raise ConfigError(f"bus.{key}: unknown field (known: baud_rate, latency_timer_ms, port)")
+    default = BusConfig()
+    port = raw.get("port", default.port)
+    if not isinstance(port, str) or not port:
+        raise ConfigError(f"bus.port: expected a serial port path, got {port!r}")
+    baud = raw.get("baud_rate", default.baud_rate)
+    if isinstance(baud, bool) or not isinstance(baud, int) or baud not in BAUD_CODES:
+        raise ConfigError(f"bus.baud_rate: {baud!r} is not a Dynamixel baud rate "
+                          f"(one of {', '.join(str(b) for b in sorted(BAUD_CODES))})")
+    latency = _number(raw.get("latency_timer_ms", default.latency_timer_ms), "bus.latency_timer_ms")
+    if not 0.0 <= latency <= 255.0:
+        raise ConfigError(f"bus.latency_timer_ms: {latency} is outside 0..255")
+    return BusConfig(port, int(baud), latency)
 
 
 def parse_robot_config(data: Any, source: str = "<memory>") -> RobotConfig:
@@ -234,10 +260,16 @@ def parse_robot_config(data: Any, source: str = "<memory>") -> RobotConfig:
     for i, f in enumerate(fixed):
         if f.parent not in links:
             raise ConfigError(f"fixed_links[{i}].parent: unknown link {f.parent!r}")
+    try:
+        mapping = parse_mapping(data.get("mapping"), [s.joint for s in servos],
+                                Path(source).parent if Path(source).is_file() else None)
+        constraints = parse_constraints(data.get("constraints"), {s.joint: s.neutral for s in servos})
+    except MappingError as exc:
+        raise ConfigError(str(exc)) from None
     return RobotConfig(
-        name=str(robot.get("name", "humimic_face")), base_link=base, servos=servos,
-        mapping=_mapping(data.get("mapping"), [s.joint for s in servos]), fixed_links=tuple(fixed),
-        source=source, raw=dict(data),
+        name=str(robot.get("name", "humimic_face")), base_link=base, servos=servos, mapping=mapping,
+        fixed_links=tuple(fixed), constraints=constraints, bus=_bus(data.get("bus")), source=source,
+        raw=dict(data),
     )
 
 

@@ -1,48 +1,98 @@
-"""The robot's Dynamixel bus over dynamixel-sdk (Protocol 2.0): start-up checks, goals, states.
+"""The robot's Dynamixel bus (Protocol 2.0 on one serial port): start-up, goals, states, servo care.
 
 Pure logic, no ROS. Angles are joint radians; every goal goes through ``Servo.to_tick``, which
-clamps it to the joint limits, so no command outside the limits ever reaches a servo. Comm
-failures, and failures of the serial port itself, raise ``BusError``.
+clamps it to the joint limits, and start-up writes the same limits into each servo's own limit
+registers, so no command outside the limits ever moves a servo. Transactions:
+
+- sync write of goal positions (broadcast, no reply);
+- sync read of a register block: one status packet per servo, each judged on its own, so a
+  missing or corrupt reply names its servo and loses nothing else; missing ones are retried;
+- ping, read, write, reboot of one servo, retried on timeout or CRC error.
+
+Reply deadlines come from the bytes on the wire at the baud rate, each servo's return delay,
+the USB adapter's latency timer and a margin. Failures of the port raise ``LinkError``; a servo
+that does not answer properly raises ``ServoError`` naming its ID and joint (both ``BusError``).
+Any status packet with the hardware-alert bit adds its servo to ``alerts``.
 """
 from __future__ import annotations
 
-import contextlib
-import termios
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-import dynamixel_sdk as sdk
-
-from humimic_core.robot_config import Servo
+from humimic_core.robot_config import BusConfig, Servo
+from humimic_driver import protocol as p
 from humimic_driver.control_tables import (MODEL_BY_NUMBER, POSITION_CONTROL_MODE, RAD_PER_TICK,
-                                           RAD_S_PER_VELOCITY_UNIT, X_SERIES_REGISTERS)
-from humimic_driver.protocol import le_bytes
+                                           RAD_S2_PER_ACCELERATION_UNIT, RAD_S_PER_VELOCITY_UNIT, RETURN_DELAY_UNIT_S,
+                                           VOLTS_PER_UNIT, X_SERIES_REGISTERS)
+from humimic_driver.serial_link import (BusError, LinkError, Replies, SerialLink,  # errors re-exported for users
+                                        usb_latency_timer_ms)
 
 _REG = X_SERIES_REGISTERS
-_GOAL = _REG["goal_position"]
-_VELOCITY = _REG["present_velocity"]
-_POSITION = _REG["present_position"]
-# present_velocity (128..131) and present_position (132..135) are adjacent: one sync read gets both.
-assert _VELOCITY.address + _VELOCITY.size == _POSITION.address
 #: A joint counts as arrived within this many ticks of its goal.
 ARRIVED_TICKS = 2
+#: Retries of a one-servo transaction, and the margin (s) added to every computed reply deadline.
+DEFAULT_RETRIES, DEFAULT_TIMEOUT_MARGIN_S = 2, 0.010
+#: Longest return delay a servo can have before start-up sets it (factory default 500 us).
+_UNCONFIGURED_RETURN_DELAY_S = 254 * RETURN_DELAY_UNIT_S
 
 
-class BusError(RuntimeError):
-    """A servo bus problem; the message names the port, servo ID and joint where known."""
+class ServoError(BusError):
+    """One servo did not answer, answered corrupt, or reported an error; names its ID and joint."""
+
+    def __init__(self, servo: Servo, where: str, message: str, model_mismatch: bool = False) -> None:
+        super().__init__(f"servo ID {servo.id} (joint {servo.joint}) on {where}: {message}")
+        self.servo = servo
+        self.model_mismatch = model_mismatch  # another model answers at this ID: a config error, not a fault
 
 
 @dataclass(frozen=True)
-class JointReading:
-    """Present joint positions (rad) and velocities (rad/s), by joint name."""
+class Block:
+    """Registers from ``first`` to ``last`` (inclusive), read in one transaction."""
 
-    positions: Dict[str, float]
-    velocities: Dict[str, float]
+    first: str
+    last: str
+
+    @property
+    def address(self) -> int:
+        return _REG[self.first].address
+
+    @property
+    def length(self) -> int:
+        last = _REG[self.last]
+        return last.address + last.size - self.address
+
+    def value(self, data: bytes, name: str) -> int:
+        reg = _REG[name]
+        start = reg.address - self.address
+        return p.le_int(data[start:start + reg.size], reg.signed)
 
 
-def _signed32(value: int) -> int:
-    return value - (1 << 32) if value & 0x80000000 else value
+#: Read every state cycle: present current, velocity, position (adjacent registers).
+STATE = Block("present_current", "present_position")
+#: Read every health cycle: input voltage and temperature.
+HEALTH = Block("present_input_voltage", "present_temperature")
+HARDWARE_ERROR = Block("hardware_error_status", "hardware_error_status")
+
+
+@dataclass
+class SyncRead:
+    """Outcome of a sync read with retries: data by servo ID, and what went wrong for whom."""
+
+    data: Dict[int, bytes] = field(default_factory=dict)
+    missing: List[int] = field(default_factory=list)  # no reply even after the retries
+    failures: Dict[int, int] = field(default_factory=dict)  # ID -> failed attempts (timeouts + CRC errors)
+    crc_errors: Dict[int, int] = field(default_factory=dict)  # ID -> corrupt replies
+    stray: int = 0  # packets that belonged to nobody (corrupt IDs, duplicates)
+
+
+@dataclass(frozen=True)
+class ServoReading:
+    """One servo's present position (rad), velocity (rad/s) and effort (N m, from its current)."""
+
+    position: float
+    velocity: float
+    effort: float
 
 
 def _model_name(number: int) -> str:
@@ -50,119 +100,66 @@ def _model_name(number: int) -> str:
     return f"{spec.name} ({number})" if spec else f"unknown model number {number}"
 
 
-class ServoBus:
-    """The configured servos on one serial port; use ``open()``, ``start()``, then goals and reads."""
+def decode_health(data: bytes) -> Tuple[float, float]:
+    """(input voltage V, temperature degC) from the bytes of a HEALTH block."""
+    return (HEALTH.value(data, "present_input_voltage") * VOLTS_PER_UNIT,
+            float(HEALTH.value(data, "present_temperature")))
 
-    def __init__(self, servos: Sequence[Servo]) -> None:
+
+def velocity_units(servo: Servo, rad_s: float) -> int:
+    """Profile velocity register value for ``rad_s`` (0 = no profile), at most the model's limit."""
+    if rad_s <= 0.0:
+        return 0
+    return max(1, min(servo.spec.defaults["velocity_limit"], round(rad_s / RAD_S_PER_VELOCITY_UNIT)))
+
+
+class ServoBus:
+    """The configured servos on one serial port; ``open()``, ``configure()`` each servo, then goals and reads."""
+
+    def __init__(self, servos: Sequence[Servo], config: BusConfig, retries: int = DEFAULT_RETRIES,
+                 timeout_margin_s: float = DEFAULT_TIMEOUT_MARGIN_S) -> None:
         if not servos:
             raise ValueError("ServoBus needs at least one servo")
         self.servos: Tuple[Servo, ...] = tuple(servos)
+        self.config = config
+        self.retries = retries
+        self.timeout_margin_s = timeout_margin_s
+        self.link = SerialLink(config.port, config.baud_rate)
+        self.alerts: Set[int] = set()
         self._by_joint: Dict[str, Servo] = {s.joint: s for s in self.servos}
-        self._packets = sdk.PacketHandler(2.0)
-        self._port: sdk.PortHandler | None = None
-        self._port_name = ""
+        self._latency_s = config.latency_timer_ms * 1e-3
 
     @property
     def port_name(self) -> str:
-        return self._port_name
+        return self.link.port
 
-    def open(self, port: str, baud: int) -> None:
-        """Open the serial port at ``baud``; BusError naming the port if that fails."""
-        handler = sdk.PortHandler(port)
+    @property
+    def is_open(self) -> bool:
+        return self.link.is_open
+
+    def servo(self, joint: str) -> Servo:
         try:
-            handler.openPort()
-        except OSError as exc:
-            raise BusError(f"cannot open servo bus port {port}: {exc}") from None
-        if not handler.setBaudRate(baud):
-            handler.closePort()
-            raise BusError(f"servo bus port {port}: unsupported baud rate {baud}")
-        self._port, self._port_name = handler, port
-        self._sync_write = sdk.GroupSyncWrite(handler, self._packets, _GOAL.address, _GOAL.size)
-        self._sync_read = sdk.GroupSyncRead(handler, self._packets, _VELOCITY.address,
-                                            _VELOCITY.size + _POSITION.size)
-        for servo in self.servos:
-            self._sync_read.addParam(servo.id)
+            return self._by_joint[joint]
+        except KeyError:
+            raise ValueError(f"unknown joint {joint!r}; known: {', '.join(self._by_joint)}") from None
 
-    def start(self) -> None:
-        """Check every servo answers with its configured model, then hold the present pose in position mode.
+    def open(self) -> Optional[str]:
+        """Open the port; returns a warning when the USB adapter's latency timer exceeds 1 ms.
 
-        Per servo: torque off, operating mode 3 (position) if needed, goal = present position
-        clamped to the joint limits, torque on.
+        Reply deadlines then allow for the larger latency, so the bus still works, only slower.
         """
-        self._check_models()
-        for servo in self.servos:
-            self._write(servo, "torque_enable", 0)
-            if self._read(servo, "operating_mode") != POSITION_CONTROL_MODE:
-                self._write(servo, "operating_mode", POSITION_CONTROL_MODE)
-            present = _signed32(self._read(servo, "present_position"))
-            self._write(servo, "goal_position", servo.to_tick(servo.from_tick(present)))
-            self._write(servo, "torque_enable", 1)
-
-    def write_goals(self, angles: Mapping[str, float]) -> Dict[str, float]:
-        """Sync-write goal positions for the given joints; returns the clamped goals written (rad)."""
-        self._handler()
-        group = self._sync_write
-        group.clearParam()
-        written = {}
-        for joint, angle in angles.items():
-            servo = self._servo(joint)
-            tick = servo.to_tick(angle)
-            group.addParam(servo.id, list(le_bytes(tick, _GOAL.size)))
-            written[joint] = servo.from_tick(tick)
-        if written:
-            with self._port_errors():
-                result = group.txPacket()
-            self._check(result, 0, f"sync write of goal positions on {self._port_name}")
-        return written
-
-    def read_state(self) -> JointReading:
-        """Sync-read present position and velocity of every servo."""
-        self._handler()
-        group = self._sync_read
-        with self._port_errors():
-            result = group.txRxPacket()
-        self._check(result, 0, f"sync read of present position/velocity on {self._port_name}")
-        positions, velocities = {}, {}
-        for servo in self.servos:
-            if not group.isAvailable(servo.id, _VELOCITY.address, _VELOCITY.size + _POSITION.size):
-                raise BusError(f"{self._where(servo)}: no present position in the sync read reply")
-            tick = _signed32(group.getData(servo.id, _POSITION.address, _POSITION.size))
-            units = _signed32(group.getData(servo.id, _VELOCITY.address, _VELOCITY.size))
-            positions[servo.joint] = servo.from_tick(tick)
-            velocities[servo.joint] = servo.direction * units * RAD_S_PER_VELOCITY_UNIT
-        return JointReading(positions, velocities)
-
-    def read_positions(self) -> Dict[str, float]:
-        """Present joint positions (rad)."""
-        return self.read_state().positions
-
-    def move_to_neutral(self, timeout: float = 0.0) -> bool:
-        """Write every joint's neutral goal; with ``timeout`` > 0 wait until they arrive.
-
-        Returns True when all joints are within ARRIVED_TICKS of neutral (always True without waiting).
-        """
-        goals = self.write_goals({s.joint: s.neutral for s in self.servos})
-        deadline = time.monotonic() + timeout
-        while timeout > 0.0:
-            present = self.read_positions()
-            if all(abs(present[j] - g) <= ARRIVED_TICKS * RAD_PER_TICK for j, g in goals.items()):
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
-
-    def torque_off(self) -> None:
-        """Disable torque on every servo (all are tried; BusError lists those that failed)."""
-        failed = self._each(lambda s: self._write(s, "torque_enable", 0), self.servos)
-        if failed:
-            raise BusError("torque off failed: " + "; ".join(failed))
+        self.link.open()
+        latency = usb_latency_timer_ms(self.link.port)
+        self._latency_s = max(self.config.latency_timer_ms, latency or 0) * 1e-3
+        if latency is not None and latency > 1:
+            return (f"USB latency timer of {self.link.port} is {latency} ms (each bus read waits up to that long); "
+                    f"set it to 1: echo 1 | sudo tee /sys/bus/usb-serial/devices/*/latency_timer "
+                    f"(or a udev rule with ATTR{{latency_timer}}=\"1\")")
+        return None
 
     def close(self) -> None:
         """Close the port (servo state is left as it is)."""
-        if self._port is not None and self._port.is_open:
-            self._port.closePort()
-        self._port = None
+        self.link.close()
 
     def __enter__(self) -> "ServoBus":
         return self
@@ -170,80 +167,196 @@ class ServoBus:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # --- goals and states ------------------------------------------------------------------
+
+    def write_goals(self, angles: Mapping[str, float]) -> Dict[str, float]:
+        """Sync-write goal positions (clamped to the joint limits); returns the goals written (rad: the
+        position counter's angle, which rounding may put up to half a tick past a limit, kept at the limit)."""
+        ticks, written = {}, {}
+        for joint, angle in angles.items():
+            servo = self.servo(joint)
+            ticks[servo.id] = servo.to_tick(angle)
+            written[joint] = servo.clamp(servo.from_tick(ticks[servo.id]))
+        if ticks:
+            goal = _REG["goal_position"]
+            data = {sid: p.le_bytes(tick, goal.size) for sid, tick in ticks.items()}
+            self.link.send(p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_WRITE,
+                                                p.sync_write_params(goal.address, goal.size, data)))
+        return written
+
+    def read_states(self, servos: Sequence[Servo], retries: Optional[int] = None,
+                    deadline: float = float("inf")) -> Tuple[Dict[str, ServoReading], SyncRead]:
+        """Present position, velocity and effort of ``servos`` (those that answered) by joint."""
+        result = self.sync_read(STATE, servos, retries, deadline)
+        states = {}
+        for servo in servos:
+            data = result.data.get(servo.id)
+            if data is None:
+                continue
+            spec, sign = servo.spec, servo.direction
+            amps = STATE.value(data, "present_current") * spec.current_unit_a
+            states[servo.joint] = ServoReading(
+                position=servo.from_tick(STATE.value(data, "present_position")),
+                velocity=sign * STATE.value(data, "present_velocity") * RAD_S_PER_VELOCITY_UNIT,
+                effort=sign * amps * spec.torque_per_amp)
+        return states, result
+
+    def sync_read(self, block: Block, servos: Sequence[Servo], retries: Optional[int] = None,
+                  deadline: float = float("inf")) -> SyncRead:
+        """Sync-read ``block`` from ``servos``; missing or corrupt replies are asked again (only those)
+        up to ``retries`` times while a retry still fits before ``deadline`` (time.monotonic)."""
+        result = SyncRead()
+        pending = list(servos)
+        for attempt in range(1 + (self.retries if retries is None else retries)):
+            if not pending:
+                break
+            packet = p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_READ,
+                                          p.sync_read_params(block.address, block.length, [s.id for s in pending]))
+            expected = [(s, block.length) for s in pending]
+            if attempt and time.monotonic() + self._budget(packet, expected) > deadline:
+                break
+            replies = self._exchange(packet, expected)
+            result.stray += replies.stray
+            for sid in replies.corrupt:
+                result.crc_errors[sid] = result.crc_errors.get(sid, 0) + 1
+            still = []
+            for servo in pending:
+                packet = replies.packets.get(servo.id)
+                if packet is not None and len(packet.data) == block.length:
+                    result.data[servo.id] = packet.data
+                else:
+                    result.failures[servo.id] = result.failures.get(servo.id, 0) + 1
+                    still.append(servo)
+            pending = still
+        result.missing = [s.id for s in pending]
+        return result
+
+    # --- one servo -----------------------------------------------------------------------------
+
+    def ping(self, servo: Servo) -> int:
+        """The model number the servo reports."""
+        packet = self._transact(servo, p.INST_PING, b"", 3)
+        return p.le_int(packet.data[:2])
+
+    def read(self, servo: Servo, name: str, retries: Optional[int] = None) -> int:
+        block = Block(name, name)
+        return block.value(self.read_block(servo, block, retries), name)
+
+    def read_block(self, servo: Servo, block: Block, retries: Optional[int] = None) -> bytes:
+        params = p.read_params(block.address, block.length)
+        return self._transact(servo, p.INST_READ, params, block.length, retries).data
+
+    def write(self, servo: Servo, name: str, value: int) -> None:
+        reg = _REG[name]
+        self._transact(servo, p.INST_WRITE, p.write_params(reg.address, p.le_bytes(value, reg.size)), 0)
+
+    def reboot(self, servo: Servo) -> None:
+        """Reboot instruction (0x08): clears hardware errors; RAM back to defaults, torque off."""
+        self._transact(servo, p.INST_REBOOT, b"", 0)
+
+    def check_model(self, servo: Servo) -> None:
+        """Ping; ServoError unless the servo answers with its configured model."""
+        number = self.ping(servo)
+        if number != servo.spec.model_number:
+            raise ServoError(servo, self.port_name, f"expected model {servo.model} ({servo.spec.model_number}), "
+                                                    f"found {_model_name(number)}", model_mismatch=True)
+
+    def configure(self, servo: Servo, goal: float, profile_velocity: float) -> None:
+        """Start-up of one servo, torque off first: position mode, the joint limits into the servo's own
+        limit registers and its return delay (EEPROM, written only when they differ), then its profile
+        acceleration, ``profile_velocity`` (rad/s, 0 = none), goal (rad, clamped), torque on."""
+        self.check_model(servo)
+        self.write(servo, "torque_enable", 0)
+        low, high = servo.tick_limits()
+        wanted = {"operating_mode": POSITION_CONTROL_MODE, "return_delay_time": servo.return_delay_us // 2,
+                  "max_position_limit": high, "min_position_limit": low}
+        eeprom = Block("return_delay_time", "min_position_limit")
+        present = self.read_block(servo, eeprom)
+        for name, value in wanted.items():
+            if eeprom.value(present, name) != value:
+                self.write(servo, name, value)
+        self.write(servo, "profile_acceleration", round(servo.profile_acceleration / RAD_S2_PER_ACCELERATION_UNIT))
+        self.write(servo, "profile_velocity", velocity_units(servo, profile_velocity))
+        self.write(servo, "goal_position", servo.to_tick(goal))
+        self.write(servo, "torque_enable", 1)
+
+    def present_position(self, servo: Servo) -> float:
+        return servo.from_tick(self.read(servo, "present_position"))
+
+    def move_to_neutral(self, servos: Sequence[Servo], timeout: float) -> List[str]:
+        """Write neutral to ``servos`` and wait up to ``timeout`` s; joints that did not arrive."""
+        self.write_goals({s.joint: s.neutral for s in servos})
+        deadline = time.monotonic() + timeout
+        pending = list(servos)
+        while pending:
+            states, _ = self.read_states(pending, retries=0)
+            pending = [s for s in pending if s.joint not in states
+                       or abs(states[s.joint].position - s.neutral) > ARRIVED_TICKS * RAD_PER_TICK]
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        return [s.joint for s in pending]
+
     # --- internals -------------------------------------------------------------------------
 
-    def _servo(self, joint: str) -> Servo:
-        try:
-            return self._by_joint[joint]
-        except KeyError:
-            raise ValueError(f"unknown joint {joint!r}; known: {', '.join(self._by_joint)}") from None
+    def _reply_time(self, servo: Servo, n_data: int, configured: bool = True) -> float:
+        """Return delay plus the status packet's time on the wire. Before start-up has set the return
+        delay (single transactions may precede it) the longest possible delay is allowed for."""
+        delay = servo.return_delay_us * 1e-6 if configured else _UNCONFIGURED_RETURN_DELAY_S
+        return delay + p.transmission_time(p.STATUS_OVERHEAD + n_data, self.link.baud)
 
-    def _where(self, servo: Servo) -> str:
-        return f"servo ID {servo.id} (joint {servo.joint}) on {self._port_name}"
+    def _budget(self, packet: bytes, expected: Sequence[Tuple[Servo, int]], configured: bool = True) -> float:
+        """Seconds from sending ``packet`` until the last expected reply must be in."""
+        return (p.transmission_time(len(packet), self.link.baud) + self._latency_s + self.timeout_margin_s
+                + sum(self._reply_time(s, n, configured) for s, n in expected))
 
-    def _handler(self) -> sdk.PortHandler:
-        if self._port is None:
-            raise BusError("servo bus is not open")
-        return self._port
+    def _exchange(self, packet: bytes, expected: Sequence[Tuple[Servo, int]], configured: bool = True) -> Replies:
+        """Send ``packet``, collect the replies of the (servo, data length) pairs; LinkError if the port fails."""
+        deadline = time.monotonic() + self._budget(packet, expected, configured)
+        self.link.send(packet)
+        replies = self.link.receive([s.id for s, _ in expected], deadline)
+        self.alerts.update(sid for sid, reply in replies.packets.items() if reply.error & p.ERR_ALERT)
+        return replies
 
-    @contextlib.contextmanager
-    def _port_errors(self) -> Iterator[None]:
-        """Around every SDK call: failures of the serial port itself (device gone, I/O error) as
-        BusError, and the port usable again after any exception (also KeyboardInterrupt, so the
-        shutdown sequence can still talk to the servos)."""
-        try:
-            yield
-        except (OSError, termios.error) as exc:
-            raise BusError(f"servo bus port {self._port_name} failed: {exc}") from None
-        finally:
-            if self._port is not None:
-                self._port.is_using = False  # the SDK leaves it set when interrupted; calls never overlap here
+    def _transact(self, servo: Servo, instruction: int, params: bytes, n_data: int,
+                  retries: Optional[int] = None) -> p.Packet:
+        """One instruction to one servo and its status packet, retried (default: ``self.retries`` times) on
+        timeout / CRC error; ServoError on failure or an error number in the status (the alert bit is
+        not an error here)."""
+        tries = 1 + (self.retries if retries is None else retries)
+        packet = p.encode_instruction(servo.id, instruction, params)
+        what = " ".join(filter(None, (_INSTRUCTIONS.get(instruction, hex(instruction)),
+                                      _register(params, instruction))))
+        problem = ""
+        for _ in range(tries):
+            replies = self._exchange(packet, [(servo, n_data)], configured=False)
+            reply = replies.packets.get(servo.id)
+            if reply is None:
+                problem = "corrupt reply (CRC error)" if replies.corrupt else "no answer (timeout)"
+                continue
+            number = reply.error & ~p.ERR_ALERT
+            if number == p.ERR_CRC:
+                problem = "the servo received a corrupt packet (CRC error)"
+                continue
+            if number:
+                raise ServoError(servo, self.port_name, f"{what}: {_ERRORS.get(number, f'error {number}')}")
+            if len(reply.data) != n_data:
+                problem = f"reply with {len(reply.data)} data bytes, expected {n_data}"
+                continue
+            return reply
+        raise ServoError(servo, self.port_name, f"{what}: {problem} after {tries} tries")
 
-    def _check(self, result: int, error: int, what: str) -> None:
-        if result != sdk.COMM_SUCCESS:
-            raise BusError(f"{what}: {self._packets.getTxRxResult(result)}")
-        if error:
-            raise BusError(f"{what}: {self._packets.getRxPacketError(error)}")
 
-    def _check_models(self) -> None:
-        def check(servo: Servo) -> None:
-            with self._port_errors():
-                number, result, error = self._packets.ping(self._handler(), servo.id)
-            if result != sdk.COMM_SUCCESS:
-                raise BusError(f"{self._where(servo)}: no answer to ping (expected model {servo.model}): "
-                               f"{self._packets.getTxRxResult(result)}")
-            if number != servo.spec.model_number:
-                raise BusError(f"{self._where(servo)}: expected model {servo.model} "
-                               f"({servo.spec.model_number}), found {_model_name(number)}")
+_INSTRUCTIONS = {p.INST_PING: "ping", p.INST_READ: "read", p.INST_WRITE: "write", p.INST_REBOOT: "reboot"}
+_ERRORS = {p.ERR_RESULT_FAIL: "result fail", p.ERR_INSTRUCTION: "instruction error", p.ERR_CRC: "CRC error",
+           p.ERR_DATA_RANGE: "data range error", p.ERR_DATA_LENGTH: "data length error",
+           p.ERR_DATA_LIMIT: "data limit error (value outside the register's limits)",
+           p.ERR_ACCESS: "access error (read-only, or EEPROM while torque is on)"}
+_NAMES = {r.address: n for n, r in _REG.items()}
 
-        problems = self._each(check, self.servos)
-        if problems:
-            raise BusError("servo bus start-up failed: " + "; ".join(problems))
 
-    @staticmethod
-    def _each(action: Callable[[Servo], None], servos: Iterable[Servo]) -> List[str]:
-        """Run ``action`` on every servo; the messages of those that failed."""
-        problems = []
-        for servo in servos:
-            try:
-                action(servo)
-            except BusError as exc:
-                problems.append(str(exc))
-        return problems
-
-    def _read(self, servo: Servo, name: str) -> int:
-        reg = servo.spec.register(name)
-        reader = {1: self._packets.read1ByteTxRx, 2: self._packets.read2ByteTxRx,
-                  4: self._packets.read4ByteTxRx}[reg.size]
-        with self._port_errors():
-            value, result, error = reader(self._handler(), servo.id, reg.address)
-        self._check(result, error, f"{self._where(servo)}: read {name}")
-        return value
-
-    def _write(self, servo: Servo, name: str, value: int) -> None:
-        reg = servo.spec.register(name)
-        writer = {1: self._packets.write1ByteTxRx, 2: self._packets.write2ByteTxRx,
-                  4: self._packets.write4ByteTxRx}[reg.size]
-        with self._port_errors():
-            result, error = writer(self._handler(), servo.id, reg.address, value & ((1 << (8 * reg.size)) - 1))
-        self._check(result, error, f"{self._where(servo)}: write {name}")
+def _register(params: bytes, instruction: int) -> str:
+    """The register an instruction addresses, by name ('' for ping / reboot)."""
+    if instruction in (p.INST_READ, p.INST_WRITE) and len(params) >= 2:
+        return _NAMES.get(p.le_int(params[:2]), f"address {p.le_int(params[:2])}")
+    return ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,43 @@ POSITION_CONTROL_MODE = 3
 # Position counter: 4096 ticks per revolution, 0..4095 in position control mode.
 TICKS_PER_REV = 4096
 RAD_PER_TICK = 2.0 * math.pi / TICKS_PER_REV
-# Velocity unit 0.229 rev/min for the whole X-series.
+# Velocity unit 0.229 rev/min for the whole X-series (present velocity, profile velocity, limits).
 RAD_S_PER_VELOCITY_UNIT = 0.229 * 2.0 * math.pi / 60.0
+# Profile acceleration unit 214.577 rev/min^2.
+RAD_S2_PER_ACCELERATION_UNIT = 214.577 * 2.0 * math.pi / 3600.0
+# Largest profile acceleration value (register range 0..32767; 0 = no limit).
+MAX_PROFILE_ACCELERATION = 32767
+# Return delay time unit (s) and largest register value (0..254, factory default 250 = 500 us).
+RETURN_DELAY_UNIT_S = 2e-6
+MAX_RETURN_DELAY = 254
+# Present input voltage unit (V).
+VOLTS_PER_UNIT = 0.1
+
+# Baud rate register (address 8) value -> bit/s. 9600 (value 0) is left out on purpose: the
+# driver supports 57600 .. 4 Mbps, which every model here can do.
+BAUD_RATES: Dict[int, int] = {1: 57600, 2: 115200, 3: 1000000, 4: 2000000, 5: 3000000, 6: 4000000}
+BAUD_CODES: Dict[int, int] = {baud: code for code, baud in BAUD_RATES.items()}
+
+# Hardware error status (address 70) bit -> word. The servo keeps them until rebooted; those set
+# in the Shutdown register (address 63, default 52 = overheating, electrical shock, overload)
+# also switch torque off.
+HARDWARE_ERROR_BITS: Dict[int, str] = {
+    0: "input voltage",
+    2: "overheating",
+    3: "motor encoder",
+    4: "electrical shock",
+    5: "overload",
+}
+HW_INPUT_VOLTAGE, HW_OVERHEATING, HW_ENCODER, HW_ELECTRICAL_SHOCK, HW_OVERLOAD = (1 << b for b in (0, 2, 3, 4, 5))
+
+
+def hardware_error_words(bits: int) -> List[str]:
+    """The hardware error status bits as words, e.g. 0x24 -> ["overheating", "overload"]."""
+    words = [word for bit, word in sorted(HARDWARE_ERROR_BITS.items()) if bits >> bit & 1]
+    unknown = bits & ~sum(1 << b for b in HARDWARE_ERROR_BITS) & 0xFF
+    if unknown:
+        words.append(f"unknown bits 0x{unknown:02x}")
+    return words
 
 
 @dataclass(frozen=True)
@@ -92,6 +127,9 @@ class ModelSpec:
     name: str
     model_number: int
     current_unit_a: float  # amperes per unit of present/goal current
+    # Torque per ampere (N m / A), from the e-Manual's stall torque / stall current at the
+    # recommended voltage: a rough conversion of present current into JointState effort.
+    torque_per_amp: float
     position_range: Tuple[int, int] = (0, TICKS_PER_REV - 1)
     registers: Dict[str, Register] = field(default_factory=lambda: X_SERIES_REGISTERS)
     # Factory defaults the emulator starts from (the e-Manual's "initial value").
@@ -99,6 +137,11 @@ class ModelSpec:
 
     def register(self, name: str) -> Register:
         return self.registers[name]
+
+    @property
+    def max_velocity(self) -> float:
+        """Fastest profile velocity (rad/s): the factory velocity limit."""
+        return self.defaults["velocity_limit"] * RAD_S_PER_VELOCITY_UNIT
 
 
 _X_DEFAULTS = {
@@ -115,32 +158,33 @@ _X_DEFAULTS = {
     "shutdown": 52,
     "status_return_level": 2,
     "position_p_gain": 800,
+    "present_temperature": 30,  # room temperature, for the emulator
 }
 
 MODELS: Dict[str, ModelSpec] = {
     "XL330-M288": ModelSpec(
-        "XL330-M288", 1200, 0.001,
-        defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35,
+        "XL330-M288", 1200, 0.001, 0.52 / 1.47,
+        defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35, "present_input_voltage": 50,
                   "current_limit": 1750, "velocity_limit": 445, "temperature_limit": 70},
     ),
     "XL330-M077": ModelSpec(
-        "XL330-M077", 1190, 0.001,
-        defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35,
+        "XL330-M077", 1190, 0.001, 0.215 / 1.47,
+        defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35, "present_input_voltage": 50,
                   "current_limit": 1750, "velocity_limit": 1620, "temperature_limit": 70},
     ),
     "XC330-M288": ModelSpec(
-        "XC330-M288", 1240, 0.001,
-        defaults={**_X_DEFAULTS, "max_voltage_limit": 140, "min_voltage_limit": 35,
-                  "current_limit": 1193, "velocity_limit": 445},
+        "XC330-M288", 1240, 0.001, 0.93 / 1.80,
+        defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35, "present_input_voltage": 50,
+                  "current_limit": 1750, "velocity_limit": 445, "temperature_limit": 70},
     ),
     "XM430-W350": ModelSpec(
-        "XM430-W350", 1020, 0.00269,
-        defaults={**_X_DEFAULTS, "max_voltage_limit": 160, "min_voltage_limit": 95,
+        "XM430-W350", 1020, 0.00269, 4.1 / 2.3,
+        defaults={**_X_DEFAULTS, "max_voltage_limit": 160, "min_voltage_limit": 95, "present_input_voltage": 120,
                   "current_limit": 1193, "velocity_limit": 200},
     ),
     "XM540-W270": ModelSpec(
-        "XM540-W270", 1120, 0.00269,
-        defaults={**_X_DEFAULTS, "max_voltage_limit": 160, "min_voltage_limit": 95,
+        "XM540-W270", 1120, 0.00269, 10.6 / 4.4,
+        defaults={**_X_DEFAULTS, "max_voltage_limit": 160, "min_voltage_limit": 95, "present_input_voltage": 120,
                   "current_limit": 2047, "velocity_limit": 128},
     ),
 }

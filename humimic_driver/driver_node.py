@@ -1,12 +1,16 @@
-"""dynamixel_driver: /joint_commands -> servo goals, present positions -> /joint_states.
+"""dynamixel_driver: /joint_commands -> servo goals; servo states -> /joint_states; /diagnostics.
 
 Thin rclpy shell over ServoDriver. Callbacks run one at a time (single-threaded executor), so
-bus accesses never overlap.
+bus accesses never overlap. The bus (port, baud rate) comes from the robot config's ``bus:``
+section; the ``port`` and ``baud_rate`` parameters override it when set.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import signal
 import sys
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -18,42 +22,58 @@ from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
 from humimic_core.stamps import to_ns
 from humimic_driver.bus import BusError, ServoBus
+from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver
 
 #: Seconds between throttled warnings.
 THROTTLE_S = 5.0
+#: Seconds between /diagnostics messages.
+DIAGNOSTICS_PERIOD_S = 1.0
+#: Share of the state period a read may spend on retries.
+READ_BUDGET = 0.5
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT / SIGTERM ignored inside (a second Ctrl-C must not abort making the servos safe)."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class DriverNode(Node):
     def __init__(self) -> None:
         super().__init__("dynamixel_driver")
         robot_config = declare(self, "robot_config", "", "robot config YAML; '' = the package's config/robot_face.yaml")
-        port = declare(self, "port", "/tmp/humimic_servo_bus", "serial port of the servo bus")
-        baud = declare(self, "baud_rate", 1000000, "bus baud rate")
-        state_rate = declare(self, "state_rate", 50.0, "Hz of present-position reads published on /joint_states")
-        timeout = declare(self, "command_timeout", 1.0, "s without /joint_commands before neutral is written once")
-        self._torque_off = declare(self, "torque_off_on_shutdown", True,
-                                   "disable torque after moving to neutral on shutdown")
-        for name, value in (("state_rate", state_rate), ("command_timeout", timeout)):
+        port = declare(self, "port", "", "serial port of the servo bus; '' = bus.port of the robot config")
+        baud = declare(self, "baud_rate", 0, "bus baud rate; 0 = bus.baud_rate of the robot config")
+        state_rate = declare(self, "state_rate", 50.0, "Hz of sync reads of position/velocity/current -> /joint_states")
+        health_rate = declare(self, "health_rate", 2.0, "Hz of sync reads of voltage, temperature and hardware "
+                                                        "error, and of recovery steps (re-ping, reboot)")
+        settings = DriverSettings(**{name: declare(self, name, default, doc)
+                                     for name, (default, doc) in DriverSettings.descriptions().items()})
+        for name, value in (("state_rate", state_rate), ("health_rate", health_rate)):
             if value <= 0.0:
                 raise ValueError(f"parameter {name} must be > 0, got {value}")
         config = load_robot_config(robot_config or paths.config_file("robot_face.yaml"))
-        bus = ServoBus(config.servos)
-        bus.open(port, baud)
-        try:
-            bus.start()
-        except BaseException:
-            bus.close()
-            raise
-        self._driver = ServoDriver(bus, int(timeout * 1e9), self._now_ns())
+        bus_config = dataclasses.replace(config.bus, port=port or config.bus.port,
+                                         baud_rate=baud or config.bus.baud_rate)
+        self._driver = ServoDriver(ServoBus(config.servos, bus_config), settings, self._now_ns())
+        self._read_budget_s = READ_BUDGET / state_rate
         self._joints = [s.joint for s in config.servos]
         self._states = self.create_publisher(JointState, "/joint_states", RELIABLE_QOS)
         self._written = self.create_publisher(JointState, "/driver/written_goals", RELIABLE_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(JointState, "/joint_commands", self._on_command, RELIABLE_QOS)
         self.create_timer(1.0 / state_rate, self._on_state_timer)
-        self.create_timer(1.0, self._publish_diagnostics)
-        self.get_logger().info(f"{len(self._joints)} servos ready on {port} at {baud} baud")
+        self.create_timer(1.0 / health_rate, self._on_health_timer)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self._driver.start()  # last: the timers only fire once spinning
+        self._log_events()
+        self.get_logger().info(f"{len(self._joints)} servos ready on {bus_config.port} at {bus_config.baud_rate} baud")
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -65,8 +85,8 @@ class DriverNode(Node):
         except ValueError as exc:
             self.get_logger().warning(f"ignoring /joint_commands: {exc}", throttle_duration_sec=THROTTLE_S)
             return
+        self._log_events()
         if written is None:
-            self._warn_bus()
             return
         if written.unknown:
             self.get_logger().warning(f"/joint_commands names no joint of this robot: {', '.join(written.unknown)}",
@@ -78,42 +98,55 @@ class DriverNode(Node):
         if neutral is not None:
             self.get_logger().info("no /joint_commands: moved to neutral")
             self._publish_goals(neutral, self.get_clock().now().to_msg())
-        reading = self._driver.read_state()
-        if reading is None:
-            self._warn_bus()
+        states = self._driver.read_state(self._read_budget_s)
+        self._log_events()
+        if not states:
             return
+        joints = [j for j in self._joints if j in states]
         msg = JointState()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.name = self._joints
-        msg.position = [reading.positions[j] for j in self._joints]
-        msg.velocity = [reading.velocities[j] for j in self._joints]
+        msg.name = joints
+        msg.position = [states[j].position for j in joints]
+        msg.velocity = [states[j].velocity for j in joints]
+        msg.effort = [states[j].effort for j in joints]
         self._states.publish(msg)
+
+    def _on_health_timer(self) -> None:
+        self._driver.poll_health()
+        self._log_events()
 
     def _publish_goals(self, goals: Dict[str, float], stamp: Time) -> None:
         msg = JointState()
         msg.header.stamp = stamp
-        msg.name = self._joints
-        msg.position = [goals[j] for j in self._joints]
+        msg.name = [j for j in self._joints if j in goals]
+        msg.position = [goals[j] for j in msg.name]
         self._written.publish(msg)
 
     def _publish_diagnostics(self) -> None:
-        health = self._driver.health()
-        status = DiagnosticStatus(
-            level=DiagnosticStatus.OK if health.ok else DiagnosticStatus.ERROR,
-            name="dynamixel_driver: servo bus", message=health.message,
-            hardware_id=self._driver.bus.port_name,
-            values=[KeyValue(key=k, value=v) for k, v in health.values.items()])
-        msg = DiagnosticArray(status=[status])
+        msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [DiagnosticStatus(level=bytes((r.level,)), name=r.name, message=r.message,
+                                       hardware_id=r.hardware_id,
+                                       values=[KeyValue(key=k, value=v) for k, v in r.values.items()])
+                      for r in self._driver.diagnostics()]
         self._diagnostics.publish(msg)
 
-    def _warn_bus(self) -> None:
-        self.get_logger().warning(f"servo bus: {self._driver.last_error}", throttle_duration_sec=THROTTLE_S)
+    def _log_events(self) -> None:
+        logger = self.get_logger()
+        for severity, message in self._driver.events:  # one call site per severity, as rclpy requires
+            if severity == "error":
+                logger.error(message)
+            elif severity == "warn":
+                logger.warning(message)
+            else:
+                logger.info(message)
+        self._driver.events.clear()
 
     def shutdown(self) -> None:
-        """Neutral, then torque off (if configured), then close the port."""
-        for problem in self._driver.shutdown(self._torque_off):
-            self.get_logger().error(f"shutdown: {problem}")
+        """Neutral, then torque off (if configured), then close the port; not interruptible by signals."""
+        with signals_deferred():
+            for problem in self._driver.shutdown():
+                self.get_logger().error(f"shutdown: {problem}")
 
 
 def main(args: Optional[list] = None) -> None:

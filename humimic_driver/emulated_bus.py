@@ -1,30 +1,45 @@
 """humimic-servo-emulator: the robot's Dynamixel bus emulated on a pseudo-terminal.
 
-Opens a pty in raw mode, links ``--link`` (default /tmp/humimic_servo_bus) to its slave end and
-answers Protocol 2.0 packets for every servo of the robot config, each starting at its neutral
-position, until SIGINT/SIGTERM. Any Dynamixel client (dynamixel-sdk, the driver node) can open
-the link as a serial port at any baud rate.
+Opens a pty in raw mode, links ``--link`` (default: bus.port of the robot config) to its slave end
+and answers Protocol 2.0 packets for every servo of the robot config, each starting at its
+neutral position, until SIGINT/SIGTERM. Any Dynamixel client (dynamixel-sdk, the driver node) can
+open the link as a serial port. Replies are sent when their last byte would arrive on a real bus
+at ``--baud`` (default: bus.baud_rate of the robot config); a client whose port is set to another
+baud rate gets no answer, as on a real bus.
+
+Faults (see humimic_driver/fault_injection.py for the commands): ``--fault CMD`` at start,
+``--at SECONDS CMD`` later, or ``--send CMD`` to a running emulator, which listens on an abstract
+UNIX socket named after its link (``control_address()``).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import heapq
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
+import termios
 import time
 import tty
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from humimic_core import paths
 from humimic_core.robot_config import ConfigError, load_robot_config
+from humimic_driver.control_tables import BAUD_CODES
+from humimic_driver.fault_injection import apply_fault, parse_schedule
 from humimic_driver.servo_emulator import ServoEmulator, servos_from_config
 
-DEFAULT_LINK = "/tmp/humimic_servo_bus"
 READY_PREFIX = "humimic-servo-emulator: serving"
+#: Replies due within this many seconds of each other go out in one write.
+_COALESCE_S = 50e-6
+#: termios speed constant -> baud rate, for the rates the bus supports.
+_BAUD_BY_SPEED = {getattr(termios, f"B{b}"): b for b in BAUD_CODES if hasattr(termios, f"B{b}")}
 
 
 class _Stop(Exception):
@@ -33,6 +48,34 @@ class _Stop(Exception):
 
 def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop
+
+
+def control_address(link: str | Path) -> str:
+    """The abstract UNIX socket address of the emulator serving ``link``."""
+    digest = hashlib.sha1(str(Path(link).absolute()).encode()).hexdigest()[:20]
+    return f"\0humimic-servo-emulator-{digest}"
+
+
+def send_command(link: str | Path, command: str, timeout: float = 5.0) -> str:
+    """Send one fault command to the emulator serving ``link``; its reply. ValueError for a refused
+    command, ConnectionError when no emulator serves ``link``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(control_address(link))
+        except OSError as exc:
+            raise ConnectionError(f"no servo emulator serving {link}: {exc}") from None
+        sock.sendall(command.encode() + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    text = reply.decode().strip()
+    if text.startswith("error:"):
+        raise ValueError(f"servo emulator refused {command!r}: {text[6:].strip()}")
+    return text
 
 
 def _make_link(link: Path, target: str) -> None:
@@ -44,71 +87,201 @@ def _make_link(link: Path, target: str) -> None:
     link.symlink_to(target)
 
 
-def serve(emulator: ServoEmulator, master_fd: int) -> None:
-    """Answer packets arriving on ``master_fd`` until a _Stop is raised."""
-    poller = select.poll()
-    poller.register(master_fd, select.POLLIN)
-    while True:
-        poller.poll()
+class PtyPort:
+    """The emulated serial port: a pty whose slave end is linked at ``link``; it can be unplugged
+    (fds closed, link removed: clients get I/O errors) and plugged back (a new pty, same link)."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.master: Optional[int] = None
+        self._slave: Optional[int] = None
+        self._slave_name = ""
+        self.replug_at: Optional[float] = None
+
+    def plug(self) -> None:
+        self.replug_at = None
+        if self.master is not None:
+            return
+        master, slave = os.openpty()  # the slave stays open here so the bus survives clients closing
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._slave_name = os.ttyname(slave)
         try:
-            data = os.read(master_fd, 4096)
-        except BlockingIOError:
-            continue
-        reply = emulator.receive(data, time.monotonic())
-        while reply:
-            try:
-                reply = reply[os.write(master_fd, reply):]
-            except BlockingIOError:  # nobody reads the bus: drop the rest, like a real bus
-                break
+            _make_link(self.link, self._slave_name)
+        except OSError:
+            os.close(master)
+            os.close(slave)
+            raise
+        self.master, self._slave = master, slave
+
+    def unplug(self, seconds: Optional[float]) -> None:
+        self.close()
+        self.replug_at = None if seconds is None else time.monotonic() + seconds
+
+    def client_baud(self) -> Optional[int]:
+        """The baud rate the client set on the port (None if not one of the bus rates)."""
+        if self._slave is None:
+            return None
+        return _BAUD_BY_SPEED.get(termios.tcgetattr(self._slave)[4])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self._slave_name and os.readlink(self.link) == self._slave_name:
+                self.link.unlink()
+        for fd in (self.master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self.master = self._slave = None
+
+
+class Server:
+    """The serving loop: bus bytes in, timed replies out, fault commands on the control socket."""
+
+    def __init__(self, emulator: ServoEmulator, port: PtyPort, control: socket.socket,
+                 schedule: Sequence[Tuple[float, str]]) -> None:
+        self.emulator = emulator
+        self.port = port
+        self.control = control
+        self.start = time.monotonic()
+        self.schedule = list(schedule)
+        self._outgoing: List[Tuple[float, int, bytes]] = []  # heap of (due, sequence, bytes)
+        self._sequence = 0
+        self._warned_baud: Optional[int] = None
+
+    def command(self, text: str) -> str:
+        try:
+            return apply_fault(text, self.emulator, time.monotonic(), self.port)
+        except (ValueError, OSError) as exc:
+            return f"error: {exc}"
+
+    def run(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self.schedule and self.start + self.schedule[0][0] <= now:
+                _, text = self.schedule.pop(0)
+                print(f"humimic-servo-emulator: {text}: {self.command(text)}", file=sys.stderr, flush=True)
+            if self.port.replug_at is not None and now >= self.port.replug_at:
+                self.port.plug()
+            self._send_due(now)
+            wake = [t for t in (self._outgoing[0][0] if self._outgoing else None, self.port.replug_at,
+                                self.start + self.schedule[0][0] if self.schedule else None) if t is not None]
+            timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
+            fds = [self.control.fileno()] + ([self.port.master] if self.port.master is not None else [])
+            ready, _, _ = select.select(fds, [], [], timeout)
+            if self.port.master is not None and self.port.master in ready:
+                self._receive()  # bus bytes first: a fault command sent after them sees their effect
+            if self.control.fileno() in ready:
+                self._serve_control()
+
+    def _receive(self) -> None:
+        try:
+            data = os.read(self.port.master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        now = time.monotonic()
+        client = self.port.client_baud()
+        if client != self.emulator.baud:
+            if client != self._warned_baud:
+                print(f"humimic-servo-emulator: client port at {client} baud, servos at {self.emulator.baud}: "
+                      f"they hear noise", file=sys.stderr, flush=True)
+                self._warned_baud = client
+            return
+        for due, reply in self.emulator.receive(data, now):
+            heapq.heappush(self._outgoing, (due, self._sequence, reply))
+            self._sequence += 1
+
+    def _send_due(self, now: float) -> None:
+        chunks = []
+        while self._outgoing and self._outgoing[0][0] <= now + _COALESCE_S:
+            chunks.append(heapq.heappop(self._outgoing)[2])
+        if chunks and self.port.master is not None:
+            with contextlib.suppress(BlockingIOError):  # nobody reads the bus: dropped, like a real bus
+                os.write(self.port.master, b"".join(chunks))
+
+    def _serve_control(self) -> None:
+        conn, _ = self.control.accept()
+        with conn:
+            conn.settimeout(1.0)
+            data = b""
+            with contextlib.suppress(OSError):
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                conn.sendall(self.command(data.decode(errors="replace").strip()).encode() + b"\n")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="humimic-servo-emulator", description=__doc__.splitlines()[0])
-    parser.add_argument("--link", default=DEFAULT_LINK, help=f"symlink to the pty slave (default {DEFAULT_LINK})")
     parser.add_argument("--robot-config", default=None,
                         help="robot config YAML (default: the package's config/robot_face.yaml)")
+    parser.add_argument("--link", default=None,
+                        help="symlink to the pty slave (default: bus.port of the robot config)")
+    parser.add_argument("--baud", type=int, default=None,
+                        help="bus baud rate (default: bus.baud_rate of the robot config)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed of the fault rates")
+    parser.add_argument("--fault", action="append", default=[], metavar="CMD", help="fault command applied at start")
+    parser.add_argument("--at", action="append", default=[], nargs=2, metavar=("SECONDS", "CMD"),
+                        help="fault command applied SECONDS after start")
+    parser.add_argument("--send", default=None, metavar="CMD",
+                        help="send CMD to the emulator already serving --link, print its reply, exit")
     args = parser.parse_args(argv)
     try:
         config = load_robot_config(args.robot_config or paths.config_file("robot_face.yaml"))
-    except ConfigError as exc:
+        baud = args.baud or config.bus.baud_rate
+        if baud not in BAUD_CODES:
+            raise ConfigError(f"--baud {baud}: not a Dynamixel baud rate ({', '.join(map(str, sorted(BAUD_CODES)))})")
+        schedule = parse_schedule(args.at)
+    except (ConfigError, ValueError) as exc:
         print(f"humimic-servo-emulator: {exc}", file=sys.stderr)
         return 2
-    emulator = ServoEmulator(servos_from_config(config.servos))
-    link = Path(args.link)
-    master_fd, slave_fd = os.openpty()  # the slave stays open here so the bus survives clients closing
-    tty.setraw(slave_fd)
-    os.set_blocking(master_fd, False)
-    slave_name = os.ttyname(slave_fd)
+    link = Path(args.link or config.bus.port)
+    if args.send is not None:
+        try:
+            print(send_command(link, args.send))
+        except (ValueError, ConnectionError) as exc:
+            print(f"humimic-servo-emulator: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    emulator = ServoEmulator(servos_from_config(config.servos, baud), baud, seed=args.seed)
+    port = PtyPort(link)
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        _make_link(link, slave_name)
-        print(f"{READY_PREFIX} {len(emulator.servos)} servos on {link}", flush=True)
-        serve(emulator, master_fd)
+        control.bind(control_address(link))
+        control.listen(4)
+        port.plug()
+        server = Server(emulator, port, control, schedule)
+        for text in args.fault:
+            reply = server.command(text)
+            if reply.startswith("error:"):
+                raise ValueError(f"--fault {text!r}: {reply[6:].strip()}")
+        print(f"{READY_PREFIX} {len(emulator.servos)} servos on {link} at {baud} baud", flush=True)
+        server.run()
     except _Stop:
         pass
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"humimic-servo-emulator: {exc}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        with contextlib.suppress(OSError):
-            if os.readlink(link) == slave_name:
-                link.unlink()
-        os.close(master_fd)
-        os.close(slave_fd)
+        port.close()
+        control.close()
     return 0
 
 
 @contextlib.contextmanager
-def emulator_process(link: str | Path, robot_config: Optional[str | Path] = None,
+def emulator_process(link: str | Path, robot_config: Optional[str | Path] = None, args: Sequence[str] = (),
                      timeout: float = 10.0) -> Iterator[subprocess.Popen]:
-    """Run the emulator as a child process serving on ``link``; stop it (SIGINT) on exit.
+    """Run the emulator as a child process serving on ``link`` (extra command line ``args``, e.g.
+    ``["--fault", "crc 0.1"]``); stop it (SIGINT) on exit.
 
     Returns once it is ready; RuntimeError with its output if it does not get ready in ``timeout`` s.
     """
-    cmd = [sys.executable, "-m", "humimic_driver.emulated_bus", "--link", str(link)]
+    cmd = [sys.executable, "-m", "humimic_driver.emulated_bus", "--link", str(link), *args]
     if robot_config is not None:
         cmd += ["--robot-config", str(robot_config)]
     env = dict(os.environ)

@@ -184,6 +184,17 @@ class PacketParser:
             out.append(Packet(frame[4], body[0], body[1:]))
 
 
+#: Bits on the wire per byte: start bit, 8 data bits, stop bit (8N1).
+BITS_PER_BYTE = 10
+#: Bytes of a status packet around its data: header 4, ID, LEN 2, INST, error, CRC 2.
+STATUS_OVERHEAD = 11
+
+
+def transmission_time(n_bytes: int, baud: int) -> float:
+    """Seconds ``n_bytes`` take on a half-duplex 8N1 line at ``baud`` bit/s."""
+    return n_bytes * BITS_PER_BYTE / baud
+
+
 def le_bytes(value: int, size: int) -> bytes:
     """Little-endian bytes of an integer (negative values as two's complement)."""
     return (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")

@@ -1,33 +1,48 @@
 """Emulated Dynamixel X-series servos answering Protocol 2.0 packets (pure logic, no I/O).
 
 Each servo holds a byte-addressed control table initialised from the model's factory defaults
-(control_tables.MODELS), its model number and ID. ``ServoEmulator.receive(bytes, now)`` returns the
-status packets a real bus would send back. Motion is simple: with torque on, present position
-moves toward the goal (clamped to the position limit registers) at the profile velocity, or at
-the model's velocity limit when the profile velocity is 0. The goal register keeps the value
-written, so a client's writes can be inspected exactly.
+(control_tables.MODELS), its model number and ID. ``ServoEmulator.receive(bytes, now)`` returns
+the status packets a real bus would send back, each with the time its last byte would arrive:
+the instruction's own time on the wire at the bus baud rate, then per reply the servo's return
+delay (register 9) and the reply's time on the wire, one after the other.
+
+What the firmware does and this emulates: EEPROM registers locked while torque is on; a goal
+outside the position limit registers refused (data limit error) and motion kept inside them;
+profile velocity (or the velocity limit) as speed; present current from the position error;
+temperature, input voltage and hardware error bits (overheating above the temperature limit,
+input voltage outside the voltage limits, injected overload / electrical shock / encoder errors),
+torque dropping for the bits in the Shutdown register, the alert bit (0x80) in every status
+packet while an error is latched; reboot (0x08) clearing the errors after a boot time.
+Faults for tests: corrupted packets and dropped replies at a rate, dead servos, heating up.
 """
 from __future__ import annotations
 
 import math
+import random
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from humimic_core.robot_config import Servo
 from humimic_driver import protocol as p
-from humimic_driver.control_tables import TICKS_PER_REV, ModelSpec, Register, model
+from humimic_driver.control_tables import (BAUD_CODES, RETURN_DELAY_UNIT_S, TICKS_PER_REV, VOLTS_PER_UNIT,
+                                           HW_INPUT_VOLTAGE, HW_OVERHEATING, ModelSpec, Register, model)
 
 #: A partly received packet is dropped after this much silence on the bus (s).
 RX_SILENCE_RESET_S = 0.05
 #: Ticks per second for one unit (0.229 rev/min) of the velocity registers.
 TICKS_S_PER_VELOCITY_UNIT = 0.229 / 60.0 * TICKS_PER_REV
+#: A rebooted (or re-powered) servo answers nothing for this long (s).
+BOOT_TIME_S = 0.1
+#: Present current units per tick of position error while torque is on.
+CURRENT_PER_TICK = 2
 
 
 class EmulatedServo:
-    """One servo: its control table and the state of its simple motion model."""
+    """One servo: its control table, motion, temperature and hardware error state."""
 
     def __init__(self, servo_id: int, model_name: str, position: int) -> None:
         self.spec: ModelSpec = model(model_name)
         regs = self.spec.registers
+        self._slices = {name: (r.address, r.address + r.size, r.signed) for name, r in regs.items()}
         self.table = bytearray(max(r.address + r.size for r in regs.values()))
         self._owner: List[Optional[Register]] = [None] * len(self.table)
         for reg in regs.values():
@@ -37,8 +52,14 @@ class EmulatedServo:
             self.set(name, value)
         self.set("model_number", self.spec.model_number)
         self.set("id", servo_id)
+        self.alive = True  # False: no power / cable cut: hears and answers nothing
+        self.temperature = float(self.spec.defaults["present_temperature"])
+        self.voltage = self.spec.defaults["present_input_voltage"] * VOLTS_PER_UNIT
+        self.injected_errors = 0  # hardware error bits forced by a fault (overload, shock, encoder)
+        self._heating: Optional[Tuple[float, float, float]] = None  # (start time, start temp, degC per s)
         self._position = float(position)
         self._last_update: Optional[float] = None
+        self._boot_until = -math.inf
         self._reset_ram()
 
     @property
@@ -49,13 +70,21 @@ class EmulatedServo:
     def torque(self) -> bool:
         return bool(self.get("torque_enable"))
 
+    @property
+    def hardware_error(self) -> int:
+        return self.get("hardware_error_status")
+
+    def listening(self, now: float) -> bool:
+        """Powered and not booting."""
+        return self.alive and now >= self._boot_until
+
     def get(self, name: str) -> int:
-        reg = self.spec.registers[name]
-        return p.le_int(self.table[reg.address:reg.address + reg.size], reg.signed)
+        start, end, signed = self._slices[name]
+        return int.from_bytes(self.table[start:end], "little", signed=signed)
 
     def set(self, name: str, value: int) -> None:
-        reg = self.spec.registers[name]
-        self.table[reg.address:reg.address + reg.size] = p.le_bytes(value, reg.size)
+        start, end, _ = self._slices[name]
+        self.table[start:end] = p.le_bytes(value, end - start)
 
     def read(self, address: int, length: int) -> Tuple[int, bytes]:
         """(error, data) of a READ."""
@@ -77,12 +106,38 @@ class EmulatedServo:
             return p.ERR_ACCESS
         if self.torque and any(r.eeprom for r in owners):  # type: ignore[union-attr]
             return p.ERR_ACCESS
+        before = bytes(self.table)
         self.table[address:end] = data
+        touched = {r for r in owners if r is not None}
+        regs = self.spec.registers
+        if regs["goal_position"] in touched and not (
+                self.get("min_position_limit") <= self.get("goal_position") <= self.get("max_position_limit")):
+            self.table[:] = before
+            return p.ERR_DATA_LIMIT
+        if regs["profile_velocity"] in touched and self.get("profile_velocity") > self.get("velocity_limit"):
+            self.table[:] = before
+            return p.ERR_DATA_LIMIT
+        if self.hardware_error & self.get("shutdown"):
+            self.set("torque_enable", 0)  # no torque until rebooted
         return 0
 
-    def reboot(self) -> None:
-        """Restart: RAM back to defaults, torque off, goal at the present position; EEPROM kept."""
+    def reboot(self, now: float) -> None:
+        """Restart: RAM back to defaults (torque off, errors cleared, goal = present position), EEPROM
+        kept; deaf for BOOT_TIME_S."""
         self._reset_ram()
+        self.injected_errors = 0
+        self._boot_until = now + BOOT_TIME_S
+
+    def overheat(self, now: float, seconds: float) -> None:
+        """Heat up steadily to 1 degC above the temperature limit in ``seconds``, then stay there."""
+        self.update(now)
+        target = self.get("temperature_limit") + 1.0
+        self._heating = (now, self.temperature, (target - self.temperature) / max(seconds, 1e-6))
+
+    def set_temperature(self, now: float, celsius: float) -> None:
+        self.update(now)
+        self._heating = None
+        self.temperature = celsius
 
     def _reset_ram(self) -> None:
         for name, reg in self.spec.registers.items():
@@ -90,137 +145,201 @@ class EmulatedServo:
                 self.set(name, self.spec.defaults.get(name, 0))
         self.set("goal_position", round(self._position))
         self.set("present_position", round(self._position))
+        self.set("present_temperature", round(self.temperature))
+        self.set("present_input_voltage", round(self.voltage / VOLTS_PER_UNIT))
 
     def update(self, now: float) -> None:
-        """Advance the motion model to time ``now`` (seconds, monotonic)."""
+        """Advance temperature, hardware errors and motion to time ``now`` (seconds, monotonic)."""
         last, self._last_update = self._last_update, now
+        dt = 0.0 if last is None else max(0.0, now - last)
+        self._update_temperature(now)
+        self._update_errors()
         if not self.torque:
-            self.set("present_velocity", 0)
-            self.set("moving", 0)
+            for name in ("present_velocity", "present_current", "moving"):
+                self.set(name, 0)
             return
         lo, hi = self.get("min_position_limit"), self.get("max_position_limit")
         target = float(min(hi, max(lo, self.get("goal_position"))))
         error = target - self._position
         units = self.get("profile_velocity") or self.get("velocity_limit")
         speed = units * TICKS_S_PER_VELOCITY_UNIT if units else math.inf
-        dt = 0.0 if last is None else max(0.0, now - last)
         step = speed * dt
         if abs(error) <= step:
             self._position = target
         else:
             self._position += math.copysign(step, error)
         moving = self._position != target
+        limit = self.get("current_limit")
         self.set("present_position", round(self._position))
         self.set("present_velocity", int(math.copysign(units, error)) if moving else 0)
+        self.set("present_current", max(-limit, min(limit, round(CURRENT_PER_TICK * (target - self._position)))))
         self.set("moving", int(moving))
+
+    def _update_temperature(self, now: float) -> None:
+        if self._heating is not None:
+            start, start_temp, rate = self._heating
+            ceiling = self.get("temperature_limit") + 1.0
+            self.temperature = max(start_temp, min(ceiling, start_temp + rate * (now - start)))
+        self.set("present_temperature", round(self.temperature))
+        self.set("present_input_voltage", round(self.voltage / VOLTS_PER_UNIT))
+
+    def _update_errors(self) -> None:
+        bits = self.hardware_error | self.injected_errors
+        if self.temperature > self.get("temperature_limit"):
+            bits |= HW_OVERHEATING
+        volts = self.get("present_input_voltage")
+        if not self.get("min_voltage_limit") <= volts <= self.get("max_voltage_limit"):
+            bits |= HW_INPUT_VOLTAGE
+        self.set("hardware_error_status", bits)
+        if bits & self.get("shutdown"):
+            self.set("torque_enable", 0)
 
 
 class ServoEmulator:
-    """A bus of emulated servos: feed it instruction bytes, get status bytes back."""
+    """A bus of emulated servos: feed it instruction bytes, get timed status bytes back.
 
-    def __init__(self, servos: Iterable[EmulatedServo]) -> None:
+    ``crc_rate``: fraction of packets corrupted on the wire, both ways (a corrupt instruction is
+    answered with a CRC error by the servo it addresses, or lost if broadcast; a corrupt reply
+    reaches the client with a bad CRC). ``drop_rate``: fraction of replies that never arrive.
+    """
+
+    def __init__(self, servos: Iterable[EmulatedServo], baud: int = 1000000, seed: Optional[int] = None) -> None:
         self._servos: Dict[int, EmulatedServo] = {}
         for servo in servos:
             if servo.id in self._servos:
                 raise ValueError(f"two emulated servos with ID {servo.id}")
             self._servos[servo.id] = servo
+        self.baud = baud
+        self.crc_rate = 0.0
+        self.drop_rate = 0.0
+        self.rng = random.Random(seed)
         self._parser = p.PacketParser()
         self._last_rx = -math.inf
+        self._line_free = -math.inf
 
     @property
     def servos(self) -> Dict[int, EmulatedServo]:
         """Servos by ID."""
         return self._servos
 
-    def receive(self, data: bytes, now: float) -> bytes:
-        """Bytes received from the bus at time ``now`` -> bytes the servos send back."""
+    def update(self, now: float) -> None:
+        for servo in self._servos.values():
+            servo.update(now)
+
+    def receive(self, data: bytes, now: float) -> List[Tuple[float, bytes]]:
+        """Bytes the client wrote at time ``now`` -> [(time the reply is complete, reply bytes)]."""
         if self._parser.pending and now - self._last_rx > RX_SILENCE_RESET_S:
             self._parser.clear()
         self._last_rx = now
+        received = max(now, self._line_free) + p.transmission_time(len(data), self.baud)
+        self._line_free = received
         packets = self._parser.feed(data)
         if packets:
-            for servo in self._servos.values():
-                servo.update(now)
-        replies = []
+            self.update(received)
+        out = []
         for packet in packets:
-            if isinstance(packet, p.CorruptPacket):
-                if packet.id in self._servos:
-                    replies.append(p.encode_status(packet.id, p.ERR_CRC))
-            elif not packet.is_status:
-                replies.extend(self._handle(packet))
-        return b"".join(replies)
+            if isinstance(packet, p.Packet) and packet.instruction != p.INST_STATUS and self._chance(self.crc_rate):
+                packet = p.CorruptPacket(packet.id, b"")
+            for servo, reply in self._answer(packet, received):
+                if self._chance(self.drop_rate):
+                    continue
+                start = self._line_free + servo.get("return_delay_time") * RETURN_DELAY_UNIT_S
+                self._line_free = start + p.transmission_time(len(reply), self.baud)
+                if self._chance(self.crc_rate):
+                    reply = reply[:-1] + bytes((reply[-1] ^ 0x5A,))
+                out.append((self._line_free, reply))
+        return out
 
-    def _handle(self, packet: p.Packet) -> List[bytes]:
-        inst, params = packet.instruction, packet.params
+    def _chance(self, rate: float) -> bool:
+        return rate > 0.0 and self.rng.random() < rate
+
+    def _answer(self, packet, now: float) -> List[Tuple[EmulatedServo, bytes]]:
+        if isinstance(packet, p.CorruptPacket):
+            servo = self._servos.get(packet.id)
+            if servo is not None and servo.listening(now):
+                return [(servo, self._status(servo, p.ERR_CRC))]
+            return []
+        if packet.is_status:
+            return []
         if packet.id == p.BROADCAST_ID:
-            if inst == p.INST_PING:
-                return [self._ping(s) for _, s in sorted(self._servos.items())]
-            if inst == p.INST_SYNC_READ:
-                return self._sync_read(params)
-            if inst == p.INST_SYNC_WRITE:
-                self._sync_write(params)
-            elif inst == p.INST_WRITE and len(params) > 2:
-                for servo in list(self._servos.values()):
-                    servo.write(p.le_int(params[:2]), params[2:])
-                self._rekey()
-            return []
+            return self._broadcast(packet, now)
         servo = self._servos.get(packet.id)
-        if servo is None:
+        if servo is None or not servo.listening(now):
             return []
+        replies = self._handle(servo, packet, now)
+        self._rekey()
+        return [(servo, r) for r in replies]
+
+    def _broadcast(self, packet: p.Packet, now: float) -> List[Tuple[EmulatedServo, bytes]]:
+        inst, params = packet.instruction, packet.params
+        listening = [s for _, s in sorted(self._servos.items()) if s.listening(now)]
+        if inst == p.INST_PING:
+            return [(s, self._ping(s)) for s in listening]
+        if inst == p.INST_SYNC_READ:
+            return self._sync_read(params, now)
+        if inst == p.INST_SYNC_WRITE:
+            try:
+                address, _, blocks = p.parse_sync_write(params)
+            except ValueError:
+                return []
+            for sid, data in blocks.items():
+                servo = self._servos.get(sid)
+                if servo is not None and servo.listening(now):
+                    servo.write(address, data)
+        elif inst == p.INST_WRITE and len(params) > 2:
+            for servo in listening:
+                servo.write(p.le_int(params[:2]), params[2:])
+        self._rekey()
+        return []
+
+    def _handle(self, servo: EmulatedServo, packet: p.Packet, now: float) -> List[bytes]:
+        inst, params = packet.instruction, packet.params
         level = servo.get("status_return_level")
         if inst == p.INST_PING:
             return [self._ping(servo)]
         if inst == p.INST_READ:
             if len(params) != 4:
-                return self._status(servo, level >= 1, p.ERR_DATA_LENGTH)
+                return self._reply(servo, level >= 1, p.ERR_DATA_LENGTH)
             error, data = servo.read(*p.parse_address_length(params))
-            return self._status(servo, level >= 1, error, data)
+            return self._reply(servo, level >= 1, error, data)
         if inst == p.INST_WRITE:
             if len(params) < 3:
-                return self._status(servo, level >= 2, p.ERR_DATA_LENGTH)
+                return self._reply(servo, level >= 2, p.ERR_DATA_LENGTH)
             sid = servo.id
             error = servo.write(p.le_int(params[:2]), params[2:])
-            self._rekey()
-            reply = p.encode_status(sid, error)  # answered under the ID it was addressed to
-            return [reply] if level >= 2 else []
+            reply = p.encode_status(sid, error | (p.ERR_ALERT if servo.hardware_error else 0))
+            return [reply] if level >= 2 else []  # answered under the ID it was addressed to
         if inst == p.INST_REBOOT:
-            reply = self._status(servo, level >= 2, 0)
-            servo.reboot()
+            reply = self._reply(servo, level >= 2, 0)
+            servo.reboot(now)
             return reply
-        return self._status(servo, level >= 2, p.ERR_INSTRUCTION)
+        return self._reply(servo, level >= 2, p.ERR_INSTRUCTION)
+
+    @classmethod
+    def _reply(cls, servo: EmulatedServo, reply: bool, error: int, data: bytes = b"") -> List[bytes]:
+        return [cls._status(servo, error, data)] if reply else []
 
     @staticmethod
-    def _status(servo: EmulatedServo, reply: bool, error: int, data: bytes = b"") -> List[bytes]:
-        return [p.encode_status(servo.id, error, data)] if reply else []
+    def _status(servo: EmulatedServo, error: int, data: bytes = b"") -> bytes:
+        return p.encode_status(servo.id, error | (p.ERR_ALERT if servo.hardware_error else 0), data)
 
-    @staticmethod
-    def _ping(servo: EmulatedServo) -> bytes:
+    @classmethod
+    def _ping(cls, servo: EmulatedServo) -> bytes:
         data = p.le_bytes(servo.get("model_number"), 2) + p.le_bytes(servo.get("firmware_version"), 1)
-        return p.encode_status(servo.id, 0, data)
+        return cls._status(servo, 0, data)
 
-    def _sync_read(self, params: bytes) -> List[bytes]:
+    def _sync_read(self, params: bytes, now: float) -> List[Tuple[EmulatedServo, bytes]]:
         try:
             address, length, ids = p.parse_sync_read(params)
         except ValueError:
             return []
         replies = []
-        for sid in ids:  # each servo answers after the one listed before it
+        for sid in ids:  # each servo answers after the one listed before it (a silent one is skipped)
             servo = self._servos.get(sid)
-            if servo is not None and servo.get("status_return_level") >= 1:
+            if servo is not None and servo.listening(now) and servo.get("status_return_level") >= 1:
                 error, data = servo.read(address, length)
-                replies.append(p.encode_status(sid, error, data))
+                replies.append((servo, self._status(servo, error, data)))
         return replies
-
-    def _sync_write(self, params: bytes) -> None:
-        try:
-            address, _, blocks = p.parse_sync_write(params)
-        except ValueError:
-            return
-        for sid, data in blocks.items():
-            servo = self._servos.get(sid)
-            if servo is not None:
-                servo.write(address, data)
-        self._rekey()
 
     def _rekey(self) -> None:
         """Follow ID changes written to the ID register."""
@@ -228,6 +347,12 @@ class ServoEmulator:
             self._servos = {s.id: s for s in self._servos.values()}
 
 
-def servos_from_config(servos: Sequence[Servo]) -> List[EmulatedServo]:
-    """Emulated servos for the robot config's servos, each resting at its neutral position."""
-    return [EmulatedServo(s.id, s.model, s.to_tick(s.neutral)) for s in servos]
+def servos_from_config(servos: Sequence[Servo], baud: int) -> List[EmulatedServo]:
+    """Emulated servos for the robot config's servos, each resting at its neutral position and set to
+    the bus baud rate (otherwise at factory settings: return delay 500 us, full position range)."""
+    emulated = []
+    for s in servos:
+        servo = EmulatedServo(s.id, s.model, s.to_tick(s.neutral))
+        servo.set("baud_rate", BAUD_CODES[baud])
+        emulated.append(servo)
+    return emulated

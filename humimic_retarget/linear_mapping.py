@@ -1,32 +1,33 @@
-"""Linear expression-to-joint mapping: target = neutral + offset + sum(weight * channel)."""
+"""Linear expression-to-joint mapping: target = neutral + offset + sum(weight * shaped channel)."""
 from __future__ import annotations
 
-import math
-from typing import Dict, Mapping
+from typing import Sequence, Tuple
+
+import numpy as np
 
 from humimic_core.robot_config import RobotConfig
 
 
-def map_channels(config: RobotConfig, channels: Mapping[str, float]) -> Dict[str, float]:
-    """Joint targets (rad, not yet limited) for every servo of the config.
+class LinearMapping:
+    """The config's per-joint weights as a matrix over ``channels``, joints in servo order."""
 
-    A channel missing from ``channels`` contributes nothing. A joint any of whose weighted
-    channels is not finite gets NaN, so the caller can hold that joint instead of guessing.
-    """
-    targets: Dict[str, float] = {}
-    for servo in config.servos:
-        entry = config.mapping.get(servo.joint)
-        value = servo.neutral
-        if entry is not None:
-            value += entry.offset
-            for channel, weight in entry.weights.items():
-                x = channels.get(channel)
-                if x is None:
-                    continue
-                x = float(x)
-                if not math.isfinite(x):
-                    value = math.nan
-                    break
-                value += weight * x
-        targets[servo.joint] = value
-    return targets
+    def __init__(self, config: RobotConfig, channels: Sequence[str]) -> None:
+        index = {c: i for i, c in enumerate(channels)}
+        self.joints = config.joint_names
+        self.weights = np.zeros((len(self.joints), len(index)))
+        self.base = np.array([s.neutral for s in config.servos])
+        for j, joint in enumerate(self.joints):
+            entry = config.mapping.joints.get(joint)
+            if entry is not None:
+                self.base[j] += entry.offset
+                for channel, weight in entry.weights.items():
+                    self.weights[j, index[channel]] = weight
+        self._uses = (self.weights != 0.0).astype(float)
+        self._driven = self._uses.any(axis=1)
+
+    def __call__(self, values: np.ndarray, present: np.ndarray, bad: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(targets, valid). A joint is invalid when none of its channels arrived or one is NaN/inf;
+        joints driven by no channel are always valid (neutral + offset)."""
+        arrived = self._uses @ (present & ~bad) > 0
+        poisoned = self._uses @ bad > 0
+        return self.base + self.weights @ values, ~self._driven | (arrived & ~poisoned)

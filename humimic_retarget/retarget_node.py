@@ -1,18 +1,34 @@
-"""ROS shell of the retargeter: /face/action_units + /face/head_pose -> /joint_commands."""
+"""ROS shell of the retargeter: /face/action_units + /face/head_pose + /face/gaze -> /joint_commands.
+
+Gains (``gains.<channel>``), ``mirror``, smoothing and limits are parameters that can be changed
+while it runs; an invalid value is refused with the reason.
+"""
 from __future__ import annotations
 
-from typing import Dict, Optional
+import sys
+from typing import Dict, List
 
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, Vector3Stamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 
 from humimic_core.paths import config_file
-from humimic_core.robot_config import load_robot_config
+from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
 from humimic_core.stamps import to_ns
-from humimic_retarget.head_angles import head_angles, quaternion_to_matrix
-from humimic_retarget.retargeter import Retargeter, RetargetParams
+from humimic_retarget.frame_channels import FrameChannels
+from humimic_retarget.learned_mapping import LearnedModelError
+from humimic_retarget.retargeter import Retargeter, RetargetParams, with_changes
+
+_DESCRIPTIONS = {
+    "max_velocity": "Velocity limit of every joint (rad/s); constraints.velocity of the robot config may lower it",
+    "max_acceleration": "Acceleration limit of every joint (rad/s^2); constraints.acceleration may lower it",
+    "neutral_velocity": "Velocity of the glide to neutral (rad/s)",
+    "face_lost_timeout": "Seconds without valid input before a joint glides to neutral",
+    "smoothing": "Time constant (s) of the low-pass on joint targets; 0 = off",
+}
 
 
 class RetargetNode(Node):
@@ -20,61 +36,69 @@ class RetargetNode(Node):
         super().__init__("retarget")
         path = declare(self, "robot_config", "", "Robot config YAML; empty = the package's config/robot_face.yaml",
                        read_only=True)
-        params = RetargetParams(
-            max_velocity=declare(self, "max_velocity", 3.0, "Joint velocity limit while tracking the face (rad/s)"),
-            neutral_velocity=declare(self, "neutral_velocity", 0.8, "Velocity of the glide to neutral (rad/s)"),
-            face_lost_timeout=declare(self, "face_lost_timeout", 0.5,
-                                      "Seconds without a face before gliding to neutral"),
-        )
-        rate = declare(self, "rate", 50.0, "Hz of the timer that keeps gliding when no frames arrive")
+        rate = declare(self, "rate", 50.0, "Hz of the timer that keeps commands flowing when frames are late",
+                       read_only=True)
         self.config = load_robot_config(path or config_file("robot_face.yaml"))
-        self.retargeter = Retargeter(self.config, params)
-        self._pose: Optional[PoseStamped] = None
-        self._last_frame_ns: Optional[int] = None
+        defaults = RetargetParams()
+        values = {name: declare(self, name, getattr(defaults, name), text) for name, text in _DESCRIPTIONS.items()}
+        values["mirror"] = declare(self, "mirror", self.config.mapping.mirror,
+                                   "true: mirror image (the person's left is the robot's right); false: same side")
+        self.retargeter = Retargeter(self.config, RetargetParams(**values))
+        gains = {f"gains.{c}": declare(self, f"gains.{c}", self.config.mapping.curve(c).gain,
+                                       f"Gain of channel {c}: multiplies its response curve")
+                 for c in self.retargeter.mapping.channels}
+        self.retargeter.set_params(with_changes(self.retargeter.params, gains))
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.add_post_set_parameters_callback(self.on_parameters_set)
+        self.frames = FrameChannels()
+        self._stall_ns = int(2e9 / rate)
+        self._last_frame_ns = 0
         self.publisher = self.create_publisher(JointState, "/joint_commands", RELIABLE_QOS)
         self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
         self.create_subscription(PoseStamped, "/face/head_pose", self.on_head_pose, RELIABLE_QOS)
+        self.create_subscription(Vector3Stamped, "/face/gaze", self.on_gaze, RELIABLE_QOS)
         self.create_timer(1.0 / rate, self.on_timer)
-        self.get_logger().info(f"retargeting to {len(self.config.servos)} joints of {self.config.source}")
+        model = self.retargeter.mapping.model
+        self.get_logger().info(
+            f"retargeting {len(self.retargeter.mapping.channels)} channels to {len(self.config.servos)} joints of "
+            f"{self.config.source}" + (f", learned model {model.path} on {model.providers[0]}" if model else ""))
+
+    def on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+        try:
+            with_changes(self.retargeter.params, {p.name: p.value for p in params}).validate(
+                self.retargeter.mapping.channels)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def on_parameters_set(self, params: List[Parameter]) -> None:
+        self.retargeter.set_params(with_changes(self.retargeter.params, {p.name: p.value for p in params}))
 
     def on_head_pose(self, msg: PoseStamped) -> None:
-        self._pose = msg
+        q = msg.pose.orientation
+        self.frames.head_pose(to_ns(msg.header.stamp), (q.x, q.y, q.z, q.w))
 
-    def channels(self, msg: JointState) -> Optional[Dict[str, float]]:
-        """The frame's channels (AUs + head angles), or None when the frame has no face."""
-        if not msg.name:
-            return None
-        if len(msg.name) != len(msg.position):
-            self.get_logger().warn("action units with mismatched name/position lengths: frame ignored",
-                                   throttle_duration_sec=5.0)
-            return None
-        channels = dict(zip(msg.name, msg.position))
-        pose = self._pose
-        if pose is not None and to_ns(pose.header.stamp) <= to_ns(msg.header.stamp):
-            age = (to_ns(msg.header.stamp) - to_ns(pose.header.stamp)) * 1e-9
-            if age <= self.retargeter.params.face_lost_timeout:
-                q = pose.pose.orientation
-                try:
-                    yaw, pitch, roll = head_angles(quaternion_to_matrix((q.x, q.y, q.z, q.w)))
-                    channels.update(head_yaw=yaw, head_pitch=pitch, head_roll=roll)
-                except ValueError:
-                    pass
-        return channels
+    def on_gaze(self, msg: Vector3Stamped) -> None:
+        self.frames.gaze(to_ns(msg.header.stamp), msg.vector.x, msg.vector.y)
 
     def on_action_units(self, msg: JointState) -> None:
-        stamp_ns = to_ns(msg.header.stamp)
-        self._last_frame_ns = self.get_clock().now().nanoseconds
-        command = self.retargeter.update(stamp_ns * 1e-9, self.channels(msg))
-        self.publish(command, msg.header.stamp)
+        try:
+            frame = self.frames.frame(to_ns(msg.header.stamp), msg.name, msg.position,
+                                      self.retargeter.params.face_lost_timeout)
+        except ValueError as exc:
+            self.get_logger().warn(f"{exc}: frame ignored", throttle_duration_sec=5.0)
+            return
+        now = self.get_clock().now().nanoseconds
+        self._last_frame_ns = now
+        self.publish(self.retargeter.update(now * 1e-9, frame), msg.header.stamp)
 
     def on_timer(self) -> None:
-        """Keep gliding to neutral when the frame stream itself has stopped; quiet once there."""
+        """Keep stepping (hold, glide to neutral, finish a motion) while frames are late or gone."""
         now = self.get_clock().now()
-        if self._last_frame_ns is None or \
-                (now.nanoseconds - self._last_frame_ns) * 1e-9 < self.retargeter.params.face_lost_timeout:
+        if now.nanoseconds - self._last_frame_ns < self._stall_ns:
             return
-        before = dict(self.retargeter.command)
-        command = self.retargeter.update(now.nanoseconds * 1e-9, None)
+        before = self.retargeter.command
+        command = self.retargeter.tick(now.nanoseconds * 1e-9)
         if command != before:
             self.publish(command, now.to_msg())
 
@@ -82,12 +106,16 @@ class RetargetNode(Node):
         msg = JointState()
         msg.header.stamp = stamp
         msg.name = list(command)
-        msg.position = [float(v) for v in command.values()]
+        msg.position = list(command.values())
         self.publisher.publish(msg)
 
 
 def main(args=None) -> None:
-    run_node(RetargetNode, args)
+    try:
+        run_node(RetargetNode, args)
+    except (ConfigError, LearnedModelError) as exc:
+        print(f"retarget: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

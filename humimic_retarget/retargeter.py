@@ -1,74 +1,133 @@
-"""The retargeting state machine: channels in, limited joint commands out.
+"""The retargeting state machine: frames of channels in, limited joint commands out.
 
-Per update: map channels to joint targets, clamp to joint limits, then limit each joint's
-velocity against the previous command. A frame without a face holds the last command; once no
-face has been seen for ``face_lost_timeout`` seconds every joint glides to neutral at
-``neutral_velocity``. A joint whose input is NaN/inf holds its previous command. Every command
-returned is within [min, max] of its servo.
+Per step: the mapping gives each joint a target for the frame; a joint whose input is missing or
+NaN/inf holds its last valid target, and once it has had no valid input for
+``face_lost_timeout`` seconds (a frame without a face invalidates every joint) it glides to
+neutral at ``neutral_velocity``. Targets are smoothed (first-order, time constant ``smoothing``),
+moved inside the joint limits and couplings, and reached under the velocity and acceleration
+limits of constraints.JointLimits. Every command returned is within its limits.
+
+Time steps are clamped to MAX_STEP: a step of less than MIN_STEP moves nothing (its time counts
+toward the next), and after a gap longer than MAX_STEP (the commands stood still) motion restarts
+from rest.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Optional, Sequence
+
+import numpy as np
 
 from humimic_core.robot_config import RobotConfig
-from humimic_retarget.linear_mapping import map_channels
+from humimic_retarget.constraints import JointLimits
+from humimic_retarget.expression_mapping import ExpressionMapping
 
 #: Longest step (s) a single update may integrate: a gap in the stream is not a licence to jump.
 MAX_STEP = 0.2
+#: Shortest step (s) that moves the joints.
+MIN_STEP = 1e-6
 
 
 @dataclass
 class RetargetParams:
-    max_velocity: float = 3.0
-    neutral_velocity: float = 0.8
-    face_lost_timeout: float = 0.5
+    """The live-tunable settings (the retarget node's parameters)."""
 
-    def validate(self) -> None:
-        for name in ("max_velocity", "neutral_velocity"):
+    max_velocity: float = 3.0        # rad/s, every joint (constraints.velocity may lower it per joint)
+    max_acceleration: float = 40.0   # rad/s^2, every joint (constraints.acceleration may lower it)
+    neutral_velocity: float = 0.8    # rad/s of the glide to neutral
+    face_lost_timeout: float = 0.5   # s without valid input before gliding to neutral
+    smoothing: float = 0.03          # s, time constant of the target low-pass (0 = off)
+    mirror: Optional[bool] = None    # None: the robot config's mapping.mirror
+    gains: Dict[str, float] = field(default_factory=dict)  # channel -> gain; others: the config's curves
+
+    def validate(self, channels: Sequence[str]) -> None:
+        """ValueError naming the parameter when a value cannot be used."""
+        for name in ("max_velocity", "max_acceleration", "neutral_velocity"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0.0):
-                raise ValueError(f"{name} must be a positive number of rad/s, got {value!r}")
-        if not (math.isfinite(self.face_lost_timeout) and self.face_lost_timeout >= 0.0):
-            raise ValueError(f"face_lost_timeout must be >= 0 s, got {self.face_lost_timeout!r}")
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        for name in ("face_lost_timeout", "smoothing"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        for channel, gain in self.gains.items():
+            if channel not in channels:
+                raise ValueError(f"gains.{channel}: the mapping reads no channel {channel!r} "
+                                 f"(it reads {', '.join(channels)})")
+            if not (math.isfinite(gain) and gain >= 0.0):
+                raise ValueError(f"gains.{channel} must be a finite number >= 0 (flip a channel with a "
+                                 f"negative weight instead), got {gain!r}")
 
 
 class Retargeter:
-    """Turns per-frame channel values (AUs, head angles) into safe joint commands."""
+    """Turns per-frame channel values (AUs, head and gaze angles) into safe joint commands."""
 
     def __init__(self, config: RobotConfig, params: RetargetParams) -> None:
-        params.validate()
         self.config = config
+        self.mapping = ExpressionMapping(config)
+        self.joints = config.joint_names
+        self.neutral = np.array([s.neutral for s in config.servos])
+        self.position = self.neutral.copy()
+        self.velocity = np.zeros_like(self.neutral)
+        self._raw = self.neutral.copy()
+        self._smoothed = self.neutral.copy()
+        self._valid_time = np.full_like(self.neutral, -math.inf)
+        self._time: Optional[float] = None
+        self.set_params(params)
+
+    def set_params(self, params: RetargetParams) -> None:
+        """Apply new settings (ValueError, nothing changed, when one is invalid)."""
+        params.validate(self.mapping.channels)
+        constraints = self.config.constraints
+        self.limits = JointLimits.from_caps(self.config.servos, constraints.couplings, params.max_velocity,
+                                            params.max_acceleration, constraints.velocity, constraints.acceleration)
+        shaper = self.mapping.shaper
+        shaper.gains = np.array([params.gains.get(c, self.config.mapping.curve(c).gain) for c in shaper.channels])
+        shaper.mirror = self.config.mapping.mirror if params.mirror is None else params.mirror
         self.params = params
-        self.command: Dict[str, float] = {s.joint: s.neutral for s in config.servos}
-        self._last_time: Optional[float] = None
-        self._last_face_time: Optional[float] = None
 
     @property
-    def face_lost(self) -> bool:
-        return self._last_face_time is None or (
-            self._last_time is not None and self._last_time - self._last_face_time > self.params.face_lost_timeout)
+    def command(self) -> Dict[str, float]:
+        return dict(zip(self.joints, self.position.tolist()))
 
-    def update(self, t: float, channels: Optional[Mapping[str, float]]) -> Dict[str, float]:
-        """Advance to time ``t`` (s) with this frame's channels, or None when there is no face."""
-        dt = 0.0 if self._last_time is None else min(MAX_STEP, max(0.0, t - self._last_time))
-        if self._last_time is None or t > self._last_time:
-            self._last_time = t
-        if channels is not None:
-            self._last_face_time = self._last_time
-            targets, velocity = map_channels(self.config, channels), self.params.max_velocity
-        elif self.face_lost:
-            targets = {s.joint: s.neutral for s in self.config.servos}
-            velocity = self.params.neutral_velocity
-        else:
-            return dict(self.command)
-        step = velocity * dt
-        for servo in self.config.servos:
-            previous = self.command[servo.joint]
-            target = targets[servo.joint]
-            if not math.isfinite(target):
-                continue
-            target = servo.clamp(target)
-            self.command[servo.joint] = servo.clamp(previous + max(-step, min(step, target - previous)))
-        return dict(self.command)
+    def update(self, t: float, frame: Optional[Mapping[str, float]]) -> Dict[str, float]:
+        """Take a frame's channels at time ``t`` (s; None = a frame without a face) and step."""
+        if frame is not None:
+            targets, valid = self.mapping(frame)
+            self._raw[valid] = targets[valid]
+            self._valid_time[valid] = t
+        return self.tick(t)
+
+    def tick(self, t: float) -> Dict[str, float]:
+        """Step to time ``t`` (s) without a new frame."""
+        if self._time is None:
+            self._time = t
+        if t - self._time < MIN_STEP:
+            return self.command
+        h = t - self._time
+        if h > MAX_STEP:
+            self.velocity[:] = 0.0
+            h = MAX_STEP
+        self._time = t
+        lost = t - self._valid_time > self.params.face_lost_timeout
+        alpha = 1.0 - math.exp(-h / self.params.smoothing) if self.params.smoothing > 0 else 1.0
+        self._smoothed = np.where(lost, self.neutral, self._smoothed + alpha * (self._raw - self._smoothed))
+        target = self.limits.feasible_target(self._smoothed.copy())
+        soft = np.where(lost, self.params.neutral_velocity, math.inf)
+        self.position, self.velocity = self.limits.step(self.position, self.velocity, target, h, soft)
+        return self.command
+
+
+def with_changes(params: RetargetParams, changes: Mapping[str, object]) -> RetargetParams:
+    """``params`` with parameter values by name (``gains.<channel>`` for gains); other names are ignored."""
+    names = {f.name for f in dataclasses.fields(params)} - {"gains"}
+    gains = dict(params.gains)
+    plain = {}
+    for name, value in changes.items():
+        if name.startswith("gains."):
+            gains[name[len("gains."):]] = value
+        elif name in names:
+            plain[name] = value
+    return dataclasses.replace(params, gains=gains, **plain)

@@ -1,23 +1,25 @@
-"""ServoBus (dynamixel-sdk client) against the emulated bus on a pty."""
+"""ServoBus (our Protocol 2.0 client over pyserial) against the emulated bus on a pty."""
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import time
 
 import pytest
+import yaml
 from dynamixel_sdk import COMM_SUCCESS, PacketHandler, PortHandler
 
 from humimic_core import paths
 from humimic_core.robot_config import load_robot_config, parse_robot_config
-from humimic_driver.bus import ARRIVED_TICKS, BusError, ServoBus
+from humimic_driver.bus import STATE, LinkError, ServoBus, ServoError, velocity_units
 from humimic_driver.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
-from humimic_driver.emulated_bus import emulator_process
+from humimic_driver.emulated_bus import emulator_process, send_command
+from humimic_driver.serial_link import usb_latency_timer_ms
 
 pytestmark = pytest.mark.timeout(60)
 
 CONFIG = load_robot_config(paths.config_file("robot_face.yaml"))
-BAUD = 1000000
 
 
 @pytest.fixture
@@ -25,6 +27,13 @@ def link(tmp_path):
     path = tmp_path / "servo_bus"
     with emulator_process(path):
         yield str(path)
+
+
+def make_bus(link, servos=CONFIG.servos) -> ServoBus:
+    """A bus with patient reply deadlines: the emulated servos share the loaded test machine."""
+    bus = ServoBus(servos, dataclasses.replace(CONFIG.bus, port=link), timeout_margin_s=0.03)
+    assert bus.open() is None  # a pty has no USB latency timer to warn about
+    return bus
 
 
 @contextlib.contextmanager
@@ -60,56 +69,75 @@ def config_with(edit):
     return parse_robot_config(raw)
 
 
-def test_start_up_sets_position_mode_holds_pose_and_enables_torque(link):
+def test_configure_writes_mode_limits_return_delay_profiles_then_torque(link):
+    def tune(servos):
+        servos[3].update(return_delay_us=100, profile_velocity=2.0, profile_acceleration=20.0)
+
+    servos = config_with(tune).servos
     with raw_port(link) as raw:
         set_register(raw, 1, "operating_mode", 1)  # velocity mode left over from elsewhere
         set_register(raw, 1, "goal_position", 3000)  # stale goal: must not be driven to on torque-on
-    with ServoBus(CONFIG.servos) as bus:
-        bus.open(link, BAUD)
-        bus.start()
-        positions = bus.read_positions()
-    assert positions == pytest.approx({s.joint: s.neutral for s in CONFIG.servos}, abs=RAD_PER_TICK)
+        set_register(raw, 5, "goal_position", 2100)  # ID 5 left away from neutral
+        set_register(raw, 5, "torque_enable", 1)
+        time.sleep(0.1)
+    with make_bus(link, servos) as bus:
+        for servo in servos:
+            bus.configure(servo, servo.neutral, 0.5 if servo.id == 5 else servo.profile_velocity)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            positions = {j: s.position for j, s in bus.read_states(servos)[0].items()}
+            if positions == pytest.approx({s.joint: s.neutral for s in servos}, abs=RAD_PER_TICK):
+                break
+    assert positions == pytest.approx({s.joint: s.neutral for s in servos}, abs=RAD_PER_TICK)
     with raw_port(link) as raw:
-        assert register(raw, 1, "operating_mode") == 3
-        assert register(raw, 1, "goal_position") == 2048
-        assert all(register(raw, s.id, "torque_enable") == 1 for s in CONFIG.servos)
+        for servo in servos:
+            low, high = servo.tick_limits()
+            assert register(raw, servo.id, "min_position_limit") == low, servo.joint
+            assert register(raw, servo.id, "max_position_limit") == high, servo.joint
+            assert register(raw, servo.id, "operating_mode") == 3
+            assert register(raw, servo.id, "goal_position") == servo.to_tick(servo.neutral)
+            assert register(raw, servo.id, "torque_enable") == 1
+        assert register(raw, 1, "return_delay_time") == 0  # factory 250 (500 us) -> 0
+        assert register(raw, 1, "profile_velocity") == 0  # configured: no profile
+        assert register(raw, 5, "profile_velocity") == velocity_units(servos[4], 0.5)
+        assert register(raw, 4, "return_delay_time") == 50
+        assert register(raw, 4, "profile_velocity") == round(2.0 / (0.229 * 2 * 3.141592653589793 / 60))
+        assert register(raw, 4, "profile_acceleration") == round(20.0 / (214.577 * 2 * 3.141592653589793 / 3600))
 
 
-def test_start_up_names_servo_with_wrong_model(link):
+def test_configure_names_servo_with_wrong_model(link):
     def swap_model(servos):
         servos[3]["model"] = "XM430-W350"  # ID 4 is an XL330-M288 on the bus
 
-    with ServoBus(config_with(swap_model).servos) as bus:
-        bus.open(link, BAUD)
-        with pytest.raises(BusError) as err:
-            bus.start()
+    servos = config_with(swap_model).servos
+    with make_bus(link, servos) as bus, pytest.raises(ServoError) as err:
+        bus.configure(servos[3], 0.0, 0.5)
+    assert err.value.model_mismatch
     message = str(err.value)
     assert "servo ID 4 (joint brow_inner_left)" in message
     assert "expected model XM430-W350 (1020), found XL330-M288 (1200)" in message
 
 
-def test_start_up_names_missing_servo(link):
+def test_missing_servo_is_named(link):
     def add_servo(servos):
         servos.append({**servos[-1], "joint": "tongue", "id": 20})
 
-    with ServoBus(config_with(add_servo).servos) as bus:
-        bus.open(link, BAUD)
-        with pytest.raises(BusError, match=r"servo ID 20 \(joint tongue\).*no answer to ping"):
-            bus.start()
+    servos = config_with(add_servo).servos
+    with make_bus(link, servos) as bus, pytest.raises(ServoError, match=r"servo ID 20 \(joint tongue\).*"
+                                                                         r"ping: no answer \(timeout\) after 3 tries"):
+        bus.check_model(servos[-1])
 
 
 def test_open_names_the_port(tmp_path):
     missing = str(tmp_path / "no_such_port")
-    with pytest.raises(BusError, match=f"cannot open servo bus port {missing}"):
-        ServoBus(CONFIG.servos).open(missing, BAUD)
+    with pytest.raises(LinkError, match=f"cannot open servo bus port {missing}"):
+        ServoBus(CONFIG.servos, dataclasses.replace(CONFIG.bus, port=missing)).open()
 
 
 def test_goals_beyond_limits_are_clamped_on_the_bus(link):
     wild = {s.joint: (10.0 if i % 2 else -10.0) for i, s in enumerate(CONFIG.servos)}
     wild[CONFIG.servos[0].joint] = float("nan")
-    with ServoBus(CONFIG.servos) as bus:
-        bus.open(link, BAUD)
-        bus.start()
+    with make_bus(link) as bus:
         written = bus.write_goals(wild)
     with raw_port(link) as raw:
         for i, servo in enumerate(CONFIG.servos):
@@ -121,46 +149,82 @@ def test_goals_beyond_limits_are_clamped_on_the_bus(link):
             assert written[servo.joint] == pytest.approx(expected, abs=RAD_PER_TICK)
 
 
-def test_positions_follow_goals_and_neutral_and_torque_off(link):
-    goals = {s.joint: s.min + 0.25 * (s.max - s.min) for s in CONFIG.servos}
-    with ServoBus(CONFIG.servos) as bus:
-        bus.open(link, BAUD)
-        bus.start()
-        bus.write_goals(goals)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            reading = bus.read_state()
-            if reading.positions == pytest.approx(goals, abs=RAD_PER_TICK):
-                break
-        assert reading.positions == pytest.approx(goals, abs=RAD_PER_TICK)
-        assert bus.move_to_neutral(timeout=5.0)
-        assert bus.read_positions() == pytest.approx({s.joint: s.neutral for s in CONFIG.servos},
-                                                     abs=ARRIVED_TICKS * RAD_PER_TICK)
-        bus.torque_off()
-    with raw_port(link) as raw:
-        assert all(register(raw, s.id, "torque_enable") == 0 for s in CONFIG.servos)
+def test_sync_read_keeps_the_others_when_one_servo_is_dead(link):
+    with make_bus(link) as bus:
+        for servo in CONFIG.servos:  # return delay 0 instead of the factory 500 us, as the deadlines assume
+            bus.configure(servo, servo.neutral, 0.5)
+        send_command(link, "dead 4")
+        states, result = bus.read_states(CONFIG.servos, retries=1)
+    assert set(states) == {s.joint for s in CONFIG.servos} - {"brow_inner_left"}
+    assert result.missing == [4] and result.failures == {4: 2}  # first try and one retry
 
 
-def test_read_state_reports_velocity_in_joint_direction(link):
-    left, right = CONFIG.servo("lip_corner_left"), CONFIG.servo("lip_corner_right")
+def test_corrupt_replies_are_retried_and_counted(tmp_path):
+    path = tmp_path / "servo_bus"
+    with emulator_process(path, args=["--seed", "3"]):
+        with make_bus(str(path)) as bus:
+            for servo in CONFIG.servos:
+                bus.configure(servo, servo.neutral, 0.5)
+            send_command(path, "crc 0.1")
+            results = [bus.sync_read(STATE, CONFIG.servos, retries=3) for _ in range(40)]
+    assert sum(sum(r.crc_errors.values()) for r in results) > 10  # ~10% of 640 replies
+    assert sum(len(r.missing) for r in results) <= 2  # retries got almost every one through
+    assert all(len(data) == STATE.length for r in results for data in r.data.values())
+
+
+def test_states_report_velocity_and_effort_in_joint_direction(link):
+    def slow_lips(servos):  # slow enough to be caught moving, even on a loaded machine
+        for servo in servos:
+            if servo["joint"].startswith("lip_corner"):
+                servo["profile_velocity"] = 0.2
+
+    config = config_with(slow_lips)
+    left, right = config.servo("lip_corner_left"), config.servo("lip_corner_right")
     assert left.direction == 1 and right.direction == -1
-    with raw_port(link) as raw:
-        for servo in (left, right):  # slow enough to be caught moving, even on a loaded machine
-            set_register(raw, servo.id, "profile_velocity", 10)
-    with ServoBus(CONFIG.servos) as bus:
-        bus.open(link, BAUD)
-        bus.start()
+    with make_bus(link) as bus:
+        for servo in (left, right):
+            bus.configure(servo, servo.neutral, servo.profile_velocity)
         bus.write_goals({left.joint: left.max, right.joint: right.max})
-        reading = bus.read_state()
-    assert reading.velocities[left.joint] > 0 and reading.velocities[right.joint] > 0
+        time.sleep(0.05)  # under way
+        states, _ = bus.read_states([left, right])
+    for joint in (left.joint, right.joint):
+        assert states[joint].velocity > 0 and states[joint].effort > 0
 
 
-def test_comm_failure_raises_bus_error(tmp_path):
+def test_port_failure_raises_link_error(tmp_path):
     path = tmp_path / "servo_bus"
     with emulator_process(path):
-        bus = ServoBus(CONFIG.servos)
-        bus.open(str(path), BAUD)
-        bus.start()
-    with pytest.raises(BusError, match=f"servo bus port {path} failed"):
-        bus.read_state()  # the emulator (the "device") is gone
+        bus = make_bus(str(path))
+    with pytest.raises(LinkError, match=f"servo bus port {path} failed"):
+        bus.read_states(CONFIG.servos)  # the emulator (the "device") is gone
+    assert not bus.is_open
     bus.close()
+
+
+def test_usb_latency_timer_read_from_sysfs(tmp_path):
+    devices = tmp_path / "devices"
+    (devices / "ttyUSB7").mkdir(parents=True)
+    (devices / "ttyUSB7" / "latency_timer").write_text("16\n")
+    by_id = tmp_path / "usb-FTDI_U2D2-if00-port0"
+    by_id.symlink_to("/dev/ttyUSB7")
+    assert usb_latency_timer_ms(str(by_id), devices) == 16
+    assert usb_latency_timer_ms("/dev/pts/3", devices) is None
+
+
+def test_every_model_family_on_one_bus(tmp_path):
+    models = ["XL330-M288", "XC330-M288", "XM430-W350", "XM540-W270"]
+    document = {"robot": {"name": "mixed"}, "bus": {"port": str(tmp_path / "servo_bus"), "baud_rate": 4000000},
+                "servos": [{"joint": f"j{i}", "id": i + 1, "model": m, "min": -0.5, "max": 0.5, "neutral": 0.0}
+                           for i, m in enumerate(models)]}
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(document))
+    config = parse_robot_config(document, str(path))
+    with emulator_process(config.bus.port, path), ServoBus(config.servos, config.bus) as bus:
+        bus.open()
+        for servo in config.servos:
+            assert bus.ping(servo) == servo.spec.model_number
+            bus.configure(servo, 0.3, 0.0)
+        time.sleep(0.3)
+        states, result = bus.read_states(config.servos)  # one sync read across the models: shared layout
+    assert result.missing == [] and set(states) == {"j0", "j1", "j2", "j3"}
+    assert all(abs(s.position - 0.3) <= RAD_PER_TICK for s in states.values())

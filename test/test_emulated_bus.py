@@ -1,6 +1,7 @@
 """The emulated servo bus: its logic directly, and the real console program over a pty via dynamixel-sdk."""
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -10,9 +11,11 @@ from dynamixel_sdk import COMM_RX_TIMEOUT, COMM_SUCCESS, GroupSyncRead, GroupSyn
 from humimic_core import paths
 from humimic_core.robot_config import load_robot_config
 from humimic_driver import protocol as p
-from humimic_driver.control_tables import MODELS, X_SERIES_REGISTERS as REG
-from humimic_driver.emulated_bus import emulator_process
-from humimic_driver.servo_emulator import TICKS_S_PER_VELOCITY_UNIT, EmulatedServo, ServoEmulator
+from humimic_driver.control_tables import HW_INPUT_VOLTAGE, HW_OVERHEATING, HW_OVERLOAD, MODELS
+from humimic_driver.control_tables import X_SERIES_REGISTERS as REG
+from humimic_driver.emulated_bus import emulator_process, main, send_command
+from humimic_driver.fault_injection import apply_fault
+from humimic_driver.servo_emulator import BOOT_TIME_S, TICKS_S_PER_VELOCITY_UNIT, EmulatedServo, ServoEmulator
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -21,8 +24,12 @@ CONFIG = load_robot_config(paths.config_file("robot_face.yaml"))
 
 # --- logic, with a fake clock --------------------------------------------------------------------
 
+def _replies(emulator: ServoEmulator, data: bytes, now: float) -> bytes:
+    return b"".join(reply for _, reply in emulator.receive(data, now))
+
+
 def _exchange(emulator: ServoEmulator, now: float, packet_id: int, inst: int, params: bytes = b""):
-    return p.PacketParser().feed(emulator.receive(p.encode_instruction(packet_id, inst, params), now))
+    return p.PacketParser().feed(_replies(emulator, p.encode_instruction(packet_id, inst, params), now))
 
 
 def _write(emulator, now, sid, name, value):
@@ -55,19 +62,22 @@ def test_broadcast_ping_answers_every_servo_in_id_order():
 
 def test_motion_follows_profile_velocity_and_position_limits():
     emulator = ServoEmulator([EmulatedServo(1, "XL330-M288", 2048)])
-    assert _write(emulator, 0.0, 1, "max_position_limit", 2600) == 0
+    assert _write(emulator, 0.0, 1, "goal_position", 4000) == 0  # within the factory limits 0..4095
+    assert _write(emulator, 0.0, 1, "max_position_limit", 2600) == 0  # then the limit moves below the goal
     assert _write(emulator, 0.0, 1, "profile_velocity", 100) == 0
     assert _write(emulator, 0.0, 1, "torque_enable", 1) == 0
-    assert _write(emulator, 0.0, 1, "goal_position", 4000) == 0  # beyond the limit register
+    assert _write(emulator, 0.0, 1, "goal_position", 2700) == p.ERR_DATA_LIMIT  # refused: beyond the limit
     servo = emulator.servos[1]
+    assert servo.get("goal_position") == 4000
     speed = 100 * TICKS_S_PER_VELOCITY_UNIT
-    _exchange(emulator, 0.2, 1, p.INST_PING)
-    assert servo.get("present_position") == round(2048 + 0.2 * speed)
+    _exchange(emulator, 0.2, 1, p.INST_PING)  # the packets before took a few ms on the wire at 1 Mbps
+    assert servo.get("present_position") == pytest.approx(2048 + 0.2 * speed, abs=0.005 * speed)
     assert servo.get("present_velocity") == 100 and servo.get("moving") == 1
+    assert servo.get("present_current") > 0  # pushing toward the goal
     _exchange(emulator, 10.0, 1, p.INST_PING)
-    assert servo.get("present_position") == 2600  # clamped to max_position_limit
+    assert servo.get("present_position") == 2600  # motion kept inside the limit registers
     assert servo.get("present_velocity") == 0 and servo.get("moving") == 0
-    assert servo.get("goal_position") == 4000  # the register keeps what was written
+    assert _write(emulator, 10.0, 1, "profile_velocity", 5000) == p.ERR_DATA_LIMIT  # above the velocity limit
 
 
 def test_default_speed_is_the_velocity_limit_and_torque_off_servos_stay():
@@ -77,7 +87,8 @@ def test_default_speed_is_the_velocity_limit_and_torque_off_servos_stay():
     _write(emulator, 0.0, 1, "torque_enable", 1)
     _exchange(emulator, 0.1, 1, p.INST_PING)
     limit = MODELS["XM430-W350"].defaults["velocity_limit"]
-    assert emulator.servos[1].get("present_position") == round(2048 - 0.1 * limit * TICKS_S_PER_VELOCITY_UNIT)
+    speed = limit * TICKS_S_PER_VELOCITY_UNIT  # the writes before took a few ms on the wire
+    assert emulator.servos[1].get("present_position") == pytest.approx(2048 - 0.1 * speed, abs=0.005 * speed)
     assert emulator.servos[1].get("present_velocity") == -limit
     assert emulator.servos[2].get("present_position") == 2048
 
@@ -100,15 +111,15 @@ def test_status_return_level_and_corrupt_packets():
     assert emulator.servos[1].get("led") == 1
     bad = bytearray(p.encode_instruction(1, p.INST_PING))
     bad[-2] ^= 0xFF
-    (status,) = p.PacketParser().feed(emulator.receive(bytes(bad), 0.0))
+    (status,) = p.PacketParser().feed(_replies(emulator, bytes(bad), 0.0))
     assert status.id == 1 and status.error == p.ERR_CRC
 
 
 def test_partial_packet_is_dropped_after_silence():
     emulator = ServoEmulator([EmulatedServo(1, "XL330-M288", 2048)])
     ping = p.encode_instruction(1, p.INST_PING)
-    assert emulator.receive(ping[:5], 0.0) == b""
-    assert emulator.receive(ping, 1.0) != b""  # the stale prefix does not swallow the new packet
+    assert emulator.receive(ping[:5], 0.0) == []
+    assert emulator.receive(ping, 1.0) != []  # the stale prefix does not swallow the new packet
 
 
 def test_id_write_moves_the_servo():
@@ -199,6 +210,8 @@ def test_reboot_resets_ram_and_keeps_eeprom(sdk_bus):
     _ok(ph.write1ByteTxRx(port, 5, REG["torque_enable"].address, 1))
     _ok(ph.write1ByteTxRx(port, 5, REG["led"].address, 1))
     _ok(ph.reboot(port, 5))
+    assert ph.ping(port, 5)[1] == COMM_RX_TIMEOUT  # still booting
+    time.sleep(BOOT_TIME_S)
     assert _ok(ph.read1ByteTxRx(port, 5, REG["torque_enable"].address)) == 0
     assert _ok(ph.read1ByteTxRx(port, 5, REG["led"].address)) == 0
     assert _ok(ph.read4ByteTxRx(port, 5, REG["max_position_limit"].address)) == 3000
@@ -221,3 +234,170 @@ def test_sigterm_stops_the_emulator_and_removes_the_link(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
         assert not link.is_symlink()
+
+
+# --- realism and faults, logic with a fake clock ---------------------------------------------------
+
+def test_replies_arrive_after_wire_time_and_return_delay():
+    servos = [EmulatedServo(i, "XL330-M288", 2048) for i in (1, 2)]
+    servos[0].set("return_delay_time", 50)  # 100 us
+    servos[1].set("return_delay_time", 0)
+    for baud in (1000000, 4000000):
+        emulator = ServoEmulator(servos, baud)
+        request = p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_READ, p.sync_read_params(132, 4, [1, 2]))
+        start = 10.0 * baud / 1e6  # a fresh idle line each round
+
+        def wire(n):
+            return n * 10 / baud
+
+        (t1, r1), (t2, r2) = emulator.receive(request, start)
+        assert t1 == pytest.approx(start + wire(len(request)) + 100e-6 + wire(len(r1)))
+        assert t2 == pytest.approx(t1 + wire(len(r2)))  # chained: ID 2 answers right after ID 1
+        ping = p.encode_instruction(2, p.INST_PING)
+        ((t3, r3),) = emulator.receive(ping, start)  # sent while the line is still busy: waits for it
+        assert t3 == pytest.approx(t2 + wire(len(ping)) + wire(len(r3)))
+
+
+def test_overheating_drops_torque_sets_alert_until_rebooted_cool():
+    servo = EmulatedServo(1, "XL330-M288", 2048)
+    emulator = ServoEmulator([servo])
+    assert _write(emulator, 0.0, 1, "torque_enable", 1) == 0
+    servo.overheat(0.0, 10.0)  # 30 C -> 71 C (limit 70 + 1) in 10 s
+    (status,) = _exchange(emulator, 5.0, 1, p.INST_PING)
+    assert status.error == 0 and servo.get("present_temperature") == pytest.approx(50.5, abs=1)
+    (status,) = _exchange(emulator, 10.5, 1, p.INST_PING)
+    assert status.error == p.ERR_ALERT and servo.hardware_error == HW_OVERHEATING
+    assert not servo.torque  # overheating is in the Shutdown register's default 52
+    (status,) = _exchange(emulator, 10.6, 1, p.INST_WRITE, p.write_params(64, b"\x01"))
+    assert status.error == p.ERR_ALERT and not servo.torque  # no torque until rebooted
+    _exchange(emulator, 11.0, 1, p.INST_REBOOT)
+    assert _exchange(emulator, 11.0 + BOOT_TIME_S / 2, 1, p.INST_PING) == []  # booting
+    (status,) = _exchange(emulator, 11.5, 1, p.INST_PING)
+    assert status.error == p.ERR_ALERT  # still too hot: the error is back at once
+    servo.set_temperature(12.0, 40.0)
+    _exchange(emulator, 12.0, 1, p.INST_REBOOT)
+    (status,) = _exchange(emulator, 12.5, 1, p.INST_PING)
+    assert status.error == 0 and servo.hardware_error == 0
+    assert _write(emulator, 12.5, 1, "torque_enable", 1) == 0 and servo.torque
+
+
+def test_input_voltage_error_keeps_torque_injected_overload_drops_it():
+    servo = EmulatedServo(1, "XL330-M288", 2048)
+    emulator = ServoEmulator([servo])
+    _write(emulator, 0.0, 1, "torque_enable", 1)
+    assert apply_fault("voltage 1 8.0", emulator, 0.1, None) == "ok"  # above the 7.0 V limit
+    (status,) = _exchange(emulator, 0.2, 1, p.INST_PING)
+    assert status.error == p.ERR_ALERT and servo.hardware_error == HW_INPUT_VOLTAGE
+    assert servo.torque and servo.get("present_input_voltage") == 80  # not in the Shutdown register
+    apply_fault("overload 1", emulator, 0.3, None)
+    assert servo.hardware_error == HW_INPUT_VOLTAGE | HW_OVERLOAD and not servo.torque
+
+
+def test_dead_servo_is_silent_and_sync_read_skips_it_until_revived():
+    emulator = ServoEmulator([EmulatedServo(i, "XL330-M288", 2000 + i) for i in (1, 2, 3)])
+    _write(emulator, 0.0, 2, "torque_enable", 1)
+    apply_fault("dead 2", emulator, 0.0, None)
+    assert _exchange(emulator, 0.1, 2, p.INST_PING) == []
+    replies = _exchange(emulator, 0.2, p.BROADCAST_ID, p.INST_SYNC_READ, p.sync_read_params(132, 4, [1, 2, 3]))
+    assert [(r.id, p.le_int(r.data)) for r in replies] == [(1, 2001), (3, 2003)]
+    apply_fault("revive 2", emulator, 1.0, None)  # power back: boots with torque off
+    assert _exchange(emulator, 1.0 + BOOT_TIME_S / 2, 2, p.INST_PING) == []
+    (status,) = _exchange(emulator, 1.5, 2, p.INST_PING)
+    assert status.error == 0 and not emulator.servos[2].torque
+
+
+def test_crc_and_drop_rates():
+    emulator = ServoEmulator([EmulatedServo(1, "XL330-M288", 2048)], seed=7)
+    apply_fault("crc 0.2", emulator, 0.0, None)
+    apply_fault("drop 0.1", emulator, 0.0, None)
+    parser = p.PacketParser()
+    outcomes = []
+    for i in range(2000):
+        packets = parser.feed(_replies(emulator, p.encode_instruction(1, p.INST_PING), float(i)))
+        if not packets:
+            outcomes.append("dropped")
+        elif isinstance(packets[0], p.CorruptPacket):
+            outcomes.append("corrupt reply")
+        else:
+            outcomes.append("servo saw CRC error" if packets[0].error == p.ERR_CRC else "ok")
+    share = {k: outcomes.count(k) / len(outcomes) for k in set(outcomes)}
+    assert share["dropped"] == pytest.approx(0.1, abs=0.03)
+    assert share["servo saw CRC error"] == pytest.approx(0.9 * 0.2 * 0.8, abs=0.03)  # instruction hit, reply not
+    assert share["corrupt reply"] == pytest.approx(0.9 * 0.2, abs=0.03)
+
+
+@pytest.mark.parametrize("command, message", [
+    ("explode 1", "unknown fault command 'explode'"),
+    ("crc 2", "crc rate: 2 outside 0..1"),
+    ("dead 99", "no emulated servo with ID '99'"),
+    ("overheat 1", "overheat: expected 2 arguments, got 1"),
+    ("voltage 1 lots", "voltage: expected a number, got 'lots'"),
+    ("", "empty command"),
+])
+def test_bad_fault_commands_are_refused_with_a_reason(command, message):
+    emulator = ServoEmulator([EmulatedServo(1, "XL330-M288", 2048)])
+    with pytest.raises(ValueError, match=message):
+        apply_fault(command, emulator, 0.0, None)
+
+
+# --- the console program: baud rate, control socket, command-line faults ------------------------
+
+def test_client_at_another_baud_rate_gets_no_answer(tmp_path):
+    link = tmp_path / "servo_bus"
+    with emulator_process(link, args=["--baud", "4000000"]):
+        port = PortHandler(str(link))
+        assert port.openPort() and port.setBaudRate(1000000)
+        try:
+            assert PacketHandler(2.0).ping(port, 1)[1] == COMM_RX_TIMEOUT
+            assert port.setBaudRate(4000000)
+            assert _ok(PacketHandler(2.0).ping(port, 1)) == CONFIG.servos[0].spec.model_number
+        finally:
+            port.closePort()
+
+
+def test_unplug_and_plug_through_the_control_socket(tmp_path):
+    link = tmp_path / "servo_bus"
+    with emulator_process(link):
+        port = PortHandler(str(link))
+        assert port.openPort()
+        assert send_command(link, "unplug") == "ok"
+        assert not link.exists()
+        with pytest.raises(Exception):  # the open port fails like an unplugged USB adapter
+            PacketHandler(2.0).ping(port, 1)
+        port.closePort()
+        assert json.loads(send_command(link, "state 1"))["alive"] is True  # servos keep their power
+        assert send_command(link, "plug") == "ok" and link.is_symlink()
+        port = PortHandler(str(link))
+        assert port.openPort()
+        try:
+            assert _ok(PacketHandler(2.0).ping(port, 1)) == CONFIG.servos[0].spec.model_number
+        finally:
+            port.closePort()
+        with pytest.raises(ValueError, match="unknown fault command"):
+            send_command(link, "explode 1")
+    with pytest.raises(ConnectionError, match="no servo emulator serving"):
+        send_command(link, "state 1")
+
+
+def test_command_line_faults(tmp_path, capsys):
+    link = tmp_path / "servo_bus"
+    args = ["--fault", "dead 3", "--fault", "overheat 4 0.3", "--at", "0.5", "unplug 0.3"]
+    with emulator_process(link, args=args):
+        port = PortHandler(str(link))
+        assert port.openPort()
+        try:
+            assert PacketHandler(2.0).ping(port, 3)[1] == COMM_RX_TIMEOUT
+            assert _ok(PacketHandler(2.0).ping(port, 2)) == CONFIG.servos[1].spec.model_number
+        finally:
+            port.closePort()
+        time.sleep(0.35)
+        assert main(["--link", str(link), "--send", "state 4"]) == 0
+        state = json.loads(capsys.readouterr().out)
+        assert state["hardware_error_status"] == HW_OVERHEATING and state["torque_enable"] == 0
+        deadline = time.monotonic() + 5.0
+        while link.exists():  # unplugged 0.5 s after start ...
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        while not link.exists():  # ... and back 0.3 s later
+            assert time.monotonic() < deadline
+            time.sleep(0.01)

@@ -1,89 +1,212 @@
-"""Retargeting logic: linear mapping, limits, velocity limiting, face loss, head angles."""
+"""Retargeting logic: mapping (weights, curves, gains, mirror, gaze), hold and glide, limits, head angles."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import pytest
+import yaml
 
 from humimic_core.paths import config_file
-from humimic_core.robot_config import load_robot_config
+from humimic_core.robot_config import parse_robot_config
+from humimic_retarget.expression_mapping import ExpressionMapping
+from humimic_retarget.frame_channels import FrameChannels
 from humimic_retarget.head_angles import FACING_CAMERA, head_angles, quaternion_to_matrix
-from humimic_retarget.linear_mapping import map_channels
-from humimic_retarget.retargeter import Retargeter, RetargetParams
+from humimic_retarget.retargeter import MAX_STEP, Retargeter, RetargetParams, with_changes
+
+RAW = yaml.safe_load(config_file("robot_face.yaml").read_text())
+
+
+def config_with(edit=None, mirror=False):
+    data = copy.deepcopy(RAW)
+    data["mapping"]["mirror"] = mirror
+    if edit:
+        edit(data)
+    return parse_robot_config(data)
 
 
 @pytest.fixture(scope="module")
 def config():
-    return load_robot_config(config_file("robot_face.yaml"))
+    return config_with()
 
 
-def within_limits(config, command):
-    return all(config.servo(j).min <= v <= config.servo(j).max for j, v in command.items())
+def targets(config, frame):
+    t, valid = ExpressionMapping(config)(frame)
+    return dict(zip(config.joint_names, t)), dict(zip(config.joint_names, valid))
 
 
-def test_linear_mapping_weights_and_neutral(config):
-    targets = map_channels(config, {"AU26": 2.0, "AU25": 1.0})
-    jaw = config.mapping["jaw"].weights
-    assert targets["jaw"] == pytest.approx(config.servo("jaw").neutral + 2.0 * jaw["AU26"] + 1.0 * jaw["AU25"])
-    assert targets["neck_yaw"] == config.servo("neck_yaw").neutral
-    assert math.isnan(map_channels(config, {"AU26": math.nan})["jaw"])
+def run(r, frames, dt=0.01, t=0.0):
+    """Feed frames every dt seconds; the commands as an array [steps, joints]."""
+    out = []
+    for frame in frames:
+        t += dt
+        out.append(list(r.update(t, frame).values()))
+    return np.array(out), t
 
 
-def test_velocity_limit_and_clamp(config):
-    r = Retargeter(config, RetargetParams(max_velocity=1.0))
-    r.update(0.0, {"AU26": 0.0})
-    out = r.update(0.1, {"AU26": 5.0})
-    assert out["jaw"] == pytest.approx(0.1, abs=1e-9)  # 1 rad/s * 0.1 s
-    for k in range(2, 40):
-        out = r.update(0.1 * k, {"AU26": 5.0, "AU25": 5.0, "head_yaw": 50.0})
-    assert out["jaw"] == pytest.approx(config.servo("jaw").max)
-    assert out["neck_yaw"] == pytest.approx(config.servo("neck_yaw").max)
-    assert within_limits(config, out)
+def test_weights_curves_and_offsets(config):
+    m = config.mapping
+    t, _ = targets(config, {"AU26": 2.0, "AU25": 1.0, "AU12": 2.3, "AU45": 2.5, "AU01": 1.0})
+    assert t["jaw"] == pytest.approx(2.0 * m["jaw"].weights["AU26"] + 1.0 * m["jaw"].weights["AU25"])
+    assert t["lip_corner_left"] == pytest.approx(0.10 * (2.3 - 0.3))  # deadband 0.3 shifts
+    assert t["upper_lid_left"] == pytest.approx(0.18 * 4.5)  # AU45 curve: 2.5 -> 4.5
+    assert t["brow_inner_left"] == pytest.approx(0.07)
+    offset = config_with(lambda d: d["mapping"]["jaw"].update(offset=0.05))
+    assert targets(offset, {"AU26": 0.0})[0]["jaw"] == pytest.approx(0.05)
 
 
-def test_long_gap_is_not_a_jump(config):
-    r = Retargeter(config, RetargetParams(max_velocity=1.0, face_lost_timeout=100.0))
-    r.update(0.0, {"AU26": 0.0})
-    out = r.update(60.0, {"AU26": 5.0})
-    assert out["jaw"] <= 0.2 + 1e-9
+def test_missing_and_bad_channels(config):
+    t, valid = targets(config, {"AU26": math.nan, "AU12": 2.3})
+    assert not valid["jaw"], "a NaN channel invalidates its joints"
+    assert valid["lip_corner_left"], "AU15 absent counts as 0 when AU12 arrived"
+    assert not valid["neck_yaw"] and not valid["eyes_yaw"], "no head pose / gaze: those joints have no input"
+    assert not valid["brow_inner_left"]
+    _, valid = targets(config, {"AU01": math.inf})
+    assert not valid["brow_inner_left"]
+    unmapped = config_with(lambda d: d["mapping"].pop("jaw"))
+    assert targets(unmapped, {})[1]["jaw"], "a joint without an entry always has its neutral target"
+
+
+def test_gaze_drives_the_eyes_and_head_pose_the_neck(config):
+    t, valid = targets(config, {"gaze_yaw": 0.2, "gaze_pitch": 0.1, "head_yaw": 0.3, "head_pitch": -0.1,
+                                "head_roll": 0.05})
+    assert (t["eyes_yaw"], t["eyes_pitch"]) == pytest.approx((0.2, 0.1))
+    assert (t["neck_yaw"], t["neck_pitch"], t["neck_roll"]) == pytest.approx((0.3, -0.1, 0.05))
+    assert valid["eyes_yaw"] and valid["neck_roll"]
+
+
+def lateral(d):
+    d["mapping"]["lip_corner_left"] = {"weights": {"AU12_L": 0.1}}
+    d["mapping"]["lip_corner_right"] = {"weights": {"AU12_R": 0.1}}
+
+
+def test_mirror_image_swaps_sides_and_negates_lateral_angles():
+    frame = {"AU12_L": 4.0, "AU12_R": 0.0, "head_yaw": 0.3, "head_roll": 0.1, "head_pitch": 0.2,
+             "gaze_yaw": 0.2, "gaze_pitch": 0.1}
+    same, _ = targets(config_with(lateral, mirror=False), frame)
+    image, _ = targets(config_with(lateral, mirror=True), frame)
+    assert same["lip_corner_left"] == pytest.approx(0.4) and same["lip_corner_right"] == 0.0
+    assert image["lip_corner_right"] == pytest.approx(0.4) and image["lip_corner_left"] == 0.0
+    for joint in ("neck_yaw", "neck_roll", "eyes_yaw"):
+        assert image[joint] == pytest.approx(-same[joint]) and same[joint] != 0.0
+    for joint in ("neck_pitch", "eyes_pitch"):
+        assert image[joint] == pytest.approx(same[joint])
+
+
+def test_mirror_and_gains_are_live_settings():
+    r = Retargeter(config_with(lateral, mirror=True), RetargetParams(smoothing=0.0))
+    frame = {"AU12_L": 4.0, "AU12_R": 0.0, "AU26": 3.0}
+    out, t = run(r, [frame] * 200)
+    assert out[-1][r.joints.index("lip_corner_right")] == pytest.approx(0.4)
+    r.set_params(with_changes(r.params, {"mirror": False, "gains.AU26": 0.5}))
+    out, _ = run(r, [frame] * 200, t=t)
+    assert out[-1][r.joints.index("lip_corner_left")] == pytest.approx(0.4)
+    assert out[-1][r.joints.index("lip_corner_right")] == pytest.approx(0.0)
+    assert out[-1][r.joints.index("jaw")] == pytest.approx(0.5 * 3.0 * 0.07)
+
+
+def test_velocity_and_acceleration_limits_without_overshoot(config):
+    r = Retargeter(config, RetargetParams(max_velocity=1.0, max_acceleration=10.0, smoothing=0.0))
+    out, _ = run(r, [{"AU01": 5.0}] * 150)
+    brow = out[:, r.joints.index("brow_inner_left")]
+    v = np.diff(np.concatenate([[0.0], brow])) / 0.01
+    a = np.diff(np.concatenate([[0.0], v])) / 0.01
+    assert np.max(np.abs(v)) <= 1.0 + 1e-9 and np.max(np.abs(v)) > 0.9
+    assert np.max(np.abs(a)) <= 10.0 + 1e-6
+    assert np.all(np.diff(brow) >= -1e-12) and np.max(brow) <= 0.35
+    assert brow[-1] == pytest.approx(0.35, abs=1e-6)  # AU01 5 -> 0.35 = the joint's max
+
+
+def test_per_joint_caps_of_the_config(config):
+    r = Retargeter(config, RetargetParams(max_velocity=10.0, max_acceleration=1000.0, smoothing=0.0))
+    out, _ = run(r, [{"head_yaw": 0.6, "AU01": 5.0}] * 60)
+    neck = np.diff(out[:, r.joints.index("neck_yaw")]) / 0.01
+    brow = np.diff(out[:, r.joints.index("brow_inner_left")]) / 0.01
+    assert np.max(np.abs(neck)) <= config.constraints.velocity["neck_yaw"] + 1e-9
+    assert np.max(np.abs(brow)) > config.constraints.velocity["neck_yaw"]
+
+
+def test_long_gap_restarts_from_rest(config):
+    r = Retargeter(config, RetargetParams(max_velocity=1.0, max_acceleration=10.0, face_lost_timeout=100.0))
+    out, t = run(r, [{"AU26": 5.0}] * 3)
+    before = out[-1][r.joints.index("jaw")]
+    after = r.update(t + 60.0, {"AU26": 5.0})["jaw"]
+    assert 0.0 < after - before <= 10.0 * MAX_STEP * MAX_STEP + 1e-12
 
 
 def test_face_lost_holds_then_glides_to_neutral(config):
-    p = RetargetParams(max_velocity=10.0, neutral_velocity=0.5, face_lost_timeout=0.3)
+    p = RetargetParams(max_velocity=10.0, neutral_velocity=0.5, face_lost_timeout=0.3, smoothing=0.0)
     r = Retargeter(config, p)
-    t = 0.0
-    for _ in range(30):
-        held = r.update(t, {"AU26": 5.0, "AU12": 5.0})
-        t += 0.05
-    assert held["jaw"] == pytest.approx(config.servo("jaw").clamp(map_channels(config, {"AU26": 5.0})["jaw"]))
-    assert held["jaw"] > config.servo("jaw").neutral + 0.2
-    assert r.update(t, None) == held  # within the timeout: hold
-    t += 0.05
-    positions = []
-    for _ in range(80):
-        t += 0.05
-        positions.append(r.update(t, None)["jaw"])
-    assert all(b <= a + 1e-12 for a, b in zip(positions, positions[1:]))
-    steps = np.diff(positions)
-    assert np.all(np.abs(steps) <= 0.5 * 0.05 + 1e-9)
-    assert positions[-1] == pytest.approx(config.servo("jaw").neutral)
+    held, t = run(r, [{"AU26": 5.0, "AU12": 5.0}] * 60, dt=0.05)
+    jaw = r.joints.index("jaw")
+    assert held[-1][jaw] > 0.2
+    out, t = run(r, [None] * 4, dt=0.05, t=t)  # 0.2 s: within the timeout the expression holds
+    np.testing.assert_allclose(out, np.repeat(held[-1:], 4, axis=0), atol=1e-9)
+    out, _ = run(r, [None] * 80, dt=0.05, t=t)
+    positions = out[:, jaw]
+    assert np.all(np.diff(positions) <= 1e-12)
+    assert np.all(np.abs(np.diff(positions)) <= 0.5 * 0.05 + 1e-9)
+    np.testing.assert_allclose(out[-1], [s.neutral for s in config.servos], atol=1e-9)
 
 
-def test_nan_input_holds_joint(config):
+def test_bad_input_holds_its_joints_then_they_glide(config):
+    p = RetargetParams(face_lost_timeout=0.3, smoothing=0.0)
+    r = Retargeter(config, p)
+    out, t = run(r, [{"AU26": 3.0, "AU12": 2.0}] * 50, dt=0.02)
+    jaw, lip = r.joints.index("jaw"), r.joints.index("lip_corner_left")
+    out, t = run(r, [{"AU26": math.nan, "AU12": 4.0}] * 10, dt=0.02, t=t)
+    assert out[-1][jaw] == pytest.approx(0.21, abs=1e-6), "NaN: the jaw holds its last target"
+    assert out[-1][lip] > 0.2
+    out, _ = run(r, [{"AU26": math.inf, "AU12": 4.0}] * 100, dt=0.02, t=t)
+    assert out[-1][jaw] == pytest.approx(0.0, abs=1e-9), "still bad after the timeout: glide to neutral"
+    assert out[-1][lip] == pytest.approx(0.37, abs=1e-6)
+
+
+def test_couplings_keep_the_lids_apart_and_the_jaw_with_the_lips(config):
+    r = Retargeter(config, RetargetParams(smoothing=0.0))
+    frame = {"AU45": 5.0, "AU26": 5.0, "AU25": 5.0, "AU12": 5.0}
+    out, _ = run(r, [frame] * 100, dt=0.02)
+    j = {name: out[:, i] for i, name in enumerate(r.joints)}
+    assert np.all(j["upper_lid_left"] - j["lower_lid_left"] <= 1.0 + 1e-9)
+    assert np.all(j["jaw"] + 0.5 * j["lip_corner_left"] <= 0.6 + 1e-9)
+    assert j["upper_lid_left"][-1] - j["lower_lid_left"][-1] == pytest.approx(1.0, abs=1e-6)
+    assert j["jaw"][-1] + 0.5 * j["lip_corner_left"][-1] == pytest.approx(0.6, abs=1e-6)
+
+
+def test_steps_that_do_not_advance_time_move_nothing(config):
     r = Retargeter(config, RetargetParams())
-    r.update(0.0, {"AU26": 1.0})
-    before = r.update(0.1, {"AU26": 1.0})
-    after = r.update(0.2, {"AU26": math.nan, "AU12": 2.0})
-    assert after["jaw"] == before["jaw"]
-    assert after["lip_corner_left"] > before["lip_corner_left"]
+    run(r, [{"AU26": 5.0}] * 3)
+    before = r.command
+    assert r.update(0.02, {"AU26": 0.0}) == before
+    assert r.tick(0.03) == before
 
 
 def test_bad_params_refused(config):
-    with pytest.raises(ValueError, match="max_velocity"):
-        Retargeter(config, RetargetParams(max_velocity=0.0))
-    with pytest.raises(ValueError, match="face_lost_timeout"):
-        Retargeter(config, RetargetParams(face_lost_timeout=math.nan))
+    r = Retargeter(config, RetargetParams())
+    for changes, name in [({"max_velocity": 0.0}, "max_velocity"), ({"max_acceleration": -1.0}, "max_acceleration"),
+                          ({"face_lost_timeout": math.nan}, "face_lost_timeout"), ({"smoothing": -0.1}, "smoothing"),
+                          ({"gains.AU26": -1.0}, "gains.AU26"), ({"gains.AU99": 1.0}, "gains.AU99")]:
+        with pytest.raises(ValueError, match=name):
+            r.set_params(with_changes(r.params, changes))
+    assert r.params == RetargetParams(), "a refused change changes nothing"
+    with pytest.raises(ValueError, match="neutral_velocity"):
+        Retargeter(config, RetargetParams(neutral_velocity=math.inf))
+
+
+def test_frame_channels_join_head_pose_and_gaze_of_the_frame():
+    frames = FrameChannels()
+    assert frames.frame(10, [], [], 0.5) is None, "empty action units = no face"
+    with pytest.raises(ValueError, match="2 names but 1 values"):
+        frames.frame(10, ["AU01", "AU02"], [1.0], 0.5)
+    frames.head_pose(1_000_000_000, matrix_to_quaternion(FACING_CAMERA @ rotation((0, 0, 1), 0.3)))
+    frames.gaze(1_000_000_000, 0.1, -0.2)
+    out = frames.frame(1_100_000_000, ["AU12"], [2.0], 0.5)
+    assert out["AU12"] == 2.0 and out["head_yaw"] == pytest.approx(0.3) and out["gaze_pitch"] == -0.2
+    assert "head_yaw" not in frames.frame(2_000_000_000, ["AU12"], [2.0], 0.5), "pose too old"
+    assert "head_yaw" not in frames.frame(900_000_000, ["AU12"], [2.0], 0.5), "pose of a later frame"
+    frames.head_pose(3_000_000_000, (0.0, 0.0, 0.0, 0.0))
+    assert "head_yaw" not in frames.frame(3_000_000_000, ["AU12"], [2.0], 0.5), "degenerate pose dropped"
 
 
 def rotation(axis, angle):

@@ -1,15 +1,21 @@
 """ServoDriver (the driver node's logic, no ROS) on a ServoBus against the emulated bus."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import time
 
 import pytest
+from dynamixel_sdk import PacketHandler, PortHandler
 
 from humimic_core import paths
 from humimic_core.robot_config import load_robot_config
-from humimic_driver.bus import ServoBus
-from humimic_driver.control_tables import RAD_PER_TICK
-from humimic_driver.emulated_bus import emulator_process
+from humimic_driver.bus import BusError, ServoBus
+from humimic_driver.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
+from humimic_driver.diagnostics import OK
+from humimic_driver.emulated_bus import emulator_process, send_command
+from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver, percentile
 
 pytestmark = pytest.mark.timeout(60)
@@ -17,23 +23,61 @@ pytestmark = pytest.mark.timeout(60)
 CONFIG = load_robot_config(paths.config_file("robot_face.yaml"))
 NEUTRAL = {s.joint: s.neutral for s in CONFIG.servos}
 MS = 1_000_000
-TIMEOUT_NS = 500 * MS
 
 
-def make_driver(link: str) -> ServoDriver:
-    bus = ServoBus(CONFIG.servos)
-    bus.open(link, 1000000)
-    bus.start()
-    return ServoDriver(bus, TIMEOUT_NS, now_ns=0)
+def make_driver(link: str, **settings) -> ServoDriver:
+    bus = ServoBus(CONFIG.servos, dataclasses.replace(CONFIG.bus, port=link))
+    driver = ServoDriver(bus, DriverSettings(command_timeout=0.5, reply_timeout_margin_ms=30.0, **settings), now_ns=0)
+    driver.start()
+    return driver
 
 
 @pytest.fixture
-def driver(tmp_path):
-    link = tmp_path / "servo_bus"
-    with emulator_process(link):
-        driver = make_driver(str(link))
-        yield driver
-        driver.bus.close()
+def link(tmp_path):
+    path = tmp_path / "servo_bus"
+    with emulator_process(path):
+        yield str(path)
+
+
+@pytest.fixture
+def driver(link):
+    driver = make_driver(link)
+    yield driver
+    driver.bus.close()
+
+
+def test_start_up_moves_slowly_to_neutral_then_restores_the_profile(link):
+    port = PortHandler(link)  # the jaw left open by someone else
+    assert port.openPort()
+    ph = PacketHandler(2.0)
+    ph.write4ByteTxRx(port, 14, REG["goal_position"].address, 2300)
+    ph.write1ByteTxRx(port, 14, REG["torque_enable"].address, 1)
+    time.sleep(0.2)
+    port.closePort()
+    driver = make_driver(link, homing_velocity=0.4)
+    jaw = driver.health["jaw"]
+    state = json.loads(send_command(link, "state 14"))
+    assert state["torque_enable"] == 1 and state["goal_position"] == 2048
+    assert state["profile_velocity"] == round(0.4 / (0.229 * 2 * math.pi / 60))  # slowly to neutral
+    assert [j for j, h in driver.health.items() if h.homing_until is not None] == ["jaw"]  # the others are there
+    deadline = time.monotonic() + 5.0
+    while jaw.homing_until is not None and time.monotonic() < deadline:
+        assert driver.read_state()["jaw"].velocity >= -0.45  # never faster than the slow move (rad/s)
+        driver.poll_health()
+        time.sleep(0.02)
+    assert jaw.homing_until is None and abs(jaw.position) <= 2 * RAD_PER_TICK
+    assert json.loads(send_command(link, "state 14"))["profile_velocity"] == 0  # the configured profile: none
+    driver.bus.close()
+
+
+def test_start_up_refuses_missing_servo_unless_allowed(link):
+    send_command(link, "dead 5")
+    with pytest.raises(BusError, match=r"start-up failed: servo ID 5 \(joint brow_inner_right\).*no answer"):
+        make_driver(link)
+    driver = make_driver(link, require_all_servos=False)
+    assert driver.health["brow_inner_right"].mode == "stale"
+    assert any("brow_inner_right (ID 5) stale" in message for _, message in driver.events)
+    driver.bus.close()
 
 
 def test_partial_commands_merge_into_goals(driver):
@@ -45,39 +89,47 @@ def test_partial_commands_merge_into_goals(driver):
     assert written.goals["neck_yaw"] == pytest.approx(CONFIG.servo("neck_yaw").max, abs=RAD_PER_TICK)
     with pytest.raises(ValueError, match="2 names but 1 positions"):
         driver.command(["jaw", "neck_yaw"], [0.1], stamp_ns=0, now_ns=0)
-    health = driver.health()
-    assert health.ok and health.values["writes"] == "2"
-    assert health.values["latency_p50_ms"] == "2.00" and health.values["latency_p99_ms"] == "5.00"
+    bus_report = driver.diagnostics()[0]
+    assert bus_report.level == OK and bus_report.values["writes"] == "2"
+    assert bus_report.values["latency_p50_ms"] == "2.00" and bus_report.values["latency_p99_ms"] == "5.00"
 
 
 def test_watchdog_writes_neutral_once_per_silence(driver):
+    timeout_ns = 500 * MS
     driver.command(["jaw"], [0.3], stamp_ns=0, now_ns=0)
-    assert driver.watchdog(TIMEOUT_NS) is None  # not yet past the timeout
-    assert driver.watchdog(TIMEOUT_NS + 1) == pytest.approx(NEUTRAL, abs=RAD_PER_TICK)
-    assert driver.watchdog(TIMEOUT_NS + 10 * MS) is None  # once
+    assert driver.watchdog(timeout_ns) is None  # not yet past the timeout
+    assert driver.watchdog(timeout_ns + 1) == pytest.approx(NEUTRAL, abs=RAD_PER_TICK)
+    assert driver.watchdog(timeout_ns + 10 * MS) is None  # once
     assert driver.goals == pytest.approx(NEUTRAL, abs=RAD_PER_TICK)
-    driver.command(["jaw"], [0.3], stamp_ns=0, now_ns=2 * TIMEOUT_NS)
-    assert driver.watchdog(3 * TIMEOUT_NS + 1) is not None  # re-armed by the new command
+    driver.command(["jaw"], [0.3], stamp_ns=0, now_ns=2 * timeout_ns)
+    assert driver.watchdog(3 * timeout_ns + 1) is not None  # re-armed by the new command
 
 
-def test_comm_errors_are_counted_not_raised(tmp_path):
-    link = tmp_path / "servo_bus"
-    with emulator_process(link):
-        driver = make_driver(str(link))
-    # The bus is gone: every operation fails, none raises.
-    assert driver.command(["jaw"], [0.3], stamp_ns=0, now_ns=0) is None
-    assert driver.read_state() is None
-    assert driver.watchdog(10 * TIMEOUT_NS) is None
-    health = driver.health()
-    assert not health.ok and health.values["comm_errors"] == "3"
-    assert str(link) in health.message
-    problems = driver.shutdown(torque_off=True)
-    assert any("move to neutral failed" in p for p in problems) and any("torque off failed" in p for p in problems)
+def test_states_carry_position_velocity_effort(driver):
+    driver.command(["jaw"], [0.4], stamp_ns=0, now_ns=0)
+    states = driver.read_state()
+    assert set(states) == set(NEUTRAL)
+    assert all(math.isfinite(v) for s in states.values() for v in (s.position, s.velocity, s.effort))
 
 
-def test_shutdown_reaches_neutral_then_torque_off(driver):
+@pytest.mark.parametrize("torque_off", [True, False])
+def test_shutdown_leaves_neutral_and_the_configured_torque(link, torque_off):
+    driver = make_driver(link, torque_off_on_shutdown=torque_off)
     driver.command(["jaw", "eyes_yaw"], [0.4, -0.4], stamp_ns=0, now_ns=0)
-    assert driver.shutdown(torque_off=True) == []
+    assert driver.shutdown() == []
+    assert not driver.bus.is_open
+    for servo in CONFIG.servos:
+        state = json.loads(send_command(link, f"state {servo.id}"))
+        assert state["torque_enable"] == (0 if torque_off else 1), servo.joint
+        assert abs(state["present_position"] - servo.to_tick(servo.neutral)) <= 2, servo.joint
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="hot_action must be one of reduce, neutral, none"):
+        DriverSettings(hot_action="panic")
+    with pytest.raises(ValueError, match="stale_after must be > 0"):
+        DriverSettings(stale_after=0.0)
+    assert set(DriverSettings.descriptions()) >= {"command_timeout", "max_reboots", "temperature_warn"}
 
 
 def test_percentile_nearest_rank():

@@ -1,78 +1,120 @@
 #!/usr/bin/env python3
-"""Benchmark the servo bus loop: one sync write of all goals + one sync read of all states per cycle.
+"""Benchmark the driver's control loop: one sync write of every goal + one sync read of every state.
 
-By default runs against the emulated bus (started here) with the servos of the robot config;
-``--port`` benchmarks a real bus instead. Prints the achieved loop rate, the cycle time
-percentiles and, for comparison, the bound set by the bytes on the wire at the baud rate.
+By default runs against the emulated bus (started here, replies timed as on a real wire at the baud
+rate, return delay 0) for 12, 24 and 32 XL330 servos at 1 Mbps and 4 Mbps, and prints the achieved
+loop rate next to the bus limit computed from the packet sizes and the baud rate, as a ratio.
+``--port`` benchmarks a real bus with the servos of ``--robot-config`` instead (they will move!).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import math
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from humimic_core import paths  # noqa: E402
-from humimic_core.robot_config import load_robot_config  # noqa: E402
+from humimic_core.robot_config import RobotConfig, Servo, load_robot_config, parse_robot_config  # noqa: E402
 from humimic_driver import protocol as p  # noqa: E402
-from humimic_driver.bus import ServoBus  # noqa: E402
+from humimic_driver.bus import STATE, ServoBus  # noqa: E402
 from humimic_driver.control_tables import X_SERIES_REGISTERS as REG  # noqa: E402
 from humimic_driver.emulated_bus import emulator_process  # noqa: E402
-from humimic_driver.servo_driver import percentile  # noqa: E402
+from humimic_driver.driver_settings import DriverSettings  # noqa: E402
+from humimic_driver.servo_driver import ServoDriver, percentile  # noqa: E402
 
 
-def wire_bytes(n_servos: int) -> int:
-    """Bytes on the bus per cycle: sync write of 4-byte goals, sync read of 8 bytes, n status packets."""
-    ids = range(1, n_servos + 1)
-    goal, velocity = REG["goal_position"], REG["present_velocity"]
+def wire_bytes(ids: Sequence[int]) -> int:
+    """Bytes on the bus per cycle: sync write of 4-byte goals, sync read of the state block, one status packet each."""
+    goal = REG["goal_position"]
     write = p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_WRITE,
-                                 p.sync_write_params(goal.address, 4, {i: bytes(4) for i in ids}))
-    read = p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_READ, p.sync_read_params(velocity.address, 8, ids))
-    return len(write) + len(read) + sum(len(p.encode_status(i, 0, bytes(8))) for i in ids)
+                                 p.sync_write_params(goal.address, goal.size, {i: bytes(goal.size) for i in ids}))
+    read = p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_READ, p.sync_read_params(STATE.address, STATE.length, ids))
+    return len(write) + len(read) + sum(len(p.encode_status(i, 0, bytes(STATE.length))) for i in ids)
+
+
+def bus_limit_hz(servos: Sequence[Servo], baud: int) -> float:
+    """Cycles per second the wire allows: bytes at 10 bits each, plus each servo's return delay."""
+    seconds = p.transmission_time(wire_bytes([s.id for s in servos]), baud)
+    return 1.0 / (seconds + sum(s.return_delay_us for s in servos) * 1e-6)
+
+
+def synthetic_config(n_servos: int, port: str, baud: int) -> Dict:
+    """A robot config document with ``n_servos`` XL330-M288 on one bus."""
+    servos = [{"joint": f"joint_{i:02d}", "id": i, "model": "XL330-M288", "min": -0.5, "max": 0.5, "neutral": 0.0}
+              for i in range(1, n_servos + 1)]
+    return {"robot": {"name": f"bench_{n_servos}"}, "bus": {"port": port, "baud_rate": baud}, "servos": servos}
+
+
+def measure(config: RobotConfig, seconds: float) -> Tuple[int, float, List[float], int]:
+    """(cycles, elapsed s, cycle times, failed replies) of command + state read on the bus of ``config``."""
+    driver = ServoDriver(ServoBus(config.servos, config.bus), DriverSettings(), now_ns=0)
+    driver.start()
+    servos, cycles = config.servos, []
+    try:
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            t = time.perf_counter()
+            phase = math.sin(2.0 * math.pi * 0.5 * (t - start))  # slow sweep over each joint's range
+            driver.command([s.joint for s in servos], [s.neutral + 0.4 * phase * (s.max - s.min) for s in servos],
+                           0, 0)
+            driver.read_state()
+            cycles.append(time.perf_counter() - t)
+        elapsed = time.perf_counter() - start
+        failed = sum(h.failures for h in driver.health.values())
+    finally:
+        driver.shutdown()
+    return len(cycles), elapsed, cycles, failed
+
+
+HEADER = ("| bus | servos | baud | bus limit | loop rate (ratio) | typical cycle: 1/p50 (ratio) | cycle p99 "
+          "| failed replies |\n|---|---|---|---|---|---|---|---|")
+
+
+def row(label: str, n: int, baud: int, limit_hz: float, result: Tuple[int, float, List[float], int]) -> str:
+    """One table row: the achieved mean rate, and the rate of a typical (median) cycle, next to the bus limit."""
+    count, elapsed, cycles, failed = result
+    rate, p50 = count / elapsed, percentile(sorted(cycles), 50)
+    return (f"| {label} | {n} | {baud / 1e6:g} Mbps | {limit_hz:.0f} Hz | {rate:.0f} Hz ({rate / limit_hz:.2f}) "
+            f"| {1 / p50:.0f} Hz ({1 / p50 / limit_hz:.2f}) | {percentile(sorted(cycles), 99) * 1e3:.2f} ms "
+            f"| {failed} |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="measuring time (default 5)")
-    parser.add_argument("--baud", type=int, default=1000000, help="baud rate (default 1000000)")
-    parser.add_argument("--robot-config", default=str(paths.config_file("robot_face.yaml")))
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per case (default 3)")
+    parser.add_argument("--servos", type=int, nargs="+", default=[12, 24, 32], help="servo counts (emulator)")
+    parser.add_argument("--bauds", type=int, nargs="+", default=[1000000, 4000000], help="baud rates (emulator)")
     parser.add_argument("--port", default="", help="a real bus instead of the emulator (servos will move!)")
+    parser.add_argument("--robot-config", default=str(paths.config_file("robot_face.yaml")),
+                        help="with --port: the robot on that bus")
     args = parser.parse_args()
-    config = load_robot_config(args.robot_config)
-    servos = config.servos
-    with contextlib.ExitStack() as stack:
-        port = args.port
-        if not port:
-            port = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "servo_bus")
-            stack.enter_context(emulator_process(port, args.robot_config))
-        bus = stack.enter_context(ServoBus(servos))
-        bus.open(port, args.baud)
-        bus.start()
-        cycles = []
-        start = time.perf_counter()
-        while time.perf_counter() - start < args.seconds:
-            t = time.perf_counter()
-            phase = math.sin(2.0 * math.pi * 0.5 * (t - start))  # slow sweep over each joint's range
-            bus.write_goals({s.joint: s.neutral + 0.5 * phase * (s.max - s.min) for s in servos})
-            bus.read_state()
-            cycles.append(time.perf_counter() - t)
-        elapsed = time.perf_counter() - start
-        bus.move_to_neutral(timeout=2.0)
-        bus.torque_off()
-    ordered = sorted(cycles)
-    wire_s = wire_bytes(len(servos)) * 10.0 / args.baud  # 8N1: 10 bits per byte
-    target = "emulator" if not args.port else args.port
-    print(f"bus loop ({len(servos)} servos, sync write + sync read, {args.baud} baud, {target}):")
-    print(f"  {len(cycles)} cycles in {elapsed:.2f} s -> {len(cycles) / elapsed:.0f} Hz")
-    print(f"  cycle time p50 {percentile(ordered, 50) * 1e3:.3f} ms, p99 {percentile(ordered, 99) * 1e3:.3f} ms, "
-          f"max {ordered[-1] * 1e3:.3f} ms")
-    print(f"  wire-time bound: {wire_bytes(len(servos))} bytes/cycle = {wire_s * 1e3:.3f} ms -> "
-          f"{1.0 / wire_s:.0f} Hz (real servos add their return delay time and the adapter's latency)")
+    print(HEADER)
+    if args.port:
+        config = load_robot_config(args.robot_config)
+        config = dataclasses.replace(config, bus=dataclasses.replace(config.bus, port=args.port))
+        baud = config.bus.baud_rate
+        result = measure(config, args.seconds)
+        print(row(args.port, len(config.servos), baud, bus_limit_hz(config.servos, baud), result), flush=True)
+        return 0
+    with tempfile.TemporaryDirectory() as folder:
+        for baud in args.bauds:
+            for n in args.servos:
+                port = str(Path(folder) / "servo_bus")
+                document = synthetic_config(n, port, baud)
+                config_file = Path(folder) / f"bench_{n}.yaml"
+                config_file.write_text(yaml.safe_dump(document))
+                config = parse_robot_config(document, str(config_file))
+                with emulator_process(port, config_file):
+                    result = measure(config, args.seconds)
+                print(row("emulated", n, baud, bus_limit_hz(config.servos, baud), result), flush=True)
     return 0
 
 

@@ -1,0 +1,51 @@
+"""The robot config's whole mapping: channels -> shaped vector -> linear and learned joint targets."""
+from __future__ import annotations
+
+from typing import List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from humimic_core.robot_config import RobotConfig
+from humimic_retarget.channel_shaping import ChannelShaper
+from humimic_retarget.learned_mapping import LearnedMapping
+from humimic_retarget.linear_mapping import LinearMapping
+
+
+class ExpressionMapping:
+    """Joint targets (rad, servo order, not yet limited) for a frame's channels.
+
+    The learned model (``mapping.model``) drives the joints it outputs and needs every one of its
+    channels: when one is absent or NaN/inf, all its joints are invalid for that frame. The
+    linear weights drive the other joints. A target that overflows to inf is invalid too.
+    """
+
+    def __init__(self, config: RobotConfig) -> None:
+        self.joints = config.joint_names
+        self.model: Optional[LearnedMapping] = None
+        channels: List[str] = list(config.mapping.channels)
+        if config.mapping.model is not None:
+            self.model = LearnedMapping(config.mapping.model, self.joints)
+            channels += [c for c in self.model.channels if c not in channels]
+        self.shaper = ChannelShaper(channels, config.mapping.curves, config.mapping.mirror)
+        self.linear = LinearMapping(config, channels)
+        if self.model is not None:
+            index = {c: i for i, c in enumerate(channels)}
+            self._model_inputs = np.array([index[c] for c in self.model.channels])
+            self._model_joints = np.array([self.joints.index(j) for j in self.model.joints])
+
+    @property
+    def channels(self) -> Tuple[str, ...]:
+        return self.shaper.channels
+
+    def __call__(self, frame: Mapping[str, float]) -> Tuple[np.ndarray, np.ndarray]:
+        """(targets, valid) per joint for a frame's channel values."""
+        values, present, bad = self.shaper(frame)
+        with np.errstate(over="ignore", invalid="ignore"):
+            targets, valid = self.linear(values, present, bad)
+            if self.model is not None:
+                idx = self._model_inputs
+                ok = bool(np.all(present[idx] & ~bad[idx]))
+                if ok:
+                    targets[self._model_joints] = self.model(values[idx])
+                valid[self._model_joints] = ok
+        return targets, valid & np.isfinite(targets)

@@ -1,0 +1,107 @@
+"""humimic-pose-playback: the robot plays a grid of poses on /joint_commands for recording sessions.
+
+An operator mirrors each pose in front of the camera. With ``record`` set, every action-unit frame
+of a pose's recording window is written as a JSONL sample (the person's channels, as the
+retarget node reads them, with the pose's joint angles) ready for humimic-fit; ``ros2 bag record``
+of the session works as well. Run it instead of the retarget node (both publish /joint_commands);
+it exits when the grid is done, leaving the robot at neutral.
+
+    humimic-pose-playback --ros-args --params-file config/humimic.yaml -p record:=session.jsonl
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Dict, Optional, TextIO
+
+from geometry_msgs.msg import PoseStamped, Vector3Stamped
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+
+from humimic_core.paths import config_file
+from humimic_core.robot_config import ConfigError, load_robot_config
+from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
+from humimic_core.stamps import to_ns
+from humimic_retarget.frame_channels import FrameChannels
+from humimic_retarget.paired_data import jsonl_line
+from humimic_retarget.pose_grid import PlaybackState, PosePlayback, pose_grid
+
+
+class PosePlaybackNode(Node):
+    def __init__(self) -> None:
+        super().__init__("pose_playback")
+        path = declare(self, "robot_config", "", "Robot config YAML; empty = the package's config/robot_face.yaml")
+        levels = declare(self, "levels", 2, "Positions per side of neutral for each joint group")
+        combos = declare(self, "combos", 0, "Random poses mixing joint groups, after the grid")
+        seed = declare(self, "seed", 0, "Seed of the random poses")
+        move = declare(self, "move_time", 1.5, "Seconds of the smooth move into each pose")
+        hold = declare(self, "hold_time", 3.0, "Seconds each pose is held")
+        settle = declare(self, "settle_time", 1.0, "Seconds of a hold before its recording window opens")
+        rate = declare(self, "rate", 50.0, "Hz of /joint_commands")
+        record = declare(self, "record", "", "JSONL file for the paired samples; empty = record nothing")
+        self.config = load_robot_config(path or config_file("robot_face.yaml"))
+        self.playback = PosePlayback(pose_grid(self.config, levels, combos, seed), move, hold, settle)
+        self.frames = FrameChannels()
+        self.max_age = 2.0 / rate
+        self.state: Optional[PlaybackState] = None
+        self.samples = 0
+        self.out: Optional[TextIO] = Path(record).open("w") if record else None
+        self.publisher = self.create_publisher(JointState, "/joint_commands", RELIABLE_QOS)
+        self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
+        self.create_subscription(PoseStamped, "/face/head_pose", self.on_head_pose, RELIABLE_QOS)
+        self.create_subscription(Vector3Stamped, "/face/gaze", self.on_gaze, RELIABLE_QOS)
+        self.start_ns = self.get_clock().now().nanoseconds
+        self.create_timer(1.0 / rate, self.on_timer)
+        self.get_logger().info(f"playing {len(self.playback.poses)} poses in {self.playback.duration:.0f} s"
+                               + (f", recording to {record}" if record else ""))
+
+    def on_head_pose(self, msg: PoseStamped) -> None:
+        q = msg.pose.orientation
+        self.frames.head_pose(to_ns(msg.header.stamp), (q.x, q.y, q.z, q.w))
+
+    def on_gaze(self, msg: Vector3Stamped) -> None:
+        self.frames.gaze(to_ns(msg.header.stamp), msg.vector.x, msg.vector.y)
+
+    def on_action_units(self, msg: JointState) -> None:
+        if self.out is None or self.state is None or not self.state.recording:
+            return
+        try:
+            channels = self.frames.frame(to_ns(msg.header.stamp), msg.name, msg.position, self.max_age)
+        except ValueError:
+            return
+        if channels is not None:
+            self.out.write(jsonl_line(channels, self.state.command, t=to_ns(msg.header.stamp) * 1e-9,
+                                      pose=self.state.pose) + "\n")
+            self.samples += 1
+
+    def on_timer(self) -> None:
+        now = self.get_clock().now()
+        self.state = self.playback.at((now.nanoseconds - self.start_ns) * 1e-9)
+        if self.state is None:
+            self.publish({s.joint: s.neutral for s in self.config.servos}, now)
+            self.get_logger().info(f"done: {len(self.playback.poses)} poses played, {self.samples} samples recorded")
+            raise SystemExit(0)
+        self.publish(self.state.command, now)
+
+    def publish(self, command: Dict[str, float], now) -> None:
+        msg = JointState()
+        msg.header.stamp = now.to_msg()
+        msg.name = list(command)
+        msg.position = list(command.values())
+        self.publisher.publish(msg)
+
+    def shutdown(self) -> None:
+        if self.out is not None:
+            self.out.close()
+
+
+def main(args=None) -> None:
+    try:
+        run_node(PosePlaybackNode, args)
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"pose_playback: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Every fault of the bus, injected into the emulated bus while the real driver logic (ServoDriver on
+ServoBus over a pty) runs its loop: CRC errors, dropped replies, a dead servo, hardware errors with
+reboots, the port vanishing, a hot servo."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Callable, Dict, Optional
+
+import pytest
+
+from humimic_core import paths
+from humimic_core.robot_config import load_robot_config
+from humimic_driver.bus import ServoBus
+from humimic_driver.control_tables import RAD_PER_TICK
+from humimic_driver.diagnostics import ERROR, OK, STALE_LEVEL, WARN
+from humimic_driver.emulated_bus import emulator_process, send_command
+from humimic_driver.driver_settings import DriverSettings
+from humimic_driver.servo_driver import ServoDriver
+
+pytestmark = pytest.mark.timeout(60)
+
+CONFIG = load_robot_config(paths.config_file("robot_face.yaml"))
+#: Quick retries so that recoveries happen within a test's seconds; patient reply deadlines, because
+#: here the servos (the emulator) share the loaded test machine, unlike real ones.
+FAST = dict(reping_backoff_min=0.05, reping_backoff_max=0.4, reopen_backoff_min=0.05, reopen_backoff_max=0.3,
+            reboot_backoff=0.1, reply_timeout_margin_ms=30.0)
+POSE = {s.joint: s.neutral + 0.3 * (s.max - s.neutral) for s in CONFIG.servos}
+
+
+@pytest.fixture
+def link(tmp_path):
+    path = tmp_path / "servo_bus"
+    with emulator_process(path, args=["--seed", "1"]):
+        yield str(path)
+
+
+def start(link: str, **settings) -> ServoDriver:
+    bus = ServoBus(CONFIG.servos, dataclasses.replace(CONFIG.bus, port=link))
+    driver = ServoDriver(bus, DriverSettings(**{**FAST, **settings}), now_ns=0)
+    driver.start()
+    return driver
+
+
+def run(driver: ServoDriver, seconds: float, until: Optional[Callable[[], bool]] = None,
+        command: Optional[Dict[str, float]] = None) -> bool:
+    """The node's loop, quicker: command + state read every 10 ms, health every 100 ms, until
+    ``until()`` holds (True) or ``seconds`` pass (False)."""
+    deadline, next_health = time.monotonic() + seconds, 0.0
+    while time.monotonic() < deadline:
+        if command:
+            driver.command(list(command), list(command.values()), 0, 0)
+        driver.read_state(budget_s=0.005)
+        if time.monotonic() >= next_health:
+            driver.poll_health()
+            next_health = time.monotonic() + 0.1
+        if until is not None and until():
+            return True
+        time.sleep(0.01)
+    return until is None
+
+
+def at(driver: ServoDriver, pose: Dict[str, float]) -> bool:
+    return all(abs(driver.health[j].position - v) <= 2 * RAD_PER_TICK for j, v in pose.items())
+
+
+def report(driver: ServoDriver, joint: str):
+    return next(r for r in driver.diagnostics() if r.name.startswith(f"dynamixel_driver: {joint} "))
+
+
+def emulated(link: str, servo_id: int) -> dict:
+    return json.loads(send_command(link, f"state {servo_id}"))
+
+
+@pytest.mark.parametrize("fault", ["crc 0.05", "drop 0.08"])
+def test_corrupt_and_lost_replies_are_retried_counted_and_survived(link, fault):
+    driver = start(link)
+    send_command(link, fault)
+    assert run(driver, 10.0, until=lambda: at(driver, POSE), command=POSE)
+    run(driver, 0.6, command=POSE)
+    healths = driver.health.values()
+    assert all(h.mode == "active" for h in healths)  # retries within the cycle: nobody went stale
+    assert sum(h.failures for h in healths) > 20
+    crc_errors = sum(h.crc_errors for h in healths)
+    assert crc_errors > 10 if fault.startswith("crc") else crc_errors == 0  # lost replies are timeouts
+    reports = driver.diagnostics()
+    assert any(r.level == WARN and "comm error rate" in r.message for r in reports[1:])
+    assert max(float(r.values["comm_error_rate"]) for r in reports[1:]) > 0.02
+    assert at(driver, POSE)
+    driver.bus.close()
+
+
+def test_dead_servo_goes_stale_others_keep_moving_it_is_repinged_and_restored(link):
+    driver = start(link)
+    dead = driver.health["brow_inner_left"]
+    send_command(link, f"dead {dead.servo.id}")
+    assert run(driver, 5.0, until=lambda: dead.mode == "stale", command=POSE)
+    others = {j: v for j, v in POSE.items() if j != dead.servo.joint}
+    assert run(driver, 10.0, until=lambda: at(driver, others), command=POSE)  # the others keep being driven
+    assert dead.servo.joint not in driver.read_state()
+    assert run(driver, 3.0, until=lambda: dead.retry.delay >= 0.4)  # re-pinged with a growing backoff
+    status = report(driver, dead.servo.joint)
+    assert status.level == STALE_LEVEL and "no answer" in status.message
+    assert driver.diagnostics()[0].level == WARN  # the bus as a whole: up, one servo missing
+
+    send_command(link, f"revive {dead.servo.id}")  # power back: it boots with torque off
+    assert run(driver, 5.0, until=lambda: dead.mode == "active", command=POSE)
+    assert run(driver, 10.0, until=lambda: at(driver, POSE), command=POSE)
+    state = emulated(link, dead.servo.id)
+    low, high = dead.servo.tick_limits()
+    assert state["torque_enable"] == 1 and state["goal_position"] == dead.servo.to_tick(POSE[dead.servo.joint])
+    assert (state["min_position_limit"], state["max_position_limit"], state["return_delay_time"]) == (low, high, 0)
+    status = report(driver, dead.servo.joint)
+    assert status.level == OK and status.values["mode"] == "active" and int(status.values["failed"]) >= 5
+    driver.bus.close()
+
+
+def test_hardware_error_is_reported_then_rebooted_and_torque_and_position_restored(link):
+    driver = start(link)
+    jaw = driver.health["jaw"]
+    assert run(driver, 10.0, until=lambda: at(driver, POSE), command=POSE)
+    send_command(link, f"overload {jaw.servo.id}")
+    assert run(driver, 2.0, until=lambda: jaw.mode == "fault", command=POSE)
+    status = report(driver, "jaw")
+    assert status.level == ERROR and "hardware error: overload" in status.message
+    assert status.values["hardware_error"] == "overload" and status.values["hardware_error_status"] == "0x20"
+    assert emulated(link, jaw.servo.id)["torque_enable"] == 0  # the servo dropped torque itself
+
+    assert run(driver, 5.0, until=lambda: jaw.mode == "active", command=POSE)  # rebooted, restored
+    assert jaw.reboots == 1 and any("jaw (ID 14): rebooted (1 of 3)" in m for _, m in driver.events)
+    state = emulated(link, jaw.servo.id)
+    assert state["torque_enable"] == 1 and state["hardware_error_status"] == 0
+    assert state["goal_position"] == jaw.servo.to_tick(POSE["jaw"])
+    assert run(driver, 10.0, until=lambda: at(driver, POSE), command=POSE)
+    assert report(driver, "jaw").level == OK
+    driver.bus.close()
+
+
+def test_overheating_servo_is_rebooted_up_to_the_limit_then_left_off(link):
+    driver = start(link, max_reboots=2, reboot_backoff=0.05)
+    jaw = driver.health["jaw"]
+    send_command(link, f"overheat {jaw.servo.id} 0.4")  # XM430 limit 80 C: 81 C after 0.4 s
+    assert run(driver, 2.0, until=lambda: jaw.hot, command=POSE)  # passes temperature_warn on the way
+    assert run(driver, 5.0, until=lambda: jaw.mode == "fault" and jaw.reboots == 2
+               and jaw.retry.due == float("inf"), command=POSE)
+    status = report(driver, "jaw")
+    assert status.level == ERROR and "overheating" in status.message
+    assert "not rebooting: 2 reboots used" in status.message
+    send_command(link, f"temperature {jaw.servo.id} 30")
+    run(driver, 0.5, command=POSE)
+    assert jaw.mode == "fault" and jaw.reboots == 2  # no more automatic reboots this run
+    assert emulated(link, jaw.servo.id)["torque_enable"] == 0
+    assert all(h.mode == "active" for h in driver.health.values() if h is not jaw)
+    driver.bus.close()
+
+
+def test_port_vanishing_is_survived_and_the_bus_reopened(link):
+    driver = start(link)
+    assert run(driver, 10.0, until=lambda: at(driver, POSE), command=POSE)
+    send_command(link, "unplug 0.6")
+    assert run(driver, 2.0, until=lambda: not driver.connected, command=POSE)
+    assert driver.command(["jaw"], [0.1], 0, 0) is None and driver.read_state() is None
+    bus = driver.diagnostics()[0]
+    assert bus.level == ERROR and "port lost" in bus.message
+    assert run(driver, 5.0, until=lambda: driver.connected and all(h.mode == "active" for h in driver.health.values()),
+               command=POSE)
+    assert driver.disconnects == 1
+    messages = [m for _, m in driver.events]
+    assert any("reopened" in m for m in messages) and any("torque still on: resumed" in m for m in messages)
+    neutral = {s.joint: s.neutral for s in CONFIG.servos}
+    assert run(driver, 10.0, until=lambda: at(driver, neutral), command=neutral)  # driven again
+    assert driver.diagnostics()[0].level == OK
+    driver.bus.close()
+
+
+@pytest.mark.parametrize("action, expected", [("reduce", 0.2), ("neutral", 0.0)])
+def test_hot_servo_reduces_motion_or_goes_neutral(link, action, expected):
+    driver = start(link, hot_action=action, temperature_warn=55.0)
+    lip = driver.health["lip_corner_left"]
+    send_command(link, f"temperature {lip.servo.id} 58")
+    driver.poll_health()
+    assert lip.hot
+    status = report(driver, "lip_corner_left")
+    assert status.level == WARN and "temperature 58 C >= 55" in status.message
+    written = driver.command(["lip_corner_left"], [0.4], 0, 0)
+    assert written.goals["lip_corner_left"] == pytest.approx(expected, abs=RAD_PER_TICK)
+    assert emulated(link, lip.servo.id)["goal_position"] == lip.servo.to_tick(expected)
+    send_command(link, f"temperature {lip.servo.id} 52")  # 2 C of hysteresis below 55
+    driver.poll_health()
+    assert not lip.hot
+    written = driver.command(["lip_corner_left"], [0.4], 0, 0)
+    assert written.goals["lip_corner_left"] == pytest.approx(0.4, abs=RAD_PER_TICK)
+    driver.bus.close()
+
+
+def test_low_input_voltage_warns(link):
+    driver = start(link)
+    send_command(link, "voltage 15 3.7")  # XL330: limits 3.5..7.0 V
+    driver.poll_health()
+    status = report(driver, "lip_corner_left")
+    assert status.level == WARN and "input voltage 3.7 V near or outside 3.5..7.0 V" in status.message
+    assert status.values["voltage_v"] == "3.7"
+    driver.bus.close()

@@ -1,0 +1,160 @@
+"""The retarget node and pose playback as real processes: live parameter changes through the
+SetParameters service, a refused learned model, a recorded pose-playback session."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+
+from humimic_core.paths import config_file  # noqa: E402
+from humimic_core.robot_config import load_robot_config  # noqa: E402
+from humimic_core.ros_util import RELIABLE_QOS  # noqa: E402
+from humimic_retarget.fitting import Network  # noqa: E402
+from humimic_retarget.onnx_export import export_onnx  # noqa: E402
+from humimic_retarget.pose_grid import pose_grid  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = load_robot_config(config_file("robot_face.yaml"))
+pytestmark = pytest.mark.timeout(90)
+
+
+def start(module: str, *ros_args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return subprocess.Popen([sys.executable, "-m", module, "--ros-args", *ros_args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.communicate()[0]
+
+
+@pytest.fixture()
+def node():
+    rclpy.init()
+    n = rclpy.create_node("retarget_test_client")
+    yield n
+    n.destroy_node()
+    rclpy.try_shutdown()
+
+
+def call(node, client, request, timeout=10.0):
+    future = client.call_async(request)
+    rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+    assert future.done(), "no service reply"
+    return future.result()
+
+
+def set_params(node, client, **values):
+    request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    return call(node, client, request).results
+
+
+def au_frame(node, aus):
+    msg = JointState(name=list(aus), position=[float(v) for v in aus.values()])
+    msg.header.stamp = node.get_clock().now().to_msg()
+    msg.header.frame_id = "camera_optical_frame"
+    return msg
+
+
+def stream(node, publisher, aus, seconds, spin=lambda: None):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        publisher.publish(au_frame(node, aus))
+        rclpy.spin_once(node, timeout_sec=0.02)
+        spin()
+
+
+def test_live_tuning_through_set_parameters(node):
+    proc = start("humimic_retarget.retarget_node", "--params-file", str(config_file("humimic.yaml")))
+    try:
+        setter = node.create_client(SetParameters, "/retarget/set_parameters")
+        getter = node.create_client(GetParameters, "/retarget/get_parameters")
+        assert setter.wait_for_service(timeout_sec=30.0), stop(proc)
+        refused = set_params(node, setter, max_velocity=-1.0)
+        assert not refused[0].successful and "max_velocity must be a positive" in refused[0].reason
+        refused = set_params(node, setter, **{"gains.AU26": float("nan")})
+        assert not refused[0].successful and "gains.AU26" in refused[0].reason
+        refused = set_params(node, setter, smoothing=-0.5)
+        assert not refused[0].successful and "smoothing" in refused[0].reason
+        assert all(r.successful for r in set_params(node, setter, **{"gains.AU26": 0.0, "smoothing": 0.0,
+                                                                      "max_acceleration": 100.0}))
+        values = call(node, getter, GetParameters.Request(names=["gains.AU26", "max_velocity", "mirror"])).values
+        assert (values[0].double_value, values[1].double_value, values[2].bool_value) == (0.0, 3.0, True)
+        # the new gain acts on the commands: no jaw at gain 0, an open jaw at gain 1
+        jaw = []
+        node.create_subscription(JointState, "/joint_commands",
+                                 lambda m: jaw.append(m.position[list(m.name).index("jaw")]), RELIABLE_QOS)
+        publisher = node.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
+        stream(node, publisher, {"AU26": 5.0}, 1.0)
+        assert jaw and max(jaw) < 1e-9
+        assert set_params(node, setter, **{"gains.AU26": 1.0})[0].successful
+        count = len(jaw)
+        stream(node, publisher, {"AU26": 5.0}, 1.0)
+        assert max(jaw[count:]) == pytest.approx(0.35, abs=1e-3), "AU26 5 * 0.07"
+    finally:
+        output = stop(proc)
+    assert proc.returncode == 0, output
+
+
+def test_node_refuses_a_model_that_does_not_fit_the_robot(tmp_path):
+    rng = np.random.default_rng(0)
+    model = export_onnx(Network("ridge", [(rng.normal(size=(2, 1)), np.zeros(1))]), ["AU12", "AU26"], ["tail"],
+                        tmp_path / "other_robot.onnx")
+    data = copy.deepcopy(CONFIG.raw)
+    data["mapping"] = {**data["mapping"], "model": {"path": str(model)}}
+    robot = tmp_path / "robot.yaml"
+    robot.write_text(yaml.safe_dump(data))
+    proc = start("humimic_retarget.retarget_node", "-p", f"robot_config:={robot}")
+    proc.wait(30)
+    output = proc.communicate()[0]
+    assert proc.returncode == 2
+    assert f"retarget: {model}: output joints ['tail'] are not servos of the robot config" in output
+
+
+def test_pose_playback_plays_the_grid_and_records_pairs(node, tmp_path):
+    record = tmp_path / "session.jsonl"
+    proc = start("humimic_retarget.pose_playback_node", "-p", "levels:=1", "-p", "move_time:=0.05",
+                 "-p", "hold_time:=0.2", "-p", "settle_time:=0.05", "-p", f"record:={record}")
+    commands = []
+    node.create_subscription(JointState, "/joint_commands", lambda m: commands.append(dict(zip(m.name, m.position))),
+                             RELIABLE_QOS)
+    publisher = node.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
+    try:
+        deadline = time.time() + 60.0
+        while proc.poll() is None and time.time() < deadline:
+            stream(node, publisher, {"AU12": 1.0, "AU26": 2.0}, 0.1)
+    finally:
+        output = stop(proc)
+    assert proc.returncode == 0, output
+    grid = pose_grid(CONFIG, levels=1)
+    assert f"done: {len(grid)} poses played" in output
+    for command in commands:
+        for joint, value in command.items():
+            assert CONFIG.servo(joint).min <= value <= CONFIG.servo(joint).max
+    for pose in grid:
+        assert any(all(abs(c[j] - v) < 1e-9 for j, v in pose.items()) for c in commands), "every pose is played"
+    rows = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(rows) >= len(grid), "samples from the recording windows"
+    for row in rows:
+        assert row["channels"] == {"AU12": 1.0, "AU26": 2.0}
+        assert row["joints"] == grid[row["pose"]]
+    assert len({row["pose"] for row in rows}) >= 0.8 * len(grid)
