@@ -30,6 +30,7 @@ LAUNCH_ARGUMENTS: Dict[str, Tuple[str, str]] = {
     "rviz": ("false", "Start rviz2 with the humimic layout (ROS installs only)"),
     "use_sim_time": ("false", "All nodes take time from /clock (bag replay)"),
     "record": ("", "Record every humimic topic into this folder (ros2 bag record, MCAP); empty = no recording"),
+    "camera": ("true", "Start the camera node (false: frames come from elsewhere, e.g. a bag replay)"),
 }
 
 # launch argument -> [(node, parameter, type)] it overrides when not empty
@@ -149,8 +150,9 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
         node("dynamixel_driver", "humimic_driver.driver_node", "humimic-driver"),
         node("retarget", "humimic_retarget.retarget_node", "humimic-retarget"),
         node("face_perception", "humimic_perception.perception_node", "humimic-perception"),
-        node("camera", "humimic_perception.camera_node", "humimic-camera"),
     ]
+    if parse_bool(args["camera"], "camera"):
+        specs.append(node("camera", "humimic_perception.camera_node", "humimic-camera"))
     if include_external:
         from humimic_core.urdf import robot_urdf
 

@@ -198,7 +198,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with Pipeline(specs, Path(args.log_dir) if args.log_dir else None) as pipeline:
         print(f"humimic-run: started {', '.join(pipeline.processes)}; Ctrl-C stops", flush=True)
         try:
-            while not pipeline.failed() and pipeline.processes["camera"].poll() is None:
+            camera = pipeline.processes.get("camera")
+            while not pipeline.failed() and (camera is None or camera.poll() is None):
                 time.sleep(0.2)
         except KeyboardInterrupt:
             pass
