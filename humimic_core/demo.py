@@ -78,7 +78,7 @@ class Monitor:
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image, JointState
 
-        from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS
+        from humimic_core.ros_util import RECORDER_RELIABLE_QOS as RELIABLE_QOS, RECORDER_SENSOR_QOS as SENSOR_QOS
 
         rclpy.init()
         self.node = rclpy.create_node("humimic_demo_monitor")

@@ -13,6 +13,13 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPo
 
 #: Images and other per-frame sensor streams: best effort, keep last 5 (REP-2003 sensor data QoS).
 SENSOR_QOS = qos_profile_sensor_data
+#: Recorders and monitors of sensor streams: best effort (matches any publisher), with a deep
+#: history so a briefly busy recorder loses no frame.
+RECORDER_SENSOR_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT,
+                                 history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
+#: Recorders of commands and states: reliable with a deep history.
+RECORDER_RELIABLE_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE,
+                                   history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
 #: Commands and states: reliable, keep last 10 (compatible with ros2 bag record defaults).
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                           history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)

@@ -105,6 +105,8 @@ def read_messages(path: str | Path, topics: Optional[Sequence[str]] = None) -> I
     for bag in segments(path):
         with Reader(bag) as reader:
             conns = [c for c in reader.connections if topics is None or c.topic in topics]
+            if not conns:  # rosbags reads every connection when given none
+                continue
             for conn, timestamp, data in reader.messages(connections=conns):
                 yield BagMessage(conn.topic, conn.msgtype, timestamp, bytes(data))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from rclpy.node import Node
 
 from humimic_experiments.bag_io import SegmentedBagWriter
-from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, run_node
+from humimic_core.ros_util import RECORDER_RELIABLE_QOS, RECORDER_SENSOR_QOS, declare, run_node
 from humimic_core.topics import SENSOR, TOPICS, message_class
 
 
@@ -33,7 +33,7 @@ class RecordNode(Node):
             msgtype, qos = TOPICS[topic]
             self.create_subscription(message_class(msgtype), topic,
                                      lambda data, t=topic, m=msgtype: self.on_message(t, m, data),
-                                     SENSOR_QOS if qos == SENSOR else RELIABLE_QOS, raw=True)
+                                     RECORDER_SENSOR_QOS if qos == SENSOR else RECORDER_RELIABLE_QOS, raw=True)
         self.get_logger().info(f"recording {len(topics)} topics into {output} ({storage})")
 
     def on_message(self, topic: str, msgtype: str, data: bytes) -> None:

@@ -1,45 +1,97 @@
-"""One frame's channels: its action units joined with the head pose and gaze of that frame.
+"""One frame's channels: its action units joined, by stamp, with that frame's head pose and gaze.
 
-Head pose and gaze arrive on their own topics; a frame takes the latest of each whose stamp is
-not after the frame's and at most ``max_age`` seconds before it. Stamps are in nanoseconds.
+Head pose and gaze come on their own topics, in whatever order DDS delivers them. A frame is
+released once its action units and every part seen so far in the stream have arrived for its
+stamp (a topic that never published is not waited for), when a newer frame's action units
+arrive, or when the caller expires it; a frame without a face needs no parts. The same messages
+thus give the same channels, live or replayed from a bag. Stamps are in nanoseconds.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from humimic_retarget.head_angles import head_angles, quaternion_to_matrix
 
-_Stamped = Tuple[int, Dict[str, float]]
+#: Frames whose parts are kept while their action units have not arrived yet.
+MAX_PENDING = 32
+
+
+@dataclass
+class Frame:
+    stamp: int                              # ns, the camera frame's stamp
+    channels: Optional[Dict[str, float]]    # None: no face in this frame
+    arrival: float = 0.0                    # caller's clock (s) when the action units came
 
 
 class FrameChannels:
     def __init__(self) -> None:
-        self._head: Optional[_Stamped] = None
-        self._gaze: Optional[_Stamped] = None
+        self._parts: "OrderedDict[int, Dict[str, Dict[str, float]]]" = OrderedDict()
+        self._known_parts: set = set()
+        self._waiting: Optional[Frame] = None
+        self._last_released = -1
 
-    def head_pose(self, stamp_ns: int, quaternion: Sequence[float]) -> None:
+    def head_pose(self, stamp: int, quaternion: Sequence[float]) -> List[Frame]:
         """A head orientation (x, y, z, w in the camera optical frame); a degenerate one is dropped."""
         try:
             yaw, pitch, roll = head_angles(quaternion_to_matrix(quaternion))
         except ValueError:
-            return
-        self._head = (stamp_ns, {"head_yaw": yaw, "head_pitch": pitch, "head_roll": roll})
+            return []
+        return self._part("head", stamp, {"head_yaw": yaw, "head_pitch": pitch, "head_roll": roll})
 
-    def gaze(self, stamp_ns: int, yaw: float, pitch: float) -> None:
-        self._gaze = (stamp_ns, {"gaze_yaw": yaw, "gaze_pitch": pitch})
+    def gaze(self, stamp: int, yaw: float, pitch: float) -> List[Frame]:
+        return self._part("gaze", stamp, {"gaze_yaw": float(yaw), "gaze_pitch": float(pitch)})
 
-    def frame(self, stamp_ns: int, names: Sequence[str], values: Sequence[float],
-              max_age: float) -> Optional[Dict[str, float]]:
-        """The frame's channels, or None when it has no face (no action units).
+    def action_units(self, stamp: int, names: Sequence[str], values: Sequence[float],
+                     arrival: float = 0.0) -> List[Frame]:
+        """A frame's action units (empty: no face); the frames now released, oldest first.
 
         ValueError when names and values differ in length.
         """
         if len(names) != len(values):
             raise ValueError(f"action units with {len(names)} names but {len(values)} values")
-        if not names:
-            return None
-        channels = dict(zip(names, (float(v) for v in values)))
-        for latest in (self._head, self._gaze):
-            if latest is not None and 0 <= stamp_ns - latest[0] <= max_age * 1e9:
-                channels.update(latest[1])
-        return channels
+        if stamp <= self._last_released:
+            return []
+        out = self.flush()
+        channels = dict(zip(names, (float(v) for v in values))) if names else None
+        self._waiting = Frame(stamp, channels, arrival)
+        return out + self._release_if_complete()
+
+    def expire(self, now: float, timeout: float) -> List[Frame]:
+        """Release the waiting frame if it has waited longer than `timeout` (caller's clock)."""
+        if self._waiting is not None and now - self._waiting.arrival > timeout:
+            return self.flush()
+        return []
+
+    def flush(self) -> List[Frame]:
+        """Release the waiting frame with whatever parts it has."""
+        frame = self._waiting
+        if frame is None:
+            return []
+        self._waiting = None
+        self._last_released = frame.stamp
+        parts = self._parts.pop(frame.stamp, {})
+        for old in [s for s in self._parts if s <= frame.stamp]:
+            del self._parts[old]
+        if frame.channels is not None:
+            for values in parts.values():
+                frame.channels.update(values)
+        return [frame]
+
+    def _part(self, name: str, stamp: int, values: Mapping[str, float]) -> List[Frame]:
+        self._known_parts.add(name)
+        if stamp <= self._last_released:
+            return []
+        self._parts.setdefault(stamp, {})[name] = dict(values)
+        while len(self._parts) > MAX_PENDING:
+            self._parts.popitem(last=False)
+        return self._release_if_complete()
+
+    def _release_if_complete(self) -> List[Frame]:
+        frame = self._waiting
+        if frame is None:
+            return []
+        if frame.channels is None or self._known_parts <= set(self._parts.get(frame.stamp, {})):
+            return self.flush()
+        return []

@@ -92,17 +92,19 @@ def read_rosbag(path: Path, joint_topic: str = "/joint_states", max_age: float =
     times = np.array([s for s, _ in states])
     frames = FrameChannels()
     rows = []
+    released = []
     for stamp, _, topic, msg in sorted(events, key=lambda e: e[:2]):  # a frame's pose and gaze before its AUs
         if topic == "/face/head_pose":
             q = msg.pose.orientation
-            frames.head_pose(stamp, (q.x, q.y, q.z, q.w))
+            released += frames.head_pose(stamp, (q.x, q.y, q.z, q.w))
         elif topic == "/face/gaze":
-            frames.gaze(stamp, msg.vector.x, msg.vector.y)
+            released += frames.gaze(stamp, msg.vector.x, msg.vector.y)
         else:
-            channels = frames.frame(stamp, list(msg.name), list(msg.position), max_age)
-            i = int(np.argmin(np.abs(times - stamp)))
-            if channels is not None and abs(times[i] - stamp) <= max_age * 1e9:
-                rows.append((channels, states[i][1]))
+            released += frames.action_units(stamp, list(msg.name), list(msg.position))
+    for frame in released + frames.flush():
+        i = int(np.argmin(np.abs(times - frame.stamp)))
+        if frame.channels is not None and abs(times[i] - frame.stamp) <= max_age * 1e9:
+            rows.append((frame.channels, states[i][1]))
     return rows
 
 

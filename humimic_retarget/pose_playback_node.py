@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Dict, Optional, TextIO
+from typing import Dict, List, Optional, TextIO
 
 from geometry_msgs.msg import PoseStamped, Vector3Stamped
 from rclpy.node import Node
@@ -22,7 +22,7 @@ from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
 from humimic_core.stamps import to_ns
-from humimic_retarget.frame_channels import FrameChannels
+from humimic_retarget.frame_channels import Frame, FrameChannels
 from humimic_retarget.paired_data import jsonl_line
 from humimic_retarget.pose_grid import PlaybackState, PosePlayback, pose_grid
 
@@ -42,7 +42,6 @@ class PosePlaybackNode(Node):
         self.config = load_robot_config(path or config_file("robot_face.yaml"))
         self.playback = PosePlayback(pose_grid(self.config, levels, combos, seed), move, hold, settle)
         self.frames = FrameChannels()
-        self.max_age = 2.0 / rate
         self.state: Optional[PlaybackState] = None
         self.samples = 0
         self.out: Optional[TextIO] = Path(record).open("w") if record else None
@@ -57,22 +56,26 @@ class PosePlaybackNode(Node):
 
     def on_head_pose(self, msg: PoseStamped) -> None:
         q = msg.pose.orientation
-        self.frames.head_pose(to_ns(msg.header.stamp), (q.x, q.y, q.z, q.w))
+        self.record(self.frames.head_pose(to_ns(msg.header.stamp), (q.x, q.y, q.z, q.w)))
 
     def on_gaze(self, msg: Vector3Stamped) -> None:
-        self.frames.gaze(to_ns(msg.header.stamp), msg.vector.x, msg.vector.y)
+        self.record(self.frames.gaze(to_ns(msg.header.stamp), msg.vector.x, msg.vector.y))
 
     def on_action_units(self, msg: JointState) -> None:
-        if self.out is None or self.state is None or not self.state.recording:
-            return
         try:
-            channels = self.frames.frame(to_ns(msg.header.stamp), msg.name, msg.position, self.max_age)
+            self.record(self.frames.action_units(to_ns(msg.header.stamp), msg.name, msg.position))
         except ValueError:
             return
-        if channels is not None:
-            self.out.write(jsonl_line(channels, self.state.command, t=to_ns(msg.header.stamp) * 1e-9,
-                                      pose=self.state.pose) + "\n")
-            self.samples += 1
+
+    def record(self, frames: List[Frame]) -> None:
+        """Pair each complete frame with the pose being held, inside a recording window."""
+        if self.out is None or self.state is None or not self.state.recording:
+            return
+        for frame in frames:
+            if frame.channels is not None:
+                self.out.write(jsonl_line(frame.channels, self.state.command, t=frame.stamp * 1e-9,
+                                          pose=self.state.pose) + "\n")
+                self.samples += 1
 
     def on_timer(self) -> None:
         now = self.get_clock().now()

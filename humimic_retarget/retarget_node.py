@@ -17,10 +17,13 @@ from sensor_msgs.msg import JointState
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
-from humimic_core.stamps import to_ns
-from humimic_retarget.frame_channels import FrameChannels
+from humimic_core.stamps import from_ns, to_ns
+from humimic_retarget.frame_channels import Frame, FrameChannels
 from humimic_retarget.learned_mapping import LearnedModelError
 from humimic_retarget.retargeter import Retargeter, RetargetParams, with_changes
+
+#: Seconds a frame's action units wait for its head pose and gaze before going without them.
+PART_TIMEOUT = 0.1
 
 _DESCRIPTIONS = {
     "max_velocity": "Velocity limit of every joint (rad/s); constraints.velocity of the robot config may lower it",
@@ -76,25 +79,31 @@ class RetargetNode(Node):
 
     def on_head_pose(self, msg: PoseStamped) -> None:
         q = msg.pose.orientation
-        self.frames.head_pose(to_ns(msg.header.stamp), (q.x, q.y, q.z, q.w))
+        self.retarget(self.frames.head_pose(to_ns(msg.header.stamp), (q.x, q.y, q.z, q.w)))
 
     def on_gaze(self, msg: Vector3Stamped) -> None:
-        self.frames.gaze(to_ns(msg.header.stamp), msg.vector.x, msg.vector.y)
+        self.retarget(self.frames.gaze(to_ns(msg.header.stamp), msg.vector.x, msg.vector.y))
 
     def on_action_units(self, msg: JointState) -> None:
+        now = self.get_clock().now().nanoseconds
         try:
-            frame = self.frames.frame(to_ns(msg.header.stamp), msg.name, msg.position,
-                                      self.retargeter.params.face_lost_timeout)
+            frames = self.frames.action_units(to_ns(msg.header.stamp), msg.name, msg.position, now * 1e-9)
         except ValueError as exc:
             self.get_logger().warn(f"{exc}: frame ignored", throttle_duration_sec=5.0)
             return
-        now = self.get_clock().now().nanoseconds
         self._last_frame_ns = now
-        self.publish(self.retargeter.update(now * 1e-9, frame), msg.header.stamp)
+        self.retarget(frames)
+
+    def retarget(self, frames: List[Frame]) -> None:
+        """Commands for complete frames, timed by the frames' own stamps (replays reproduce them)."""
+        for frame in frames:
+            self.publish(self.retargeter.update(frame.stamp * 1e-9, frame.channels), from_ns(frame.stamp))
 
     def on_timer(self) -> None:
-        """Keep stepping (hold, glide to neutral, finish a motion) while frames are late or gone."""
+        """Release a frame whose parts are late; keep stepping (hold, glide to neutral, finish a
+        motion) while frames are late or gone."""
         now = self.get_clock().now()
+        self.retarget(self.frames.expire(now.nanoseconds * 1e-9, PART_TIMEOUT))
         if now.nanoseconds - self._last_frame_ns < self._stall_ns:
             return
         before = self.retargeter.command

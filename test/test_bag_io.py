@@ -27,6 +27,7 @@ def test_round_trip_with_segments(tmp_path, storage):
             writer.write("/joint_commands", "sensor_msgs/msg/JointState", 1_000_000_000 + i * 33_000_000,
                          joint_state(i))
     assert len(segments(out)) == 4
+    assert list(read_messages(out, ["/camera/image_raw"])) == [], "a topic filter matching nothing yields nothing"
     assert topic_summary(out) == {"/joint_commands": ("sensor_msgs/msg/JointState", 100)}
     messages = list(read_messages(out))
     assert [m.timestamp for m in messages] == sorted(m.timestamp for m in messages)

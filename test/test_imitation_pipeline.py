@@ -15,7 +15,7 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from humimic_core.graph import imitation_graph  # noqa: E402
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
-from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS  # noqa: E402
+from humimic_core.ros_util import RECORDER_RELIABLE_QOS, RECORDER_SENSOR_QOS  # noqa: E402
 from humimic_core.runner import Pipeline  # noqa: E402
 from humimic_core.stamps import to_ns  # noqa: E402
 from humimic_driver.control_tables import RAD_PER_TICK  # noqa: E402
@@ -33,10 +33,10 @@ class Recorder:
         self.topics: Dict[str, List[Tuple[float, JointState]]] = {
             "/face/action_units": [], "/joint_commands": [], "/driver/written_goals": [], "/joint_states": []}
         self.node.create_subscription(Image, "/camera/image_raw",
-                                      lambda m: self.frames.append(to_ns(m.header.stamp)), SENSOR_QOS)
+                                      lambda m: self.frames.append(to_ns(m.header.stamp)), RECORDER_SENSOR_QOS)
         for topic, store in self.topics.items():
             self.node.create_subscription(JointState, topic, lambda m, s=store: s.append((time.time(), m)),
-                                          RELIABLE_QOS)
+                                          RECORDER_RELIABLE_QOS)
 
     def spin(self, seconds: float, until=lambda: False) -> None:
         deadline = time.time() + seconds

@@ -196,17 +196,30 @@ def test_bad_params_refused(config):
 
 def test_frame_channels_join_head_pose_and_gaze_of_the_frame():
     frames = FrameChannels()
-    assert frames.frame(10, [], [], 0.5) is None, "empty action units = no face"
+    assert [f.channels for f in frames.action_units(10, [], [])] == [None], "empty action units = no face"
     with pytest.raises(ValueError, match="2 names but 1 values"):
-        frames.frame(10, ["AU01", "AU02"], [1.0], 0.5)
-    frames.head_pose(1_000_000_000, matrix_to_quaternion(FACING_CAMERA @ rotation((0, 0, 1), 0.3)))
-    frames.gaze(1_000_000_000, 0.1, -0.2)
-    out = frames.frame(1_100_000_000, ["AU12"], [2.0], 0.5)
-    assert out["AU12"] == 2.0 and out["head_yaw"] == pytest.approx(0.3) and out["gaze_pitch"] == -0.2
-    assert "head_yaw" not in frames.frame(2_000_000_000, ["AU12"], [2.0], 0.5), "pose too old"
-    assert "head_yaw" not in frames.frame(900_000_000, ["AU12"], [2.0], 0.5), "pose of a later frame"
+        frames.action_units(20, ["AU01", "AU02"], [1.0])
+    quaternion = matrix_to_quaternion(FACING_CAMERA @ rotation((0, 0, 1), 0.3))
+    assert frames.head_pose(1_000_000_000, quaternion) == []
+    assert frames.gaze(1_000_000_000, 0.1, -0.2) == []
+    (out,) = frames.action_units(1_000_000_000, ["AU12"], [2.0])
+    assert out.channels["AU12"] == 2.0 and out.channels["head_yaw"] == pytest.approx(0.3)
+    assert out.channels["gaze_pitch"] == -0.2
+    # the next frame waits for its own pose and gaze, whichever comes first
+    assert frames.action_units(1_033_000_000, ["AU12"], [3.0], arrival=5.0) == []
+    assert frames.gaze(1_033_000_000, 0.0, 0.0) == []
+    (out,) = frames.head_pose(1_033_000_000, matrix_to_quaternion(FACING_CAMERA))
+    assert out.channels["head_yaw"] == pytest.approx(0.0) and out.channels["AU12"] == 3.0
+    # a frame whose parts never come: released by expiry or by the next frame, without them
+    assert frames.action_units(1_066_000_000, ["AU12"], [4.0], arrival=6.0) == []
+    assert frames.expire(6.05, 0.1) == []
+    (late,) = frames.expire(6.2, 0.1)
+    assert "head_yaw" not in late.channels
+    assert frames.head_pose(1_066_000_000, quaternion) == [], "too late: never released twice"
     frames.head_pose(3_000_000_000, (0.0, 0.0, 0.0, 0.0))
-    assert "head_yaw" not in frames.frame(3_000_000_000, ["AU12"], [2.0], 0.5), "degenerate pose dropped"
+    frames.action_units(3_000_000_000, ["AU12"], [2.0])
+    (out,) = frames.flush()
+    assert "head_yaw" not in out.channels, "degenerate pose dropped"
 
 
 def rotation(axis, angle):
