@@ -1,33 +1,77 @@
 """FACS action unit intensities (0..5) from face mesh geometry, relative to the person's neutral face.
 
 Landmarks are first put in a head-pose-normalised face frame, so that a head turn does not look
-like an expression: they are rotated into the head frame (x forward out of the face, y toward the
-person's left, z up), centred on the midpoint between the eye centres (eye centre = midpoint of
-its two corners) and divided by the inter-ocular distance (IOD) between the eye centres.
+like an expression: rotated into the head frame (x forward out of the face, y toward the person's
+left, z up), centred on the midpoint between the eye centres (eye centre = midpoint of its two
+corners) and divided by the inter-ocular distance (IOD) between the eye centres. In that frame a
+few linear geometric features are measured (FEATURES: "height" = along z, "lateral" = along y,
+"depth" = along x; a set of points counts by its mean; R/L = the person's right/left):
 
-Each AU is an *activation* (a change of one geometric feature against the neutral face, in IOD
-units unless said otherwise) mapped linearly to an intensity: 0 up to ``dead``, 5 at ``full``
-and above (SCALES). Features ("height" = along head z):
+=============  ============================================================================
+feature        definition (IOD)
+=============  ============================================================================
+inner_brow     height of the inner brows (107 66 55 65 336 296 285 295) over the eye
+               corners (33 133 263 362)
+outer_brow     height of the outer brows (70 63 46 53 300 293 276 283) over the eye corners
+brow_gap       lateral distance between the inner brow heads 66 and 296
+lid_gap_R/L    height of the upper lid (159 158 160 / 386 385 387) over the lower lid
+               (145 144 153 / 374 373 380) of each eye
+lid_iris_R/L   height of each upper lid over its iris centre (468 / 473)
+lower_lid      height of both lower lids over the eye corners
+cheek          height of the cheeks under the eyes (50 101 118 280 330 347) over the eye corners
+nose_wing      height of the nose wings (48 64 98 278 294 327) over the eye corners
+upper_lip      height of the upper lip's top (0 37 267) over the eye corners
+corner_lift    height of the lip corners (61 291) over the lip centre (13 14)
+mouth_width    lateral distance between the lip corners
+corner_depth   depth of the lip's middle (0 17) in front of the lip corners
+lip_gap        height of the inner upper lip (13 82 312) over the inner lower lip (14 87 317)
+lip_red        height of the lips' red: upper (0 37 267 over 13 82 312) plus lower (14 87 317
+               over 17 84 314)
+chin_drop      height of the eye corners over the chin (152)
+lip_chin       height of the outer lower lip (17 84 314) over the chin (152)
+iris_y_R/L     lateral offset of each iris centre from the midpoint of its eye's corners
+iris_z_R/L     height of each iris centre over the midpoint of its eye's corners
+=============  ============================================================================
 
-====  =======================  =======================================================  =====  =====
-AU    name                     activation                                               dead   full
-====  =======================  =======================================================  =====  =====
-AU01  inner brow raiser        rise of the inner brow points over the eye-corner line   0.010  0.070
-AU02  outer brow raiser        rise of the outer brow points over the eye-corner line   0.010  0.070
-AU04  brow lowerer             narrowing of the gap between the inner brows plus their  0.020  0.120
-                               drop over the eye-corner line
-AU12  lip corner puller        rise of the lip corners over the lip centre plus half    0.030  0.250
-                               the widening of the mouth
-AU15  lip corner depressor     drop of the lip corners under the lip centre             0.015  0.080
-AU25  lips part                opening of the inner lip gap (height)                    0.020  0.300
-AU26  jaw drop                 drop of the chin under the eye line, times a lips-apart  0.040  0.400
-                               factor (inner lip gap opening / 0.10 IOD, at most 1):
-                               a closed-mouth chin movement such as a pucker is not AU26
-AU45  blink                    lid closure, mean of both eyes: 1 - lid gap / neutral    0.150  0.900
-                               lid gap (unitless; 1 = lids touching)
-====  =======================  =======================================================  =====  =====
+Each AU is an *activation* computed from the change ``d`` of these features against the neutral
+face (``f0`` = neutral value, ``f`` = now; IOD unless said otherwise), mapped linearly to an
+intensity: 0 up to ``dead``, 5 at ``full`` and above (SCALES). ``lift+`` = max(d corner_lift, 0);
+``apart`` = min(max(d lip_gap / 0.10, 0), 1), how far the lips are apart (LIPS_APART).
 
-Neutral: the median normalised shape of the first ``neutral_frames`` frames with a finite face
+====  =====================  ==============================================================  =====  =====
+AU    name                   activation                                                      dead   full
+====  =====================  ==============================================================  =====  =====
+AU01  inner brow raiser      d inner_brow                                                    0.010  0.045
+AU02  outer brow raiser      d outer_brow                                                    0.010  0.040
+AU04  brow lowerer           -(d brow_gap + d inner_brow)                                    0.030  0.130
+AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.005  0.030
+                             irises (looking up, lids and irises rise together)
+AU06  cheek raiser           d cheek                                                         0.015  0.080
+AU07  lid tightener          d lower_lid                                                     0.010  0.045
+AU09  nose wrinkler          d nose_wing - 0.5 lift+ (a smile lifts the whole midface)       0.015  0.070
+AU10  upper lip raiser       d upper_lip - 0.5 lift+                                         0.020  0.120
+AU12  lip corner puller      d corner_lift + 0.5 d mouth_width                               0.030  0.250
+AU14  dimpler                d corner_depth - 0.25 d mouth_width (smiles pull the corners    0.010  0.060
+                             back along the teeth as they widen)
+AU15  lip corner depressor   -d corner_lift                                                  0.015  0.080
+AU17  chin raiser            d lip_chin * (1 - apart)                                        0.020  0.100
+AU20  lip stretcher          d mouth_width - 3 lift+                                         0.030  0.150
+AU23  lip tightener          (1 - f lip_red / f0 lip_red - d mouth_width / f0 mouth_width)   0.100  0.500
+                             * (1 - apart): the lips thin without being stretched (unitless)
+AU25  lips part              d lip_gap                                                       0.020  0.300
+AU26  jaw drop               d chin_drop * apart: a closed-mouth chin movement such as a     0.040  0.400
+                             pucker is not AU26
+AU45  blink                  per eye, closure = min(1 - f lid_gap / f0 lid_gap,              0.550  0.950
+                             1 - f lid_iris / f0 lid_iris) (unitless; 1 = shut) mapped to
+                             0..5; AU45 = the mean of both eyes (a wink gives about 2.5)
+====  =====================  ==============================================================  =====  =====
+
+AU45 needs both measures: looking down lowers the upper lid with the iris, so the lid gap halves
+while the lid stays above the iris centre (closure about 0.5, under the dead zone); squinting
+raises the lower lid without lowering the upper lid over the iris. The iris offsets are for the
+gaze (humimic_perception.gaze).
+
+Neutral: the per-feature median of the first ``neutral_frames`` frames with finite features
 (again after ``recapture_neutral()``). While it is being captured every AU is reported as 0.
 Non-finite landmarks or rotation give 0 for the AUs they touch, never NaN, and such frames are not
 used for the neutral.
@@ -40,82 +84,143 @@ import numpy as np
 
 #: AU code -> (dead zone, full scale) of its activation; intensity = 5 * (a - dead) / (full - dead).
 SCALES: Dict[str, Tuple[float, float]] = {
-    "AU01": (0.010, 0.070),
-    "AU02": (0.010, 0.070),
-    "AU04": (0.020, 0.120),
+    "AU01": (0.010, 0.045),
+    "AU02": (0.010, 0.040),
+    "AU04": (0.030, 0.130),
+    "AU05": (0.005, 0.030),
+    "AU06": (0.015, 0.080),
+    "AU07": (0.010, 0.045),
+    "AU09": (0.015, 0.070),
+    "AU10": (0.020, 0.120),
     "AU12": (0.030, 0.250),
+    "AU14": (0.010, 0.060),
     "AU15": (0.015, 0.080),
+    "AU17": (0.020, 0.100),
+    "AU20": (0.030, 0.150),
+    "AU23": (0.100, 0.500),
     "AU25": (0.020, 0.300),
     "AU26": (0.040, 0.400),
-    "AU45": (0.150, 0.900),
+    "AU45": (0.550, 0.950),
 }
 CODES: List[str] = sorted(SCALES)
 MAX_INTENSITY = 5.0
-#: Inner lip gap opening (IOD) at which the jaw drop counts fully as AU26.
+#: Inner lip gap opening (IOD) at which the lips count as fully apart.
 LIPS_APART = 0.10
 
-# MediaPipe face mesh indices (person's right = image left for a frontal face).
+X, Y, Z = 0, 1, 2
 EYE_CORNERS_RIGHT, EYE_CORNERS_LEFT = (33, 133), (263, 362)
-INNER_BROW_RIGHT, INNER_BROW_LEFT = (107, 66, 55, 65), (336, 296, 285, 295)
-OUTER_BROW_RIGHT, OUTER_BROW_LEFT = (70, 63, 46, 53), (300, 293, 276, 283)
-BROW_GAP = (66, 296)
+EYE_CORNERS = EYE_CORNERS_RIGHT + EYE_CORNERS_LEFT
 UPPER_LID_RIGHT, LOWER_LID_RIGHT = (159, 158, 160), (145, 144, 153)
 UPPER_LID_LEFT, LOWER_LID_LEFT = (386, 385, 387), (374, 373, 380)
+IRIS_RIGHT, IRIS_LEFT = 468, 473
 LIP_CORNERS = (61, 291)
-INNER_LIP_UPPER, INNER_LIP_LOWER = (13, 82, 312), (14, 87, 317)
-LIP_CENTRE = (13, 14)
+UPPER_LIP_OUTER, UPPER_LIP_INNER = (0, 37, 267), (13, 82, 312)
+LOWER_LIP_INNER, LOWER_LIP_OUTER = (14, 87, 317), (17, 84, 314)
 CHIN = 152
 
+#: A feature = sum of weight * mean coordinate (along axis) of a set of landmarks.
+Term = Tuple[float, Tuple[int, ...]]
 
-def normalise(points: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """(N, 3) points in the camera frame (any uniform scale) to the face frame described above."""
-    right = points[list(EYE_CORNERS_RIGHT)].mean(axis=0)
-    left = points[list(EYE_CORNERS_LEFT)].mean(axis=0)
+
+def _over(axis: int, upper: Sequence[int], lower: Sequence[int]) -> Tuple[int, Tuple[Term, ...]]:
+    return axis, ((1.0, tuple(upper)), (-1.0, tuple(lower)))
+
+
+FEATURES: Dict[str, Tuple[int, Tuple[Term, ...]]] = {
+    "inner_brow": _over(Z, (107, 66, 55, 65, 336, 296, 285, 295), EYE_CORNERS),
+    "outer_brow": _over(Z, (70, 63, 46, 53, 300, 293, 276, 283), EYE_CORNERS),
+    "brow_gap": _over(Y, (296,), (66,)),
+    "lid_gap_R": _over(Z, UPPER_LID_RIGHT, LOWER_LID_RIGHT),
+    "lid_gap_L": _over(Z, UPPER_LID_LEFT, LOWER_LID_LEFT),
+    "lid_iris_R": _over(Z, UPPER_LID_RIGHT, (IRIS_RIGHT,)),
+    "lid_iris_L": _over(Z, UPPER_LID_LEFT, (IRIS_LEFT,)),
+    "lower_lid": _over(Z, LOWER_LID_RIGHT + LOWER_LID_LEFT, EYE_CORNERS),
+    "cheek": _over(Z, (50, 101, 118, 280, 330, 347), EYE_CORNERS),
+    "nose_wing": _over(Z, (48, 64, 98, 278, 294, 327), EYE_CORNERS),
+    "upper_lip": _over(Z, UPPER_LIP_OUTER, EYE_CORNERS),
+    "corner_lift": _over(Z, LIP_CORNERS, (13, 14)),
+    "mouth_width": _over(Y, (291,), (61,)),
+    "corner_depth": _over(X, (0, 17), LIP_CORNERS),
+    "lip_gap": _over(Z, UPPER_LIP_INNER, LOWER_LIP_INNER),
+    "lip_red": (Z, ((1.0, UPPER_LIP_OUTER), (-1.0, UPPER_LIP_INNER), (1.0, LOWER_LIP_INNER),
+                    (-1.0, LOWER_LIP_OUTER))),
+    "chin_drop": _over(Z, EYE_CORNERS, (CHIN,)),
+    "lip_chin": _over(Z, LOWER_LIP_OUTER, (CHIN,)),
+    "iris_y_R": _over(Y, (IRIS_RIGHT,), EYE_CORNERS_RIGHT),
+    "iris_z_R": _over(Z, (IRIS_RIGHT,), EYE_CORNERS_RIGHT),
+    "iris_y_L": _over(Y, (IRIS_LEFT,), EYE_CORNERS_LEFT),
+    "iris_z_L": _over(Z, (IRIS_LEFT,), EYE_CORNERS_LEFT),
+}
+NAMES: List[str] = list(FEATURES)
+#: Feature name -> its index in a feature vector.
+INDEX: Dict[str, int] = {name: i for i, name in enumerate(NAMES)}
+#: The landmarks the features use (eye corners first: they set the frame).
+LANDMARKS: Tuple[int, ...] = tuple(dict.fromkeys(EYE_CORNERS + tuple(
+    i for _, terms in FEATURES.values() for _, points in terms for i in points)))
+
+
+def _feature_matrix() -> np.ndarray:
+    """(features, 3 * landmarks) weights: feature vector = W @ face-frame landmarks (ravelled)."""
+    column = {index: k for k, index in enumerate(LANDMARKS)}
+    weights = np.zeros((len(NAMES), len(LANDMARKS), 3))
+    for row, (axis, terms) in enumerate(FEATURES.values()):
+        for weight, points in terms:
+            for index in points:
+                weights[row, column[index], axis] += weight / len(points)
+    return weights.reshape(len(NAMES), -1)
+
+
+_WEIGHTS = _feature_matrix()
+_LANDMARK_ROWS = np.array(LANDMARKS)
+
+
+def measure(points: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """Feature vector (NAMES order, IOD units) of (N >= 478, 3) points in the camera frame (any
+    uniform scale) with the head frame's ``rotation`` in the camera frame; NaN where undefined."""
+    used = points[_LANDMARK_ROWS]
+    right, left = (used[0] + used[1]) * 0.5, (used[2] + used[3]) * 0.5
     iod = float(np.linalg.norm(left - right))
     if not iod > 0.0:
-        return np.full(points.shape, np.nan)
-    return (points - (left + right) / 2.0) @ rotation / iod
+        return np.full(len(NAMES), np.nan)
+    shape = (used - (left + right) * 0.5) @ rotation
+    return _WEIGHTS @ shape.ravel() / iod
 
 
-def _height(shape: np.ndarray, indices: Sequence[int]) -> float:
-    return float(shape[list(indices), 2].mean())
+def _f(values: np.ndarray, name: str) -> float:
+    return float(values[INDEX[name]])
 
 
-def features(shape: np.ndarray) -> Dict[str, float]:
-    """Geometric features of one normalised shape (IOD units; see the module table)."""
-    eye_line = (_height(shape, EYE_CORNERS_RIGHT) + _height(shape, EYE_CORNERS_LEFT)) / 2.0
-    lip_centre = _height(shape, LIP_CENTRE)
+def activations(now: np.ndarray, neutral: np.ndarray) -> Dict[str, float]:
+    """Per-AU activation of a face against the neutral face (feature vectors of ``measure``);
+    AU45 is a pair (right eye, left eye). NaN where a feature is missing."""
+    d = now - neutral
+    dv = {name: float(d[i]) for name, i in INDEX.items()}
+    lift = max(dv["corner_lift"], 0.0)
+    apart = min(max(dv["lip_gap"] / LIPS_APART, 0.0), 1.0) if np.isfinite(dv["lip_gap"]) else np.nan
+    closed = 1.0 - apart
+
+    def ratio(name: str) -> float:
+        return _f(now, name) / max(_f(neutral, name), 1e-3)
+
     return {
-        "inner_brow": (_height(shape, INNER_BROW_RIGHT) + _height(shape, INNER_BROW_LEFT)) / 2.0 - eye_line,
-        "outer_brow": (_height(shape, OUTER_BROW_RIGHT) + _height(shape, OUTER_BROW_LEFT)) / 2.0 - eye_line,
-        "brow_gap": float(shape[BROW_GAP[1], 1] - shape[BROW_GAP[0], 1]),
-        "corner_lift": _height(shape, LIP_CORNERS) - lip_centre,
-        "mouth_width": float(shape[LIP_CORNERS[1], 1] - shape[LIP_CORNERS[0], 1]),
-        "lip_gap": _height(shape, INNER_LIP_UPPER) - _height(shape, INNER_LIP_LOWER),
-        "chin_drop": eye_line - float(shape[CHIN, 2]),
-        "lids_right": _height(shape, UPPER_LID_RIGHT) - _height(shape, LOWER_LID_RIGHT),
-        "lids_left": _height(shape, UPPER_LID_LEFT) - _height(shape, LOWER_LID_LEFT),
-    }
-
-
-def _closure(lids: float, neutral_lids: float) -> float:
-    return float(np.clip(1.0 - lids / max(neutral_lids, 1e-3), 0.0, 1.0))
-
-
-def activations(now: Dict[str, float], neutral: Dict[str, float]) -> Dict[str, float]:
-    """Per-AU activation of a face against the neutral face (may be NaN for missing landmarks)."""
-    d = {k: now[k] - neutral[k] for k in now}
-    lips_apart = float(np.clip(d["lip_gap"] / LIPS_APART, 0.0, 1.0))
-    return {
-        "AU01": d["inner_brow"],
-        "AU02": d["outer_brow"],
-        "AU04": -(d["brow_gap"] + d["inner_brow"]),
-        "AU12": d["corner_lift"] + 0.5 * d["mouth_width"],
-        "AU15": -d["corner_lift"],
-        "AU25": d["lip_gap"],
-        "AU26": d["chin_drop"] * lips_apart,
-        "AU45": (_closure(now["lids_right"], neutral["lids_right"])
-                 + _closure(now["lids_left"], neutral["lids_left"])) / 2.0,
+        "AU01": dv["inner_brow"],
+        "AU02": dv["outer_brow"],
+        "AU04": -(dv["brow_gap"] + dv["inner_brow"]),
+        "AU05": (dv["lid_iris_R"] + dv["lid_iris_L"]) * 0.5,
+        "AU06": dv["cheek"],
+        "AU07": dv["lower_lid"],
+        "AU09": dv["nose_wing"] - 0.5 * lift,
+        "AU10": dv["upper_lip"] - 0.5 * lift,
+        "AU12": dv["corner_lift"] + 0.5 * dv["mouth_width"],
+        "AU14": dv["corner_depth"] - 0.25 * dv["mouth_width"],
+        "AU15": -dv["corner_lift"],
+        "AU17": dv["lip_chin"] * closed,
+        "AU20": dv["mouth_width"] - 3.0 * lift,
+        "AU23": (1.0 - ratio("lip_red") - dv["mouth_width"] / max(_f(neutral, "mouth_width"), 1e-3)) * closed,
+        "AU25": dv["lip_gap"],
+        "AU26": dv["chin_drop"] * apart,
+        "AU45": tuple(float(np.minimum(1.0 - ratio(f"lid_gap_{eye}"), 1.0 - ratio(f"lid_iris_{eye}")))
+                      for eye in "RL"),
     }
 
 
@@ -125,15 +230,27 @@ def intensity(activation: float, dead: float, full: float) -> float:
     return float(np.clip(value, 0.0, MAX_INTENSITY)) if np.isfinite(value) else 0.0
 
 
+def intensities(acts: Dict[str, object]) -> Dict[str, float]:
+    """AU intensities (CODES order) of ``activations``; a pair is the mean of its intensities."""
+    out = {}
+    for code in CODES:
+        act = acts[code]
+        if isinstance(act, tuple):
+            out[code] = sum(intensity(a, *SCALES[code]) for a in act) / len(act)
+        else:
+            out[code] = intensity(act, *SCALES[code])
+    return out
+
+
 class ActionUnitEstimator:
-    """Captures the neutral face, then turns each face into AU intensities (CODES order)."""
+    """Captures the neutral face, then turns each face's features into AU intensities (CODES order)."""
 
     def __init__(self, neutral_frames: int = 10) -> None:
         if neutral_frames < 1:
             raise ValueError(f"neutral_frames must be >= 1, got {neutral_frames}")
         self.neutral_frames = neutral_frames
         self._samples: List[np.ndarray] = []
-        self._neutral: Optional[Dict[str, float]] = None
+        self._neutral: Optional[np.ndarray] = None
 
     @property
     def neutral_ready(self) -> bool:
@@ -144,21 +261,24 @@ class ActionUnitEstimator:
         """Frames collected toward the neutral face so far."""
         return self.neutral_frames if self._neutral is not None else len(self._samples)
 
+    @property
+    def neutral(self) -> Optional[np.ndarray]:
+        """The neutral feature vector, once captured."""
+        return self._neutral
+
     def recapture_neutral(self) -> None:
         """Forget the neutral face; the next ``neutral_frames`` faces make a new one."""
         self._samples.clear()
         self._neutral = None
 
-    def update(self, points: np.ndarray, rotation: np.ndarray) -> Dict[str, float]:
-        """AU intensities of one face: ``points`` (N, 3) in the camera frame (any uniform scale),
-        ``rotation`` the head frame in the camera frame. All 0 while the neutral is captured."""
-        shape = normalise(np.asarray(points, dtype=np.float64), np.asarray(rotation, dtype=np.float64))
+    def update(self, features: np.ndarray) -> Dict[str, float]:
+        """AU intensities of one face's feature vector (``measure``); all 0 while the neutral is
+        captured."""
         if self._neutral is None:
-            if np.isfinite(shape).all():
-                self._samples.append(shape)
+            if np.isfinite(features).all():
+                self._samples.append(np.array(features, dtype=np.float64))
             if len(self._samples) >= self.neutral_frames:
-                self._neutral = features(np.median(np.stack(self._samples), axis=0))
+                self._neutral = np.median(np.stack(self._samples), axis=0)
                 self._samples.clear()
-            return {code: 0.0 for code in CODES}
-        acts = activations(features(shape), self._neutral)
-        return {code: intensity(acts[code], *SCALES[code]) for code in CODES}
+            return dict.fromkeys(CODES, 0.0)
+        return intensities(activations(features, self._neutral))

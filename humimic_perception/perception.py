@@ -1,36 +1,67 @@
-"""The per-frame face perception pipeline: landmarks -> head pose -> metric points -> action units.
+"""The per-frame face perception pipeline: landmarks -> head pose -> metric points -> action units
+and gaze, optionally smoothed over time by One-Euro filters.
 
-Pure (no ROS): the perception node and offline tools feed it BGR frames with their intrinsics.
-A frame counts as "no face" when the backend finds none, its landmarks are not finite, or the
-head pose cannot be fitted; its action units are then empty.
+Pure (no ROS): the perception node and offline tools feed it BGR frames with their intrinsics and,
+when smoothing, the frame's stamp (seconds) as the filters' time, so that a re-run of recorded
+frames gives the same output. A frame counts as "no face" when the backend finds none, its
+landmarks are not finite, or the head pose cannot be fitted; its action units are then empty and
+the filters start afresh with the next face. Smoothed: the AU intensities, the head angles (yaw,
+pitch, roll; the head position is not smoothed) and the gaze angles; the landmarks are not.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Dict, Optional
+from dataclasses import dataclass, field, fields
+from typing import Dict, Mapping, Optional
 
 import cv2
 import numpy as np
 
-from humimic_perception.action_units import ActionUnitEstimator
-from humimic_perception.head_pose import HeadPose, HeadPoseEstimator, back_project, camera_matrix
+from humimic_perception.action_units import CODES, ActionUnitEstimator, measure
+from humimic_perception.gaze import Gaze, direction, estimate_gaze
+from humimic_perception.head_pose import (HeadPose, HeadPoseEstimator, back_project, camera_matrix, head_angles,
+                                          rotation_from_angles)
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import FaceLandmarks, LandmarkBackend
+from humimic_perception.one_euro import OneEuroFilter, OneEuroParams
 
-#: Length of the head axes drawn on the debug image (metres).
+#: Length of the head axes and gaze rays drawn on the debug image (metres).
 AXIS_LENGTH = 0.06
+#: Landmarks of the iris centres (right eye, left eye).
+IRIS_CENTRES = (468, 473)
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """One-Euro filter settings of each smoothed signal (AU intensities 0..5, angles in radians)."""
+
+    action_units: OneEuroParams
+    head_pose: OneEuroParams
+    gaze: OneEuroParams
+
+
+def smoothing_from(values: Mapping[str, object]) -> Optional[Smoothing]:
+    """Smoothing of parameter values ``smoothing.enabled`` and ``smoothing.<signal>.<field>``
+    (signal = a Smoothing field, field = a OneEuroParams field); None when not enabled.
+    ValueError names a bad value."""
+    if not values["smoothing.enabled"]:
+        return None
+    return Smoothing(**{signal.name: OneEuroParams(**{f.name: float(values[f"smoothing.{signal.name}.{f.name}"])
+                                                      for f in fields(OneEuroParams)})
+                        for signal in fields(Smoothing)})
 
 
 @dataclass
 class FaceResult:
     """One frame's perception. ``action_units`` is empty when there is no face; ``points`` are the
-    landmarks in metres in the camera optical frame; ``timings_ms`` has landmarks, pose and aus."""
+    landmarks in metres in the camera optical frame; action units, head pose and gaze are smoothed
+    when smoothing is on; ``timings_ms`` has landmarks, pose, aus, gaze and (smoothing) smooth."""
 
     landmarks: Optional[FaceLandmarks] = None
     head_pose: Optional[HeadPose] = None
     points: Optional[np.ndarray] = None
     action_units: Dict[str, float] = field(default_factory=dict)
+    gaze: Optional[Gaze] = None
     neutral_ready: bool = False
     timings_ms: Dict[str, float] = field(default_factory=dict)
 
@@ -39,43 +70,105 @@ class FaceResult:
         return bool(self.action_units)
 
 
-class FacePerception:
-    """Runs one landmark backend, the head pose fit and the AU estimator on successive frames."""
+class _Filters:
+    """The One-Euro filters of one face's smoothed signals."""
 
-    def __init__(self, backend: LandmarkBackend, neutral_frames: int = 10) -> None:
+    def __init__(self, smoothing: Smoothing) -> None:
+        self.action_units = OneEuroFilter(smoothing.action_units)
+        self.head = OneEuroFilter(smoothing.head_pose)
+        self.gaze = OneEuroFilter(smoothing.gaze)
+
+    def reset(self) -> None:
+        for one in (self.action_units, self.head, self.gaze):
+            one.reset()
+
+
+class FacePerception:
+    """Runs one landmark backend, the head pose fit, the AU estimator and the gaze on successive
+    frames; ``smoothing`` None = unsmoothed."""
+
+    def __init__(self, backend: LandmarkBackend, neutral_frames: int = 10,
+                 smoothing: Optional[Smoothing] = None) -> None:
         self.backend = backend
         self.pose = HeadPoseEstimator()
         self.aus = ActionUnitEstimator(neutral_frames)
+        self._filters: Optional[_Filters] = None
+        self.set_smoothing(smoothing)
+
+    def set_smoothing(self, smoothing: Optional[Smoothing]) -> None:
+        """New filter settings (None = off); the filters start afresh."""
+        self._filters = _Filters(smoothing) if smoothing is not None else None
 
     def recapture_neutral(self) -> None:
+        """Capture a new neutral face from the next frames (the filters start afresh too)."""
         self.aus.recapture_neutral()
+        if self._filters is not None:
+            self._filters.reset()
 
-    def process(self, bgr: np.ndarray, intrinsics: Intrinsics) -> FaceResult:
+    def _no_face(self, result: FaceResult) -> FaceResult:
+        self.pose.reset()
+        if self._filters is not None:
+            self._filters.reset()
+        return result
+
+    def process(self, bgr: np.ndarray, intrinsics: Intrinsics, stamp: Optional[float] = None) -> FaceResult:
+        """One frame; ``stamp`` (seconds, the frame's) is required when smoothing."""
+        if self._filters is not None and stamp is None:
+            raise ValueError("smoothing needs each frame's stamp")
         t0 = time.perf_counter()
         landmarks = self.backend.process(bgr)
         t1 = time.perf_counter()
         result = FaceResult(neutral_ready=self.aus.neutral_ready, timings_ms={"landmarks": (t1 - t0) * 1e3})
         if landmarks is None or not np.isfinite(landmarks.points).all():
-            self.pose.reset()
-            return result
+            return self._no_face(result)
         pose = self.pose.estimate(landmarks.points, intrinsics)
-        t2 = time.perf_counter()
-        result.timings_ms["pose"] = (t2 - t1) * 1e3
         if pose is None:
-            return result
+            return self._no_face(result)
         points = back_project(landmarks.points, intrinsics, float(pose.translation[2]))
+        t2 = time.perf_counter()
+        features = measure(points, pose.rotation)
+        action_units = self.aus.update(features)
+        t3 = time.perf_counter()
+        gaze = estimate_gaze(features)
+        t4 = time.perf_counter()
+        result.timings_ms.update(pose=(t2 - t1) * 1e3, aus=(t3 - t2) * 1e3, gaze=(t4 - t3) * 1e3)
+        if self._filters is not None:
+            action_units, pose, gaze = self._smooth(float(stamp), action_units, pose, gaze)
+            result.timings_ms["smooth"] = (time.perf_counter() - t4) * 1e3
         result.landmarks, result.head_pose, result.points = landmarks, pose, points
-        result.action_units = self.aus.update(points, pose.rotation)
+        result.action_units, result.gaze = action_units, gaze
         result.neutral_ready = self.aus.neutral_ready
-        result.timings_ms["aus"] = (time.perf_counter() - t2) * 1e3
         return result
+
+    def _smooth(self, t: float, action_units: Dict[str, float], pose: HeadPose, gaze: Optional[Gaze]):
+        filters = self._filters
+        values = filters.action_units(t, np.fromiter(action_units.values(), dtype=np.float64, count=len(CODES)))
+        action_units = dict(zip(action_units, values.tolist()))
+        angles = filters.head(t, np.array(head_angles(pose.rotation)))
+        pose = HeadPose(rotation_from_angles(*angles), pose.translation, pose.rms_error_px)
+        if gaze is None:
+            filters.gaze.reset()
+        else:
+            gaze = Gaze.from_array(filters.gaze(t, gaze.as_array()))
+        return action_units, pose, gaze
 
     def close(self) -> None:
         self.backend.close()
 
 
+def _project(points: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Pixel positions (N, 2) of camera-frame points (N, 3)."""
+    return np.stack([intrinsics.fx * points[:, 0] / points[:, 2] + intrinsics.cx,
+                     intrinsics.fy * points[:, 1] / points[:, 2] + intrinsics.cy], axis=1)
+
+
+def _pixel(point: np.ndarray) -> tuple:
+    return int(round(float(point[0]))), int(round(float(point[1])))
+
+
 def draw_debug(bgr: np.ndarray, result: FaceResult, intrinsics: Intrinsics) -> np.ndarray:
-    """A copy of the frame with the landmarks, the head axes (x red, y green, z blue) and the AUs."""
+    """A copy of the frame with the landmarks, the head axes (x red, y green, z blue), the gaze of
+    each eye (yellow) and the AUs."""
     out = bgr.copy()
     if result.landmarks is None or result.head_pose is None:
         cv2.putText(out, "no face", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 255), 2, cv2.LINE_AA)
@@ -86,11 +179,19 @@ def draw_debug(bgr: np.ndarray, result: FaceResult, intrinsics: Intrinsics) -> n
     axes = np.vstack([np.zeros(3), np.eye(3) * AXIS_LENGTH])
     rvec, _ = cv2.Rodrigues(pose.rotation)
     ends, _ = cv2.projectPoints(axes, rvec, pose.translation, camera_matrix(intrinsics), None)
-    ends = np.round(ends.reshape(-1, 2)).astype(int)
+    ends = ends.reshape(-1, 2)
     for end, colour in zip(ends[1:], ((0, 0, 255), (0, 255, 0), (255, 0, 0))):
-        cv2.line(out, tuple(int(v) for v in ends[0]), tuple(int(v) for v in end), colour, 2, cv2.LINE_AA)
+        cv2.line(out, _pixel(ends[0]), _pixel(end), colour, 2, cv2.LINE_AA)
+    if result.gaze is not None and result.points is not None:
+        irises = result.points[list(IRIS_CENTRES)]
+        rays = np.array([pose.rotation @ direction(*angles) for angles in (result.gaze.right, result.gaze.left)])
+        starts, stops = _project(irises, intrinsics), _project(irises + AXIS_LENGTH * rays, intrinsics)
+        for start, stop in zip(starts, stops):
+            cv2.line(out, _pixel(start), _pixel(stop), (0, 255, 255), 2, cv2.LINE_AA)
     lines = ["capturing neutral"] if not result.neutral_ready else [
         f"{code} {value:.1f}" for code, value in result.action_units.items()]
-    for row, text in enumerate(lines):
-        cv2.putText(out, text, (10, 20 + 18 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 1, cv2.LINE_AA)
+    rows = (len(lines) + 1) // 2
+    for index, text in enumerate(lines):
+        origin = (10 + 90 * (index // rows), 20 + 18 * (index % rows))
+        cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 1, cv2.LINE_AA)
     return out

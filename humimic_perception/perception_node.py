@@ -1,34 +1,50 @@
-"""ROS 2 node `face_perception`: landmarks, head pose and action units of the face in each frame.
+"""ROS 2 node `face_perception`: landmarks, head pose, action units and gaze of the face in each frame.
 
 Every frame on /camera/image_raw gets exactly one /face/action_units message with the frame's
 header (empty name/position = no face, also for a frame that could not be used). With a face it
-also publishes /face/landmarks (metres, camera optical frame), /face/head_pose and, if enabled,
-/face/debug_image (only while subscribed), all with the frame's header. While the neutral face is
-captured (the first neutral_frames faces, again after /face/recapture_neutral) every AU is 0.
+also publishes /face/landmarks (metres, camera optical frame), /face/head_pose and /face/gaze
+(combined; /face/gaze/right and /face/gaze/left per eye: x = yaw, y = pitch in radians in the
+head frame, frame_id "head"), all stamped with the frame's stamp. While subscribed: /face/debug_image
+(if enabled) and /face/mesh_markers (a DELETEALL for a frame without a face). While the neutral face
+is captured (the first neutral_frames faces, again after /face/recapture_neutral) every AU is 0.
 Intrinsics come from the last /camera/camera_info of the frame's size (a nominal 60 degree pinhole
-until one arrives or when its K is unset).
+until one arrives or when its K is unset). The One-Euro smoothing (smoothing.*) takes the frame
+stamps as its time and can be changed at run time (ros2 param set /face_perception smoothing.gaze.beta 2.0).
 """
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import List, Optional
 
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, Vector3Stamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
 from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, run_node
+from humimic_core.stamps import to_ns
 from humimic_perception.intrinsics import NOMINAL_HFOV_DEG, Intrinsics
 from humimic_perception.landmarks import make_backend
-from humimic_perception.perception import FacePerception, draw_debug
+from humimic_perception.mesh_markers import MeshMarkers
+from humimic_perception.perception import FacePerception, draw_debug, smoothing_from
 from humimic_perception import ros_convert
 
 #: Seconds between repeated warnings (unusable frames, no frames).
 WARN_PERIOD = 5.0
 #: Period of the check for a silent camera topic (also lets SIGINT/SIGTERM through promptly).
 IDLE_CHECK_PERIOD = 1.0
+#: Smoothed signal -> (what it is, its unit, default min_cutoff, beta, d_cutoff).
+SMOOTHED = {
+    "action_units": ("AU intensities", "intensity", 2.0, 0.5, 1.0),
+    "head_pose": ("head angles", "rad", 1.0, 5.0, 1.0),
+    "gaze": ("gaze angles", "rad", 1.0, 5.0, 1.0),
+}
+SMOOTHING_PARAMETERS = ["smoothing.enabled"] + [f"smoothing.{signal}.{field}" for signal in SMOOTHED
+                                                for field in ("min_cutoff", "beta", "d_cutoff")]
 
 
 class PerceptionNode(Node):
@@ -41,25 +57,54 @@ class PerceptionNode(Node):
         tracking = declare(self, "min_tracking_confidence", 0.5, "landmark backend: face tracking threshold",
                            read_only=True)
         self.publish_debug = declare(self, "publish_debug_image", True, "annotated image on /face/debug_image")
+        declare(self, "smoothing.enabled", True,
+                "One-Euro smoothing of AUs, head angles and gaze (time = frame stamps)")
+        for signal, (what, unit, min_cutoff, beta, d_cutoff) in SMOOTHED.items():
+            declare(self, f"smoothing.{signal}.min_cutoff", min_cutoff, f"Hz: One-Euro cutoff of still {what}")
+            declare(self, f"smoothing.{signal}.beta", beta, f"Hz per {unit}/s: rise of the cutoff with the speed "
+                                                            f"of the {what}")
+            declare(self, f"smoothing.{signal}.d_cutoff", d_cutoff, f"Hz: One-Euro cutoff of the speed of the {what}")
         try:
+            smoothing = smoothing_from(self._smoothing_values({}))
             landmarks = make_backend(backend, min_detection_confidence=detection, min_tracking_confidence=tracking)
-            self.pipeline = FacePerception(landmarks, neutral_frames)
+            self.pipeline = FacePerception(landmarks, neutral_frames, smoothing)
         except (ValueError, RuntimeError) as exc:
             self.get_logger().fatal(f"cannot start face perception: {exc}")
             raise SystemExit(1) from None
+        self.markers = MeshMarkers()
         self.camera_info: Optional[CameraInfo] = None
         self.au_pub = self.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
         self.pose_pub = self.create_publisher(PoseStamped, "/face/head_pose", RELIABLE_QOS)
+        self.gaze_pubs = [self.create_publisher(Vector3Stamped, topic, RELIABLE_QOS)
+                          for topic in ("/face/gaze", "/face/gaze/right", "/face/gaze/left")]
         self.cloud_pub = self.create_publisher(PointCloud2, "/face/landmarks", SENSOR_QOS)
         self.debug_pub = self.create_publisher(Image, "/face/debug_image", SENSOR_QOS)
+        self.marker_pub = self.create_publisher(MarkerArray, "/face/mesh_markers", RELIABLE_QOS)
         self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS)
         self.create_subscription(Image, "/camera/image_raw", self.on_image, SENSOR_QOS)
         self.create_service(Trigger, "/face/recapture_neutral", self.on_recapture)
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.add_post_set_parameters_callback(self.on_parameters_set)
         self._had_face: Optional[bool] = None
         self._last_frame = time.monotonic()
         self.create_timer(IDLE_CHECK_PERIOD, self.check_idle, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.get_logger().info(f"face perception with the {backend} backend; capturing the neutral face "
-                               f"from the first {neutral_frames} frames with a face")
+        self.get_logger().info(f"face perception with the {backend} backend, smoothing "
+                               f"{'on' if smoothing else 'off'}; capturing the neutral face from the first "
+                               f"{neutral_frames} frames with a face")
+
+    def _smoothing_values(self, changes: dict) -> dict:
+        return {**{n: self.get_parameter(n).value for n in SMOOTHING_PARAMETERS}, **changes}
+
+    def on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+        try:
+            smoothing_from(self._smoothing_values({p.name: p.value for p in params}))
+        except (ValueError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def on_parameters_set(self, params: List[Parameter]) -> None:
+        if any(p.name.startswith("smoothing.") for p in params):
+            self.pipeline.set_smoothing(smoothing_from(self._smoothing_values({})))
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
@@ -87,11 +132,17 @@ class PerceptionNode(Node):
             self.au_pub.publish(ros_convert.action_units_msg({}, msg.header))
             return
         intrinsics = self._intrinsics(bgr.shape[1], bgr.shape[0])
-        result = self.pipeline.process(bgr, intrinsics)
+        result = self.pipeline.process(bgr, intrinsics, to_ns(msg.header.stamp) * 1e-9)
         self.au_pub.publish(ros_convert.action_units_msg(result.action_units, msg.header))
         if result.face:
             self.pose_pub.publish(ros_convert.head_pose_msg(result.head_pose, msg.header))
+            if result.gaze is not None:
+                for pub, angles in zip(self.gaze_pubs, (result.gaze.combined, result.gaze.right, result.gaze.left)):
+                    pub.publish(ros_convert.gaze_msg(angles, msg.header))
             self.cloud_pub.publish(ros_convert.cloud_msg(result.points, msg.header))
+        if self.marker_pub.get_subscription_count() > 0:
+            self.marker_pub.publish(self.markers.update(msg.header, result.points, result.head_pose.rotation,
+                                                        result.gaze) if result.face else self.markers.clear(msg.header))
         if self.publish_debug and self.debug_pub.get_subscription_count() > 0:
             self.debug_pub.publish(ros_convert.image_to_msg(draw_debug(bgr, result, intrinsics), msg.header))
         if result.face != self._had_face:

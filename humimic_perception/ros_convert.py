@@ -2,11 +2,11 @@
 perception nodes (messages only, no rclpy: usable in tests and offline tools)."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import cv2
 import numpy as np
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, Vector3Stamped
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2, PointField
 from std_msgs.msg import Header
 
@@ -60,6 +60,17 @@ def head_pose_msg(pose: HeadPose, header: Header) -> PoseStamped:
     msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in pose.translation)
     q = msg.pose.orientation
     q.x, q.y, q.z, q.w = rotation_to_quaternion(pose.rotation)
+    return msg
+
+
+#: frame_id of gaze messages: the head frame (x forward out of the face, y the person's left, z up).
+HEAD_FRAME = "head"
+
+
+def gaze_msg(angles: Tuple[float, float], header: Header) -> Vector3Stamped:
+    """Gaze (yaw, pitch) in radians in the head frame as x, y (z = 0), stamped like ``header``."""
+    msg = Vector3Stamped(header=Header(stamp=header.stamp, frame_id=HEAD_FRAME))
+    msg.vector.x, msg.vector.y = float(angles[0]), float(angles[1])
     return msg
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from humimic_core.paths import media_dir
 from humimic_perception.frame_source import FrameSource
-from humimic_perception.head_pose import (HEAD_TO_CANONICAL, CanonicalModelError, HeadPoseEstimator,
-                                          back_project, canonical_face_model, rotation_to_quaternion)
+from humimic_perception.head_pose import (FACING_CAMERA, HEAD_TO_CANONICAL, CanonicalModelError, HeadPoseEstimator,
+                                          back_project, canonical_face_model, canonical_triangles, head_angles,
+                                          rotation_from_angles, rotation_to_quaternion)
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import make_backend
 
@@ -104,11 +105,38 @@ def test_quaternion_matches_the_rotation(rpy):
     assert np.allclose((x, y, z, w), expected, atol=1e-9)
 
 
+def test_canonical_triangles_cover_the_face_as_one_sheet():
+    triangles = canonical_triangles()
+    assert triangles.shape == (898, 3) and set(np.unique(triangles)) == set(range(468))
+    edges = {tuple(sorted(e)) for t in triangles.tolist() for e in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0]))}
+    assert 468 - len(edges) + len(triangles) == 1  # Euler characteristic of a disc
+
+
+@pytest.mark.parametrize("angles", [(0.0, 0.0, 0.0), (0.4, 0.0, 0.0), (0.0, -0.3, 0.0), (0.0, 0.0, 0.25),
+                                    (-0.5, 0.2, -0.1)])
+def test_head_angles_invert_rotation_from_angles(angles):
+    rotation = rotation_from_angles(*angles)
+    assert np.allclose(rotation.T @ rotation, np.eye(3)) and np.linalg.det(rotation) == pytest.approx(1.0)
+    assert np.allclose(head_angles(rotation), angles)
+    retarget = pytest.importorskip("humimic_retarget.head_angles")
+    assert np.allclose(retarget.head_angles(rotation), angles)  # the convention the retargeting reads
+
+
+def test_head_angle_signs():
+    assert np.allclose(FACING_CAMERA, FRONTAL) and np.allclose(head_angles(FRONTAL), 0.0)
+    assert rotation_from_angles(0.3, 0.0, 0.0)[0, 0] > 0.0  # yaw +: the nose turns to the person's left (image +x)
+    assert rotation_from_angles(0.0, 0.3, 0.0)[1, 0] > 0.0  # pitch +: the nose tips down (image +y)
+    assert rotation_from_angles(0.0, 0.0, 0.3)[1, 1] < 0.0  # roll +: the left ear rises, the right one drops
+
+
 def test_missing_canonical_model_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HUMIMIC_CACHE", str(tmp_path))
     canonical_face_model.cache_clear()
+    canonical_triangles.cache_clear()
     try:
-        with pytest.raises(CanonicalModelError, match="tools/fetch_media.py"):
-            canonical_face_model()
+        for read in (canonical_face_model, canonical_triangles):
+            with pytest.raises(CanonicalModelError, match="tools/fetch_media.py"):
+                read()
     finally:
         canonical_face_model.cache_clear()
+        canonical_triangles.cache_clear()

@@ -17,13 +17,16 @@ from typing import Callable, Dict, List
 
 import pytest
 import rclpy
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, Vector3Stamped
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import Marker, MarkerArray
 
 from humimic_core.paths import config_file, media_dir
 from humimic_core.ros_util import SENSOR_QOS
@@ -81,14 +84,20 @@ class Probe:
         self.clouds: List[PointCloud2] = []
         self.poses: List[PoseStamped] = []
         self.debug: List[int] = []
+        self.gaze: Dict[str, List[Vector3Stamped]] = {"": [], "/right": [], "/left": []}
+        self.markers: List[MarkerArray] = []
         sub = self.node.create_subscription
         sub(Image, "/camera/image_raw", lambda m: self.images.append(to_ns(m.header.stamp)), PROBE_SENSOR_QOS)
         sub(JointState, "/face/action_units", self.aus.append, QoSProfile(depth=400))
         sub(PointCloud2, "/face/landmarks", self.clouds.append, PROBE_SENSOR_QOS)
         sub(PoseStamped, "/face/head_pose", self.poses.append, QoSProfile(depth=400))
         sub(Image, "/face/debug_image", lambda m: self.debug.append(to_ns(m.header.stamp)), PROBE_SENSOR_QOS)
+        for eye, log in self.gaze.items():
+            sub(Vector3Stamped, "/face/gaze" + eye, log.append, QoSProfile(depth=400))
+        sub(MarkerArray, "/face/mesh_markers", self.markers.append, QoSProfile(depth=400))
         self.image_pub = self.node.create_publisher(Image, "/camera/image_raw", SENSOR_QOS)
         self.recapture = self.node.create_client(Trigger, "/face/recapture_neutral")
+        self.set_parameters = self.node.create_client(SetParameters, "/face_perception/set_parameters")
 
     def spin_until(self, done: Callable[[], bool], timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -99,7 +108,7 @@ class Probe:
         return done()
 
     def clear(self) -> None:
-        for log in (self.images, self.aus, self.clouds, self.poses, self.debug):
+        for log in (self.images, self.aus, self.clouds, self.poses, self.debug, self.markers, *self.gaze.values()):
             log.clear()
 
     def close(self) -> None:
@@ -209,6 +218,16 @@ def test_single_face_video_gives_one_action_unit_message_per_frame(graph):
     assert set(_stamps(probe.poses)) <= images and len(probe.poses) >= len(aus) - 2
     assert all(p.header.frame_id == "camera_optical_frame" for p in probe.poses)
     assert set(probe.debug) <= images and len(probe.debug) > 0
+    for eye, gaze in probe.gaze.items():  # combined and per eye, each frame with a face
+        assert set(_stamps(gaze)) <= images and len(gaze) >= len(aus) - 2, eye
+        assert all(g.header.frame_id == "head" and g.vector.z == 0.0 for g in gaze), eye
+        assert all(abs(g.vector.x) < 0.5 and abs(g.vector.y) < 0.5 for g in gaze), eye  # he looks ahead
+    assert set(_stamps(probe.markers[0].markers)) <= images and len(probe.markers) >= len(aus) - 5
+    for array in probe.markers:
+        lines, dots = array.markers[:2]
+        assert (lines.type, dots.type, len(dots.points)) == (Marker.LINE_LIST, Marker.POINTS, 478)
+        assert len(lines.points) == 264 and all(m.header.frame_id == "camera_optical_frame" for m in array.markers)
+        assert 0.2 < lines.points[0].z < 2.0
 
 
 def test_recapture_then_face_leaving_ends_with_empty_messages(graph):
@@ -226,3 +245,25 @@ def test_recapture_then_face_leaving_ends_with_empty_messages(graph):
     assert len(faces[True]) >= 20 and len(faces[False]) >= 20
     assert all(not m.name and not m.position for m in probe.aus[-10:])  # the face has left
     assert all(max(m.position) == 0.0 for m in faces[True][:10])  # new neutral being captured
+    assert len(probe.gaze[""]) == len(faces[True]) and max(_stamps(probe.gaze[""])) < to_ns(probe.aus[-10].header.stamp)
+    cleared = [a for a in probe.markers if a.markers[0].action == Marker.DELETEALL]
+    assert len(cleared) >= len(faces[False]) - 5 and probe.markers[-1].markers[0].action == Marker.DELETEALL
+
+
+def _set(probe: Probe, name: str, value) -> bool:
+    kind = {bool: (ParameterType.PARAMETER_BOOL, "bool_value"), float: (ParameterType.PARAMETER_DOUBLE, "double_value")}
+    param_type, field = kind[type(value)]
+    request = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+        type=param_type, **{field: value}))])
+    future = probe.set_parameters.call_async(request)
+    assert probe.spin_until(future.done, timeout=10.0)
+    return future.result().results[0].successful
+
+
+def test_smoothing_parameters_can_be_changed_at_run_time(graph):
+    probe, _ = graph
+    assert probe.spin_until(probe.set_parameters.service_is_ready, timeout=10.0)
+    assert not _set(probe, "smoothing.gaze.beta", -1.0)
+    assert not _set(probe, "smoothing.action_units.min_cutoff", 0.0)
+    assert _set(probe, "smoothing.head_pose.beta", 2.0)
+    assert _set(probe, "smoothing.enabled", False) and _set(probe, "smoothing.enabled", True)
