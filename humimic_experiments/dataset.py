@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from humimic_experiments.describe import describe
 from humimic_experiments.session import as_mapping, load_session
-from humimic_retarget.head_angles import head_angles, quaternion_to_matrix
+from humimic_core.head_frame import head_angles, quaternion_to_matrix
 
 DATASET_FILE = "dataset.jsonl"
 

@@ -88,7 +88,7 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     from humimic_perception.intrinsics import Intrinsics
     from humimic_perception.landmarks import make_backend
     from humimic_perception.perception import FacePerception
-    from humimic_retarget.head_angles import head_angles
+    from humimic_core.head_frame import head_angles
     from humimic_retarget.retargeter import Retargeter, RetargetParams
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Header

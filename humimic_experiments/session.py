@@ -56,7 +56,7 @@ class Session:
 
     def head_curves(self) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
         """head_yaw / head_pitch / head_roll (rad) over header-stamp time, from /face/head_pose."""
-        from humimic_retarget.head_angles import head_angles, quaternion_to_matrix
+        from humimic_core.head_frame import head_angles, quaternion_to_matrix
 
         if not self.head_pose:
             return {}

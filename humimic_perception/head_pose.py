@@ -10,7 +10,7 @@ The head frame (x forward out of the face, y toward the person's left, z up) has
 the canonical model's origin, near the centre of the head behind the nose. Head angles (yaw, pitch,
 roll) are those of the head relative to a head looking straight into the camera (FACING_CAMERA),
 as a robot body frame states them (REP-103): yaw + turns to the person's own left, pitch + tips
-the nose down, roll + tilts the right ear down (the convention of humimic_retarget.head_angles).
+the nose down, roll + tilts the right ear down (the convention of humimic_core.head_frame).
 The model's triangles (898, for the mesh contours) come from the same two sources.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from humimic_core.head_frame import FACING_CAMERA
 from humimic_core.paths import cache_dir
 from humimic_perception.intrinsics import Intrinsics
 
@@ -34,8 +35,6 @@ NUM_CANONICAL = 468
 #: Canonical model axes (left, up, out of face) as columns, expressed in head-frame axes
 #: (forward, left, up): X_canonical = HEAD_TO_CANONICAL @ X_head.
 HEAD_TO_CANONICAL = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
-#: Rotation of a head looking straight into the camera, in camera optical coordinates.
-FACING_CAMERA = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
 #: Landmarks that expressions barely move (forehead, nose, eye corners, cheekbones, face outline
 #: at eye height): the ones fitted to the canonical model. No brows, lids, lips or jaw.
 RIGID_LANDMARKS = (
@@ -179,25 +178,6 @@ def back_project(landmarks_px: np.ndarray, intrinsics: Intrinsics, depth: float)
     u, v, w = landmarks_px[:, 0], landmarks_px[:, 1], landmarks_px[:, 2]
     z = depth * (1.0 + w / intrinsics.fx)
     return np.stack([(u - intrinsics.cx) * z / intrinsics.fx, (v - intrinsics.cy) * z / intrinsics.fy, z], axis=1)
-
-
-def head_angles(rotation: np.ndarray) -> Tuple[float, float, float]:
-    """(yaw, pitch, roll) in radians of a head rotation in camera optical coordinates."""
-    rel = FACING_CAMERA.T @ rotation
-    yaw = math.atan2(rel[1, 0], rel[0, 0])
-    pitch = math.asin(max(-1.0, min(1.0, -rel[2, 0])))
-    roll = math.atan2(rel[2, 1], rel[2, 2])
-    return yaw, pitch, roll
-
-
-def rotation_from_angles(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """The head rotation in camera optical coordinates of head angles (inverse of head_angles)."""
-    cy, sy, cp, sp, cr, sr = (math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch),
-                              math.cos(roll), math.sin(roll))
-    rel = np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                    [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                    [-sp, cp * sr, cp * cr]])
-    return FACING_CAMERA @ rel
 
 
 def rotation_to_quaternion(rotation: np.ndarray) -> tuple:

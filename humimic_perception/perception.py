@@ -19,8 +19,8 @@ import numpy as np
 
 from humimic_perception.action_units import CODES, ActionUnitEstimator, measure
 from humimic_perception.gaze import Gaze, direction, estimate_gaze
-from humimic_perception.head_pose import (HeadPose, HeadPoseEstimator, back_project, camera_matrix, head_angles,
-                                          rotation_from_angles)
+from humimic_core.head_frame import head_angles, rotation_from_angles
+from humimic_perception.head_pose import HeadPose, HeadPoseEstimator, back_project, camera_matrix
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import FaceLandmarks, LandmarkBackend
 from humimic_perception.one_euro import OneEuroFilter, OneEuroParams

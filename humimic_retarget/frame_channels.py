@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from humimic_retarget.head_angles import head_angles, quaternion_to_matrix
+from humimic_core.head_frame import head_angles, quaternion_to_matrix
 
 #: Frames whose parts are kept while their action units have not arrived yet.
 MAX_PENDING = 32

@@ -44,7 +44,7 @@ def make_recording(video: Path, out: Path, frames: int = 12) -> List[Dict[str, o
     Returns what was written per frame, for comparisons."""
     cap = cv2.VideoCapture(str(video))
     truth = []
-    # head looking straight at the camera (humimic_retarget.head_angles.FACING_CAMERA) as x, y, z, w
+    # head looking straight at the camera (humimic_core.head_frame.FACING_CAMERA) as x, y, z, w
     facing = (0.5, 0.5, -0.5, 0.5)
     with SegmentedBagWriter(out, "mcap", split_seconds=0.2) as bag:
         for i in range(frames):

@@ -11,7 +11,7 @@ from visualization_msgs.msg import Marker
 
 from humimic_perception.face_contours import CONTOUR_ANCHORS, contour_pairs, contours
 from humimic_perception.gaze import Gaze, direction
-from humimic_perception.head_pose import FACING_CAMERA
+from humimic_core.head_frame import FACING_CAMERA
 from humimic_perception.mesh_markers import GAZE_LENGTH, MeshMarkers
 
 CLOSED = ("lips_outer", "lips_inner", "right_eye", "left_eye", "face_oval", "right_iris", "left_iris")

@@ -12,7 +12,7 @@ import pytest
 from humimic_core.paths import shared_media_dir
 from humimic_perception.action_units import CODES
 from humimic_perception.frame_source import FrameSource
-from humimic_perception.head_pose import head_angles
+from humimic_core.head_frame import head_angles
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import make_backend
 from humimic_perception.one_euro import OneEuroParams

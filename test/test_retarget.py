@@ -12,7 +12,7 @@ from humimic_core.paths import config_file
 from humimic_core.robot_config import parse_robot_config
 from humimic_retarget.expression_mapping import ExpressionMapping
 from humimic_retarget.frame_channels import FrameChannels
-from humimic_retarget.head_angles import FACING_CAMERA, head_angles, quaternion_to_matrix
+from humimic_core.head_frame import FACING_CAMERA, head_angles, quaternion_to_matrix
 from humimic_retarget.retargeter import MAX_STEP, Retargeter, RetargetParams, with_changes
 
 RAW = yaml.safe_load(config_file("robot_face.yaml").read_text())

@@ -1,4 +1,5 @@
-"""Head yaw/pitch/roll from a head pose in the camera optical frame.
+"""The head frame convention shared by perception and retargeting: head yaw/pitch/roll of a head
+pose in the camera optical frame, and back.
 
 Perception publishes the head frame (x forward out of the face, y the person's left, z up)
 in the camera optical frame (x right, y down, z forward). A person looking straight into the
@@ -38,3 +39,13 @@ def head_angles(rotation: np.ndarray) -> Tuple[float, float, float]:
     pitch = math.asin(max(-1.0, min(1.0, -rel[2, 0])))
     roll = math.atan2(rel[2, 1], rel[2, 2])
     return yaw, pitch, roll
+
+
+def rotation_from_angles(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """The head rotation in camera optical coordinates of head angles (inverse of head_angles)."""
+    cy, sy, cp, sp, cr, sr = (math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch),
+                              math.cos(roll), math.sin(roll))
+    rel = np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+                    [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+                    [-sp, cp * sr, cp * cr]])
+    return FACING_CAMERA @ rel
