@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,7 +26,6 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from humimic_core.head_frame import FACING_CAMERA
 from humimic_core.paths import cache_dir
 from humimic_perception.intrinsics import Intrinsics
 
