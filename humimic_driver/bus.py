@@ -1,32 +1,35 @@
 """The robot's Dynamixel bus (Protocol 2.0 on one serial port): start-up, goals, states, servo care.
 
-Pure logic, no ROS. Angles are joint radians; every goal goes through ``Servo.to_tick``, which
-clamps it to the joint limits, and start-up writes the same limits into each servo's own limit
-registers, so no command outside the limits ever moves a servo. Transactions:
+Pure logic, no ROS. Every byte goes through dynamixel-sdk (see serial_link.py): goals by
+``GroupSyncWrite``; states by ``GroupSyncRead`` requests whose replies are read one status packet
+at a time and judged each on its own, so a missing or corrupt reply names its servo and loses
+nothing else (missing ones are asked again); ping, read, write and reboot of one servo by the
+SDK's ``PacketHandler``, retried on timeout or CRC error.
 
-- sync write of goal positions (broadcast, no reply);
-- sync read of a register block: one status packet per servo, each judged on its own, so a
-  missing or corrupt reply names its servo and loses nothing else; missing ones are retried;
-- ping, read, write, reboot of one servo, retried on timeout or CRC error.
+Angles are joint radians; every goal goes through ``Servo.to_tick``, which clamps it to the joint
+limits, and start-up writes the same limits into each servo's own limit registers, so no command
+outside the limits ever moves a servo.
 
 Reply deadlines come from the bytes on the wire at the baud rate, each servo's return delay,
-the USB adapter's latency timer and a margin. Failures of the port raise ``LinkError``; a servo
-that does not answer properly raises ``ServoError`` naming its ID and joint (both ``BusError``).
-Any status packet with the hardware-alert bit adds its servo to ``alerts``.
+the USB adapter's latency timer and a margin (not from the SDK's 16 ms LATENCY_TIMER). Failures
+of the port raise ``LinkError``; a servo that does not answer properly raises ``ServoError``
+naming its ID and joint (both ``BusError``). Any status packet with the hardware-alert bit adds
+its servo to ``alerts``.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+from dynamixel_sdk import COMM_RX_CORRUPT, COMM_RX_TIMEOUT, GroupSyncRead, GroupSyncWrite
 
 from humimic_core.robot_config import BusConfig, Servo
 from humimic_driver import protocol as p
 from humimic_driver.control_tables import (MODEL_BY_NUMBER, POSITION_CONTROL_MODE, RAD_PER_TICK,
                                            RAD_S2_PER_ACCELERATION_UNIT, RAD_S_PER_VELOCITY_UNIT, RETURN_DELAY_UNIT_S,
                                            VOLTS_PER_UNIT, X_SERIES_REGISTERS)
-from humimic_driver.serial_link import (BusError, LinkError, Replies, SerialLink,  # errors re-exported for users
-                                        usb_latency_timer_ms)
+from humimic_driver.serial_link import BusError, LinkError, SerialLink, usb_latency_timer_ms  # errors re-exported
 
 _REG = X_SERIES_REGISTERS
 #: A joint counts as arrived within this many ticks of its goal.
@@ -35,6 +38,8 @@ ARRIVED_TICKS = 2
 DEFAULT_RETRIES, DEFAULT_TIMEOUT_MARGIN_S = 2, 0.010
 #: Longest return delay a servo can have before start-up sets it (factory default 500 us).
 _UNCONFIGURED_RETURN_DELAY_S = 254 * RETURN_DELAY_UNIT_S
+#: Bytes of a sync read request besides one per ID: header 4, ID, LEN 2, INST, address 2, length 2, CRC 2.
+_SYNC_READ_OVERHEAD = 14
 
 
 class ServoError(BusError):
@@ -125,6 +130,9 @@ class ServoBus:
         self.retries = retries
         self.timeout_margin_s = timeout_margin_s
         self.link = SerialLink(config.port, config.baud_rate)
+        goal = _REG["goal_position"]
+        self._goal_writer = GroupSyncWrite(self.link.port_handler, self.link.packet_handler, goal.address, goal.size)
+        self._goal_ids: Set[int] = set()  # the IDs in _goal_writer
         self.alerts: Set[int] = set()
         self._by_joint: Dict[str, Servo] = {s.joint: s for s in self.servos}
         self._latency_s = config.latency_timer_ms * 1e-3
@@ -178,10 +186,15 @@ class ServoBus:
             ticks[servo.id] = servo.to_tick(angle)
             written[joint] = servo.clamp(servo.from_tick(ticks[servo.id]))
         if ticks:
-            goal = _REG["goal_position"]
-            data = {sid: p.le_bytes(tick, goal.size) for sid, tick in ticks.items()}
-            self.link.send(p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_WRITE,
-                                                p.sync_write_params(goal.address, goal.size, data)))
+            writer, size = self._goal_writer, _REG["goal_position"].size
+            for sid in self._goal_ids - ticks.keys():
+                writer.removeParam(sid)
+            for sid, tick in ticks.items():
+                data = list(p.le_bytes(tick, size))
+                if not (writer.changeParam(sid, data) or writer.addParam(sid, data)):
+                    raise ValueError(f"goal of servo ID {sid}: {data} does not fit the sync write")
+            self._goal_ids = set(ticks)
+            self.link.sync_write(writer)
         return written
 
     def read_states(self, servos: Sequence[Servo], retries: Optional[int] = None,
@@ -210,20 +223,22 @@ class ServoBus:
         for attempt in range(1 + (self.retries if retries is None else retries)):
             if not pending:
                 break
-            packet = p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_READ,
-                                          p.sync_read_params(block.address, block.length, [s.id for s in pending]))
-            expected = [(s, block.length) for s in pending]
-            if attempt and time.monotonic() + self._budget(packet, expected) > deadline:
+            budget = self._budget(_SYNC_READ_OVERHEAD + len(pending), [(s, block.length) for s in pending])
+            if attempt and time.monotonic() + budget > deadline:
                 break
-            replies = self._exchange(packet, expected)
+            reader = GroupSyncRead(self.link.port_handler, self.link.packet_handler, block.address, block.length)
+            for servo in pending:
+                reader.addParam(servo.id)
+            replies = self.link.sync_read(reader, [s.id for s in pending], budget)
+            self.alerts.update(sid for sid, reply in replies.packets.items() if reply.error & p.ERR_ALERT)
             result.stray += replies.stray
             for sid in replies.corrupt:
                 result.crc_errors[sid] = result.crc_errors.get(sid, 0) + 1
             still = []
             for servo in pending:
-                packet = replies.packets.get(servo.id)
-                if packet is not None and len(packet.data) == block.length:
-                    result.data[servo.id] = packet.data
+                reply = replies.packets.get(servo.id)
+                if reply is not None and len(reply.data) == block.length:
+                    result.data[servo.id] = reply.data
                 else:
                     result.failures[servo.id] = result.failures.get(servo.id, 0) + 1
                     still.append(servo)
@@ -235,24 +250,25 @@ class ServoBus:
 
     def ping(self, servo: Servo) -> int:
         """The model number the servo reports."""
-        packet = self._transact(servo, p.INST_PING, b"", 3)
-        return p.le_int(packet.data[:2])
+        return self._transact(servo, "ping", self.link.packet_handler.ping)
 
     def read(self, servo: Servo, name: str, retries: Optional[int] = None) -> int:
         block = Block(name, name)
         return block.value(self.read_block(servo, block, retries), name)
 
     def read_block(self, servo: Servo, block: Block, retries: Optional[int] = None) -> bytes:
-        params = p.read_params(block.address, block.length)
-        return self._transact(servo, p.INST_READ, params, block.length, retries).data
+        data = self._transact(servo, f"read {block.first}", self.link.packet_handler.readTxRx, block.address,
+                              block.length, n_data=block.length, retries=retries)
+        return bytes(data)
 
     def write(self, servo: Servo, name: str, value: int) -> None:
         reg = _REG[name]
-        self._transact(servo, p.INST_WRITE, p.write_params(reg.address, p.le_bytes(value, reg.size)), 0)
+        self._transact(servo, f"write {name}", self.link.packet_handler.writeTxRx, reg.address, reg.size,
+                       list(p.le_bytes(value, reg.size)))
 
     def reboot(self, servo: Servo) -> None:
         """Reboot instruction (0x08): clears hardware errors; RAM back to defaults, torque off."""
-        self._transact(servo, p.INST_REBOOT, b"", 0)
+        self._transact(servo, "reboot", self.link.packet_handler.reboot)
 
     def check_model(self, servo: Servo) -> None:
         """Ping; ServoError unless the servo answers with its configured model."""
@@ -299,64 +315,47 @@ class ServoBus:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _reply_time(self, servo: Servo, n_data: int, configured: bool = True) -> float:
-        """Return delay plus the status packet's time on the wire. Before start-up has set the return
-        delay (single transactions may precede it) the longest possible delay is allowed for."""
-        delay = servo.return_delay_us * 1e-6 if configured else _UNCONFIGURED_RETURN_DELAY_S
-        return delay + p.transmission_time(p.STATUS_OVERHEAD + n_data, self.link.baud)
+    def _budget(self, request_bytes: int, expected: Sequence[Tuple[Servo, int]]) -> float:
+        """Seconds from sending a request of ``request_bytes`` until the replies of the (servo, data
+        length) pairs must be in: each servo's return delay and status packet, one after the other."""
+        baud = self.link.baud
+        return (p.transmission_time(request_bytes, baud) + self._latency_s + self.timeout_margin_s
+                + sum(s.return_delay_us * 1e-6 + p.transmission_time(p.STATUS_OVERHEAD + n, baud) for s, n in expected))
 
-    def _budget(self, packet: bytes, expected: Sequence[Tuple[Servo, int]], configured: bool = True) -> float:
-        """Seconds from sending ``packet`` until the last expected reply must be in."""
-        return (p.transmission_time(len(packet), self.link.baud) + self._latency_s + self.timeout_margin_s
-                + sum(self._reply_time(s, n, configured) for s, n in expected))
-
-    def _exchange(self, packet: bytes, expected: Sequence[Tuple[Servo, int]], configured: bool = True) -> Replies:
-        """Send ``packet``, collect the replies of the (servo, data length) pairs; LinkError if the port fails."""
-        deadline = time.monotonic() + self._budget(packet, expected, configured)
-        self.link.send(packet)
-        replies = self.link.receive([s.id for s, _ in expected], deadline)
-        self.alerts.update(sid for sid, reply in replies.packets.items() if reply.error & p.ERR_ALERT)
-        return replies
-
-    def _transact(self, servo: Servo, instruction: int, params: bytes, n_data: int,
-                  retries: Optional[int] = None) -> p.Packet:
-        """One instruction to one servo and its status packet, retried (default: ``self.retries`` times) on
-        timeout / CRC error; ServoError on failure or an error number in the status (the alert bit is
-        not an error here)."""
+    def _transact(self, servo: Servo, what: str, call: Callable[..., Tuple[Any, ...]], *args: object,
+                  n_data: Optional[int] = None, retries: Optional[int] = None) -> Any:
+        """``call(port, servo.id, *args)``, one of the SDK's PacketHandler transactions returning
+        ``(value..., result, error)``; its value (None if it has none). Retried (default: ``self.retries``
+        times) on timeout, corrupt reply, or a servo that received a corrupt packet; ServoError on failure
+        or an error number in the status (the alert bit is not an error here). The reply may take the
+        longest return delay (single transactions precede start-up, which sets it)."""
         tries = 1 + (self.retries if retries is None else retries)
-        packet = p.encode_instruction(servo.id, instruction, params)
-        what = " ".join(filter(None, (_INSTRUCTIONS.get(instruction, hex(instruction)),
-                                      _register(params, instruction))))
+        slack = self._latency_s + self.timeout_margin_s + _UNCONFIGURED_RETURN_DELAY_S
         problem = ""
         for _ in range(tries):
-            replies = self._exchange(packet, [(servo, n_data)], configured=False)
-            reply = replies.packets.get(servo.id)
-            if reply is None:
-                problem = "corrupt reply (CRC error)" if replies.corrupt else "no answer (timeout)"
+            *value, result, error = self.link.transact(call, servo.id, *args, slack_s=slack)
+            if result == COMM_RX_TIMEOUT:
+                problem = "no answer (timeout)"
                 continue
-            number = reply.error & ~p.ERR_ALERT
+            if result == COMM_RX_CORRUPT:
+                problem = "corrupt or incomplete reply (CRC error)"
+                continue
+            if error & p.ERR_ALERT:
+                self.alerts.add(servo.id)
+            number = error & ~p.ERR_ALERT
             if number == p.ERR_CRC:
                 problem = "the servo received a corrupt packet (CRC error)"
                 continue
             if number:
                 raise ServoError(servo, self.port_name, f"{what}: {_ERRORS.get(number, f'error {number}')}")
-            if len(reply.data) != n_data:
-                problem = f"reply with {len(reply.data)} data bytes, expected {n_data}"
+            if n_data is not None and len(value[0]) != n_data:
+                problem = f"reply with {len(value[0])} data bytes, expected {n_data}"
                 continue
-            return reply
+            return value[0] if value else None
         raise ServoError(servo, self.port_name, f"{what}: {problem} after {tries} tries")
 
 
-_INSTRUCTIONS = {p.INST_PING: "ping", p.INST_READ: "read", p.INST_WRITE: "write", p.INST_REBOOT: "reboot"}
 _ERRORS = {p.ERR_RESULT_FAIL: "result fail", p.ERR_INSTRUCTION: "instruction error", p.ERR_CRC: "CRC error",
            p.ERR_DATA_RANGE: "data range error", p.ERR_DATA_LENGTH: "data length error",
            p.ERR_DATA_LIMIT: "data limit error (value outside the register's limits)",
            p.ERR_ACCESS: "access error (read-only, or EEPROM while torque is on)"}
-_NAMES = {r.address: n for n, r in _REG.items()}
-
-
-def _register(params: bytes, instruction: int) -> str:
-    """The register an instruction addresses, by name ('' for ping / reboot)."""
-    if instruction in (p.INST_READ, p.INST_WRITE) and len(params) >= 2:
-        return _NAMES.get(p.le_int(params[:2]), f"address {p.le_int(params[:2])}")
-    return ""

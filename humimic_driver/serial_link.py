@@ -1,27 +1,42 @@
-"""The serial port under the servo bus: send an instruction packet, collect the status packets.
+"""The serial port under the servo bus, through dynamixel-sdk: its PortHandler and Protocol 2.0
+PacketHandler carry every byte the driver sends and receives.
 
-Waits with select() until the expected replies are in or a deadline passes (no busy loop), and
-parses with humimic_driver.protocol, so every reply is judged on its own: a missing or corrupt
-reply names its servo and the others still count. Failures of the port itself (USB adapter
-unplugged, I/O error) raise ``LinkError``, a ``BusError``.
+Two changes to the SDK's PortHandler (a subclass, ``DeadlinePort``):
+
+- packet timeouts: the SDK sizes them as the reply's bytes plus 2 x LATENCY_TIMER (16 ms) + 2 ms,
+  so every missing reply would cost at least 34 ms (one silent servo: the loop below 30 Hz); here
+  every timeout is the request's and the reply's bytes at the baud rate plus a slack the bus
+  computes (return delay, USB latency timer, margin), set through the SDK's ``setPacketTimeoutMillis``;
+- ``readPort`` waits in select() for bytes until the packet deadline before it returns empty: the
+  SDK's receive loop calls it back to back, so without the wait it would spin a CPU core.
+
+The replies of a sync read are read one status packet at a time with the SDK's
+``Protocol2PacketHandler.rxPacket`` and judged by the ID each carries. The SDK's own readers cannot
+be used for them: ``GroupSyncRead.rxPacket`` drops each servo's error byte (the hardware-alert bit)
+and stops at the first missing reply, and ``readRx(id)``, under it, discards the replies of other IDs
+while it waits for the one asked for, so one silent servo would lose every reply after it.
+
+Failures of the port itself (USB adapter unplugged, I/O error) raise ``LinkError``, a ``BusError``.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import termios
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Dict, List, Optional
+from typing import Any, Callable, Collection, Dict, List, NamedTuple, NoReturn, Optional, Tuple
 
 import serial
-
-from humimic_driver import protocol as p
-
+from dynamixel_sdk import (COMM_RX_CORRUPT, COMM_RX_TIMEOUT, COMM_SUCCESS, GroupSyncRead, GroupSyncWrite,
+                           PortHandler, Protocol2PacketHandler)
+from dynamixel_sdk.protocol2_packet_handler import PKT_ERROR, PKT_ID, PKT_LENGTH_H, PKT_LENGTH_L
 
 #: What pyserial and the tty layer raise when the device fails or vanishes.
 _PORT_ERRORS = (OSError, serial.SerialException, termios.error)
+#: Bytes of a status packet before its LEN counts: header 4, ID, LEN 2; LEN covers INST, error, data, CRC 2.
+_FRAME, _MIN_STATUS_LEN = 7, 4
 
 
 class BusError(RuntimeError):
@@ -32,11 +47,18 @@ class LinkError(BusError):
     """The serial port failed or is gone; the message names the port."""
 
 
+class Status(NamedTuple):
+    """A status packet with a good CRC: the servo's error byte and the data after it."""
+
+    error: int
+    data: bytes
+
+
 @dataclass
 class Replies:
-    """Status packets of one transaction, by servo ID."""
+    """Status packets of one sync read, by servo ID."""
 
-    packets: Dict[int, p.Packet] = field(default_factory=dict)
+    packets: Dict[int, Status] = field(default_factory=dict)
     corrupt: List[int] = field(default_factory=list)  # expected IDs whose reply had a bad CRC
     stray: int = 0  # other packets: corrupt with an unknown ID, unexpected IDs, duplicates
 
@@ -54,89 +76,160 @@ def usb_latency_timer_ms(port: str, devices: Path = Path("/sys/bus/usb-serial/de
         return None
 
 
+class DeadlinePort(PortHandler):
+    """dynamixel-sdk's PortHandler with packet timeouts from the bytes on the wire plus ``slack_ms``,
+    and a ``readPort`` that waits for bytes until the packet deadline instead of returning at once."""
+
+    def __init__(self, port_name: str) -> None:
+        super().__init__(port_name)
+        self.slack_ms = 0.0
+        self._written = 0
+
+    def writePort(self, packet) -> int:
+        self._written = len(packet)
+        return super().writePort(packet)
+
+    def setPacketTimeout(self, packet_length: int) -> None:
+        """Called by the SDK after each request with the length of the reply it expects."""
+        self.setPacketTimeoutMillis((self._written + packet_length) * self.tx_time_per_byte + self.slack_ms)
+
+    def readPort(self, length: int) -> bytes:
+        data = super().readPort(length)
+        if data or length <= 0:
+            return data
+        wait_s = (self.packet_timeout - self.getTimeSinceStart()) * 1e-3
+        if wait_s > 0.0 and select.select([self.ser.fileno()], [], [], wait_s)[0]:
+            return super().readPort(length)
+        return data
+
+
 class SerialLink:
-    """One open serial port at one baud rate."""
+    """One serial port at one baud rate: ``port_handler`` and ``packet_handler`` for the SDK's
+    transactions and group objects, which go through ``transact``, ``sync_write`` and ``sync_read``
+    so that a failing port becomes a ``LinkError``."""
 
     def __init__(self, port: str, baud: int) -> None:
         self.port = port
         self.baud = baud
-        self._serial: Optional[serial.Serial] = None
-        self._parser = p.PacketParser()
+        self.port_handler = DeadlinePort(port)
+        self.packet_handler = Protocol2PacketHandler()
 
     @property
     def is_open(self) -> bool:
-        return self._serial is not None
+        return self.port_handler.is_open
 
     def open(self) -> None:
         """Open the port (exclusively: two drivers on one bus would fight); LinkError naming it if that fails."""
         self.close()
+        handler = self.port_handler
+        handler.is_using = False  # a transaction cut short by a failing port left it set
         try:
-            self._serial = serial.Serial(self.port, self.baud, timeout=0, write_timeout=1.0, exclusive=True)
+            # The SDK's openPort() is setBaudRate(1 Mbps): setBaudRate opens the port at ours at once.
+            if not handler.setBaudRate(self.baud):
+                raise ValueError(f"dynamixel-sdk does not support {self.baud} baud")
+            fcntl.flock(handler.ser.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.close()
+            raise LinkError(f"cannot open servo bus port {self.port}: in use by another process") from None
         except (*_PORT_ERRORS, ValueError) as exc:
+            self.close()
             raise LinkError(f"cannot open servo bus port {self.port} at {self.baud} baud: {exc}") from None
-        self._parser.clear()
 
     def close(self) -> None:
-        if self._serial is not None:
+        handler = self.port_handler
+        if handler.ser is not None and handler.is_open:
             try:
-                self._serial.close()
+                handler.closePort()
             except _PORT_ERRORS:
                 pass  # the device is already gone
-            self._serial = None
+        handler.is_open = False
 
-    def send(self, packet: bytes) -> None:
-        """Drop unread input (late replies of an earlier transaction), then write ``packet``."""
-        port = self._port()
-        self._parser.clear()
+    def transact(self, call: Callable[..., Tuple[Any, ...]], *args: object, slack_s: float) -> Tuple[Any, ...]:
+        """``call(port_handler, *args)``: one of the SDK's PacketHandler transactions (ping, readTxRx,
+        writeTxRx, reboot), its reply awaited for its bytes on the wire plus ``slack_s``. Returns what
+        the SDK does, ``(value..., result, error)``, for a result of success, timeout or corrupt reply."""
+        handler = self._handler()
+        handler.slack_ms = slack_s * 1e3
         try:
-            port.reset_input_buffer()
-            written = port.write(packet)
-            if written != len(packet):
-                raise OSError(f"wrote {written} of {len(packet)} bytes")
+            outcome = call(handler, *args)
+            if outcome[-2] not in (COMM_RX_TIMEOUT, COMM_RX_CORRUPT):
+                self._check_sent(outcome[-2])
+            return outcome
         except _PORT_ERRORS as exc:
             self._failed(exc)
+        finally:
+            handler.is_using = False
 
-    def receive(self, expected: Collection[int], deadline: float) -> Replies:
-        """Status packets until each expected ID has replied (or sent a corrupt reply) or ``deadline``
-        (time.monotonic) passes."""
-        port = self._port()
-        fd = port.fileno()
+    def sync_write(self, group: GroupSyncWrite) -> None:
+        """Send a GroupSyncWrite (broadcast: no reply)."""
+        handler = self._handler()
+        try:
+            self._check_sent(group.txPacket())
+        except _PORT_ERRORS as exc:
+            self._failed(exc)
+        finally:
+            handler.is_using = False
+
+    def sync_read(self, group: GroupSyncRead, expected: Collection[int], timeout_s: float) -> Replies:
+        """Send a GroupSyncRead's request, then collect the replies of ``expected`` for ``timeout_s``."""
+        handler = self._handler()
+        try:
+            self._check_sent(group.txPacket())
+            return self.collect(expected, timeout_s)
+        except _PORT_ERRORS as exc:
+            self._failed(exc)
+        finally:
+            handler.is_using = False
+
+    def collect(self, expected: Collection[int], timeout_s: float) -> Replies:
+        """Status packets (the SDK's rxPacket, one at a time) until each expected ID has replied or sent
+        a corrupt reply, or ``timeout_s`` passes. Replies already in after the timeout still count
+        (this process may have been descheduled while the servos answered in time)."""
+        handler = self._handler()
+        handler.setPacketTimeoutMillis(timeout_s * 1e3)
         replies = Replies()
         waiting = set(expected)
-        while waiting:
-            # past the deadline this still takes what already arrived (this process may have been
-            # descheduled while the servos answered in time)
-            timeout = max(0.0, deadline - time.monotonic())
-            try:
-                ready, _, _ = select.select([fd], [], [], timeout)
-                if not ready:
-                    break
-                data = os.read(fd, 4096)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                self._failed(exc)
-            if not data:
-                self._failed(OSError("device disconnected"))
-            for packet in self._parser.feed(data):
-                if isinstance(packet, p.CorruptPacket):
-                    if packet.id in waiting:
-                        replies.corrupt.append(packet.id)
-                        waiting.discard(packet.id)
+        try:
+            while waiting:
+                raw, result = self.packet_handler.rxPacket(handler, False)
+                if result == COMM_SUCCESS:
+                    n_data = (raw[PKT_LENGTH_L] | raw[PKT_LENGTH_H] << 8) - _MIN_STATUS_LEN  # LEN once unstuffed
+                    if raw[PKT_ID] in waiting and n_data >= 0:
+                        data = bytes(raw[PKT_ERROR + 1:PKT_ERROR + 1 + n_data])
+                        replies.packets[raw[PKT_ID]] = Status(raw[PKT_ERROR], data)
+                        waiting.discard(raw[PKT_ID])
                     else:
                         replies.stray += 1
-                elif packet.is_status and packet.id in waiting and packet.params:
-                    replies.packets[packet.id] = packet
-                    waiting.discard(packet.id)
-                else:
-                    replies.stray += 1
+                elif result == COMM_RX_CORRUPT and _complete(raw):  # all its bytes came, the CRC did not match
+                    if raw[PKT_ID] in waiting:
+                        replies.corrupt.append(raw[PKT_ID])
+                        waiting.discard(raw[PKT_ID])
+                    else:
+                        replies.stray += 1
+                else:  # timeout, with nothing or part of a packet
+                    break
+        except _PORT_ERRORS as exc:
+            self._failed(exc)
+        finally:
+            handler.is_using = False
         return replies
 
-    def _port(self) -> serial.Serial:
-        if self._serial is None:
+    def _handler(self) -> DeadlinePort:
+        if not self.port_handler.is_open:
             raise LinkError(f"servo bus port {self.port} is not open")
-        return self._serial
+        return self.port_handler
 
-    def _failed(self, exc: Exception) -> None:
+    def _check_sent(self, result: int) -> None:
+        """An OSError (the port failed) unless the SDK reports the request sent."""
+        if result != COMM_SUCCESS:
+            raise OSError(self.packet_handler.getTxRxResult(result))
+
+    def _failed(self, exc: Exception) -> NoReturn:
         self.close()
         raise LinkError(f"servo bus port {self.port} failed: {exc}") from None
+
+
+def _complete(raw: List[int]) -> bool:
+    """A framed packet whose bytes all arrived (the SDK returns the partial bytes on a timeout too)."""
+    return len(raw) >= _FRAME + _MIN_STATUS_LEN and len(raw) >= _FRAME + (raw[PKT_LENGTH_L] | raw[PKT_LENGTH_H] << 8)
+

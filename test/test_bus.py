@@ -1,10 +1,13 @@
-"""ServoBus (our Protocol 2.0 client over pyserial) against the emulated bus on a pty."""
+"""ServoBus (dynamixel-sdk underneath: PortHandler, GroupSyncWrite, GroupSyncRead, PacketHandler) against the
+emulated bus on a pty."""
 from __future__ import annotations
 
 import contextlib
 import copy
 import dataclasses
+import os
 import time
+import tty
 
 import pytest
 import yaml
@@ -15,7 +18,7 @@ from humimic_core.robot_config import load_robot_config, parse_robot_config
 from humimic_driver.bus import STATE, LinkError, ServoBus, ServoError, velocity_units
 from humimic_driver.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
 from humimic_driver.emulated_bus import emulator_process, send_command
-from humimic_driver.serial_link import usb_latency_timer_ms
+from humimic_driver.serial_link import SerialLink, usb_latency_timer_ms
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -172,6 +175,19 @@ def test_corrupt_replies_are_retried_and_counted(tmp_path):
     assert all(len(data) == STATE.length for r in results for data in r.data.values())
 
 
+def test_single_transactions_retry_corrupt_packets(tmp_path):
+    path = tmp_path / "servo_bus"
+    with emulator_process(path, args=["--seed", "5", "--fault", "crc 0.2"]):  # requests and replies
+        bus = ServoBus(CONFIG.servos, dataclasses.replace(CONFIG.bus, port=str(path)), retries=10,
+                       timeout_margin_s=0.03)
+        with bus:
+            bus.open()
+            assert [bus.ping(s) for s in CONFIG.servos] == [s.spec.model_number for s in CONFIG.servos]
+            for servo in CONFIG.servos:
+                bus.write(servo, "led", 1)
+                assert bus.read(servo, "led") == 1
+
+
 def test_states_report_velocity_and_effort_in_joint_direction(link):
     def slow_lips(servos):  # slow enough to be caught moving, even on a loaded machine
         for servo in servos:
@@ -189,6 +205,49 @@ def test_states_report_velocity_and_effort_in_joint_direction(link):
         states, _ = bus.read_states([left, right])
     for joint in (left.joint, right.joint):
         assert states[joint].velocity > 0 and states[joint].effort > 0
+
+
+def test_sync_read_keeps_each_servos_error_byte(link):
+    with make_bus(link) as bus:
+        for servo in CONFIG.servos:
+            bus.configure(servo, servo.neutral, 0.5)
+        send_command(link, "overload 3")  # its status packets carry the hardware-alert bit from now on
+        states, result = bus.read_states(CONFIG.servos)
+    assert result.missing == [] and len(states) == len(CONFIG.servos)  # the alert is not a failed read
+    assert bus.alerts == {3}
+
+
+def test_second_driver_on_the_bus_is_refused(link):
+    with make_bus(link), pytest.raises(LinkError, match=f"cannot open servo bus port {link}: in use"):
+        ServoBus(CONFIG.servos, dataclasses.replace(CONFIG.bus, port=link)).open()
+
+
+@pytest.fixture
+def idle_link():
+    """A SerialLink on a pty that nobody answers."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    link = SerialLink(os.ttyname(slave), 1000000)
+    link.open()
+    yield link
+    link.close()
+    os.close(master)
+    os.close(slave)
+
+
+def test_packet_timeouts_come_from_the_wire_not_the_sdk_latency_timer(idle_link):
+    port = idle_link.port_handler
+    port.slack_ms = 1.5
+    port.writePort(bytes(14))  # what the SDK calls for a READ of 4 bytes: the request, then the reply's length
+    port.setPacketTimeout(4 + 11)
+    assert port.packet_timeout == pytest.approx((14 + 15) * 10 / 1000000 * 1e3 + 1.5)  # the SDK: 2 x 16 + 2 ms
+
+
+def test_waiting_for_replies_sleeps_instead_of_spinning(idle_link):
+    wall, cpu = time.monotonic(), time.process_time()
+    assert idle_link.collect([1, 2], 0.2).missing([1, 2]) == [1, 2]
+    assert time.monotonic() - wall >= 0.2
+    assert time.process_time() - cpu < 0.05  # the SDK's own readPort loop would keep a core busy all along
 
 
 def test_port_failure_raises_link_error(tmp_path):

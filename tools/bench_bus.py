@@ -3,7 +3,8 @@
 
 By default runs against the emulated bus (started here, replies timed as on a real wire at the baud
 rate, return delay 0) for 12, 24 and 32 XL330 servos at 1 Mbps and 4 Mbps, and prints the achieved
-loop rate next to the bus limit computed from the packet sizes and the baud rate, as a ratio.
+loop rate next to the bus limit computed from the packet sizes and the baud rate, as a ratio, and
+the CPU time the driver's process spends per cycle (dynamixel-sdk's packet work plus the driver's).
 ``--port`` benchmarks a real bus with the servos of ``--robot-config`` instead (they will move!).
 """
 from __future__ import annotations
@@ -53,13 +54,18 @@ def synthetic_config(n_servos: int, port: str, baud: int) -> Dict:
     return {"robot": {"name": f"bench_{n_servos}"}, "bus": {"port": port, "baud_rate": baud}, "servos": servos}
 
 
-def measure(config: RobotConfig, seconds: float) -> Tuple[int, float, List[float], int]:
-    """(cycles, elapsed s, cycle times, failed replies) of command + state read on the bus of ``config``."""
+#: (cycles, elapsed s, cycle times, failed replies, CPU s of this process)
+Result = Tuple[int, float, List[float], int, float]
+
+
+def measure(config: RobotConfig, seconds: float) -> Result:
+    """(cycles, elapsed s, cycle times, failed replies, CPU s of this process) of command + state read
+    on the bus of ``config``."""
     driver = ServoDriver(ServoBus(config.servos, config.bus), DriverSettings(), now_ns=0)
     driver.start()
     servos, cycles = config.servos, []
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         while time.perf_counter() - start < seconds:
             t = time.perf_counter()
             phase = math.sin(2.0 * math.pi * 0.5 * (t - start))  # slow sweep over each joint's range
@@ -67,24 +73,24 @@ def measure(config: RobotConfig, seconds: float) -> Tuple[int, float, List[float
                            0, 0)
             driver.read_state()
             cycles.append(time.perf_counter() - t)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         failed = sum(h.failures for h in driver.health.values())
     finally:
         driver.shutdown()
-    return len(cycles), elapsed, cycles, failed
+    return len(cycles), elapsed, cycles, failed, cpu
 
 
 HEADER = ("| bus | servos | baud | bus limit | loop rate (ratio) | typical cycle: 1/p50 (ratio) | cycle p99 "
-          "| failed replies |\n|---|---|---|---|---|---|---|---|")
+          "| driver CPU per cycle | failed replies |\n|---|---|---|---|---|---|---|---|---|")
 
 
-def row(label: str, n: int, baud: int, limit_hz: float, result: Tuple[int, float, List[float], int]) -> str:
+def row(label: str, n: int, baud: int, limit_hz: float, result: Result) -> str:
     """One table row: the achieved mean rate, and the rate of a typical (median) cycle, next to the bus limit."""
-    count, elapsed, cycles, failed = result
+    count, elapsed, cycles, failed, cpu = result
     rate, p50 = count / elapsed, percentile(sorted(cycles), 50)
     return (f"| {label} | {n} | {baud / 1e6:g} Mbps | {limit_hz:.0f} Hz | {rate:.0f} Hz ({rate / limit_hz:.2f}) "
             f"| {1 / p50:.0f} Hz ({1 / p50 / limit_hz:.2f}) | {percentile(sorted(cycles), 99) * 1e3:.2f} ms "
-            f"| {failed} |")
+            f"| {cpu / count * 1e3:.2f} ms | {failed} |")
 
 
 def main() -> int:
