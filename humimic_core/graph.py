@@ -98,9 +98,20 @@ def _typed(text: str, kind: type, name: str) -> Any:
 
 
 def node_parameters(params_file: str | Path, node: str) -> Dict[str, Any]:
-    """The `ros__parameters` of one node in a ROS 2 parameter file."""
+    """The `ros__parameters` of one node in a ROS 2 parameter file, nested maps flattened into
+    dotted names as ROS does (smoothing: {enabled: true} -> "smoothing.enabled")."""
     data = yaml.safe_load(Path(params_file).read_text()) or {}
-    return dict((data.get(node) or {}).get("ros__parameters") or {})
+    out: Dict[str, Any] = {}
+
+    def flatten(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                flatten(f"{prefix}{key}.", item)
+        else:
+            out[prefix[:-1]] = value
+
+    flatten("", (data.get(node) or {}).get("ros__parameters") or {})
+    return out
 
 
 def resolve_arguments(values: Mapping[str, str]) -> Dict[str, str]:

@@ -17,6 +17,7 @@ TOPICS: Dict[str, Tuple[str, str]] = {
     "/face/gaze/right": ("geometry_msgs/msg/Vector3Stamped", RELIABLE),
     "/face/gaze/left": ("geometry_msgs/msg/Vector3Stamped", RELIABLE),
     "/face/mesh_markers": ("visualization_msgs/msg/MarkerArray", RELIABLE),
+    "/face/boxes": ("visualization_msgs/msg/MarkerArray", RELIABLE),
     "/face/debug_image": ("sensor_msgs/msg/Image", SENSOR),
     "/joint_commands": ("sensor_msgs/msg/JointState", RELIABLE),
     "/driver/written_goals": ("sensor_msgs/msg/JointState", RELIABLE),

@@ -4,7 +4,8 @@ rosbag2 (MCAP) with all outputs plus a metrics JSON.
 
 Same inputs and parameters give byte-identical bags: stamps come from the media (video: a fixed
 epoch + the frame's media time; recording: the original header stamps), messages are serialised
-by rosbags (zeroed padding), and the landmark backend runs single-threaded.
+by rosbags (zeroed padding), the landmark backend runs single-threaded, and the One-Euro
+smoothing is timed by the frame stamps.
 
     python -m humimic_experiments.rerun VIDEO_OR_RECORDING --out out/rerun [--params-file F] [--robot-config R]
 """
@@ -75,9 +76,8 @@ def recording_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
     return topics["/camera/image_raw"][1], frames()
 
 
-def _typed(params: Dict[str, Any], name: str, default: Any) -> Any:
-    value = params.get(name, default)
-    return type(default)(value) if default is not None else value
+#: face_perception parameters that are not landmark-backend options
+NOT_BACKEND_OPTIONS = {"backend", "neutral_frames", "publish_debug_image", "face_selection", "use_sim_time"}
 
 
 def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path] = None,
@@ -87,7 +87,8 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     from humimic_perception import ros_convert
     from humimic_perception.intrinsics import Intrinsics
     from humimic_perception.landmarks import make_backend
-    from humimic_perception.perception import FacePerception
+    from humimic_perception.face_selection import FaceSelector
+    from humimic_perception.perception import FacePerception, smoothing_from
     from humimic_core.head_frame import head_angles
     from humimic_retarget.retargeter import Retargeter, RetargetParams
     from sensor_msgs.msg import JointState
@@ -99,11 +100,12 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     camera = node_parameters(params_file, "camera")
     perception_params = node_parameters(params_file, "face_perception")
     retarget_params = node_parameters(params_file, "retarget")
-    backend_name = backend or perception_params.get("backend", "mediapipe")
-    landmarks = make_backend(backend_name, min_detection_confidence=_typed(perception_params,
-                             "min_detection_confidence", 0.5),
-                             min_tracking_confidence=_typed(perception_params, "min_tracking_confidence", 0.5))
-    perception = FacePerception(landmarks, _typed(perception_params, "neutral_frames", 10))
+    backend_name = backend or perception_params.get("backend", "onnx")
+    options = {k: v for k, v in perception_params.items() if k not in NOT_BACKEND_OPTIONS and "." not in k}
+    landmarks = make_backend(backend_name, **{**options, "threads": 1})
+    smoothing = smoothing_from(perception_params) if "smoothing.enabled" in perception_params else None
+    perception = FacePerception(landmarks, int(perception_params.get("neutral_frames", 10)), smoothing,
+                                FaceSelector(str(perception_params.get("face_selection", "same"))))
     retargeter = Retargeter(config, RetargetParams(**{k: float(retarget_params[k]) for k in
                                                       ("max_velocity", "neutral_velocity", "face_lost_timeout")
                                                       if k in retarget_params}))
@@ -122,13 +124,15 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
             intrinsics = Intrinsics.from_k(w, h, frame.k) if frame.k else Intrinsics.from_fov(w, h, hfov)
             header = Header(stamp=from_ns(frame.stamp), frame_id=frame_id)
             t0 = time.perf_counter()
-            result = perception.process(frame.image, intrinsics)
+            result = perception.process(frame.image, intrinsics, frame.stamp * 1e-9)
             t1 = time.perf_counter()
             channels = None
             if result.face:
                 channels = dict(result.action_units)
                 yaw, pitch, roll = head_angles(result.head_pose.rotation)
                 channels.update(head_yaw=yaw, head_pitch=pitch, head_roll=roll)
+                if result.gaze is not None:
+                    channels.update(gaze_yaw=result.gaze.combined[0], gaze_pitch=result.gaze.combined[1])
             command = retargeter.update(frame.stamp * 1e-9, channels)
             t2 = time.perf_counter()
             stage_ms["perception"].append((t1 - t0) * 1e3)
@@ -146,6 +150,9 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
                       ros_convert.head_pose_msg(result.head_pose, header))
                 write("/face/landmarks", "sensor_msgs/msg/PointCloud2", frame.stamp,
                       ros_convert.cloud_msg(result.points, header))
+                if result.gaze is not None:
+                    write("/face/gaze", "geometry_msgs/msg/Vector3Stamped", frame.stamp,
+                          ros_convert.gaze_msg(result.gaze.combined, header))
             write("/joint_commands", "sensor_msgs/msg/JointState", frame.stamp,
                   JointState(header=Header(stamp=header.stamp), name=list(command),
                              position=[float(v) for v in command.values()]))

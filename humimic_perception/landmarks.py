@@ -6,8 +6,9 @@ points) so head pose and action units work unchanged whichever backend produced 
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
-from typing import Dict, Optional, Protocol, Tuple
+from typing import Any, Dict, Optional, Protocol, Tuple
 
 import numpy as np
 
@@ -47,9 +48,12 @@ class LandmarkBackend(Protocol):
         ...
 
 
-def make_backend(name: str, **options: float) -> LandmarkBackend:
-    """Build a backend by its registered name (ValueError lists the known ones)."""
+def make_backend(name: str, **options: Any) -> LandmarkBackend:
+    """Build a backend by its registered name (ValueError lists the known ones), passing it the
+    options its constructor takes; options meant for other backends are left out."""
     if name not in BACKENDS:
         raise ValueError(f"unknown landmark backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
-    module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    module, cls_name = BACKENDS[name].split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    accepted = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in options.items() if k in accepted})

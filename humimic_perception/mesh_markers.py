@@ -2,12 +2,13 @@
 
 Markers (namespace, id): ("face_mesh", 0) LINE_LIST of the mesh contours (face_contours), ("face_mesh",
 1) POINTS of all landmarks, ("gaze", 0 / 1) ARROW of the right / left eye's gaze from its iris
-centre. A face-less frame gets a single DELETEALL. The messages are built once and refilled in
+centre. A face-less frame gets a single DELETEALL. ``face_boxes`` draws every face found, the
+imitated one highlighted, on /face/boxes. The messages are built once and refilled in
 place per frame (messages only, no rclpy).
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -16,6 +17,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from humimic_perception.face_contours import contour_pairs
 from humimic_perception.gaze import Gaze, direction
+from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import NUM_LANDMARKS
 from humimic_perception.perception import IRIS_CENTRES
 
@@ -76,3 +78,29 @@ class MeshMarkers:
         """A DELETEALL of every marker (a frame without a face)."""
         self._delete_all.header = header
         return self._cleared
+
+
+#: Typical face width (m) used to place boxes of faces without a head pose at a plausible depth.
+FACE_WIDTH = 0.15
+CHOSEN_COLOUR = ColorRGBA(r=0.1, g=0.9, b=0.3, a=1.0)
+OTHER_COLOUR = ColorRGBA(r=0.9, g=0.6, b=0.1, a=1.0)
+
+
+def face_boxes(header: Header, boxes: Sequence[Tuple[float, float, float, float]], ids: Sequence[int],
+               chosen: Optional[int], intrinsics: Intrinsics) -> MarkerArray:
+    """Every face's box as a LINE_STRIP rectangle (namespace "faces", id = the face's track id) in
+    the camera optical frame, at the depth a FACE_WIDTH-wide face of that pixel width has; the
+    imitated face green, the others orange; a DELETEALL first, so faces that left disappear."""
+    markers = [Marker(header=header, action=Marker.DELETEALL)]
+    for index, ((x0, y0, x1, y1), track) in enumerate(zip(boxes, ids)):
+        z = intrinsics.fx * FACE_WIDTH / max(x1 - x0, 1.0)
+        marker = _marker("faces", int(track), Marker.LINE_STRIP,
+                         CHOSEN_COLOUR if index == chosen else OTHER_COLOUR, 5)
+        marker.header = header
+        marker.scale.x = LINE_WIDTH * 3
+        corners = np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)], dtype=float)
+        _fill(marker, np.column_stack([(corners[:, 0] - intrinsics.cx) * z / intrinsics.fx,
+                                       (corners[:, 1] - intrinsics.cy) * z / intrinsics.fy,
+                                       np.full(5, z)]))
+        markers.append(marker)
+    return MarkerArray(markers=markers)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from humimic_perception.action_units import CODES, ActionUnitEstimator, measure
-from humimic_perception.gaze import Gaze, direction, estimate_gaze
 from humimic_core.head_frame import head_angles, rotation_from_angles
+from humimic_perception.action_units import CODES, ActionUnitEstimator, measure
+from humimic_perception.face_selection import FaceSelector
+from humimic_perception.gaze import Gaze, direction, estimate_gaze
 from humimic_perception.head_pose import HeadPose, HeadPoseEstimator, back_project, camera_matrix
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import FaceLandmarks, LandmarkBackend
@@ -64,6 +65,10 @@ class FaceResult:
     gaze: Optional[Gaze] = None
     neutral_ready: bool = False
     timings_ms: Dict[str, float] = field(default_factory=dict)
+    #: every face found in the frame, their track ids, and the index of the imitated one (None: none)
+    faces: List[FaceLandmarks] = field(default_factory=list)
+    face_ids: List[int] = field(default_factory=list)
+    chosen: Optional[int] = None
 
     @property
     def face(self) -> bool:
@@ -88,8 +93,9 @@ class FacePerception:
     frames; ``smoothing`` None = unsmoothed."""
 
     def __init__(self, backend: LandmarkBackend, neutral_frames: int = 10,
-                 smoothing: Optional[Smoothing] = None) -> None:
+                 smoothing: Optional[Smoothing] = None, selector: Optional[FaceSelector] = None) -> None:
         self.backend = backend
+        self.selector = selector or FaceSelector("largest")
         self.pose = HeadPoseEstimator()
         self.aus = ActionUnitEstimator(neutral_frames)
         self._filters: Optional[_Filters] = None
@@ -116,9 +122,16 @@ class FacePerception:
         if self._filters is not None and stamp is None:
             raise ValueError("smoothing needs each frame's stamp")
         t0 = time.perf_counter()
-        landmarks = self.backend.process(bgr)
+        faces = self._faces(bgr)
         t1 = time.perf_counter()
-        result = FaceResult(neutral_ready=self.aus.neutral_ready, timings_ms={"landmarks": (t1 - t0) * 1e3})
+        result = FaceResult(neutral_ready=self.aus.neutral_ready, timings_ms={"landmarks": (t1 - t0) * 1e3},
+                            faces=faces)
+        if faces:
+            selection = self.selector.update([face_box(f) for f in faces], bgr.shape[1], bgr.shape[0])
+            result.face_ids, result.chosen = selection.ids, selection.chosen
+        else:
+            self.selector.update([], bgr.shape[1], bgr.shape[0])
+        landmarks = faces[result.chosen] if result.chosen is not None else None
         if landmarks is None or not np.isfinite(landmarks.points).all():
             return self._no_face(result)
         pose = self.pose.estimate(landmarks.points, intrinsics)
@@ -140,6 +153,14 @@ class FacePerception:
         result.neutral_ready = self.aus.neutral_ready
         return result
 
+    def _faces(self, bgr: np.ndarray) -> List[FaceLandmarks]:
+        """Every face of the frame (backends without ``process_all`` find one at most)."""
+        process_all = getattr(self.backend, "process_all", None)
+        if process_all is not None:
+            return [f for f in process_all(bgr) if np.isfinite(f.points).all()]
+        face = self.backend.process(bgr)
+        return [face] if face is not None else []
+
     def _smooth(self, t: float, action_units: Dict[str, float], pose: HeadPose, gaze: Optional[Gaze]):
         filters = self._filters
         values = filters.action_units(t, np.fromiter(action_units.values(), dtype=np.float64, count=len(CODES)))
@@ -156,6 +177,14 @@ class FacePerception:
         self.backend.close()
 
 
+def face_box(face: FaceLandmarks) -> Tuple[float, float, float, float]:
+    """The face's box (x0, y0, x1, y1 pixels): the backend's, else the landmarks' extent."""
+    if face.box is not None:
+        return tuple(float(v) for v in face.box)  # type: ignore[return-value]
+    x, y = face.points[:, 0], face.points[:, 1]
+    return float(x.min()), float(y.min()), float(x.max()), float(y.max())
+
+
 def _project(points: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
     """Pixel positions (N, 2) of camera-frame points (N, 3)."""
     return np.stack([intrinsics.fx * points[:, 0] / points[:, 2] + intrinsics.cx,
@@ -167,9 +196,15 @@ def _pixel(point: np.ndarray) -> tuple:
 
 
 def draw_debug(bgr: np.ndarray, result: FaceResult, intrinsics: Intrinsics) -> np.ndarray:
-    """A copy of the frame with the landmarks, the head axes (x red, y green, z blue), the gaze of
-    each eye (yellow) and the AUs."""
+    """A copy of the frame with every face's box and track id (the imitated one green), the
+    landmarks, the head axes (x red, y green, z blue), the gaze of each eye (yellow) and the AUs."""
     out = bgr.copy()
+    for index, (face, track) in enumerate(zip(result.faces, result.face_ids)):
+        x0, y0, x1, y1 = (int(round(v)) for v in face_box(face))
+        colour = (0, 220, 0) if index == result.chosen else (0, 160, 255)
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, 1, cv2.LINE_AA)
+        cv2.putText(out, f"#{track} {face.confidence:.2f}", (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    colour, 1, cv2.LINE_AA)
     if result.landmarks is None or result.head_pose is None:
         cv2.putText(out, "no face", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 255), 2, cv2.LINE_AA)
         return out

@@ -29,8 +29,9 @@ from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, run_node
 from humimic_core.stamps import to_ns
 from humimic_perception.intrinsics import NOMINAL_HFOV_DEG, Intrinsics
 from humimic_perception.landmarks import make_backend
-from humimic_perception.mesh_markers import MeshMarkers
-from humimic_perception.perception import FacePerception, draw_debug, smoothing_from
+from humimic_perception.mesh_markers import MeshMarkers, face_boxes
+from humimic_perception.face_selection import FaceSelector
+from humimic_perception.perception import FacePerception, draw_debug, face_box, smoothing_from
 from humimic_perception import ros_convert
 
 #: Seconds between repeated warnings (unusable frames, no frames).
@@ -50,7 +51,23 @@ SMOOTHING_PARAMETERS = ["smoothing.enabled"] + [f"smoothing.{signal}.{field}" fo
 class PerceptionNode(Node):
     def __init__(self) -> None:
         super().__init__("face_perception")
-        backend = declare(self, "backend", "mediapipe", "landmark backend: mediapipe (reference)", read_only=True)
+        backend = declare(self, "backend", "onnx", "landmark backend: onnx (exported models on ONNX Runtime, "
+                                                  "CUDA when available) or mediapipe (the reference)", read_only=True)
+        backend_options = {
+            "max_faces": declare(self, "max_faces", 4, "onnx: faces tracked at once (all are published on "
+                                                       "/face/boxes; one is imitated)", read_only=True),
+            "device": declare(self, "device", "auto", "onnx: auto (CUDA when available), cpu or cuda",
+                              read_only=True),
+            "threads": declare(self, "threads", 1, "onnx: intra-op threads per model", read_only=True),
+            "redetect_interval": declare(self, "redetect_interval", 0, "onnx: run the detector every N frames "
+                                                                        "while tracking (0 = only when needed)",
+                                         read_only=True),
+            "landmark_model": declare(self, "landmark_model", "", "onnx: a keypoint model with the documented "
+                                      "contract (humimic_perception/landmarks_onnx.py); empty = the exported "
+                                      "MediaPipe face mesh", read_only=True),
+        }
+        policy = declare(self, "face_selection", "same", "which face the robot imitates: largest, central, or "
+                                                         "same (the person followed so far)", read_only=True)
         neutral_frames = declare(self, "neutral_frames", 10, "frames with a face averaged into the neutral face")
         detection = declare(self, "min_detection_confidence", 0.5, "landmark backend: face detection threshold",
                             read_only=True)
@@ -66,8 +83,9 @@ class PerceptionNode(Node):
             declare(self, f"smoothing.{signal}.d_cutoff", d_cutoff, f"Hz: One-Euro cutoff of the speed of the {what}")
         try:
             smoothing = smoothing_from(self._smoothing_values({}))
-            landmarks = make_backend(backend, min_detection_confidence=detection, min_tracking_confidence=tracking)
-            self.pipeline = FacePerception(landmarks, neutral_frames, smoothing)
+            landmarks = make_backend(backend, min_detection_confidence=detection, min_tracking_confidence=tracking,
+                                     **backend_options)
+            self.pipeline = FacePerception(landmarks, neutral_frames, smoothing, FaceSelector(policy))
         except (ValueError, RuntimeError) as exc:
             self.get_logger().fatal(f"cannot start face perception: {exc}")
             raise SystemExit(1) from None
@@ -80,6 +98,7 @@ class PerceptionNode(Node):
         self.cloud_pub = self.create_publisher(PointCloud2, "/face/landmarks", SENSOR_QOS)
         self.debug_pub = self.create_publisher(Image, "/face/debug_image", SENSOR_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, "/face/mesh_markers", RELIABLE_QOS)
+        self.boxes_pub = self.create_publisher(MarkerArray, "/face/boxes", RELIABLE_QOS)
         self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS)
         self.create_subscription(Image, "/camera/image_raw", self.on_image, SENSOR_QOS)
         self.create_service(Trigger, "/face/recapture_neutral", self.on_recapture)
@@ -143,6 +162,9 @@ class PerceptionNode(Node):
         if self.marker_pub.get_subscription_count() > 0:
             self.marker_pub.publish(self.markers.update(msg.header, result.points, result.head_pose.rotation,
                                                         result.gaze) if result.face else self.markers.clear(msg.header))
+        if result.faces or self._had_face:
+            self.boxes_pub.publish(face_boxes(msg.header, [face_box(f) for f in result.faces], result.face_ids,
+                                              result.chosen, intrinsics))
         if self.publish_debug and self.debug_pub.get_subscription_count() > 0:
             self.debug_pub.publish(ros_convert.image_to_msg(draw_debug(bgr, result, intrinsics), msg.header))
         if result.face != self._had_face:
