@@ -174,3 +174,15 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
             specs.append(ProcessSpec("rviz2", "rviz2", package="rviz2", parameters={"use_sim_time": sim_time},
                                      arguments=["-d", str(share_dir() / "rviz" / "humimic.rviz")]))
     return specs
+
+
+def add_camera_subscriber(specs: List[ProcessSpec]) -> None:
+    """Make the camera wait for one more subscriber before its first frame (a monitor that must
+    see every frame, beside perception and a recorder)."""
+    for spec in specs:
+        if spec.name == "camera":
+            current = spec.parameters.get("min_subscribers")
+            if current is None:
+                current = node_parameters(spec.params_file, "camera").get("min_subscribers", 1)
+            spec.parameters["min_subscribers"] = int(current) + 1
+

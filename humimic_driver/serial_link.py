@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Dict, List, NamedTuple, NoReturn, Optional, Tuple
 
 import serial
-from dynamixel_sdk import (COMM_RX_CORRUPT, COMM_RX_TIMEOUT, COMM_SUCCESS, GroupSyncRead, GroupSyncWrite,
-                           PortHandler, Protocol2PacketHandler)
-from dynamixel_sdk.protocol2_packet_handler import PKT_ERROR, PKT_ID, PKT_LENGTH_H, PKT_LENGTH_L
+from dynamixel_sdk import (BROADCAST_ID, COMM_RX_CORRUPT, COMM_RX_TIMEOUT, COMM_SUCCESS, DXL_MAKEWORD, INST_PING,
+                           INST_READ, INST_REBOOT, INST_WRITE, GroupSyncRead, GroupSyncWrite, PortHandler,
+                           Protocol2PacketHandler)
+from dynamixel_sdk.protocol2_packet_handler import (PKT_ERROR, PKT_ID, PKT_INSTRUCTION, PKT_LENGTH_H, PKT_LENGTH_L,
+                                                    PKT_PARAMETER0)
 
 #: What pyserial and the tty layer raise when the device fails or vanishes.
 _PORT_ERRORS = (OSError, serial.SerialException, termios.error)
@@ -103,6 +105,32 @@ class DeadlinePort(PortHandler):
         return data
 
 
+class CheckedPacketHandler(Protocol2PacketHandler):
+    """The SDK's Protocol 2.0 handler, with the reply's length checked against the request: a late
+    reply to an earlier request of the same servo (a timed-out read answered after the next request
+    went out) is a corrupt reply to retry, not data (the SDK matches replies by ID only)."""
+
+    def txRxPacket(self, port, txpacket):
+        rxpacket, result, error = super().txRxPacket(port, txpacket)
+        if result == COMM_SUCCESS and txpacket[PKT_ID] != BROADCAST_ID:
+            expected = _reply_length(txpacket)
+            if expected is not None and DXL_MAKEWORD(rxpacket[PKT_LENGTH_L], rxpacket[PKT_LENGTH_H]) != expected:
+                return rxpacket, COMM_RX_CORRUPT, 0
+        return rxpacket, result, error
+
+
+def _reply_length(txpacket) -> Optional[int]:
+    """The status packet's length field a request calls for (error byte + params + CRC + instruction)."""
+    instruction = txpacket[PKT_INSTRUCTION]
+    if instruction == INST_READ:
+        return 4 + DXL_MAKEWORD(txpacket[PKT_PARAMETER0 + 2], txpacket[PKT_PARAMETER0 + 3])
+    if instruction == INST_PING:
+        return 7
+    if instruction in (INST_WRITE, INST_REBOOT):
+        return 4
+    return None
+
+
 class SerialLink:
     """One serial port at one baud rate: ``port_handler`` and ``packet_handler`` for the SDK's
     transactions and group objects, which go through ``transact``, ``sync_write`` and ``sync_read``
@@ -112,7 +140,7 @@ class SerialLink:
         self.port = port
         self.baud = baud
         self.port_handler = DeadlinePort(port)
-        self.packet_handler = Protocol2PacketHandler()
+        self.packet_handler = CheckedPacketHandler()
 
     @property
     def is_open(self) -> bool:

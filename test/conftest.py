@@ -1,6 +1,7 @@
 """Test-session set-up: DDS on loopback in a domain of its own, and paths to the real media."""
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -14,7 +15,25 @@ if str(ROOT) not in sys.path:
 # Keep DDS traffic on this machine and away from other runs (each pytest process its own domain).
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
-os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+
+
+def _claim_domain() -> int:
+    """A ROS domain no other test session on this machine holds (a lock held until we exit)."""
+    for domain in range(1 + os.getpid() % 100, 1 + os.getpid() % 100 + 100):
+        domain = 1 + (domain - 1) % 100
+        handle = open(f"/tmp/humimic-test-domain-{domain}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _DOMAIN_LOCKS.append(handle)
+        return domain
+    raise RuntimeError("no free ROS domain for the tests (all 100 held by other test sessions)")
+
+
+_DOMAIN_LOCKS: list = []
+os.environ["ROS_DOMAIN_ID"] = str(_claim_domain())
 
 from humimic_core.paths import config_file, media_dir, shared_media_dir  # noqa: E402
 

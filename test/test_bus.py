@@ -287,3 +287,40 @@ def test_every_model_family_on_one_bus(tmp_path):
         states, result = bus.read_states(config.servos)  # one sync read across the models: shared layout
     assert result.missing == [] and set(states) == {"j0", "j1", "j2", "j3"}
     assert all(abs(s.position - 0.3) <= RAD_PER_TICK for s in states.values())
+
+
+def test_a_late_reply_to_an_earlier_read_is_not_taken_as_data():
+    """A status packet of the right servo but the wrong length (the late answer to an earlier
+    request) is a corrupt reply, not the data asked for."""
+    from dynamixel_sdk import COMM_RX_CORRUPT
+    from humimic_driver.protocol import encode_status as status_packet
+    from humimic_driver.serial_link import CheckedPacketHandler
+
+    class Replay:
+        """A port that answers any request with one prepared status packet."""
+
+        def __init__(self, reply: bytes) -> None:
+            self.reply, self.is_using = bytearray(reply), False
+
+        def clearPort(self):
+            pass
+
+        def writePort(self, packet):
+            return len(packet)
+
+        def setPacketTimeout(self, length):
+            pass
+
+        def readPort(self, length):
+            out, self.reply = bytes(self.reply[:length]), self.reply[length:]
+            return list(out)
+
+        def isPacketTimeout(self):
+            return not self.reply
+
+    position_reply = status_packet(1, 0, (2048).to_bytes(4, "little"))  # answers a 4-byte read
+    handler = CheckedPacketHandler()
+    data, result, _ = handler.readTxRx(Replay(position_reply), 1, 0, 2)  # asks for the 2-byte model number
+    assert result == COMM_RX_CORRUPT
+    data, result, _ = handler.readTxRx(Replay(status_packet(1, 0, (1020).to_bytes(2, "little"))), 1, 0, 2)
+    assert result == COMM_SUCCESS and data == [0xFC, 0x03]
