@@ -18,7 +18,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from humimic_core.graph import add_camera_subscriber, imitation_graph
+from humimic_core.graph import add_camera_subscriber, imitation_graph, process_environment
 from humimic_core.runner import Pipeline, argument_parser, launch_values
 
 TOPICS = ("/camera/image_raw", "/face/action_units", "/joint_commands", "/driver/written_goals", "/joint_states")
@@ -211,6 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     values = launch_values(args)
     specs = imitation_graph(values, include_external=False)
     add_camera_subscriber(specs)  # the monitor sees the first frame too
+    os.environ.update(process_environment(os.environ))  # the monitor's DDS transports match the nodes'
     monitor = Monitor()
     pipeline = Pipeline(specs, out / "logs")
     meter = CpuMeter()

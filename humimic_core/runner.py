@@ -76,9 +76,8 @@ class Pipeline:
         pending = [s for s in self.specs if s.name not in skip and s.name not in self.processes
                    and s.name not in self.skipped]
         for spec in pending:
-            if spec.name == "camera" and len(pending) > 1:
-                continue
-            self._start(spec)
+            if spec.name != "camera":
+                self._start(spec)
         camera = next((s for s in pending if s.name == "camera"), None)
         if camera is not None:
             self._wait_for_graph()
