@@ -25,6 +25,8 @@ TOPICS = ("/camera/image_raw", "/face/action_units", "/joint_commands", "/driver
 #: joints drawn in the picture
 PLOT_JOINTS = ("jaw", "lip_corner_left", "brow_inner_left", "upper_lid_left", "neck_yaw", "neck_pitch")
 SNAPSHOTS = 6
+#: action units drawn (those that vary most over the run)
+PLOT_AUS = 6
 
 
 def cpu_seconds(pid: int) -> Optional[float]:
@@ -187,15 +189,18 @@ def draw(monitor: Monitor, path: Path) -> None:
     ax.set_title("servo present positions from /joint_states (solid) and /joint_commands (dashed)")
     ax.legend(loc="upper right", fontsize=8, ncol=3)
     ax = fig.add_subplot(grid[2, :], sharex=ax)
+    # the AUs that move most: a picture of all 17 would hide them
     codes = sorted({c for _, au in monitor.aus for c in au})
-    for code in codes:
+    spread = {c: np.std([au[c] for _, au in monitor.aus if c in au]) for c in codes}
+    for code in sorted(sorted(codes, key=lambda c: -spread[c])[:PLOT_AUS]):
         pts = [(t - t0, au[code]) for t, au in monitor.aus if code in au]
         ax.plot(*zip(*pts), label=code, linewidth=0.9)
     no_face = [t - t0 for t, au in monitor.aus if not au]
     if no_face:
         ax.plot(no_face, [-0.2] * len(no_face), "k|", label="no face")
+    ax.set_xlim(left=-0.5)
     ax.set_xlabel("time since first frame (s)")
-    ax.set_ylabel("AU intensity (0-5)")
+    ax.set_ylabel(f"AU intensity (0-5), {PLOT_AUS} most varying")
     ax.legend(loc="upper right", fontsize=8, ncol=5)
     fig.savefig(path, dpi=80)
     plt.close(fig)
