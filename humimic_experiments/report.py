@@ -27,6 +27,8 @@ from humimic_experiments.session import Session, load_session
 
 STAGES = ("/face/action_units", "/joint_commands", "/driver/written_goals")
 VIDEO = "side_by_side.webm"
+#: equal parts of a session its fidelity is also reported for
+SEGMENTS = 4
 
 
 def channel_joint_pairs(config: RobotConfig) -> List[Tuple[str, str]]:
@@ -54,8 +56,18 @@ def session_metrics(session: Session, config: RobotConfig) -> Dict[str, object]:
     }
     expected = robot_expression(session, config)
     if expected:
-        out["fidelity"] = fidelity_table({**session.curves("/face/action_units"), **session.head_curves()}, expected)
+        out["fidelity"] = fidelity_table({**session.curves("/face/action_units"), **session.head_curves()}, expected,
+                                         segments=equal_segments(session, SEGMENTS))
     return out
+
+
+def equal_segments(session: Session, count: int) -> List[Tuple[str, float, float]]:
+    """The session's camera span cut into `count` equal named segments (start s, end s)."""
+    if len(session.frames) < 2:
+        return []
+    start, end = session.frames[0][1] * 1e-9, session.frames[-1][1] * 1e-9
+    step = (end - start) / count
+    return [(f"part {i + 1}/{count}", start + i * step, start + (i + 1) * step) for i in range(count)]
 
 
 def robot_expression(session: Session, config: RobotConfig) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:

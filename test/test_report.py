@@ -27,6 +27,11 @@ def test_report_renders_and_displays(sample_media, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frames"] == 24 and metrics["frames_with_face"] == 18
     assert metrics["latency_from_camera_stamp"]["/joint_commands"]["p50_ms"] == pytest.approx(11.0, abs=0.01)
+    # fidelity through the forward model: the recording's lip corners rise with AU12 while its jaw
+    # closes as AU26 falls, so the robot's expected AU12 follows the human's and its AU26 opposes it
+    overall = {r["channel"]: r for r in metrics["fidelity"] if r["segment"] == "all"}
+    assert overall["AU12"]["pearson"] > 0.9 and overall["AU26"]["pearson"] < -0.5
+    assert {r["segment"] for r in metrics["fidelity"]} == {"all", "part 1/4", "part 2/4", "part 3/4", "part 4/4"}
     video = cv2.VideoCapture(str(out / "side_by_side.webm"))
     count = 0
     while True:
