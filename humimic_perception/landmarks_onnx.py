@@ -9,7 +9,8 @@ Per frame, as MediaPipe's face mesh does it:
    every ``redetect_interval`` frames when that is > 0. A detection whose ROI (1.5x the longer box
    side, rotated by the eye keypoints) overlaps a tracked face's ROI by IoU > 0.5 is that face.
 3. Each ROI is cropped to the model input (cv2.warpAffine, replicated border) and run through the
-   landmark model. Its face presence (sigmoid of ``face_flag``) is the face's confidence; below
+   landmark model, whose session takes the uint8 BGR crop as it is (onnx_image_input converts it
+   in the graph). Its face presence (sigmoid of ``face_flag``) is the face's confidence; below
    ``min_tracking_confidence`` the face is dropped, so the next frame detects again.
 4. The 478-point mesh (mesh_refinement) is mapped back to image pixels, z scaled like x.
 
@@ -83,6 +84,13 @@ def roi_from_face(face: FaceLandmarks) -> Roi:
     return _roi(np.asarray(face.box), face.points[ROTATION_POINTS[0], :2], face.points[ROTATION_POINTS[1], :2])
 
 
+def _crop_to_image(to_image: np.ndarray) -> np.ndarray:
+    """3x3 matrix taking row points (x, y, z) of the crop to the image, but for the shift: x, y by the
+    affine's linear part, z by its scale."""
+    (a, b, _), (c, d, _) = to_image
+    return np.array([[a, c, 0.0], [b, d, 0.0], [0.0, 0.0, math.hypot(a, c)]])
+
+
 def landmark_box(points: np.ndarray) -> tuple:
     """(x0, y0, x1, y1) around the points (per-column reductions: a third of the time of axis=0 ones)."""
     x, y = points[:, 0], points[:, 1]
@@ -115,7 +123,8 @@ class OnnxLandmarks:
         landmark_path = Path(landmark_model) if landmark_model else folder / FACE_LANDMARKS.onnx_name
         self.detector = FaceDetector(create_session(folder / FACE_DETECTOR.onnx_name, device, int(threads)),
                                      min_detection_confidence)
-        self.session = create_session(landmark_path, device, int(threads))
+        self.session = create_session(landmark_path, device, int(threads),
+                                      input_contract(landmark_path, FACE_LANDMARKS.input_range))
         self.min_tracking_confidence = min_tracking_confidence
         self.max_faces = int(max_faces)
         self.redetect_interval = int(redetect_interval)
@@ -126,15 +135,12 @@ class OnnxLandmarks:
         if len(shape) != 4 or not isinstance(shape[1], int) or shape[1] != shape[2] or shape[3] != 3:
             raise ValueError(f"{landmark_path}: input shape {shape} is not (1, S, S, 3)")
         self.crop_size = size = shape[1]
-        low, high = input_contract(landmark_path, FACE_LANDMARKS.input_range)
-        self._scale, self._offset = np.float32((high - low) / 255.0), np.float32(low)
         self._outputs = [o.name for o in self.session.get_outputs()]
         self._refine = "lips" in self._outputs
         missing = {"landmarks", "face_flag"} - set(self._outputs)
         if missing:
             raise ValueError(f"{landmark_path}: outputs {sorted(missing)} missing (has {self._outputs})")
-        self._crop = np.empty((size, size, 3), np.uint8)
-        self._tensor = np.empty((1, size, size, 3), np.float32)
+        self._crop = np.empty((1, size, size, 3), np.uint8)
         self._tracks: List[Roi] = []
         self._frame = 0
 
@@ -193,17 +199,13 @@ class OnnxLandmarks:
                 self._tracks.append(roi)
 
     def _prepare(self, bgr: np.ndarray, to_image: np.ndarray) -> None:
-        """The ROI crop as the model input: RGB scaled to the model's range."""
-        cv2.warpAffine(bgr, to_image, (self.crop_size, self.crop_size), dst=self._crop,
+        """The ROI crop as the model input."""
+        cv2.warpAffine(bgr, to_image, (self.crop_size, self.crop_size), dst=self._crop[0],
                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-        cv2.cvtColor(self._crop, cv2.COLOR_BGR2RGB, dst=self._crop)
-        np.multiply(self._crop, self._scale, out=self._tensor[0], casting="unsafe")
-        if self._offset:
-            self._tensor += self._offset
 
     def _landmarks(self, to_image: np.ndarray, width: int, height: int) -> Optional[FaceLandmarks]:
         """Run the model on the prepared crop; the face in image pixels, or None below the tracking threshold."""
-        outputs = dict(zip(self._outputs, self.session.run(self._outputs, {self._input.name: self._tensor})))
+        outputs = dict(zip(self._outputs, self.session.run(self._outputs, {self._input.name: self._crop})))
         self.landmark_runs += 1
         confidence = 0.5 * (1.0 + math.tanh(0.5 * float(outputs["face_flag"].reshape(-1)[0])))  # sigmoid
         if confidence < self.min_tracking_confidence:
@@ -215,9 +217,9 @@ class OnnxLandmarks:
             if len(points) != mesh_refinement.NUM_REFINED:
                 raise ValueError(f"landmark model gives {len(points)} points without refinement outputs; "
                                  f"{mesh_refinement.NUM_REFINED} needed")
-        scale = np.hypot(to_image[0, 0], to_image[1, 0])
-        points[:, :2] = points[:, :2] @ to_image[:, :2].T + to_image[:, 2]
-        points[:, 2] *= scale
+        points = points @ _crop_to_image(to_image)
+        points[:, 0] += to_image[0, 2]
+        points[:, 1] += to_image[1, 2]
         return FaceLandmarks(points, width, height, confidence, landmark_box(points))
 
 

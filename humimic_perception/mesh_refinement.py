@@ -43,20 +43,34 @@ IRISES = {"left_iris": (NUM_MESH, LEFT_EYE[:EYE_CONTOUR]),
           "right_iris": (NUM_MESH + NUM_IRIS, RIGHT_EYE[:EYE_CONTOUR])}
 NUM_REFINED = NUM_MESH + NUM_IRIS * len(IRISES)
 
-_XY_INDEX = {name: np.array(indices) for name, indices in REFINED_XY.items()}
-_IRIS_CONTOUR = {name: np.array(contour) for name, (_, contour) in IRISES.items()}
+#: Model outputs in the order their values are concatenated for the assembly, and their sizes.
+_SOURCES = {"landmarks": NUM_MESH * 3, **{name: 2 * len(points) for name, points in REFINED_XY.items()},
+            **{name: 2 * NUM_IRIS for name in IRISES}}
 
 
-def assemble(outputs: Mapping[str, np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
-    """(478, 3) points in the model's input pixels from the outputs ``landmarks`` (468 * 3 values),
-    ``lips``, ``left_eye``, ``right_eye``, ``left_iris``, ``right_iris`` (x, y pairs); written into
-    ``out`` when given."""
-    points = np.empty((NUM_REFINED, 3)) if out is None else out
-    points[:NUM_MESH] = outputs["landmarks"].reshape(NUM_MESH, 3)
-    for name, index in _XY_INDEX.items():
-        points[index, :2] = outputs[name].reshape(-1, 2)
-    for name, (start, _) in IRISES.items():
-        iris = points[start:start + NUM_IRIS]
-        iris[:, :2] = outputs[name].reshape(NUM_IRIS, 2)
-        iris[:, 2] = points[_IRIS_CONTOUR[name], 2].sum() / EYE_CONTOUR
+def _assembly() -> tuple:
+    """Index of each (point, coordinate) into the concatenated outputs; the iris rows and the index
+    of the mesh z of their eye contours."""
+    offsets = dict(zip(_SOURCES, np.cumsum([0, *_SOURCES.values()])))
+    index = np.zeros((NUM_REFINED, 3), np.intp)
+    index[:NUM_MESH] = np.arange(NUM_MESH * 3).reshape(NUM_MESH, 3)
+    for name, points in REFINED_XY.items():
+        index[list(points), :2] = offsets[name] + np.arange(2 * len(points)).reshape(-1, 2)
+    iris_rows, contour_z = [], []
+    for name, (start, contour) in IRISES.items():
+        index[start:start + NUM_IRIS, :2] = offsets[name] + np.arange(2 * NUM_IRIS).reshape(-1, 2)
+        iris_rows += range(start, start + NUM_IRIS)
+        contour_z.append(3 * np.array(contour) + 2)
+    return index, np.array(iris_rows), np.stack(contour_z)
+
+
+_INDEX, _IRIS_ROWS, _CONTOUR_Z = _assembly()
+
+
+def assemble(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(478, 3) float64 points in the model's input pixels from the outputs ``landmarks`` (468 * 3
+    values), ``lips``, ``left_eye``, ``right_eye``, ``left_iris``, ``right_iris`` (x, y pairs)."""
+    values = np.concatenate([outputs[name].reshape(-1) for name in _SOURCES]).astype(np.float64)
+    points = values[_INDEX]
+    points[_IRIS_ROWS, 2] = np.repeat(values[_CONTOUR_Z].sum(axis=1) / EYE_CONTOUR, NUM_IRIS)
     return points

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import onnx
 import onnxruntime as ort
 
 from humimic_perception.onnx_cpu_rewrites import optimize_for_cpu
+from humimic_perception.onnx_image_input import uint8_bgr_input
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -30,10 +31,13 @@ def providers_for(device: str) -> List[str]:
     return [CUDA, CPU]
 
 
-def create_session(path: Path, device: str = "auto", threads: int = 0) -> ort.InferenceSession:
+def create_session(path: Path, device: str = "auto", threads: int = 0,
+                   image_range: Optional[Tuple[float, float]] = None) -> ort.InferenceSession:
     """A session on ``path``: full graph optimisation, sequential execution, ``threads`` intra-op threads
-    (0: onnxruntime's default, one per physical core). On the CPU provider the model first gets the
-    exact rewrites of onnx_cpu_rewrites (also when "auto" found CUDA listed but could not start it)."""
+    (0: onnxruntime's default, one per physical core). With ``image_range`` (the value range of the
+    model's NHWC float RGB image input) the session takes the uint8 BGR image instead (onnx_image_input).
+    On the CPU provider the model also gets the exact rewrites of onnx_cpu_rewrites (also when "auto"
+    found CUDA listed but could not start it)."""
     if threads < 0:
         raise ValueError(f"threads must be >= 0, got {threads}")
     path = Path(path)
@@ -45,14 +49,16 @@ def create_session(path: Path, device: str = "auto", threads: int = 0) -> ort.In
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    model = onnx.load(str(path))
+    if image_range is not None:
+        model = uint8_bgr_input(model, image_range)
     if providers[0] == CUDA:
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
         if session.get_providers()[0] == CUDA:
             return session
         if device == "cuda":
             raise ValueError(f"{path.name}: onnxruntime could not start the CUDA provider (see its log above)")
-    cpu_model = optimize_for_cpu(onnx.load(str(path))).SerializeToString()
-    return ort.InferenceSession(cpu_model, options, providers=[CPU])
+    return ort.InferenceSession(optimize_for_cpu(model).SerializeToString(), options, providers=[CPU])
 
 
 def input_contract(path: Path, default_range: Tuple[float, float]) -> Tuple[float, float]:
