@@ -56,7 +56,7 @@ def session_metrics(session: Session, config: RobotConfig) -> Dict[str, object]:
     }
     expected = robot_expression(session, config)
     if expected:
-        out["fidelity"] = fidelity_table({**session.curves("/face/action_units"), **session.head_curves()}, expected,
+        out["fidelity"] = fidelity_table(session.human_curves(), expected,
                                          segments=equal_segments(session, SEGMENTS))
     return out
 
@@ -94,7 +94,7 @@ def plot_curves(session: Session, config: RobotConfig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     pairs = channel_joint_pairs(config)
-    human = {**session.curves("/face/action_units"), **session.head_curves()}
+    human = session.human_curves()
     states = session.curves("/joint_states", by="arrival")
     t0 = session.frames[0][0] * 1e-9 if session.frames else 0.0
     fig, axes = plt.subplots(len(pairs), 1, figsize=(12, 1.8 * len(pairs) + 1), sharex=True, squeeze=False)

@@ -35,6 +35,7 @@ class Session:
     frames: List[Tuple[int, int]] = field(default_factory=list)  # (arrival, stamp) of camera images
     series: Dict[str, List[Sample]] = field(default_factory=dict)
     head_pose: List[Tuple[int, np.ndarray]] = field(default_factory=list)  # (stamp, quaternion xyzw)
+    gaze: List[Tuple[int, float, float]] = field(default_factory=list)  # (stamp, yaw, pitch) from /face/gaze
 
     def arrivals(self) -> Dict[str, List[Tuple[int, int]]]:
         """topic -> [(arrival ns, stamp ns)] for latency metrics."""
@@ -63,6 +64,15 @@ class Session:
         t = np.array([s * 1e-9 for s, _ in self.head_pose])
         angles = np.array([head_angles(quaternion_to_matrix(q)) for _, q in self.head_pose])
         return {name: (t, angles[:, i]) for i, name in enumerate(("head_yaw", "head_pitch", "head_roll"))}
+
+    def human_curves(self) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+        """Every channel the person showed: AUs, head angles and gaze, over header-stamp time."""
+        curves = {**self.curves("/face/action_units"), **self.head_curves()}
+        if self.gaze:
+            t = np.array([s * 1e-9 for s, _, _ in self.gaze])
+            curves["gaze_yaw"] = (t, np.array([y for _, y, _ in self.gaze]))
+            curves["gaze_pitch"] = (t, np.array([p for _, _, p in self.gaze]))
+        return curves
 
     def state_at(self, topic: str, arrival: int) -> Optional[Dict[str, float]]:
         """The latest sample of a topic that arrived at or before ``arrival``."""
@@ -95,10 +105,12 @@ def image_array(message: BagMessage) -> np.ndarray:
 def load_session(path: str | Path) -> Session:
     """Read a recording's non-image topics into memory."""
     session = Session(Path(path))
-    for m in read_messages(path, ["/camera/image_raw", "/face/head_pose", *JOINT_TOPICS]):
+    for m in read_messages(path, ["/camera/image_raw", "/face/head_pose", "/face/gaze", *JOINT_TOPICS]):
         msg = deserialize(m)
         if m.topic == "/camera/image_raw":
             session.frames.append((m.timestamp, stamp_ns(msg)))
+        elif m.topic == "/face/gaze":
+            session.gaze.append((stamp_ns(msg), float(msg.vector.x), float(msg.vector.y)))
         elif m.topic == "/face/head_pose":
             q = msg.pose.orientation
             session.head_pose.append((stamp_ns(msg), np.array([q.x, q.y, q.z, q.w])))
