@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import signal
-from typing import Any, Callable, Optional
+import sys
+from typing import Any, Callable, Optional, Tuple, Type
 
 import rclpy
 from rclpy.signals import SignalHandlerOptions
@@ -39,8 +40,21 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_node(factory: Callable[[], Node], args: Optional[list] = None) -> None:
+def _build(factory: Callable[[], Node], fatal: Tuple[Type[BaseException], ...], exit_code: int,
+           name: str) -> Node:
+    try:
+        return factory()
+    except fatal as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        raise SystemExit(exit_code) from None
+
+
+def run_node(factory: Callable[[], Node], args: Optional[list] = None,
+             fatal: Tuple[Type[BaseException], ...] = (), exit_code: int = 1, name: str = "node") -> None:
     """Init rclpy, build the node, spin until SIGINT/SIGTERM, then let the node clean up.
+
+    An exception of a ``fatal`` type (a bad config, an unusable device) ends the process with
+    ``exit_code`` and one line "<name>: <problem>", not a traceback.
 
     A node may define ``shutdown()``; it is called once before the node is destroyed, also on
     SIGTERM, with further SIGINT/SIGTERM ignored, so drivers can leave hardware in a safe state.
@@ -50,7 +64,7 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     node = None
     try:
-        node = factory()
+        node = _build(factory, fatal, exit_code, name)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         # spin in slices: with rclpy's own signal handling off, a signal is only seen between waits

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
-import sys
 from typing import Dict, Iterator, Optional
 
 from builtin_interfaces.msg import Time
@@ -150,11 +149,7 @@ class DriverNode(Node):
 
 
 def main(args: Optional[list] = None) -> None:
-    try:
-        run_node(DriverNode, args)
-    except (BusError, ConfigError, ValueError) as exc:
-        print(f"dynamixel_driver: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_node(DriverNode, args, fatal=(BusError, ConfigError, ValueError), exit_code=1, name="dynamixel_driver")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ it exits when the grid is done, leaving the robot at neutral.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO
 
@@ -99,11 +98,7 @@ class PosePlaybackNode(Node):
 
 
 def main(args=None) -> None:
-    try:
-        run_node(PosePlaybackNode, args)
-    except (ConfigError, ValueError, OSError) as exc:
-        print(f"pose_playback: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_node(PosePlaybackNode, args, fatal=(ConfigError, ValueError, OSError), exit_code=2, name="pose_playback")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ while it runs; an invalid value is refused with the reason.
 """
 from __future__ import annotations
 
-import sys
 from typing import Dict, List
 
 from geometry_msgs.msg import PoseStamped, Vector3Stamped
@@ -120,11 +119,7 @@ class RetargetNode(Node):
 
 
 def main(args=None) -> None:
-    try:
-        run_node(RetargetNode, args)
-    except (ConfigError, LearnedModelError) as exc:
-        print(f"retarget: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_node(RetargetNode, args, fatal=(ConfigError, LearnedModelError), exit_code=2, name="retarget")
 
 
 if __name__ == "__main__":

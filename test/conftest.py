@@ -57,3 +57,14 @@ def shared_media() -> Path:
     if not (folder / "pucker_then_mouth_open.mp4").is_file():
         pytest.skip(f"../shared/media absent ({folder}): clips for expression tests not available")
     return folder
+
+
+@pytest.fixture
+def link(tmp_path):
+    """An emulated servo bus (the robot config's servos) on a pseudo-terminal; its path."""
+    from humimic_driver.emulated_bus import emulator_process
+
+    path = tmp_path / "servo_bus"
+    with emulator_process(path):
+        yield str(path)
+

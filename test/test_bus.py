@@ -25,13 +25,6 @@ pytestmark = pytest.mark.timeout(60)
 CONFIG = load_robot_config(paths.config_file("robot_face.yaml"))
 
 
-@pytest.fixture
-def link(tmp_path):
-    path = tmp_path / "servo_bus"
-    with emulator_process(path):
-        yield str(path)
-
-
 def make_bus(link, servos=CONFIG.servos) -> ServoBus:
     """A bus with patient reply deadlines: the emulated servos share the loaded test machine."""
     bus = ServoBus(servos, dataclasses.replace(CONFIG.bus, port=link), timeout_margin_s=0.03)

@@ -23,7 +23,7 @@ from humimic_core.ros_util import RELIABLE_QOS
 from humimic_core.stamps import from_ns, to_ns
 from humimic_driver.bus import ARRIVED_TICKS
 from humimic_driver.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
-from humimic_driver.emulated_bus import emulator_process, send_command
+from humimic_driver.emulated_bus import send_command
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -81,13 +81,6 @@ def probe():
     probe = Probe()
     yield probe
     probe.close()
-
-
-@pytest.fixture
-def link(tmp_path):
-    path = tmp_path / "servo_bus"
-    with emulator_process(path):
-        yield str(path)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from humimic_core.robot_config import load_robot_config
 from humimic_driver.bus import BusError, ServoBus
 from humimic_driver.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
 from humimic_driver.diagnostics import OK
-from humimic_driver.emulated_bus import emulator_process, send_command
+from humimic_driver.emulated_bus import send_command
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver, percentile
 
@@ -30,13 +30,6 @@ def make_driver(link: str, **settings) -> ServoDriver:
     driver = ServoDriver(bus, DriverSettings(command_timeout=0.5, reply_timeout_margin_ms=30.0, **settings), now_ns=0)
     driver.start()
     return driver
-
-
-@pytest.fixture
-def link(tmp_path):
-    path = tmp_path / "servo_bus"
-    with emulator_process(path):
-        yield str(path)
 
 
 @pytest.fixture
