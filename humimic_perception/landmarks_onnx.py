@@ -8,20 +8,19 @@ Per frame, as MediaPipe's face mesh does it:
 2. The detector (face_detector) runs only while fewer than ``max_faces`` faces are tracked, and
    every ``redetect_interval`` frames when that is > 0. A detection whose ROI (1.5x the longer box
    side, rotated by the eye keypoints) overlaps a tracked face's ROI by IoU > 0.5 is that face.
-3. Each ROI is cropped to the model input (cv2.warpAffine, replicated border) and run through the
-   landmark model, whose session takes the uint8 BGR crop as it is (onnx_image_input converts it
-   in the graph). Its face presence (sigmoid of ``face_flag``) is the face's confidence; below
-   ``min_tracking_confidence`` the face is dropped, so the next frame detects again.
+3. Each ROI is cropped to the model input (cv2.warpAffine, replicated border); the crops of all
+   tracked faces go through the landmark model in one call (its batch axis), whose session takes
+   the uint8 BGR crops as they are (onnx_image_input converts them in the graph). Its face presence
+   (sigmoid of ``face_flag``) is the face's confidence; below ``min_tracking_confidence`` the face
+   is dropped, so the next frame detects again.
 4. The 478-point mesh (mesh_refinement) is mapped back to image pixels, z scaled like x.
 
 A face landmark model of your own plugs in through ``landmark_model`` with this contract: one
-input, NHWC float32 (1, H, W, 3) RGB, its value range in the sidecar ``<model>.json``
-(``inputs[0].range``, as onnx_export writes it; [0, 1] without a sidecar); outputs ``landmarks``
+input, NHWC float32 (N, H, W, 3) RGB (a fixed batch of 1 makes one call per face), its value range
+in the sidecar ``<model>.json`` (``inputs[0].range``, as onnx_export writes it; [0, 1] without a
+sidecar); outputs ``landmarks``
 (x, y, z in input pixels for 478 points, or for 468 points plus the ``lips``, ``left_eye``,
 ``right_eye``, ``left_iris``, ``right_iris`` refinements) and ``face_flag`` (presence logit).
-
-The exported models take one face per call (the custom-op lowerings are batch 1); ``process_all``
-runs the faces one after another. Batching the convolutional trunk was measured no faster on CPU.
 """
 from __future__ import annotations
 
@@ -133,14 +132,15 @@ class OnnxLandmarks:
         self._input = self.session.get_inputs()[0]
         shape = self._input.shape
         if len(shape) != 4 or not isinstance(shape[1], int) or shape[1] != shape[2] or shape[3] != 3:
-            raise ValueError(f"{landmark_path}: input shape {shape} is not (1, S, S, 3)")
+            raise ValueError(f"{landmark_path}: input shape {shape} is not (N, S, S, 3)")
         self.crop_size = size = shape[1]
+        self._batched = not isinstance(shape[0], int)  # a dynamic batch axis: all faces in one call
         self._outputs = [o.name for o in self.session.get_outputs()]
         self._refine = "lips" in self._outputs
         missing = {"landmarks", "face_flag"} - set(self._outputs)
         if missing:
             raise ValueError(f"{landmark_path}: outputs {sorted(missing)} missing (has {self._outputs})")
-        self._crop = np.empty((1, size, size, 3), np.uint8)
+        self._crops = np.empty((self.max_faces, size, size, 3), np.uint8)
         self._tracks: List[Roi] = []
         self._frame = 0
 
@@ -159,25 +159,26 @@ class OnnxLandmarks:
             self._add_detections(bgr)
         t1 = time.perf_counter()
         self._frame += 1
+        to_images = [roi.to_image(self.crop_size) for roi in self._tracks]
+        for crop, to_image in zip(self._crops, to_images):
+            cv2.warpAffine(bgr, to_image, (self.crop_size, self.crop_size), dst=crop,
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        t2 = time.perf_counter()
         faces: List[FaceLandmarks] = []
         tracks: List[Roi] = []
-        crop_s = track_s = 0.0
-        for roi in self._tracks:
-            t2 = time.perf_counter()
-            to_image = roi.to_image(self.crop_size)
-            self._prepare(bgr, to_image)
+        track_s = 0.0
+        for k, outputs in enumerate(self._run(len(to_images))):
+            face = self._landmarks(outputs, to_images[k], bgr.shape[1], bgr.shape[0])
             t3 = time.perf_counter()
-            face = self._landmarks(to_image, bgr.shape[1], bgr.shape[0])
-            t4 = time.perf_counter()
             if face is not None:
                 new = roi_from_face(face)
                 if not tracks or box_iou(new.box(), np.stack([r.box() for r in tracks])).max() <= SAME_FACE_IOU:
                     faces.append(face)
                     tracks.append(new)
-            crop_s += t3 - t2
-            track_s += time.perf_counter() - t4
+            track_s += time.perf_counter() - t3
         self._tracks = tracks
-        landmarks_s = time.perf_counter() - t1 - crop_s - track_s
+        crop_s = t2 - t1
+        landmarks_s = time.perf_counter() - t2 - track_s
         self.timings_ms = {"detect": (t1 - t0) * 1e3, "track": track_s * 1e3, "crop": crop_s * 1e3,
                            "landmarks": landmarks_s * 1e3}
         return faces
@@ -198,15 +199,23 @@ class OnnxLandmarks:
             if not self._tracks or box_iou(roi.box(), np.stack([r.box() for r in self._tracks])).max() <= SAME_FACE_IOU:
                 self._tracks.append(roi)
 
-    def _prepare(self, bgr: np.ndarray, to_image: np.ndarray) -> None:
-        """The ROI crop as the model input."""
-        cv2.warpAffine(bgr, to_image, (self.crop_size, self.crop_size), dst=self._crop[0],
-                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    def _run(self, count: int) -> List[Dict[str, np.ndarray]]:
+        """The model's outputs for each of the first ``count`` crops: one call for them all when the
+        model has a batch axis, else one per crop."""
+        if not count:
+            return []
+        batches = [self._crops[:count]] if self._batched else [self._crops[k:k + 1] for k in range(count)]
+        results = []
+        for batch in batches:
+            results.append(self.session.run(self._outputs, {self._input.name: batch}))
+            self.landmark_runs += 1
+        if self._batched:
+            return [{name: value[k:k + 1] for name, value in zip(self._outputs, results[0])} for k in range(count)]
+        return [dict(zip(self._outputs, values)) for values in results]
 
-    def _landmarks(self, to_image: np.ndarray, width: int, height: int) -> Optional[FaceLandmarks]:
-        """Run the model on the prepared crop; the face in image pixels, or None below the tracking threshold."""
-        outputs = dict(zip(self._outputs, self.session.run(self._outputs, {self._input.name: self._crop})))
-        self.landmark_runs += 1
+    def _landmarks(self, outputs: Dict[str, np.ndarray], to_image: np.ndarray, width: int,
+                   height: int) -> Optional[FaceLandmarks]:
+        """One crop's model outputs as the face in image pixels, or None below the tracking threshold."""
         confidence = 0.5 * (1.0 + math.tanh(0.5 * float(outputs["face_flag"].reshape(-1)[0])))  # sigmoid
         if confidence < self.min_tracking_confidence:
             return None

@@ -46,7 +46,7 @@ class _Graph:
 
     def nchw(self, name: str) -> bool:
         shape = self.shapes.get(name)
-        return shape is not None and len(shape) == 4 and min(shape) > 0
+        return shape is not None and len(shape) == 4 and min(shape[1:]) > 0
 
     def mergeable(self, node: onnx.NodeProto, inside: set) -> bool:
         """Whether the node joins a region holding the values ``inside``."""

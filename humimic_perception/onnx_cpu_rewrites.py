@@ -12,9 +12,10 @@ Measured on the attention face mesh (1 thread, AVX CPU without AVX2): 3.4 ms -> 
 * Zero padding of channels (Pad adding k * C channels after the C of an NCHW map, as the residual
   blocks that widen the map do) becomes a Concat with a 1x1 depthwise Conv of zero weights, which
   also stays in the NCHWc layout (about 5% of the model's time).
-* GridSample (bilinear, zero padding, align_corners=1, batch 1, static shapes) becomes a Gather of
-  the four neighbours of every sample point from the (H*W, C) feature map (built once per map, so
-  GridSamples of one map share it), weighted and summed; a following Mul by a per-pixel (1, 1, H, W)
+* GridSample (bilinear, zero padding, align_corners=1, static shapes but for the batch axis)
+  becomes a Gather of the four neighbours of every sample point from the (N*H*W, C) feature map
+  (with a dynamic batch, sample n of the batch offset by n*H*W; the table is built once per map, so
+  GridSamples of one map share it), weighted and summed; a following Mul by a per-pixel (1 or N, 1, H, W)
   mask (the exporter's "zero outside the map") goes into the weights, and a 1x1 identity depthwise
   Conv hands the result over in the NCHWc layout, so that the residual Adds after it fuse into
   their convolutions. onnxruntime's GridSample kernel takes ~0.1 ms for 32x16x16 samples, this ~30 us.
@@ -93,17 +94,17 @@ _CORNER_X, _CORNER_Y = [0, 2, 0, 2], [1, 1, 3, 3]
 
 def _grid_sample(b: _Builder, node: onnx.NodeProto, shapes: Dict[str, List[int]], tables: Dict[str, str],
                  mask: str, output: str) -> None:
-    """GridSample as a Gather from the (H*W, C) map (made once per map, kept in ``tables``), times
+    """GridSample as a Gather from the (N*H*W, C) map (made once per map, kept in ``tables``), times
     ``mask`` (1, 1, H_out, W_out) when given, into ``output`` through a 1x1 identity depthwise Conv."""
     x, grid = node.input
     _, channels, height, width = shapes[x]
-    _, out_h, out_w, _ = shapes[grid]
+    batch, out_h, out_w, _ = shapes[grid]
     points = out_h * out_w
     if x not in tables:
         nhwc = b.node("Transpose", [x], perm=[0, 2, 3, 1])
-        tables[x] = b.node("Reshape", [nhwc, b.const([height * width, channels], np.int64)])
-    # Rows x, y of the sample points in source pixels (align_corners=1): (2, P).
-    coords = b.node("Transpose", [b.node("Reshape", [grid, b.const([points, 2], np.int64)])], perm=[1, 0])
+        tables[x] = b.node("Reshape", [nhwc, b.const([-1, channels], np.int64)])
+    # Rows x, y of the sample points of all the batch in source pixels (align_corners=1): (2, N*P).
+    coords = b.node("Transpose", [b.node("Reshape", [grid, b.const([-1, 2], np.int64)])], perm=[1, 0])
     pixel = b.node("Mul", [b.node("Add", [coords, b.const(1.0)]), b.const([[(width - 1) / 2], [(height - 1) / 2]])])
     base = b.node("Floor", [pixel])
     fraction = b.node("Sub", [pixel, base])
@@ -117,16 +118,29 @@ def _grid_sample(b: _Builder, node: onnx.NodeProto, shapes: Dict[str, List[int]]
     weights = b.node("Mul", [b.node("Gather", [axis_weights, b.const(_CORNER_X, np.int64)], axis=0),
                              b.node("Gather", [axis_weights, b.const(_CORNER_Y, np.int64)], axis=0)])
     if mask:
-        weights = b.node("Mul", [weights, b.node("Reshape", [mask, b.const([1, points], np.int64)])])
-    weights = b.node("Reshape", [weights, b.const([4, points, 1], np.int64)])
+        weights = b.node("Mul", [weights, b.node("Reshape", [mask, b.const([1, -1], np.int64)])])
+    weights = b.node("Reshape", [weights, b.const([4, -1, 1], np.int64)])
     flat = np.zeros((4, 4), F32)
     flat[range(4), _CORNER_X] = 1.0
     flat[range(4), _CORNER_Y] = width
-    index = b.node("Reshape", [b.node("MatMul", [b.const(flat), clamped]), b.const([4 * points], np.int64)])
+    index = b.node("MatMul", [b.const(flat), clamped])
+    if batch != 1:
+        index = b.node("Add", [index, _batch_offsets(b, grid, points, height * width)])
+    index = b.node("Reshape", [index, b.const([-1], np.int64)])
     samples = b.node("Gather", [tables[x], b.node("Cast", [index], to=onnx.TensorProto.INT64)], axis=0)
-    weighted = b.node("Mul", [b.node("Reshape", [samples, b.const([4, points, channels], np.int64)]), weights])
-    nhwc = b.node("Reshape", [b.node("Sum", b.split(weighted, 4)), b.const([1, out_h, out_w, channels], np.int64)])
+    weighted = b.node("Mul", [b.node("Reshape", [samples, b.const([4, -1, channels], np.int64)]), weights])
+    nhwc = b.node("Reshape", [b.node("Sum", b.split(weighted, 4)), b.const([-1, out_h, out_w, channels], np.int64)])
     _depthwise(b, b.node("Transpose", [nhwc], perm=[0, 3, 1, 2]), np.ones(channels, F32), output)
+
+
+def _batch_offsets(b: _Builder, grid: str, points: int, rows: int) -> str:
+    """(1, N*P): n * rows for each of the P points of sample n of the grid's batch."""
+    count = b.node("Squeeze", [b.node("Slice", [b.node("Shape", [grid]), b.const([0], np.int64),
+                                                b.const([1], np.int64)])])
+    batch = b.node("Range", [b.const(0, np.int64), count, b.const(1, np.int64)])
+    per_sample = b.node("Reshape", [b.node("Cast", [batch], to=onnx.TensorProto.FLOAT), b.const([-1, 1], np.int64)])
+    return b.node("Reshape", [b.node("Mul", [per_sample, b.const(np.full((1, points), rows))]),
+                              b.const([1, -1], np.int64)])
 
 
 def _per_channel_slope(node: onnx.NodeProto, constants: Dict[str, np.ndarray],
@@ -149,19 +163,19 @@ def _channel_padding(node: onnx.NodeProto, constants: Dict[str, np.ndarray],
 
 
 def _plain_grid_sample(node: onnx.NodeProto, shapes: Dict[str, List[int]]) -> bool:
-    """GridSample with the semantics the Gather rewrite reproduces, on static batch-1 shapes."""
+    """GridSample with the semantics the Gather rewrite reproduces, on shapes static but for the batch."""
     attrs = attributes(node)
     mode = attrs.get("mode", b"bilinear")
     x, grid = (shapes.get(name) for name in node.input)
     return (attrs.get("align_corners", 0) == 1 and attrs.get("padding_mode", b"zeros") == b"zeros"
             and mode in (b"bilinear", b"linear") and x is not None and grid is not None
-            and len(x) == 4 and len(grid) == 4 and x[0] == 1 and grid[0] == 1 and all(d > 0 for d in x + grid))
+            and len(x) == 4 and len(grid) == 4 and all(d > 0 for d in x[1:] + grid[1:]))
 
 
 def _masked_grid_samples(graph: onnx.GraphProto,
                          shapes: Dict[str, List[int]]) -> Dict[str, Tuple[onnx.NodeProto, str]]:
     """Output of each Mul that is the only consumer of a rewritable GridSample and multiplies it by a
-    (1, 1, H_out, W_out) mask -> (that GridSample, the mask)."""
+    (1 or N, 1, H_out, W_out) mask -> (that GridSample, the mask)."""
     uses = consumers(graph)
     outputs = {value.name for value in graph.output}
     samples = {node.output[0]: node for node in graph.node
@@ -172,7 +186,8 @@ def _masked_grid_samples(graph: onnx.GraphProto,
         if node.op_type != "Mul" or len(node.input) != 2:
             continue
         for sampled, mask in (node.input, node.input[::-1]):
-            if sampled in samples and shapes.get(mask) == [1, 1, *shapes[samples[sampled].input[1]][1:3]]:
+            grid = shapes[samples[sampled].input[1]] if sampled in samples else None
+            if grid is not None and shapes.get(mask) in ([1, 1, *grid[1:3]], [grid[0], 1, *grid[1:3]]):
                 found[node.output[0]] = (samples[sampled], mask)
     return found
 
@@ -191,7 +206,7 @@ def _interleaved_convs(graph: onnx.GraphProto, constants: Dict[str, np.ndarray],
     found = {}
     for node in graph.node:
         shape = shapes.get(node.input[0]) if node.op_type == "Transpose" else None
-        if not shape or len(shape) != 4 or min(shape) <= 0 or shape[3] > INTERLEAVE_CHANNELS:
+        if not shape or len(shape) != 4 or min(shape[1:]) <= 0 or shape[3] > INTERLEAVE_CHANNELS:
             continue
         convs = uses.get(node.output[0], [])
         if attributes(node).get("perm") != [0, 3, 1, 2] or not convs or node.output[0] in outputs:
@@ -210,8 +225,8 @@ def _plain_conv(attrs: Dict[str, object]) -> bool:
 
 
 def _interleaved_input(b: _Builder, transpose: onnx.NodeProto, shapes: Dict[str, List[int]]) -> None:
-    batch, height, width, channels = shapes[transpose.input[0]]
-    b.node("Reshape", [transpose.input[0], b.const([batch, 1, height, width * channels], np.int64)],
+    _, height, width, channels = shapes[transpose.input[0]]
+    b.node("Reshape", [transpose.input[0], b.const([0, 1, height, width * channels], np.int64)],
            transpose.output[0])
 
 

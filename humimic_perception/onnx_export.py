@@ -97,8 +97,8 @@ def converter_sha256() -> str:
 
 def _contract(spec: ModelSpec, model: onnx.ModelProto, source_sha: str, onnx_sha: str) -> dict:
     """The sidecar: provenance hashes and the I/O contract (shapes read from the exported model)."""
-    def dims(value: onnx.ValueInfoProto) -> list[int]:
-        return [d.dim_value for d in value.type.tensor_type.shape.dim]
+    def dims(value: onnx.ValueInfoProto) -> list[int | str]:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
     meanings = dict(spec.outputs.values())
     return {

@@ -3,7 +3,9 @@
 The flatbuffer is read with the TFLite schema that mediapipe bundles; fp16 weights behind DEQUANTIZE
 ops are folded into float32 initializers. 4-D feature maps are kept NCHW inside the ONNX graph; the
 graph input and outputs keep the TFLite shapes (NHWC image in), so the ONNX model is a drop-in for
-the TFLite one. MediaPipe's custom ops are lowered by humimic_perception.onnx_mediapipe_ops.
+the TFLite one, except that their leading axis of 1 becomes the dynamic batch axis ``N``: the ops
+keep the batch axis (reshapes copy it, slices take all of it), so one call can run several inputs.
+MediaPipe's custom ops are lowered by humimic_perception.onnx_mediapipe_ops.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ IR_VERSION = 8
 NHWC_TO_NCHW = (0, 3, 1, 2)
 NCHW_TO_NHWC = (0, 2, 3, 1)
 NCHW, NHWC = "nchw", "nhwc"
+#: Name of the dynamic batch axis of the graph input and outputs.
+BATCH = "N"
 
 _OP_NAMES = {code: name for name, code in vars(tfl.BuiltinOperator).items() if not name.startswith("_")}
 _TYPE_NAMES = {code: name for name, code in vars(tfl.TensorType).items() if not name.startswith("_")}
@@ -194,8 +198,10 @@ class Converter:
 
     def _value_info(self, name: str, index: int) -> onnx.ValueInfoProto:
         dtype = _DTYPES[self._graph.Tensors(index).Type()]
-        return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)),
-                                             list(self.shape(index)))
+        shape: list = list(self.shape(index))
+        if shape and shape[0] == 1:
+            shape[0] = BATCH
+        return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), shape)
 
     def unsupported(self, op: Op, what: str) -> UnsupportedOperatorError:
         """The error for an operator variant (options, version, shapes) that cannot be lowered."""
@@ -320,7 +326,10 @@ def _pad(cv: Converter, op: Op) -> None:
 
 def _reshape(cv: Converter, op: Op) -> None:
     hint = cv.tensor_name(op.outputs[0])
-    shape = cv.constant(np.array(cv.shape(op.outputs[0]), dtype=np.int64), hint + "_shape")
+    dims = list(cv.shape(op.outputs[0]))
+    if dims and dims[0] == 1 and cv.shape(op.inputs[0])[:1] == (1,):
+        dims[0] = 0  # copy the batch axis
+    shape = cv.constant(np.array(dims, dtype=np.int64), hint + "_shape")
     cv.bind(op.outputs[0], cv.node("Reshape", [cv.value(op.inputs[0], NHWC), shape], hint), NHWC)
 
 
@@ -347,6 +356,8 @@ def _strided_slice(cv: Converter, op: Op) -> None:
     starts = [0 if opts.BeginMask() >> i & 1 else int(b) for i, b in enumerate(begin)]
     ends = [(big if s > 0 else -big) if opts.EndMask() >> i & 1 else int(e)
             for i, (e, s) in enumerate(zip(end, strides))]
+    if cv.shape(op.inputs[0])[:1] == (1,) and (starts[0], min(ends[0], 1), int(strides[0])) == (0, 1, 1):
+        ends[0] = big  # the whole batch axis
     hint = cv.tensor_name(op.outputs[0])
     args = [cv.constant(np.array(v, dtype=np.int64), f"{hint}_{k}")
             for k, v in (("starts", starts), ("ends", ends), ("axes", range(len(starts))), ("steps", strides))]

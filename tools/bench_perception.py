@@ -11,7 +11,9 @@ on all cores; then the ratio of the ONNX step to the reference's landmarks alone
 frames (the issue's target: reference landmarks / ONNX step >= 1.2 on one thread, tracking mode);
 ``--runs N`` repeats the one-thread comparison with fresh backends and gives the median of the N
 ratios. Last, the multi-face throughput of OnnxLandmarks.process_all (faces per second) on a 2x2
-mosaic of clip frames and, when onnxruntime offers CUDA, the same on the GPU.
+mosaic of clip frames (all faces in one landmark-model call), with the landmark model alone on
+those faces' crops batched (one call) and looped (one call per face), and, when onnxruntime offers
+CUDA, the same on the GPU.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import cv2
 import numpy as np
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from humimic_core.paths import media_dir  # noqa: E402
 from humimic_perception.intrinsics import NOMINAL_HFOV_DEG, Intrinsics  # noqa: E402
 from humimic_perception.landmarks import make_backend  # noqa: E402
+from humimic_perception.landmarks_onnx import roi_from_face  # noqa: E402
 from humimic_perception.onnx_session import CUDA  # noqa: E402
 from humimic_perception.perception import FacePerception  # noqa: E402
 
@@ -131,14 +134,30 @@ def mosaic(frames: List[np.ndarray]) -> np.ndarray:
 def multi_face(image: np.ndarray, device: str, threads: int, repeats: int) -> None:
     """Faces per second of OnnxLandmarks.process_all on a multi-face frame, tracking."""
     backend = make_backend("onnx", max_faces=MOSAIC * MOSAIC, device=device, threads=threads)
-    faces = len(backend.process_all(image))
-    start = time.perf_counter()
-    for _ in range(repeats):
-        backend.process_all(image)
-    seconds = (time.perf_counter() - start) / repeats
+    found = backend.process_all(image)
+    faces = len(found)
+    seconds = timed(lambda: backend.process_all(image), repeats)
     print(f"  multi-face {image.shape[1]}x{image.shape[0]} ({device}, {threads} threads): "
           f"{faces} faces, {seconds * 1e3:.2f} ms per frame, {faces / seconds:.0f} faces/s")
+    size = backend.crop_size
+    crops = np.stack([cv2.warpAffine(image, roi_from_face(face).to_image(size), (size, size),
+                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+                      for face in found])
+    name = backend.session.get_inputs()[0].name
+    batched = timed(lambda: backend.session.run(None, {name: crops}), repeats)
+    looped = timed(lambda: [backend.session.run(None, {name: crops[k:k + 1]}) for k in range(faces)], repeats)
+    print(f"    landmark model alone on the {faces} crops: batched {batched * 1e3:.2f} ms ({faces / batched:.0f} "
+          f"faces/s), looped {looped * 1e3:.2f} ms ({faces / looped:.0f} faces/s)")
     backend.close()
+
+
+def timed(call: Callable[[], object], repeats: int) -> float:
+    """Mean seconds per call, after one warm-up call."""
+    call()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - start) / repeats
 
 
 def main(argv: List[str] | None = None) -> int:
