@@ -151,11 +151,13 @@ class Monitor:
 
 
 def rates(times: Dict[str, List[float]]) -> Dict[str, float]:
-    out = {}
-    for topic in TOPICS:
-        t = times.get(topic, [])
-        out[topic] = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 2 and t[-1] > t[0] else 0.0
-    return out
+    """Messages per second of each topic while the camera streamed (first to last frame), so the
+    driver's start-up moves and the glide to neutral after the clip do not count."""
+    frames = times.get(TOPICS[0], [])
+    if len(frames) < 2 or frames[-1] <= frames[0]:
+        return {topic: 0.0 for topic in TOPICS}
+    start, end = frames[0], frames[-1]
+    return {topic: sum(start <= t <= end for t in times.get(topic, [])) / (end - start) for topic in TOPICS}
 
 
 def draw(monitor: Monitor, path: Path) -> None:

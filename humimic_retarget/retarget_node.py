@@ -23,6 +23,9 @@ from humimic_retarget.retargeter import Retargeter, RetargetParams, with_changes
 
 #: Seconds a frame's action units wait for its head pose and gaze before going without them.
 PART_TIMEOUT = 0.1
+#: Seconds without a frame after which the timer steps the retargeter itself (a camera at 10 fps or
+#: more never triggers it; a stalled or ended stream does, so the robot still glides to neutral).
+STALL_TIMEOUT = 0.15
 
 _DESCRIPTIONS = {
     "max_velocity": "Velocity limit of every joint (rad/s); constraints.velocity of the robot config may lower it",
@@ -53,7 +56,7 @@ class RetargetNode(Node):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.add_post_set_parameters_callback(self.on_parameters_set)
         self.frames = FrameChannels()
-        self._stall_ns = int(2e9 / rate)
+        self._stall_ns = int(max(STALL_TIMEOUT, 2.0 / rate) * 1e9)
         self._last_frame_ns = 0
         self.publisher = self.create_publisher(JointState, "/joint_commands", RELIABLE_QOS)
         self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
