@@ -95,16 +95,17 @@ def assert_within_limits(recorder: Recorder) -> None:
 
 def test_jaw_follows_mouth_opening(shared_media, tmp_path):
     recorder = run_pipeline(shared_media / "pucker_then_mouth_open.mp4", tmp_path)
-    frames = recorder.frames
-    assert len(frames) >= 200, f"only {len(frames)} of 216 frames published"
-    # stamps are carried end to end: every AU / command / written goal of a frame has its stamp
-    frame_set = set(frames)
-    au_stamps = {to_ns(m.header.stamp) for _, m in recorder.topics["/face/action_units"]}
-    assert au_stamps <= frame_set and len(au_stamps) >= 0.95 * len(frames)
+    # stamps are carried end to end. The camera's best-effort frames may reach this test's own
+    # subscriber a few frames late (discovery), so the frames are known from perception's reliable
+    # one-message-per-frame output, and every frame the test saw must be among them.
+    au_stamps = [to_ns(m.header.stamp) for _, m in recorder.topics["/face/action_units"]]
+    frames = sorted(set(au_stamps))
+    assert len(frames) == len(au_stamps) >= 205, f"{len(frames)} of 216 frames got one AU message each"
+    assert set(recorder.frames) <= set(frames) and len(recorder.frames) >= 200
     written = {to_ns(m.header.stamp) for _, m in recorder.topics["/driver/written_goals"]}
-    assert len(written & frame_set) >= 0.9 * len(frames)
     commanded = {to_ns(m.header.stamp) for _, m in recorder.topics["/joint_commands"]}
-    assert len(commanded & frame_set) >= 0.95 * len(frames)
+    assert len(commanded & set(frames)) >= 0.95 * len(frames)
+    assert len(written & set(frames)) >= 0.9 * len(frames)
     # the jaw opens while the mouth is wide open (frames ~71-148) and not during the neutral start
     jaw = ROBOT.servo("jaw")
     goals = {stamp: pos for stamp, _, pos in recorder.series("/driver/written_goals", "jaw")}
