@@ -40,6 +40,8 @@ def test_live_recording_replays_to_the_same_commands(sample_media, tmp_path):
     # 2. replay the camera into the other nodes on sim time, recording what they do
     specs = imitation_graph({"serial_port": str(tmp_path / "bus2"), "record": str(replay), "use_sim_time": "true",
                              "camera": "false"}, include_external=False)
+    # the replay is recorded into sqlite3 bags (the live run into MCAP): both storages from real subscribers
+    next(s for s in specs if s.name == "recorder").fallback.parameters["storage"] = "sqlite3"
     with Pipeline(specs, tmp_path / "logs_replay") as pipeline:
         time.sleep(3.0)  # discovery
         player = subprocess.run([sys.executable, "-m", "humimic_experiments.play", str(live), "--topics",
@@ -48,6 +50,7 @@ def test_live_recording_replays_to_the_same_commands(sample_media, tmp_path):
         assert player.returncode == 0, player.stderr
         time.sleep(2.0)
         assert not pipeline.failed()
+    assert list(replay.glob("*/*.db3")) and list(live.glob("*/*.mcap"))
     # 3. the same frames gave the same commands
     a, b = load_session(live), load_session(replay)
     frames = [s for _, s in a.frames]
