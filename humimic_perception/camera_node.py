@@ -25,6 +25,8 @@ from humimic_perception.ros_convert import camera_info_msg, image_to_msg
 
 #: Seconds to wait for the answer to a frame before sending the next one anyway (not realtime).
 BACKPRESSURE_TIMEOUT = 1.0
+#: Seconds between our side matching the subscribers and the first frame.
+MATCH_SETTLE = 0.3
 #: Period of the check for a missing answer (not realtime).
 BACKPRESSURE_POLL = 0.05
 
@@ -60,6 +62,7 @@ class CameraNode(Node):
         self._last_stamp_ns: Optional[int] = None
         self._last_sent = 0.0
         self._created = time.monotonic()
+        self._matched: Optional[float] = None
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.realtime or self.source.kind == "camera":
             self.create_timer(1.0 / self.source.fps, self.on_tick, clock=steady)
@@ -98,10 +101,14 @@ class CameraNode(Node):
         self._last_sent = time.monotonic()
 
     def subscribers_ready(self) -> bool:
-        """Whether the first frame may go out: enough subscribers matched, or waited long enough."""
+        """Whether the first frame may go out: enough subscribers matched (and MATCH_SETTLE passed,
+        since DDS matches the subscriber's side a moment after ours), or waited long enough."""
+        now = time.monotonic()
         if self.image_pub.get_subscription_count() >= self.min_subscribers:
-            return True
-        if time.monotonic() - self._created < self.subscriber_timeout:
+            if self._matched is None:
+                self._matched = now
+            return now - self._matched >= MATCH_SETTLE
+        if now - self._created < self.subscriber_timeout:
             return False
         self.get_logger().warning(f"only {self.image_pub.get_subscription_count()} of {self.min_subscribers} "
                                   f"subscribers after {self.subscriber_timeout:.0f} s: starting anyway")
