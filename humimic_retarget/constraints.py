@@ -34,6 +34,9 @@ BISECTIONS = 16
 #: Iterations of Dykstra's projection of a target onto the bounds and couplings.
 PROJECTION_ITERATIONS = 40
 _TOL = 1e-12
+#: Margin below which a group has really lost its room to stop: a step accepted at -_TOL can
+#: compute a hair lower one step later from rounding alone, which is no reason for a hard stop.
+_ROOM_TOL = 1e-9
 
 
 def stop_speed(distance: np.ndarray, accel: np.ndarray, h: float) -> np.ndarray:
@@ -192,7 +195,7 @@ class JointLimits:
 
         stop_time = float(np.max(np.abs(vj) / aj))
         brake = vj * max(0.0, 1.0 - h / stop_time) if stop_time > 0 else vj
-        if not np.all(margin(brake) >= -_TOL):
+        if not np.all(margin(brake) >= -_ROOM_TOL):
             # no room to stop (limits tightened at run time): keep the bounds themselves
             nj = new[idx]
             slack, rate = g.matrix @ pj - g.bound, g.matrix @ (nj * h)
