@@ -32,6 +32,22 @@ PUBLISHES = {"face_perception": ("/face/action_units",), "retarget": ("/joint_co
              "dynamixel_driver": ("/joint_states", "/driver/written_goals")}
 
 
+def interrupt(proc: subprocess.Popen, grace: float = STOP_GRACE) -> int:
+    """Stop a process as Ctrl-C would (SIGINT: nodes leave hardware safe), then SIGTERM and SIGKILL
+    if it has not exited after ``grace`` and 2 more seconds; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+        try:
+            return proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
 def ros_parameter_value(value) -> str:
     """A value as `-p name:=value` expects it (YAML); strings are quoted so "0" stays a string."""
     if isinstance(value, bool):
@@ -162,18 +178,7 @@ class Pipeline:
         # has made the servos safe
         order.sort(key=lambda n: {"recorder": 1, "servo_emulator": 2}.get(n, 0))
         for name in order:
-            proc = self.processes[name]
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(STOP_GRACE)
-                except subprocess.TimeoutExpired:
-                    proc.terminate()
-                    try:
-                        proc.wait(2.0)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+            interrupt(self.processes[name], STOP_GRACE)
         return {n: p.returncode for n, p in self.processes.items()}
 
 

@@ -31,6 +31,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 from humimic_core import paths
 from humimic_core.robot_config import ConfigError, load_robot_config
+from humimic_core.runner import interrupt
 from humimic_driver.control_tables import BAUD_CODES
 from humimic_driver.fault_injection import apply_fault, parse_schedule
 from humimic_driver.servo_emulator import ServoEmulator, servos_from_config
@@ -292,13 +293,7 @@ def emulator_process(link: str | Path, robot_config: Optional[str | Path] = None
         _wait_ready(proc, timeout)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        interrupt(proc, 5.0)
         if proc.stdout is not None:
             proc.stdout.close()
 

@@ -30,6 +30,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from humimic_core.paths import config_file, media_dir
 from humimic_core.ros_util import SENSOR_QOS
+from humimic_core.runner import interrupt
 from humimic_core.stamps import from_ns, to_ns
 from humimic_perception.action_units import CODES
 from humimic_perception.ros_convert import cloud_from_msg
@@ -138,12 +139,7 @@ def graph(tmp_path_factory):
             yield probe, perception
         finally:
             probe.close()
-            perception.send_signal(signal.SIGINT)
-            try:
-                perception.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                perception.kill()
-                perception.wait()
+            interrupt(perception, 15.0)
             log.close()
 
 

@@ -19,6 +19,7 @@ from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
+from humimic_core.runner import interrupt
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
 from humimic_core.ros_util import RELIABLE_QOS  # noqa: E402
@@ -38,12 +39,7 @@ def start(module: str, *ros_args: str) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        proc.send_signal(2)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    interrupt(proc, 10.0)
     return proc.communicate()[0]
 
 
