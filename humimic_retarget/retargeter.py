@@ -96,7 +96,9 @@ class Retargeter:
         """Take a frame's channels at time ``t`` (s; None = a frame without a face) and step."""
         if frame is not None:
             targets, valid = self.mapping(frame)
-            self._raw[valid] = targets[valid]
+            # a target beyond a joint's range cannot be reached anyway; clipping it here also keeps
+            # extreme inputs (1e308) from overflowing the smoothing into inf - inf = NaN
+            self._raw[valid] = np.clip(targets[valid], self.limits.lo[valid], self.limits.hi[valid])
             self._valid_time[valid] = t
         return self.tick(t)
 

@@ -169,3 +169,21 @@ def test_coupled_joints_keep_room_to_stop_at_tiny_steps():
         checker.step(t, r.update(t, frame))
         t += dt / 2
         checker.step(t, r.tick(t))
+
+
+def test_extreme_inputs_do_not_overflow_into_nan():
+    """Found by test_limits_changed_while_running_keep_positions_and_couplings: head_roll -1.8e308
+    then 1e300 overflowed the smoothing into inf - inf = NaN."""
+    raw = copy.deepcopy(RAW)
+    raw["mapping"]["mirror"] = False
+    r = Retargeter(parse_robot_config(raw), RetargetParams(max_velocity=1.0, max_acceleration=1.0,
+                                                           neutral_velocity=1.0, face_lost_timeout=0.0,
+                                                           smoothing=0.0))
+    r.set_params(with_changes(r.params, {"face_lost_timeout": 1.0}))
+    checker = Checker(r)
+    t = 0.0
+    for dt, frame in [(0.0, None), (1e-4, {"AU04": 0.0, "head_roll": -1.797693124862316e308}),
+                      (1e-4, {"head_roll": 1e300}), (1e-4, None)]:
+        t += dt
+        checker.step(t, r.update(t, frame))
+
