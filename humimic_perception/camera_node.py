@@ -1,7 +1,8 @@
 """ROS 2 node `camera`: publishes frames of a camera, video file or image folder.
 
 /camera/image_raw (bgr8) and /camera/camera_info (pinhole from horizontal_fov_deg) share one stamp,
-the node clock at capture. realtime: a timer paces frames at fps. The first frame waits until `min_subscribers` have matched
+the node clock at capture. realtime: a timer paces frames at fps. The first frame waits until
+`min_subscribers` nodes subscribe to a camera topic and every one of their subscriptions has matched
 (at most `subscriber_timeout`), so a recording or a slow-to-discover node misses nothing. Not
 realtime (files/folders): the next frame goes out as soon as /face/action_units answers
 the last (same stamp) or after BACKPRESSURE_TIMEOUT without an answer. A non-looping file or
@@ -45,8 +46,8 @@ class CameraNode(Node):
         width = declare(self, "width", 0, "V4L2: requested capture width (0 = driver default)")
         height = declare(self, "height", 0, "V4L2: requested capture height (0 = driver default)")
         self.hfov = declare(self, "horizontal_fov_deg", 60.0, "horizontal field of view for CameraInfo")
-        self.min_subscribers = declare(self, "min_subscribers", 1, "subscribers of /camera/image_raw to wait for "
-                                       "before the first frame (perception, plus a recorder when recording)")
+        self.min_subscribers = declare(self, "min_subscribers", 1, "nodes subscribed to the camera topics to "
+                                       "wait for before the first frame (perception, plus a recorder when recording)")
         self.subscriber_timeout = declare(self, "subscriber_timeout", 10.0, "seconds to wait for them; then the "
                                           "frames start anyway with a warning")
         try:
@@ -100,17 +101,30 @@ class CameraNode(Node):
         self._last_stamp_ns = to_ns(header.stamp)
         self._last_sent = time.monotonic()
 
+    def matched_subscribers(self) -> int:
+        """Nodes subscribed to /camera/image_raw or /camera/camera_info, counted only once our
+        publishers have matched every subscription the graph shows (0 while one is still matching)."""
+        nodes = set()
+        for pub in (self.image_pub, self.info_pub):
+            subscriptions = self.get_subscriptions_info_by_topic(pub.topic_name)
+            if pub.get_subscription_count() < len(subscriptions):
+                return 0
+            nodes.update(f"{s.node_namespace.rstrip('/')}/{s.node_name}" for s in subscriptions)
+        return len(nodes)
+
     def subscribers_ready(self) -> bool:
         """Whether the first frame may go out: enough subscribers matched (and MATCH_SETTLE passed,
         since DDS matches the subscriber's side a moment after ours), or waited long enough."""
         now = time.monotonic()
-        if self.image_pub.get_subscription_count() >= self.min_subscribers:
+        matched = self.matched_subscribers()
+        if matched >= self.min_subscribers:
             if self._matched is None:
                 self._matched = now
             return now - self._matched >= MATCH_SETTLE
+        self._matched = None
         if now - self._created < self.subscriber_timeout:
             return False
-        self.get_logger().warning(f"only {self.image_pub.get_subscription_count()} of {self.min_subscribers} "
+        self.get_logger().warning(f"only {matched} of {self.min_subscribers} "
                                   f"subscribers after {self.subscriber_timeout:.0f} s: starting anyway")
         self.min_subscribers = 0
         return True

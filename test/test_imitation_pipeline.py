@@ -12,7 +12,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from sensor_msgs.msg import CameraInfo, JointState  # noqa: E402
 
-from humimic_core.graph import imitation_graph  # noqa: E402
+from humimic_core.graph import add_camera_subscriber, imitation_graph  # noqa: E402
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
 from humimic_core.ros_util import RECORDER_RELIABLE_QOS, RECORDER_SENSOR_QOS  # noqa: E402
@@ -62,6 +62,7 @@ def run_pipeline(video: Path, tmp_path: Path, settle: float = 3.0) -> Recorder:
     port = tmp_path / "servo_bus"
     specs = imitation_graph({"video": str(video), "serial_port": str(port), "realtime": "false"},
                             include_external=False)
+    add_camera_subscriber(specs)  # the first frame waits for this test's recorder too
     recorder = Recorder()
     pipeline = Pipeline(specs, tmp_path / "logs")
     try:

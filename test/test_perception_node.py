@@ -1,14 +1,11 @@
 """The camera and face_perception nodes as separate processes on real video, watched by a probe node.
 
-Large images over Fast DDS: a frame above its default 512 KiB shared-memory segment goes over
-fragmented UDP and is often lost, so the nodes here run with a Fast DDS profile that enlarges the
-segment (FAST_DDS_PROFILE; the launch files need the same), in the test session's own domain on
-localhost (test/conftest.py).
+Whole frames travel over the package's Fast DDS profile (config/fastdds.xml, set by
+test/conftest.py) in the test session's own domain on localhost.
 """
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +20,7 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image, JointState, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
@@ -36,28 +33,6 @@ from humimic_perception.action_units import CODES
 from humimic_perception.ros_convert import cloud_from_msg
 
 REPO = Path(__file__).resolve().parent.parent
-#: Shared memory with room for large frames, plus UDP on loopback only.
-FAST_DDS_PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>shm_large</transport_id><type>SHM</type><segment_size>16777216</segment_size>
-      </transport_descriptor>
-      <transport_descriptor>
-        <transport_id>udp_loopback</transport_id><type>UDPv4</type>
-        <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="humimic_large_frames" is_default_profile="true">
-      <rtps>
-        <userTransports><transport_id>shm_large</transport_id><transport_id>udp_loopback</transport_id></userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
 #: The probe's sensor subscriptions: best effort like SENSOR_QOS, with room for a whole clip so a
 #: busy test process loses no frame.
 PROBE_SENSOR_QOS = QoSProfile(depth=400, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -122,9 +97,7 @@ class Probe:
 def graph(tmp_path_factory):
     """A running face_perception process and a probe that sees it."""
     folder = tmp_path_factory.mktemp("perception")
-    (folder / "fastdds.xml").write_text(FAST_DDS_PROFILE)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", str(folder / "fastdds.xml"))
         patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         log = (folder / "face_perception.log").open("w+")
         perception = subprocess.Popen(_node_command("humimic_perception.perception_node"), cwd=REPO,
@@ -143,22 +116,16 @@ def graph(tmp_path_factory):
             log.close()
 
 
-def _run_camera(probe: Probe, perception: subprocess.Popen, source: Path) -> str:
+def _run_camera(probe: Probe, source: Path) -> str:
     """Run the camera node on a file without pacing; returns its output after it ended by itself.
 
-    Discovery of a new process on localhost can take seconds, and the camera starts with the first
-    subscriber it sees: perception is held (SIGSTOP) until the probe receives frames, so the probe
-    sees every frame that perception answers.
+    The camera waits for two subscribing nodes (perception and the probe) before its first frame,
+    so the probe sees every frame that perception answers.
     """
-    perception.send_signal(signal.SIGSTOP)
     camera = subprocess.Popen(_node_command("humimic_perception.camera_node", f"source:={source}",
-                                            "realtime:=false"),
+                                            "realtime:=false", "min_subscribers:=2"),
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=dict(os.environ))
-    try:
-        probe.spin_until(lambda: bool(probe.images) or camera.poll() is not None, timeout=60.0)
-    finally:
-        perception.send_signal(signal.SIGCONT)
     try:
         probe.spin_until(lambda: camera.poll() is not None, timeout=150.0)
     finally:
@@ -166,6 +133,7 @@ def _run_camera(probe: Probe, perception: subprocess.Popen, source: Path) -> str
             camera.kill()
     output = camera.communicate()[0]
     assert camera.returncode == 0, output
+    assert "starting anyway" not in output, output
     probe.spin_until(lambda: False, timeout=1.0)  # the answers to the last frames
     return output
 
@@ -194,14 +162,14 @@ def test_bad_frames_are_skipped_with_an_empty_action_unit_message(graph):
 
 
 def test_single_face_video_gives_one_action_unit_message_per_frame(graph):
-    probe, perception = graph
+    probe, _ = graph
     probe.clear()
-    output = _run_camera(probe, perception, media_dir() / "single_face.mp4")
+    output = _run_camera(probe, media_dir() / "single_face.mp4")
     assert "end of source after 72 frames" in output
     images, aus = set(probe.images), _stamps(probe.aus)
-    assert len(images) >= 65, f"{len(aus)} AUs, {len(probe.clouds)} clouds, {len(probe.debug)} debug images"
+    assert len(images) >= 70, f"{len(aus)} AUs, {len(probe.clouds)} clouds, {len(probe.debug)} debug images"
     assert set(aus) <= images and len(aus) == len(set(aus))  # image stamps, one answer each
-    assert len(aus) >= 60  # frames sent while perception was held get no answer
+    assert len(aus) >= 68  # a best-effort frame lost on the way gets no answer
     assert all(m.name == CODES for m in probe.aus)  # a face in every frame
     assert all(m.header.frame_id == "camera_optical_frame" for m in probe.aus)
     assert all(0.0 <= v <= 5.0 for m in probe.aus for v in m.position)
@@ -226,13 +194,43 @@ def test_single_face_video_gives_one_action_unit_message_per_frame(graph):
         assert 0.2 < lines.points[0].z < 2.0
 
 
+def test_camera_waits_for_every_subscribing_node_before_the_first_frame(graph):
+    """min_subscribers counts nodes on either camera topic: a late node that takes only the
+    CameraInfo still gets the first frame's."""
+    probe, _ = graph
+    probe.clear()
+    camera = subprocess.Popen(_node_command("humimic_perception.camera_node", f"source:={media_dir() / 'single_face.mp4'}",
+                                            "realtime:=false", "min_subscribers:=3"),
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=dict(os.environ))
+    infos: List[int] = []
+    late = None
+    try:
+        probe.spin_until(lambda: camera.poll() is not None, timeout=4.0)
+        assert camera.poll() is None and not probe.images, "frames before the third subscriber came"
+        late = rclpy.create_node("late_camera_info_subscriber", context=probe.context)
+        late.create_subscription(CameraInfo, "/camera/camera_info", lambda m: infos.append(to_ns(m.header.stamp)),
+                                 PROBE_SENSOR_QOS)
+        probe.executor.add_node(late)
+        probe.spin_until(lambda: camera.poll() is not None, timeout=150.0)
+    finally:
+        if camera.poll() is None:
+            camera.kill()
+        if late is not None:
+            probe.executor.remove_node(late)
+            late.destroy_node()
+    output = camera.communicate()[0]
+    assert camera.returncode == 0 and "starting anyway" not in output, output
+    assert probe.images and infos and infos[0] == probe.images[0], "the late node missed the first frame"
+
+
 def test_recapture_then_face_leaving_ends_with_empty_messages(graph):
-    probe, perception = graph
+    probe, _ = graph
     probe.clear()
     future = probe.recapture.call_async(Trigger.Request())
     assert probe.spin_until(future.done, timeout=10.0)
     assert future.result().success
-    output = _run_camera(probe, perception, media_dir() / "face_noface.mov")
+    output = _run_camera(probe, media_dir() / "face_noface.mov")
     assert "end of source after 169 frames" in output
     assert set(_stamps(probe.aus)) <= set(probe.images) and len(probe.aus) >= 150
     faces: Dict[bool, List[JointState]] = {True: [], False: []}
