@@ -20,14 +20,13 @@ from std_msgs.msg import Header
 
 from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, run_node
 from humimic_core.stamps import to_ns
+from humimic_core.subscriber_gate import SubscriberGate
 from humimic_perception.frame_source import FrameSource, FrameSourceError
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.ros_convert import camera_info_msg, image_to_msg
 
 #: Seconds to wait for the answer to a frame before sending the next one anyway (not realtime).
 BACKPRESSURE_TIMEOUT = 1.0
-#: Seconds between our side matching the subscribers and the first frame.
-MATCH_SETTLE = 0.3
 #: Period of the check for a missing answer (not realtime).
 BACKPRESSURE_POLL = 0.05
 
@@ -46,10 +45,10 @@ class CameraNode(Node):
         width = declare(self, "width", 0, "V4L2: requested capture width (0 = driver default)")
         height = declare(self, "height", 0, "V4L2: requested capture height (0 = driver default)")
         self.hfov = declare(self, "horizontal_fov_deg", 60.0, "horizontal field of view for CameraInfo")
-        self.min_subscribers = declare(self, "min_subscribers", 1, "nodes subscribed to the camera topics to "
-                                       "wait for before the first frame (perception, plus a recorder when recording)")
-        self.subscriber_timeout = declare(self, "subscriber_timeout", 10.0, "seconds to wait for them; then the "
-                                          "frames start anyway with a warning")
+        min_subscribers = declare(self, "min_subscribers", 1, "nodes subscribed to the camera topics to wait for "
+                                  "before the first frame (perception, plus a recorder when recording)")
+        subscriber_timeout = declare(self, "subscriber_timeout", 10.0, "seconds to wait for them; then the frames "
+                                     "start anyway with a warning")
         try:
             self.source = FrameSource(source, fps=fps, loop=loop, width=width, height=height)
         except FrameSourceError as exc:
@@ -62,8 +61,8 @@ class CameraNode(Node):
         self._intrinsics: Optional[Intrinsics] = None
         self._last_stamp_ns: Optional[int] = None
         self._last_sent = 0.0
-        self._created = time.monotonic()
-        self._matched: Optional[float] = None
+        self.gate = SubscriberGate(self.matched_subscribers, min_subscribers, subscriber_timeout,
+                                   self.get_logger().warning)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.realtime or self.source.kind == "camera":
             self.create_timer(1.0 / self.source.fps, self.on_tick, clock=steady)
@@ -112,25 +111,8 @@ class CameraNode(Node):
             nodes.update(f"{s.node_namespace.rstrip('/')}/{s.node_name}" for s in subscriptions)
         return len(nodes)
 
-    def subscribers_ready(self) -> bool:
-        """Whether the first frame may go out: enough subscribers matched (and MATCH_SETTLE passed,
-        since DDS matches the subscriber's side a moment after ours), or waited long enough."""
-        now = time.monotonic()
-        matched = self.matched_subscribers()
-        if matched >= self.min_subscribers:
-            if self._matched is None:
-                self._matched = now
-            return now - self._matched >= MATCH_SETTLE
-        self._matched = None
-        if now - self._created < self.subscriber_timeout:
-            return False
-        self.get_logger().warning(f"only {matched} of {self.min_subscribers} "
-                                  f"subscribers after {self.subscriber_timeout:.0f} s: starting anyway")
-        self.min_subscribers = 0
-        return True
-
     def on_tick(self) -> None:
-        if self.published or self.subscribers_ready():
+        if self.gate.ready():
             self.publish_next()
 
     def on_action_units(self, msg: JointState) -> None:
@@ -142,7 +124,7 @@ class CameraNode(Node):
         """First frame once someone subscribes, then the next one whenever the last got no answer
         within BACKPRESSURE_TIMEOUT."""
         if self.published == 0:
-            if self.subscribers_ready():
+            if self.gate.ready():
                 self.publish_next()
         elif time.monotonic() - self._last_sent >= BACKPRESSURE_TIMEOUT:
             self.publish_next()

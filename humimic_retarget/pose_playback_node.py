@@ -4,7 +4,8 @@ An operator mirrors each pose in front of the camera. With ``record`` set, every
 of a pose's recording window is written as a JSONL sample (the person's channels, as the
 retarget node reads them, with the pose's joint angles) ready for humimic-fit; ``ros2 bag record``
 of the session works as well. Run it instead of the retarget node (both publish /joint_commands);
-it exits when the grid is done, leaving the robot at neutral.
+the first pose waits for the driver's subscription (`min_subscribers`); it exits when the grid is
+done, leaving the robot at neutral.
 
     humimic-pose-playback --ros-args --params-file config/humimic.yaml -p record:=session.jsonl
 """
@@ -21,6 +22,7 @@ from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
 from humimic_core.stamps import to_ns
+from humimic_core.subscriber_gate import SubscriberGate
 from humimic_retarget.frame_channels import Frame, FrameChannels
 from humimic_retarget.paired_data import jsonl_line
 from humimic_retarget.pose_grid import PlaybackState, PosePlayback, pose_grid
@@ -38,6 +40,10 @@ class PosePlaybackNode(Node):
         settle = declare(self, "settle_time", 1.0, "Seconds of a hold before its recording window opens")
         rate = declare(self, "rate", 50.0, "Hz of /joint_commands")
         record = declare(self, "record", "", "JSONL file for the paired samples; empty = record nothing")
+        min_subscribers = declare(self, "min_subscribers", 1, "subscribers of /joint_commands (the driver) to wait "
+                                  "for before the first pose")
+        subscriber_timeout = declare(self, "subscriber_timeout", 10.0, "seconds to wait for them; then the poses "
+                                     "start anyway with a warning")
         self.config = load_robot_config(path or config_file("robot_face.yaml"))
         self.playback = PosePlayback(pose_grid(self.config, levels, combos, seed), move, hold, settle)
         self.frames = FrameChannels()
@@ -48,7 +54,9 @@ class PosePlaybackNode(Node):
         self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
         self.create_subscription(PoseStamped, "/face/head_pose", self.on_head_pose, RELIABLE_QOS)
         self.create_subscription(Vector3Stamped, "/face/gaze", self.on_gaze, RELIABLE_QOS)
-        self.start_ns = self.get_clock().now().nanoseconds
+        self.gate = SubscriberGate(self.publisher.get_subscription_count, min_subscribers, subscriber_timeout,
+                                   self.get_logger().warning)
+        self.start_ns: Optional[int] = None
         self.create_timer(1.0 / rate, self.on_timer)
         self.get_logger().info(f"playing {len(self.playback.poses)} poses in {self.playback.duration:.0f} s"
                                + (f", recording to {record}" if record else ""))
@@ -78,6 +86,10 @@ class PosePlaybackNode(Node):
 
     def on_timer(self) -> None:
         now = self.get_clock().now()
+        if self.start_ns is None:
+            if not self.gate.ready():
+                return
+            self.start_ns = now.nanoseconds
         self.state = self.playback.at((now.nanoseconds - self.start_ns) * 1e-9)
         if self.state is None:
             self.publish({s.joint: s.neutral for s in self.config.servos}, now)
