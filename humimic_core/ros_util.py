@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any, Callable, Optional, Tuple, Type
+from typing import Any, Callable, Iterable, Optional, Tuple, Type
 
 import rclpy
 from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy, qos_profile_sensor_data
 
 #: Images and other per-frame sensor streams: best effort, keep last 5 (REP-2003 sensor data QoS).
@@ -33,6 +34,18 @@ def declare(node: Node, name: str, default: Any, description: str, read_only: bo
 
 
 #: Longest wait (s) of the spin loop, so SIGINT/SIGTERM are handled promptly on idle nodes.
+def matched_subscriber_nodes(node: Node, publishers: Iterable[Publisher]) -> int:
+    """Nodes subscribed to any of the publishers' topics, counted only once the publishers have
+    matched every subscription the graph shows (0 while one is still matching)."""
+    nodes = set()
+    for pub in publishers:
+        subscriptions = node.get_subscriptions_info_by_topic(pub.topic_name)
+        if pub.get_subscription_count() < len(subscriptions):
+            return 0
+        nodes.update(f"{s.node_namespace.rstrip('/')}/{s.node_name}" for s in subscriptions)
+    return len(nodes)
+
+
 SPIN_SLICE = 0.2
 
 

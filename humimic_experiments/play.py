@@ -14,8 +14,9 @@ import rclpy
 from rosgraph_msgs.msg import Clock
 
 from humimic_experiments.bag_io import read_messages, topic_summary
-from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS
+from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, matched_subscriber_nodes
 from humimic_core.stamps import from_ns
+from humimic_core.subscriber_gate import SubscriberGate
 from humimic_core.topics import SENSOR, TOPICS, message_class
 
 #: Hz of /clock between messages
@@ -23,8 +24,9 @@ CLOCK_RATE = 100.0
 
 
 def play(path: str, topics: Optional[Sequence[str]], rate: float = 1.0, clock: bool = True,
-         start_delay: float = 1.0) -> int:
-    """Publish the recording's messages at `rate` times their recorded pace; returns the count."""
+         wait_for: int = 1, wait_timeout: float = 10.0) -> int:
+    """Publish the recording's messages at `rate` times their recorded pace, starting once
+    `wait_for` nodes subscribe to the played topics (at most `wait_timeout` s); returns the count."""
     if not rate > 0:
         raise ValueError(f"rate must be > 0, got {rate}")
     available = topic_summary(path)
@@ -41,7 +43,10 @@ def play(path: str, topics: Optional[Sequence[str]], rate: float = 1.0, clock: b
             qos = SENSOR_QOS if TOPICS.get(topic, ("", SENSOR))[1] == SENSOR else RELIABLE_QOS
             pubs[topic] = node.create_publisher(message_class(msgtype), topic, qos)
         clock_pub = node.create_publisher(Clock, "/clock", 10) if clock else None
-        time.sleep(start_delay)  # let subscribers discover the publishers
+        gate = SubscriberGate(lambda: matched_subscriber_nodes(node, pubs.values()), wait_for, wait_timeout,
+                              lambda text: print(f"humimic-play: {text}", file=sys.stderr))
+        while not gate.ready():
+            time.sleep(0.05)
         count, wall0, bag0, next_clock = 0, None, None, 0.0
         for msg in read_messages(path, chosen):
             if wall0 is None:
@@ -72,8 +77,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--topics", nargs="*", default=None, help="topics to replay (default: all)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     parser.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    parser.add_argument("--wait-for", type=int, default=1,
+                        help="start once this many nodes subscribe to the played topics (default 1)")
+    parser.add_argument("--wait-timeout", type=float, default=10.0,
+                        help="seconds to wait for them, then start anyway with a warning")
     args = parser.parse_args(argv)
-    count = play(args.recording, args.topics, args.rate, not args.no_clock)
+    count = play(args.recording, args.topics, args.rate, not args.no_clock, args.wait_for, args.wait_timeout)
     print(f"humimic-play: published {count} messages")
     return 0
 

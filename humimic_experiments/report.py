@@ -205,6 +205,21 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img,video{{max-wi
     (out / "index.html").write_text(page)
 
 
+def summary_lines(metrics: Dict[str, object]) -> List[str]:
+    """The report's figures for a terminal: latency per stage and the whole session's fidelity."""
+    lines = [f"{metrics['frames']} frames, {metrics['frames_with_face']} with a face",
+             f"{'stage':<24} {'p50 ms':>7} {'p99 ms':>7} {'dropped':>8}"]
+    for topic, stats in metrics["latency_from_camera_stamp"].items():  # type: ignore[union-attr]
+        lines.append(f"{topic:<24} {_fmt(stats.get('p50_ms')):>7} {_fmt(stats.get('p99_ms')):>7} "
+                     f"{_fmt(metrics['drop_rate'].get(topic, float('nan'))):>8}")  # type: ignore[union-attr]
+    rows = [r for r in metrics.get("fidelity") or [] if r["segment"] == "all"]  # type: ignore[union-attr]
+    if rows:
+        lines.append(f"{'fidelity':<24} {'r':>7} {'r best':>7} {'lag s':>8}")
+        lines += [f"{r['channel']:<24} {_fmt(r['pearson']):>7} {_fmt(r['best_pearson']):>7} {_fmt(r['lag_s']):>8}"
+                  for r in rows]
+    return lines
+
+
 def render_report(recording: str | Path, out: str | Path, config: Optional[RobotConfig] = None) -> Path:
     """Write the report of a recording into `out`; returns the HTML page's path."""
     out = Path(out)
@@ -230,6 +245,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or f"{args.recording.rstrip('/')}_report"
     page = render_report(args.recording, out, load_robot_config(args.robot_config))
+    print("\n".join(summary_lines(json.loads((page.parent / "metrics.json").read_text()))))
     print(f"humimic-report: wrote {page}")
     return 0
 

@@ -18,7 +18,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header
 
-from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, run_node
+from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, matched_subscriber_nodes, run_node
 from humimic_core.stamps import to_ns
 from humimic_core.subscriber_gate import SubscriberGate
 from humimic_perception.frame_source import FrameSource, FrameSourceError
@@ -61,7 +61,8 @@ class CameraNode(Node):
         self._intrinsics: Optional[Intrinsics] = None
         self._last_stamp_ns: Optional[int] = None
         self._last_sent = 0.0
-        self.gate = SubscriberGate(self.matched_subscribers, min_subscribers, subscriber_timeout,
+        self.gate = SubscriberGate(lambda: matched_subscriber_nodes(self, (self.image_pub, self.info_pub)),
+                                   min_subscribers, subscriber_timeout,
                                    self.get_logger().warning)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.realtime or self.source.kind == "camera":
@@ -99,17 +100,6 @@ class CameraNode(Node):
         self.published += 1
         self._last_stamp_ns = to_ns(header.stamp)
         self._last_sent = time.monotonic()
-
-    def matched_subscribers(self) -> int:
-        """Nodes subscribed to /camera/image_raw or /camera/camera_info, counted only once our
-        publishers have matched every subscription the graph shows (0 while one is still matching)."""
-        nodes = set()
-        for pub in (self.image_pub, self.info_pub):
-            subscriptions = self.get_subscriptions_info_by_topic(pub.topic_name)
-            if pub.get_subscription_count() < len(subscriptions):
-                return 0
-            nodes.update(f"{s.node_namespace.rstrip('/')}/{s.node_name}" for s in subscriptions)
-        return len(nodes)
 
     def on_tick(self) -> None:
         if self.gate.ready():

@@ -43,11 +43,12 @@ def test_live_recording_replays_to_the_same_commands(sample_media, tmp_path):
     # the replay is recorded into sqlite3 bags (the live run into MCAP): both storages from real subscribers
     next(s for s in specs if s.name == "recorder").fallback.parameters["storage"] = "sqlite3"
     with Pipeline(specs, tmp_path / "logs_replay") as pipeline:
-        time.sleep(3.0)  # discovery
+        # the player starts once perception and the recorder subscribe to the camera topics
         player = subprocess.run([sys.executable, "-m", "humimic_experiments.play", str(live), "--topics",
-                                 "/camera/image_raw", "/camera/camera_info"], capture_output=True, text=True,
-                                timeout=120)
+                                 "/camera/image_raw", "/camera/camera_info", "--wait-for", "2",
+                                 "--wait-timeout", "60"], capture_output=True, text=True, timeout=180)
         assert player.returncode == 0, player.stderr
+        assert "starting anyway" not in player.stderr, player.stderr
         time.sleep(2.0)
         assert not pipeline.failed()
     assert list(replay.glob("*/*.db3")) and list(live.glob("*/*.mcap"))

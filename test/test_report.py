@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from humimic_experiments.report import render_report
+from humimic_experiments.report import render_report, summary_lines
 from recording_factory import make_recording
 
 
@@ -32,6 +32,9 @@ def test_report_renders_and_displays(sample_media, tmp_path):
     overall = {r["channel"]: r for r in metrics["fidelity"] if r["segment"] == "all"}
     assert overall["AU12"]["pearson"] > 0.9 and overall["AU26"]["pearson"] < -0.5
     assert {r["segment"] for r in metrics["fidelity"]} == {"all", "part 1/4", "part 2/4", "part 3/4", "part 4/4"}
+    printed = {line.split()[0]: line.split()[1:] for line in summary_lines(metrics)}
+    assert printed["/joint_commands"][0] == "11"  # p50 ms
+    assert float(printed["AU12"][0]) == pytest.approx(overall["AU12"]["pearson"], abs=1e-3)
     video = cv2.VideoCapture(str(out / "side_by_side.webm"))
     count = 0
     while True:
