@@ -45,10 +45,12 @@ _SYNC_READ_OVERHEAD = 14
 class ServoError(BusError):
     """One servo did not answer, answered corrupt, or reported an error; names its ID and joint."""
 
-    def __init__(self, servo: Servo, where: str, message: str, model_mismatch: bool = False) -> None:
+    def __init__(self, servo: Servo, where: str, message: str, model_mismatch: bool = False,
+                 no_reply: bool = False) -> None:
         super().__init__(f"servo ID {servo.id} (joint {servo.joint}) on {where}: {message}")
         self.servo = servo
         self.model_mismatch = model_mismatch  # another model answers at this ID: a config error, not a fault
+        self.no_reply = no_reply  # every try's reply was missing or corrupt: the servo reported nothing wrong
 
 
 @dataclass(frozen=True)
@@ -352,7 +354,7 @@ class ServoBus:
                 problem = f"reply with {len(value[0])} data bytes, expected {n_data}"
                 continue
             return value[0] if value else None
-        raise ServoError(servo, self.port_name, f"{what}: {problem} after {tries} tries")
+        raise ServoError(servo, self.port_name, f"{what}: {problem} after {tries} tries", no_reply=True)
 
 
 _ERRORS = {p.ERR_RESULT_FAIL: "result fail", p.ERR_INSTRUCTION: "instruction error", p.ERR_CRC: "CRC error",

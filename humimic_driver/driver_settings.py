@@ -25,6 +25,8 @@ class DriverSettings:
     shutdown_timeout: float = _param(3.0, "s to wait on shutdown for the joints to reach neutral")
     require_all_servos: bool = _param(True, "refuse to start unless every servo answers (false: start with "
                                             "the missing ones stale and keep pinging them)")
+    startup_attempts: int = _param(5, "start-ups of one servo while only its replies were missing or corrupt "
+                                      "(a busy bus or USB adapter) before it counts as not answering")
     homing_velocity: float = _param(0.5, "rad/s of the slow moves to neutral at start-up, after a recovery "
                                          "and on shutdown")
     homing_timeout: float = _param(5.0, "s after which a slow move ends even if the joint has not arrived")
@@ -63,6 +65,8 @@ class DriverSettings:
         for name in ("retries", "read_retries", "reply_timeout_margin_ms", "reboot_backoff", "max_reboots"):
             if getattr(self, name) < 0:
                 raise ValueError(f"parameter {name} must be >= 0, got {getattr(self, name)}")
+        if self.startup_attempts < 1:
+            raise ValueError(f"parameter startup_attempts must be >= 1, got {self.startup_attempts}")
         if self.hot_action not in HOT_ACTIONS:
             raise ValueError(f"parameter hot_action must be one of {', '.join(HOT_ACTIONS)}, got {self.hot_action!r}")
         if not 0.0 <= self.hot_motion_scale <= 1.0:

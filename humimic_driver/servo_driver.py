@@ -32,6 +32,8 @@ HOT_HYSTERESIS_C = 2.0
 REBOOT_WAIT_S = 0.3
 #: Failed state reads in a row that, with stale_after seconds without a reply, make a servo stale.
 MIN_FAILED_READS = 3
+#: Seconds between start-up attempts of a servo whose replies were lost.
+STARTUP_PAUSE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class ServoDriver:
         problems = []
         for h in self.health.values():
             try:
-                self._configure(h)
+                self._start_servo(h)
                 h.last_reply = self.clock()
             except LinkError:
                 self.bus.close()
@@ -104,6 +106,19 @@ class ServoDriver:
         if problems:
             self.bus.close()
             raise BusError("servo bus start-up failed: " + "; ".join(problems))
+
+    def _start_servo(self, h: ServoHealth) -> None:
+        """_configure, started over after STARTUP_PAUSE_S while the servo's replies were only missing or
+        corrupt, up to startup_attempts times: start-up is not time-critical, a stall is no fault."""
+        for attempt in range(1, self.settings.startup_attempts + 1):
+            try:
+                self._configure(h)
+                return
+            except ServoError as exc:
+                if not exc.no_reply or attempt == self.settings.startup_attempts:
+                    raise
+                self._event("warn", f"start-up attempt {attempt}: {exc}; starting this servo again")
+                time.sleep(STARTUP_PAUSE_S)
 
     # --- goals -------------------------------------------------------------------------------
 

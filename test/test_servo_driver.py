@@ -73,6 +73,25 @@ def test_start_up_refuses_missing_servo_unless_allowed(link):
     driver.bus.close()
 
 
+def test_start_up_survives_lost_replies_by_starting_a_servo_again(link):
+    """A third of all replies lost (a stalled bus): transactions run out of retries now and then,
+    and the servo's whole start-up begins again instead of the driver refusing to start."""
+    send_command(link, "drop 0.3")
+    driver = make_driver(link)
+    try:
+        assert all(h.mode == "active" for h in driver.health.values())
+        again = [message for _, message in driver.events if "starting this servo again" in message]
+        assert again and all("no answer (timeout) after 3 tries" in m for m in again)
+        send_command(link, "drop 0")
+        for servo in CONFIG.servos:  # configured despite the losses
+            state = json.loads(send_command(link, f"state {servo.id}"))
+            assert state["torque_enable"] == 1 and state["return_delay_time"] == 0
+    finally:
+        driver.bus.close()
+    with pytest.raises(ValueError, match="startup_attempts must be >= 1"):
+        DriverSettings(startup_attempts=0)
+
+
 def test_partial_commands_merge_into_goals(driver):
     written = driver.command(["jaw", "ghost", "neck_yaw"], [0.2, 1.0, math.nan], stamp_ns=0, now_ns=5 * MS)
     assert written is not None and written.unknown == ["ghost"]
