@@ -43,10 +43,13 @@ def test_live_recording_replays_to_the_same_commands(sample_media, tmp_path):
     # the replay is recorded into sqlite3 bags (the live run into MCAP): both storages from real subscribers
     next(s for s in specs if s.name == "recorder").fallback.parameters["storage"] = "sqlite3"
     with Pipeline(specs, tmp_path / "logs_replay") as pipeline:
-        # the player starts once perception and the recorder subscribe to the camera topics
+        # the player starts once perception and the recorder subscribe to the camera topics; at half
+        # speed (sim time runs at half speed too), so that a busy machine does not make perception
+        # drop replayed frames
         player = subprocess.run([sys.executable, "-m", "humimic_experiments.play", str(live), "--topics",
                                  "/camera/image_raw", "/camera/camera_info", "--wait-for", "2",
-                                 "--wait-timeout", "60"], capture_output=True, text=True, timeout=180)
+                                 "--wait-timeout", "60", "--rate", "0.5"], capture_output=True, text=True,
+                                timeout=180)
         assert player.returncode == 0, player.stderr
         assert "starting anyway" not in player.stderr, player.stderr
         time.sleep(2.0)
