@@ -78,6 +78,8 @@ used for the neutral.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -226,8 +228,8 @@ def activations(now: np.ndarray, neutral: np.ndarray) -> Dict[str, float]:
 
 def intensity(activation: float, dead: float, full: float) -> float:
     """0..5 from an activation (NaN -> 0)."""
-    value = MAX_INTENSITY * (activation - dead) / (full - dead)
-    return float(np.clip(value, 0.0, MAX_INTENSITY)) if np.isfinite(value) else 0.0
+    value = MAX_INTENSITY * (float(activation) - dead) / (full - dead)
+    return min(max(value, 0.0), MAX_INTENSITY) if math.isfinite(value) else 0.0
 
 
 def intensities(acts: Dict[str, object]) -> Dict[str, float]:
