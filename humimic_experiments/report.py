@@ -171,12 +171,18 @@ def _fmt(value: object) -> str:
     return html.escape(str(value))
 
 
+def latency_rows(metrics: Dict[str, object]) -> List[Tuple[str, int, str, str, str]]:
+    """(stage topic, messages, p50 ms, p99 ms, drop rate) per stage, formatted."""
+    drops = metrics["drop_rate"]
+    return [(topic, stats.get("n", 0), _fmt(stats.get("p50_ms")), _fmt(stats.get("p99_ms")),
+             _fmt(drops.get(topic, float("nan"))))  # type: ignore[union-attr]
+            for topic, stats in metrics["latency_from_camera_stamp"].items()]  # type: ignore[union-attr]
+
+
 def write_html(out: Path, metrics: Dict[str, object], title: str) -> None:
     rows = []
-    for topic, stats in metrics["latency_from_camera_stamp"].items():  # type: ignore[union-attr]
-        rows.append(f"<tr><td>{html.escape(topic)}</td><td>{stats.get('n', 0)}</td><td>{_fmt(stats.get('p50_ms'))}"
-                    f"</td><td>{_fmt(stats.get('p99_ms'))}</td><td>"
-                    f"{_fmt(metrics['drop_rate'].get(topic, float('nan')))}</td></tr>")  # type: ignore[union-attr]
+    for topic, n, p50, p99, dropped in latency_rows(metrics):
+        rows.append(f"<tr><td>{html.escape(topic)}</td><td>{n}</td><td>{p50}</td><td>{p99}</td><td>{dropped}</td></tr>")
     fidelity = metrics.get("fidelity") or []
     fid_rows = "".join(
         f"<tr><td>{_fmt(r['segment'])}</td><td>{_fmt(r['channel'])}</td><td>{_fmt(r['pearson'])}</td>"
@@ -209,9 +215,7 @@ def summary_lines(metrics: Dict[str, object]) -> List[str]:
     """The report's figures for a terminal: latency per stage and the whole session's fidelity."""
     lines = [f"{metrics['frames']} frames, {metrics['frames_with_face']} with a face",
              f"{'stage':<24} {'p50 ms':>7} {'p99 ms':>7} {'dropped':>8}"]
-    for topic, stats in metrics["latency_from_camera_stamp"].items():  # type: ignore[union-attr]
-        lines.append(f"{topic:<24} {_fmt(stats.get('p50_ms')):>7} {_fmt(stats.get('p99_ms')):>7} "
-                     f"{_fmt(metrics['drop_rate'].get(topic, float('nan'))):>8}")  # type: ignore[union-attr]
+    lines += [f"{topic:<24} {p50:>7} {p99:>7} {dropped:>8}" for topic, _, p50, p99, dropped in latency_rows(metrics)]
     rows = [r for r in metrics.get("fidelity") or [] if r["segment"] == "all"]  # type: ignore[union-attr]
     if rows:
         lines.append(f"{'fidelity':<24} {'r':>7} {'r best':>7} {'lag s':>8}")

@@ -20,7 +20,7 @@ from sensor_msgs.msg import JointState
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
+from humimic_core.ros_util import RELIABLE_QOS, declare, matched_subscriber_nodes, run_node
 from humimic_core.stamps import to_ns
 from humimic_core.subscriber_gate import SubscriberGate
 from humimic_retarget.frame_channels import Frame, FrameChannels
@@ -40,8 +40,8 @@ class PosePlaybackNode(Node):
         settle = declare(self, "settle_time", 1.0, "Seconds of a hold before its recording window opens")
         rate = declare(self, "rate", 50.0, "Hz of /joint_commands")
         record = declare(self, "record", "", "JSONL file for the paired samples; empty = record nothing")
-        min_subscribers = declare(self, "min_subscribers", 1, "subscribers of /joint_commands (the driver) to wait "
-                                  "for before the first pose")
+        min_subscribers = declare(self, "min_subscribers", 1, "nodes subscribed to /joint_commands (the driver) to "
+                                  "wait for before the first pose")
         subscriber_timeout = declare(self, "subscriber_timeout", 10.0, "seconds to wait for them; then the poses "
                                      "start anyway with a warning")
         self.config = load_robot_config(path or config_file("robot_face.yaml"))
@@ -54,8 +54,8 @@ class PosePlaybackNode(Node):
         self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
         self.create_subscription(PoseStamped, "/face/head_pose", self.on_head_pose, RELIABLE_QOS)
         self.create_subscription(Vector3Stamped, "/face/gaze", self.on_gaze, RELIABLE_QOS)
-        self.gate = SubscriberGate(self.publisher.get_subscription_count, min_subscribers, subscriber_timeout,
-                                   self.get_logger().warning)
+        self.gate = SubscriberGate(lambda: matched_subscriber_nodes(self, (self.publisher,)), min_subscribers,
+                                   subscriber_timeout, self.get_logger().warning)
         self.start_ns: Optional[int] = None
         self.create_timer(1.0 / rate, self.on_timer)
         self.get_logger().info(f"playing {len(self.playback.poses)} poses in {self.playback.duration:.0f} s"
