@@ -144,7 +144,11 @@ def load_pairing(path: str | Path, config: RobotConfig, mirror: bool) -> Pairing
     """The pairing config (config/fidelity.yaml) for a robot, mirrored when ``mirror``."""
     data = yaml.safe_load(Path(path).read_text()) or {}
     pairs = kinematic.parse_pairing(data, config.joint_names, mirror)
-    blinks = {"closed": 0.6, "open": 0.3, "window_frames": 2, "reach": 0.8, **(data.get("blinks") or {})}
+    blinks = {**kinematic.BLINK_DEFAULTS, **(data.get("blinks") or {})}
+    for key, value in blinks.items():
+        if key not in kinematic.BLINK_DEFAULTS or not isinstance(value, (int, float)) or not 0 < value <= 10:
+            raise ValueError(f"{path}: blinks.{key} must be one of {', '.join(kinematic.BLINK_DEFAULTS)} "
+                             f"with a positive number, got {value!r}")
     lag = data.get("max_lag_s", 0.5)
     if not (isinstance(lag, (int, float)) and 0 <= lag <= 5):
         raise ValueError(f"{path}: max_lag_s must be seconds in [0, 5], got {lag!r}")

@@ -30,7 +30,8 @@ robot follows (0 .. max_lag frames, never negative); the per-side pairs of a gro
 Blinks and winks come from each eye's closure = 1 - aperture / open level (the open level is the
 clip's OPEN_PERCENTILE of that eye's aperture, so the measure adapts to each person): an event is
 a run of frames where an eye is at least ``closed`` shut; both eyes shut = a blink, one shut while
-the other stays under ``open`` = a wink.
+the other closed at most ``open`` times as far = a wink (an eye that leads its partner into a blink
+by a frame, or a squint, is neither).
 """
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ SIGNALS = ("mouth_open", "eye_aperture_R", "eye_aperture_L", "lip_corner_R", "li
 MIRROR_FLIP = frozenset({"iris_yaw", "head_yaw", "head_roll"})
 #: Percentile of an eye's aperture over a clip taken as that eye open.
 OPEN_PERCENTILE = 75.0
+#: Blink and wink settings (config/fidelity.yaml `blinks`): see eye_events, blink_response.
+BLINK_DEFAULTS = {"closed": 0.6, "open": 0.5, "window_frames": 2, "reach": 0.8}
 Y, Z = 1, 2
 
 
@@ -209,8 +212,10 @@ class EyeEvent:
     depth: Dict[str, float]  # eye ("R", "L") -> deepest closure in the event
 
 
-def eye_events(closures: Mapping[str, np.ndarray], closed: float = 0.6, open_: float = 0.3) -> List[EyeEvent]:
-    """Eye-closure events of per-eye closures ("R", "L" -> per frame; NaN = no face)."""
+def eye_events(closures: Mapping[str, np.ndarray], closed: float = 0.6, open_: float = 0.5) -> List[EyeEvent]:
+    """Eye-closure events of per-eye closures ("R", "L" -> per frame; NaN = no face): runs of frames
+    where an eye is at least ``closed`` shut; a wink when the other eye closed at most ``open_``
+    times as far meanwhile, a blink when both reached ``closed``, else partial."""
     c = {eye: np.nan_to_num(np.asarray(closures[eye], float), nan=-np.inf) for eye in "RL"}
     shut = np.maximum(c["R"], c["L"]) >= closed
     events: List[EyeEvent] = []
@@ -226,7 +231,7 @@ def eye_events(closures: Mapping[str, np.ndarray], closed: float = 0.6, open_: f
         shut_eyes = [eye for eye in "RL" if depth[eye] >= closed]
         if len(shut_eyes) == 2:
             kind = "blink"
-        elif depth["LR".replace(shut_eyes[0], "")] < open_:
+        elif depth["LR".replace(shut_eyes[0], "")] <= open_ * depth[shut_eyes[0]]:
             kind = f"wink_{shut_eyes[0]}"
         else:
             kind = "partial"
@@ -247,15 +252,15 @@ def blink_response(event: EyeEvent, lids: Mapping[str, np.ndarray], closures: Ma
     a blink: ``depth`` = the least, over both lids, of the deepest fraction within ``window`` frames
     after the person's peak; ``delay`` = frames from the person's eyes reaching ``reach`` of their
     peak closure to the slower lid reaching ``reach`` of its range (NaN if not within max_delay)."""
-    depth, delay = math.inf, -math.inf
+    depths, delays = [], []
     for eye in "RL":
-        lid = np.asarray(lids[eye], float)
-        depth = min(depth, float(np.nanmax(lid[event.peak:event.peak + window + 1], initial=-np.inf)))
+        lid = np.nan_to_num(np.asarray(lids[eye], float), nan=-np.inf)
+        depths.append(float(lid[event.peak:event.peak + window + 1].max()))
         person = np.nan_to_num(np.asarray(closures[eye], float)[event.start:event.end + 1], nan=-np.inf)
         t0 = event.start + int(np.argmax(person >= reach * event.depth[eye]))
-        reached = np.flatnonzero(np.nan_to_num(lid[event.start:t0 + max_delay + 1], nan=-np.inf) >= reach)
-        delay = max(delay, float(event.start + reached[0] - t0) if reached.size else math.nan)
-    return {"frame": event.peak, "depth": depth, "delay": delay}
+        reached = np.flatnonzero(lid[event.start:t0 + max_delay + 1] >= reach)
+        delays.append(float(event.start + reached[0] - t0) if reached.size else math.nan)
+    return {"frame": event.peak, "depth": min(depths), "delay": max(delays) if np.isfinite(delays).all() else math.nan}
 
 
 def wink_response(event: EyeEvent, lids: Mapping[str, np.ndarray], window: int = 2, moved: float = 0.5,
@@ -266,7 +271,7 @@ def wink_response(event: EyeEvent, lids: Mapping[str, np.ndarray], window: int =
     closed = event.kind[-1]
     other = "LR".replace(closed, "")
     span = slice(event.start, event.end + window + 1)
-    depth = {eye: float(np.nanmax(np.asarray(lids[eye], float)[span], initial=-np.inf)) for eye in "RL"}
+    depth = {eye: float(np.nan_to_num(np.asarray(lids[eye], float)[span], nan=-np.inf).max()) for eye in "RL"}
     return {"frame": event.peak, "closed_eye": closed, "closed_lid": depth[closed], "open_lid": depth[other],
             "one_lid": bool(depth[closed] >= moved and depth[other] < still)}
 
@@ -320,7 +325,7 @@ def correlation_table(segments: Segments, max_lag: int) -> Dict[str, object]:
 
 
 def eye_responses(signals: Mapping[str, np.ndarray], lids: Optional[Mapping[str, np.ndarray]],
-                  closed: float = 0.6, open_: float = 0.3, window: int = 2, reach: float = 0.8,
+                  closed: float = 0.6, open_: float = 0.5, window: int = 2, reach: float = 0.8,
                   max_delay: int = 15) -> Tuple[List[Dict[str, float]], List[Dict[str, object]]]:
     """(blink responses, wink responses) of a clip's eye events; none without both robot lids."""
     if lids is None:
