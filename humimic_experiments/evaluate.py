@@ -195,9 +195,10 @@ def _num(value: object, digits: int = 2) -> str:
 
 
 def table_rows(rows: Sequence[Tuple[str, Mapping[str, object]]], groups: Sequence[str]) -> List[List[str]]:
-    """Header + one row per (name, figures): r at lag 0 per group, then (best r @ lag frames), blinks, winks."""
-    head = ["clip", "frames", *groups, "best r @ lag (frames), same order", "blinks", "depth", f"≥reach",
-            "delay", "winks one-lid"]
+    """Header + one row per (name, figures): r at lag 0 per group, best r @ lag (frames) per group,
+    blinks (count, median depth, share reaching, median delay, never reached), winks."""
+    head = ["clip", "frames", *groups, "best r @ lag (frames), same order", "blinks", "depth", "≥reach",
+            "delay", "never", "winks one-lid"]
     out = [head]
     for name, f in rows:
         g = f["groups"]
@@ -205,7 +206,8 @@ def table_rows(rows: Sequence[Tuple[str, Mapping[str, object]]], groups: Sequenc
         b, w = f["blinks"], f["winks"]
         out.append([name, str(f["frames"]), *(_num(g[k]["r"]) if k in g else "–" for k in groups), best,
                     str(b.get("count", 0)), _num(b.get("depth_median")), _num(b.get("reached")),
-                    _num(b.get("delay_median"), 1), f"{w['one_lid']}/{w['count']}" if w["count"] else "–"])
+                    _num(b.get("delay_median"), 1), str(b.get("delay_missed", "–")),
+                    f"{w['one_lid']}/{w['count']}" if w["count"] else "–"])
     return out
 
 
@@ -264,8 +266,9 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
                f"joints ({', '.join(topics)}; {'mirrored' if mirror else 'same-side'} pairing), then the best r "
                f"where the robot follows (lag 0..{pairing.max_lag_s:g} s, in frames); blinks: count, median lid "
                f"depth within {int(pairing.blinks['window_frames'])} frames of the person's peak (fraction of "
-               f"neutral -> closed), share reaching {pairing.blinks['reach']:g}, median delay (frames); winks: "
-               f"events where only the closed eye's lid moved / winks.")
+               f"neutral -> closed), share reaching {pairing.blinks['reach']:g}, median delay (frames) to reaching "
+               f"it, blinks where it was never reached within {pairing.max_lag_s:g} s; winks: events where only the "
+               f"closed eye's lid moved / winks.")
     (out / "fidelity.md").write_text(caption + "\n\n" + format_markdown(table) + "\n")
     log(caption)
     log(format_text(table))

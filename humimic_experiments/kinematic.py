@@ -214,18 +214,21 @@ class EyeEvent:
 
 def eye_events(closures: Mapping[str, np.ndarray], closed: float = 0.6, open_: float = 0.5) -> List[EyeEvent]:
     """Eye-closure events of per-eye closures ("R", "L" -> per frame; NaN = no face): runs of frames
-    where an eye is at least ``closed`` shut; a wink when the other eye closed at most ``open_``
-    times as far meanwhile, a blink when both reached ``closed``, else partial."""
+    where an eye is at least ``open_ * closed`` shut with one at least ``closed``; a wink when the
+    other eye closed at most ``open_`` times as far meanwhile, a blink when both reached ``closed``,
+    else partial."""
     c = {eye: np.nan_to_num(np.asarray(closures[eye], float), nan=-np.inf) for eye in "RL"}
-    shut = np.maximum(c["R"], c["L"]) >= closed
+    either = np.maximum(c["R"], c["L"])
     events: List[EyeEvent] = []
-    i = 0
-    while i < shut.size:
-        if not shut[i]:
-            i += 1
+    for i in np.flatnonzero(either >= closed):
+        if events and i <= events[-1].end:
             continue
-        j = i
-        while j + 1 < shut.size and shut[j + 1]:
+        # the event spans the frames around it where an eye is at least open_ * closed shut (hysteresis:
+        # a frame that dips under `closed` does not split a blink in two)
+        i, j = int(i), int(i)
+        while i > 0 and either[i - 1] >= open_ * closed and not (events and i - 1 <= events[-1].end):
+            i -= 1
+        while j + 1 < either.size and either[j + 1] >= open_ * closed:
             j += 1
         depth = {eye: float(c[eye][i:j + 1].max()) for eye in "RL"}
         shut_eyes = [eye for eye in "RL" if depth[eye] >= closed]
@@ -237,7 +240,6 @@ def eye_events(closures: Mapping[str, np.ndarray], closed: float = 0.6, open_: f
             kind = "partial"
         deepest = np.max([c[eye][i:j + 1] for eye in shut_eyes], axis=0)
         events.append(EyeEvent(kind, i, j, i + int(np.argmax(deepest)), depth))
-        i = j + 1
     return events
 
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import load_robot_config
+from humimic_experiments.bag_io import SegmentedBagWriter, deserialize, read_messages, serialize, typestore
 from humimic_experiments.evaluate import evaluate, main
 from humimic_experiments.report import session_metrics
-from humimic_experiments.session import load_session
+from humimic_experiments.session import load_session, stamp_ns
 
-CLIP = "pucker_then_mouth_open.mp4"  # neutral, pucker, mouth wide open (frames 71-148), neutral
+CLIP = "pucker_then_mouth_open.mp4"  # neutral, pucker, mouth wide open (frames 71-148), neutral; 30 fps
+FRAME_NS = 1_000_000_000 // 30
+T = typestore().types
 
 
 def test_evaluation_of_a_real_clip_prints_and_writes_the_table(shared_media, tmp_path):
@@ -28,6 +32,25 @@ def test_evaluation_of_a_real_clip_prints_and_writes_the_table(shared_media, tmp
     assert table[0].split()[:3] == ["clip", "frames", "jaw"] and table[-1].startswith("pooled")
     assert json.loads((tmp_path / "fidelity.json").read_text())["clips"][0]["clip"] == CLIP
     assert "| pooled |" in (tmp_path / "fidelity.md").read_text()
+
+    # a recording with servo states is measured on them, as recorded: here the re-run's commands
+    # reached by the servos two frames later
+    live = tmp_path / "live"
+    with SegmentedBagWriter(live, "mcap", split_seconds=3600.0) as bag:
+        for m in read_messages(tmp_path / "reruns" / CLIP):
+            bag.write(m.topic, m.msgtype, m.timestamp, m.data)
+            if m.topic == "/joint_commands":
+                msg = deserialize(m)
+                stamp = stamp_ns(msg) + 2 * FRAME_NS
+                header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](
+                    sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="")
+                state = T["sensor_msgs/msg/JointState"](header=header, name=msg.name, position=msg.position,
+                                                        velocity=msg.velocity, effort=msg.effort)
+                bag.write("/joint_states", m.msgtype, stamp, serialize(state, m.msgtype))
+    recorded = evaluate([str(live)], tmp_path / "live_eval", log=lambda line: None)["clips"][0]
+    assert recorded["robot_topic"] == "/joint_states" and recorded["frames"] == 216
+    assert recorded["groups"]["jaw"]["lag_frames"] == clip["groups"]["jaw"]["lag_frames"] + 2
+    assert recorded["groups"]["jaw"]["best_r"] == pytest.approx(clip["groups"]["jaw"]["best_r"], abs=0.01)
 
 
 def test_a_wrong_sign_in_the_mapping_shows_in_the_kinematic_measure_not_in_the_au_figure(shared_media, tmp_path):

@@ -90,10 +90,10 @@ def test_blinks_and_winks_are_found_relative_to_the_person_and_looking_down_is_n
     left[150:160] *= 0.6                             # looking down: the lids 40 % lower, no closure
     left[[60, 61]] = np.nan                          # no face for two frames
     right[270:272], left[270:272] = 0.12 * 1.7 * 0.3, 0.12 * 0.55  # one eye 70 % shut, the other 45 %: no wink
+    right[122], left[122] = 0.12 * 1.7 * 0.5, 0.12 * 0.5  # a blink that opens to half for a frame: still one
     closures = {"R": k.closure(right), "L": k.closure(left)}
     events = k.eye_events(closures)
-    # each event from the first frame at least 60 % shut (the second of each closure)
-    assert [(e.kind, e.start) for e in events] == [("blink", 41), ("blink", 121), ("wink_R", 201), ("wink_L", 251),
+    assert [(e.kind, e.start) for e in events] == [("blink", 40), ("blink", 120), ("wink_R", 200), ("wink_L", 250),
                                                    ("partial", 270)]
     assert events[0].peak == 41 and events[0].depth["R"] == pytest.approx(0.95, abs=0.06)
 
