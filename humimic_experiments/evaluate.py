@@ -138,6 +138,16 @@ class Pairing:
     pairs: List[kinematic.Pair]
     max_lag_s: float
     blinks: Dict[str, float]
+    each_joint: Tuple[str, ...] = ()  # groups whose joints also get a column of their own
+
+    def columns(self) -> List[Tuple[str, str]]:
+        """The table's figures in order: ("joint", name) and ("group", name)."""
+        out: List[Tuple[str, str]] = []
+        for group in dict.fromkeys(p.group for p in self.pairs):
+            if group in self.each_joint:
+                out += [("joint", p.joint) for p in self.pairs if p.group == group]
+            out.append(("group", group))
+        return out
 
 
 def load_pairing(path: str | Path, config: RobotConfig, mirror: bool) -> Pairing:
@@ -152,7 +162,11 @@ def load_pairing(path: str | Path, config: RobotConfig, mirror: bool) -> Pairing
     lag = data.get("max_lag_s", 0.5)
     if not (isinstance(lag, (int, float)) and 0 <= lag <= 5):
         raise ValueError(f"{path}: max_lag_s must be seconds in [0, 5], got {lag!r}")
-    return Pairing(pairs, float(lag), {k: float(v) for k, v in blinks.items()})
+    each_joint = data.get("each_joint") or []
+    unknown = [g for g in each_joint if g not in data["groups"]] if isinstance(each_joint, list) else each_joint
+    if unknown:
+        raise ValueError(f"{path}: each_joint must list groups of the pairing, got {unknown!r}")
+    return Pairing(pairs, float(lag), {k: float(v) for k, v in blinks.items()}, tuple(each_joint))
 
 
 def measure(recording: Recording, pairing: Pairing, config: RobotConfig) -> Tuple[Dict[str, object], kinematic.Segments]:
@@ -194,17 +208,19 @@ def _num(value: object, digits: int = 2) -> str:
     return "–" if not isinstance(value, (int, float)) or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def table_rows(rows: Sequence[Tuple[str, Mapping[str, object]]], groups: Sequence[str]) -> List[List[str]]:
-    """Header + one row per (name, figures): r at lag 0 per group, best r @ lag (frames) per group,
-    blinks (count, median depth, share reaching, median delay, never reached), winks."""
-    head = ["clip", "frames", *groups, "best r @ lag (frames), same order", "blinks", "depth", "≥reach",
-            "delay", "never", "winks one-lid"]
+def table_rows(rows: Sequence[Tuple[str, Mapping[str, object]]], columns: Sequence[Tuple[str, str]]) -> List[List[str]]:
+    """Header + one row per (name, figures): r at lag 0 per column (Pairing.columns), best r @ lag
+    (frames) per column, blinks (count, median depth, share reaching, median delay, never reached), winks."""
+    head = ["clip", "frames", *(name for _, name in columns), "best r @ lag (frames), same order", "blinks",
+            "depth", "≥reach", "delay", "never", "winks one-lid"]
     out = [head]
     for name, f in rows:
-        g = f["groups"]
-        best = " ".join(f"{_num(g[k]['best_r'])}@{g[k]['lag_frames']}" if k in g else "–" for k in groups)
+        found = {("group", k): v for k, v in f["groups"].items()}
+        found.update({("joint", p["joint"]): p for p in f["pairs"]})
+        cells = [found.get(c) for c in columns]
+        best = " ".join(f"{_num(c['best_r'])}@{c['lag_frames']}" if c else "–" for c in cells)
         b, w = f["blinks"], f["winks"]
-        out.append([name, str(f["frames"]), *(_num(g[k]["r"]) if k in g else "–" for k in groups), best,
+        out.append([name, str(f["frames"]), *(_num(c["r"]) if c else "–" for c in cells), best,
                     str(b.get("count", 0)), _num(b.get("depth_median")), _num(b.get("reached")),
                     _num(b.get("delay_median"), 1), str(b.get("delay_missed", "–")),
                     f"{w['one_lid']}/{w['count']}" if w["count"] else "–"])
@@ -255,8 +271,7 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
         raise ValueError("no clip to evaluate (none of the clips given exists)")
     lag = max(f["max_lag_frames"] for f, _ in results)
     total = pooled(results, lag, pairing.blinks["reach"])
-    groups = list(dict.fromkeys(p.group for p in pairing.pairs))
-    table = table_rows(rows + [("pooled", total)], groups)
+    table = table_rows(rows + [("pooled", total)], pairing.columns())
     topics = sorted({f["robot_topic"] for f, _ in results})
     report = {"robot_topics": topics, "mirror": mirror, "pairs": [vars(p) for p in pairing.pairs],
               "clips": [f for f, _ in results], "pooled": total}

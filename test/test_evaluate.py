@@ -29,7 +29,8 @@ def test_evaluation_of_a_real_clip_prints_and_writes_the_table(shared_media, tmp
     assert report["pooled"]["groups"]["jaw"]["r"] == clip["groups"]["jaw"]["r"]  # one clip: the same figure
     assert any("skipped no_such_clip.mp4" in line for line in printed)
     table = printed[-1].splitlines()
-    assert table[0].split()[:3] == ["clip", "frames", "jaw"] and table[-1].startswith("pooled")
+    assert table[0].split()[:6] == ["clip", "frames", "jaw", "upper_lid_left", "upper_lid_right", "upper_lids"]
+    assert table[-1].startswith("pooled")
     assert json.loads((tmp_path / "fidelity.json").read_text())["clips"][0]["clip"] == CLIP
     assert "| pooled |" in (tmp_path / "fidelity.md").read_text()
 
