@@ -255,14 +255,16 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
             log(f"humimic-eval: skipped {spec}: not a path, nor in {shared_media_dir()} or {media_dir()}")
         else:
             clips.append(clip)
+    sources = {clip: clip.path if clip.path.is_dir() else out / "reruns" / clip.label.replace("@", "_from_")
+               for clip in clips}
+    stale = [str(s) for c, s in sources.items() if s != c.path and s.exists() and not reuse]
+    if stale:
+        raise ValueError(f"re-runs already in {out} ({', '.join(stale)}): pass --reuse to measure them "
+                         f"again, or another --out")
     results, rows = [], []
-    for clip in clips:
-        if clip.path.is_dir():
-            source = clip.path
-        else:
-            source = out / "reruns" / clip.label.replace("@", "_from_")
-            if not (reuse and (source / "metrics.json").is_file()):
-                rerun(clip.path, source, params_file, config, write_images=False, start_frame=clip.start)
+    for clip, source in sources.items():
+        if source != clip.path and not (source / "metrics.json").is_file():
+            rerun(clip.path, source, params_file, config, write_images=False, start_frame=clip.start)
         figures, segments = measure(load_recording(source), pairing, config)
         results.append(({"clip": clip.label, "source": str(clip.path), "start_frame": clip.start, **figures},
                         segments))
@@ -299,7 +301,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--params-file", default=None, help="node parameter file (default config/humimic.yaml)")
     parser.add_argument("--robot-config", default=str(config_file("robot_face.yaml")), help="robot config YAML")
     parser.add_argument("--pairing", default=str(config_file("fidelity.yaml")), help="joint/signal pairing YAML")
-    parser.add_argument("--reuse", action="store_true", help="measure re-runs already in --out instead of redoing them")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the re-runs already in --out (made with the same settings) instead of redoing them")
     args = parser.parse_args(argv)
     try:
         evaluate(args.clips, args.out, args.params_file, load_robot_config(args.robot_config), args.pairing,

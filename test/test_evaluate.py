@@ -19,7 +19,7 @@ FRAME_NS = 1_000_000_000 // 30
 T = typestore().types
 
 
-def test_evaluation_of_a_real_clip_prints_and_writes_the_table(shared_media, tmp_path):
+def test_evaluation_of_a_real_clip_prints_and_writes_the_table(shared_media, tmp_path, capsys):
     printed = []
     report = evaluate([CLIP, "no_such_clip.mp4"], tmp_path, log=printed.append)
     clip = report["clips"][0]
@@ -33,6 +33,9 @@ def test_evaluation_of_a_real_clip_prints_and_writes_the_table(shared_media, tmp
     assert table[-1].startswith("pooled")
     assert json.loads((tmp_path / "fidelity.json").read_text())["clips"][0]["clip"] == CLIP
     assert "| pooled |" in (tmp_path / "fidelity.md").read_text()
+    assert main([CLIP, "--out", str(tmp_path)]) == 2 and "pass --reuse" in capsys.readouterr().err
+    again = evaluate([CLIP], tmp_path, reuse=True, log=lambda line: None)["clips"][0]
+    assert again["groups"]["jaw"] == clip["groups"]["jaw"]
 
     # a recording with servo states is measured on them, as recorded: here the re-run's commands
     # reached by the servos two frames later
