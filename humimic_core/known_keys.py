@@ -1,4 +1,5 @@
-"""One line for a name a config does not know: the path, a close match and the known names."""
+"""Config errors in one line: a name a config does not know (the path, a close match and the known
+names) and a YAML parse error."""
 from __future__ import annotations
 
 import difflib
@@ -18,3 +19,10 @@ def check_keys(raw: Mapping, known: Iterable[str], where: str, error: Type[Excep
     for key in raw:
         if key not in names:
             raise error(unknown(f"{where}.{key}" if where else str(key), key, names))
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parse error in one line: ``line 3, column 7: <problem>``."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem

@@ -16,7 +16,7 @@ import yaml
 from humimic_driver.control_tables import (BAUD_CODES, MAX_PROFILE_ACCELERATION, MAX_RETURN_DELAY,
                                            RAD_PER_TICK, RAD_S2_PER_ACCELERATION_UNIT, RETURN_DELAY_UNIT_S,
                                            ModelSpec, model)
-from humimic_core.known_keys import check_keys
+from humimic_core.known_keys import check_keys, yaml_problem
 from humimic_retarget.mapping_config import (Constraints, MappingConfig, MappingError, parse_constraints,
                                              parse_mapping)
 
@@ -290,5 +290,5 @@ def load_robot_config(path: str | Path) -> RobotConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     return parse_robot_config(data, str(path))
