@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -135,6 +135,15 @@ class Monitor:
         rclpy.try_shutdown()
 
 
+def log_warnings(path: Path, limit: int = 5) -> List[str]:
+    """The last ``limit`` warning lines of a node's log, without the level and time stamp."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line.split("]: ", 1)[-1] for line in lines if line.startswith("[WARN]")][-limit:]
+
+
 def draw(record: RunRecord, path: Path) -> None:
     """Frames with landmarks (top) beside joint positions and action units over time."""
     import matplotlib
@@ -249,6 +258,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "latency_bus_write_driver": {k: v for k, v in monitor.diagnostics.items() if "latency" in k},
         "cpu_percent_of_one_core": cpu,
         "exit_codes": codes,
+        "camera_warnings": log_warnings(out / "logs" / "camera.log"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     draw(record, out / "demo.png")
@@ -269,6 +279,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"frames: {record.frames}, with a face: {record.frames_with_face}"
           + (" (interrupted)" if interrupted else ""))
     print(f"wrote {out / 'summary.json'} and {out / 'demo.png'}")
+    for line in summary["camera_warnings"]:  # a truncated video, undecodable frames
+        print(f"humimic-demo: camera: {line}", file=sys.stderr)
     for name, code in failed.items():
         print(f"humimic-demo: {name} exited with code {code} (see {out / 'logs' / (name + '.log')})", file=sys.stderr)
     if interrupted:
