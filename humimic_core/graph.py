@@ -194,7 +194,6 @@ def add_camera_subscriber(specs: List[ProcessSpec]) -> None:
             spec.parameters["min_subscribers"] = int(current) + 1
 
 
-
 class InputError(ValueError):
     """A bad input found before any process starts; the message is one line naming it."""
 
@@ -269,7 +268,7 @@ def _robot_config(path: str) -> Any:
     return config
 
 
-def _check_video(spec: str, field: str) -> None:
+def _check_video(spec: str, what: str) -> None:
     from humimic_perception.frame_source import FrameSource, FrameSourceError, resolve
 
     try:
@@ -279,15 +278,15 @@ def _check_video(spec: str, field: str) -> None:
         elif not Path(f"/dev/video{target}" if isinstance(target, int) else target).exists():
             raise FrameSourceError(f"no camera {spec!r} (no such device)")
     except FrameSourceError as exc:
-        raise InputError(f"{field}: {exc}") from None
+        raise InputError(f"{what}: {exc}") from None
 
 
-def _check_serial_port(port: str, field: str) -> None:
+def _check_serial_port(port: str, what: str) -> None:
     if not Path(port).exists():
-        raise InputError(f"{field}: serial port {port}: no such device (is the adapter plugged in? sim:=true "
+        raise InputError(f"{what}: serial port {port}: no such device (is the adapter plugged in? sim:=true "
                          "emulates the bus)")
     if not os.access(port, os.R_OK | os.W_OK):
-        raise InputError(f"{field}: serial port {port}: permission denied (add the user to the dialout group)")
+        raise InputError(f"{what}: serial port {port}: permission denied (add the user to the dialout group)")
 
 
 def validate_inputs(values: Mapping[str, str]) -> None:
@@ -312,6 +311,6 @@ def validate_inputs(values: Mapping[str, str]) -> None:
         _check_video(source, "video" if args["video"] else f"{params_file}: camera.source")
     if not flags["sim"]:
         port = node_parameters(params_file, "dynamixel_driver").get("port")
-        field = ("serial_port" if args["serial_port"] else f"{params_file}: dynamixel_driver.port" if port
-                 else f"robot config {paths['dynamixel_driver']}: bus.port")
-        _check_serial_port(args["serial_port"] or port or configs[paths["dynamixel_driver"]].bus.port, field)
+        what = ("serial_port" if args["serial_port"] else f"{params_file}: dynamixel_driver.port" if port
+                else f"robot config {paths['dynamixel_driver']}: bus.port")
+        _check_serial_port(args["serial_port"] or port or configs[paths["dynamixel_driver"]].bus.port, what)

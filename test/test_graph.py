@@ -82,7 +82,8 @@ BAD_INPUTS = {
     "broken robot YAML": (["--robot-config", "ROBOT"], {"ROBOT": "servos: [\n"}, "ROBOT: not valid YAML: line "),
     "missing robot config": (["--robot-config", "/nonexistent/robot.yaml"], {},
                              "cannot read robot config /nonexistent/robot.yaml"),
-    "unknown parameter": (["--params-file", "PARAMS"], {"PARAMS": "retarget:\n  ros__parameters:\n    max_velocty: 2.0\n"},
+    "unknown parameter": (["--params-file", "PARAMS"],
+                          {"PARAMS": "retarget:\n  ros__parameters:\n    max_velocty: 2.0\n"},
                           "params_file PARAMS: retarget.ros__parameters.max_velocty: unknown parameter "
                           "(did you mean max_velocity?"),
     "integer for a float": (["--params-file", "PARAMS"], {"PARAMS": "camera:\n  ros__parameters:\n    fps: 30\n"},
@@ -130,15 +131,16 @@ def test_good_inputs_pass():
 def test_bad_input_ends_the_program_before_start(tmp_path, capsys, program, cases):
     """humimic-run / ./run demo: one line on stderr, exit code 2, nothing started, well under 2 s."""
     figures = []
+    demo = program.endswith("demo")
+    prog = "humimic-demo" if demo else "humimic-run"
     for case in cases:
         args, line = _bad_input(tmp_path, case)
+        out = ["--out", str(tmp_path / "out")] if demo else ["--log-dir", str(tmp_path / "out")]
         start = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", program, *args, "--out", str(tmp_path / "out")][
-                              : None if program.endswith("demo") else -2], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-m", program, *args, *out], capture_output=True, text=True,
                               timeout=60)
         seconds = time.monotonic() - start
         figures.append(f"{case} {seconds:.2f} s")
-        prog = "humimic-demo" if program.endswith("demo") else "humimic-run"
         assert done.returncode == 2, (case, done.stderr)
         assert done.stderr.splitlines() == [f"{prog}: {done.stderr[len(prog) + 2:].strip()}"], done.stderr
         assert done.stderr.startswith(f"{prog}: {line}"), done.stderr
