@@ -199,10 +199,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argument_parser(__doc__.split("\n")[0])
     parser.add_argument("--out", default="out/demo", help="folder for summary.json, demo.png and logs")
     parser.add_argument("--timeout", type=float, default=120.0, help="stop after this many seconds anyway")
+    parser.add_argument("--check", action="store_true", help="only check the inputs (exit 0: usable, 2: not)")
     args = parser.parse_args(argv)
     values = launch_values(args)
     error = preflight(values, "humimic-demo")
-    if error:
+    if error or args.check:
         return error
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
