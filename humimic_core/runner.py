@@ -195,7 +195,7 @@ class Pipeline:
                 interrupt(self.processes[name], STOP_GRACE)
         finally:
             if main:
-                signal.signal(signal.SIGINT, previous)
+                signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
         return {n: p.returncode for n, p in self.processes.items()}
 
 
