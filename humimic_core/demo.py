@@ -196,6 +196,15 @@ def draw(record: RunRecord, path: Path) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The demo; Ctrl-C outside the run itself (set-up, drawing) also ends it quietly with 130."""
+    try:
+        return run_demo(argv)
+    except KeyboardInterrupt:
+        print("\nhumimic-demo: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def run_demo(argv: Optional[Sequence[str]] = None) -> int:
     parser = argument_parser(__doc__.split("\n")[0])
     parser.add_argument("--out", default="out/demo", help="folder for summary.json, demo.png and logs")
     parser.add_argument("--timeout", type=float, default=120.0, help="stop after this many seconds anyway")
