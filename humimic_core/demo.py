@@ -12,14 +12,14 @@ import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from humimic_core.graph import add_camera_subscriber, imitation_graph, process_environment
-from humimic_core.runner import Pipeline, argument_parser, launch_values
+from humimic_core.monitor_stats import RunRecord
+from humimic_core.runner import INTERRUPTED, Pipeline, argument_parser, launch_values, preflight
 
 TOPICS = ("/camera/image_raw", "/face/action_units", "/joint_commands", "/driver/written_goals", "/joint_states")
 #: joints drawn in the picture
@@ -64,34 +64,23 @@ class CpuMeter:
         return out
 
 
-def percentiles(values: Sequence[float]) -> Dict[str, float]:
-    if not values:
-        return {"n": 0}
-    a = np.asarray(values)
-    return {"n": int(a.size), "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
-            "max_ms": float(a.max())}
-
-
 class Monitor:
-    """An rclpy node that watches the pipeline's topics and keeps what the report needs."""
+    """An rclpy node that watches the pipeline's topics into a RunRecord (bounded memory)."""
 
     def __init__(self) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.signals import SignalHandlerOptions
         from sensor_msgs.msg import Image, JointState
 
         from humimic_core.ros_util import RECORDER_RELIABLE_QOS as RELIABLE_QOS, RECORDER_SENSOR_QOS as SENSOR_QOS
 
-        rclpy.init()
+        # Ctrl-C raises KeyboardInterrupt (the demo stops the pipeline and prints its summary)
+        # instead of shutting rclpy down under the monitor
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node("humimic_demo_monitor")
-        self.times: Dict[str, List[float]] = defaultdict(list)
-        self.latency_ms: Dict[str, List[float]] = defaultdict(list)
-        self.joints: List[tuple] = []
-        self.commands: List[tuple] = []
-        self.aus: List[tuple] = []
-        self.snapshots: List[tuple] = []
+        self.record = RunRecord(TOPICS)
         self.diagnostics: Dict[str, str] = {}
-        self.first_frame: Optional[float] = None
         sub = self.node.create_subscription
         sub(Image, "/camera/image_raw", lambda m: self._seen("/camera/image_raw", m), SENSOR_QOS)
         sub(Image, "/face/debug_image", self._debug_image, SENSOR_QOS)
@@ -103,33 +92,29 @@ class Monitor:
 
     def _seen(self, topic: str, msg) -> float:
         now = time.time()
-        if self.first_frame is None and topic == "/camera/image_raw":
-            self.first_frame = now
-        self.times[topic].append(now)
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        if topic != "/joint_states":
-            self.latency_ms[topic].append((now - stamp) * 1e3)
+        self.record.message(topic, stamp, now, latency=topic != "/joint_states")
         return now
 
     def _action_units(self, msg) -> None:
         now = self._seen("/face/action_units", msg)
-        self.aus.append((now, dict(zip(msg.name, msg.position))))
+        self.record.action_units(now, dict(zip(msg.name, msg.position)))
 
     def _command(self, msg) -> None:
         now = self._seen("/joint_commands", msg)
-        self.commands.append((now, dict(zip(msg.name, msg.position))))
+        self.record.commands.add((now, dict(zip(msg.name, msg.position))))
 
     def _joint_states(self, msg) -> None:
         now = self._seen("/joint_states", msg)
-        self.joints.append((now, dict(zip(msg.name, msg.position))))
+        self.record.joints.add((now, dict(zip(msg.name, msg.position))))
 
     def _debug_image(self, msg) -> None:
         now = time.time()
-        if self.snapshots and now - self.snapshots[-1][0] < 1.0:
+        if not self.record.wants_snapshot(now):
             return
         img = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width * 3]
         img = img.reshape(msg.height, msg.width, 3)[::2, ::2, ::-1].copy()  # half size, BGR -> RGB
-        self.snapshots.append((now, img))
+        self.record.snapshots.add((now, img))
 
     def _diagnostics(self, msg) -> None:
         for status in msg.status:
@@ -150,27 +135,28 @@ class Monitor:
         rclpy.try_shutdown()
 
 
-def rates(times: Dict[str, List[float]]) -> Dict[str, float]:
-    """Messages per second of each topic while the camera streamed (first to last frame), so the
-    driver's start-up moves and the glide to neutral after the clip do not count."""
-    frames = times.get(TOPICS[0], [])
-    if len(frames) < 2 or frames[-1] <= frames[0]:
-        return {topic: 0.0 for topic in TOPICS}
-    start, end = frames[0], frames[-1]
-    return {topic: sum(start <= t <= end for t in times.get(topic, [])) / (end - start) for topic in TOPICS}
+def log_warnings(path: Path, limit: int = 5) -> List[str]:
+    """The last ``limit`` warning lines of a node's log, without the level and time stamp."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line.split("]: ", 1)[-1] for line in lines if line.startswith("[WARN]")][-limit:]
 
 
-def draw(monitor: Monitor, path: Path) -> None:
+def draw(record: RunRecord, path: Path) -> None:
     """Frames with landmarks (top) beside joint positions and action units over time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t0 = min([monitor.first_frame or math.inf] + [t for t, _ in monitor.snapshots[:1]])
+    shots = record.snapshots.items
+    t0 = min([record.first_frame or math.inf] + [t for t, _ in shots[:1]])
+    if not math.isfinite(t0):
+        t0 = min([t for t, _ in record.joints.items[:1]] or [0.0])
     fig = plt.figure(figsize=(16, 10), constrained_layout=True)
     grid = fig.add_gridspec(3, SNAPSHOTS)
-    shots = monitor.snapshots
     picks = [shots[int(i)] for i in np.linspace(0, len(shots) - 1, min(SNAPSHOTS, len(shots)))] if shots else []
     for k, (t, img) in enumerate(picks):
         ax = fig.add_subplot(grid[0, k])
@@ -179,10 +165,10 @@ def draw(monitor: Monitor, path: Path) -> None:
         ax.axis("off")
     ax = fig.add_subplot(grid[1, :])
     for joint in PLOT_JOINTS:
-        pts = [(t - t0, js[joint]) for t, js in monitor.joints if joint in js]
+        pts = [(t - t0, js[joint]) for t, js in record.joints.items if joint in js]
         if pts:
             line, = ax.plot(*zip(*pts), label=f"{joint} (state)")
-            cmd = [(t - t0, c[joint]) for t, c in monitor.commands if joint in c]
+            cmd = [(t - t0, c[joint]) for t, c in record.commands.items if joint in c]
             if cmd:
                 ax.plot(*zip(*cmd), "--", color=line.get_color(), alpha=0.5, linewidth=0.8)
     for t, _ in picks:
@@ -192,12 +178,13 @@ def draw(monitor: Monitor, path: Path) -> None:
     ax.legend(loc="upper right", fontsize=8, ncol=3)
     ax = fig.add_subplot(grid[2, :], sharex=ax)
     # the AUs that move most: a picture of all 17 would hide them
-    codes = sorted({c for _, au in monitor.aus for c in au})
-    spread = {c: np.std([au[c] for _, au in monitor.aus if c in au]) for c in codes}
+    aus = record.aus.items
+    codes = sorted({c for _, au in aus for c in au})
+    spread = {c: np.std([au[c] for _, au in aus if c in au]) for c in codes}
     for code in sorted(sorted(codes, key=lambda c: -spread[c])[:PLOT_AUS]):
-        pts = [(t - t0, au[code]) for t, au in monitor.aus if code in au]
+        pts = [(t - t0, au[code]) for t, au in aus if code in au]
         ax.plot(*zip(*pts), label=code, linewidth=0.9)
-    no_face = [t - t0 for t, au in monitor.aus if not au]
+    no_face = [t - t0 for t, au in aus if not au]
     if no_face:
         ax.plot(no_face, [-0.2] * len(no_face), "k|", label="no face")
     ax.set_xlim(left=-0.5)
@@ -209,20 +196,36 @@ def draw(monitor: Monitor, path: Path) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The demo; Ctrl-C outside the run itself (set-up, drawing) also ends it quietly with 130."""
+    try:
+        return run_demo(argv)
+    except KeyboardInterrupt:
+        print("\nhumimic-demo: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def run_demo(argv: Optional[Sequence[str]] = None) -> int:
     parser = argument_parser(__doc__.split("\n")[0])
     parser.add_argument("--out", default="out/demo", help="folder for summary.json, demo.png and logs")
     parser.add_argument("--timeout", type=float, default=120.0, help="stop after this many seconds anyway")
+    parser.add_argument("--check", action="store_true", help="only check the inputs (exit 0: usable, 2: not)")
     args = parser.parse_args(argv)
+    values = launch_values(args)
+    error = preflight(values, "humimic-demo")
+    if error or args.check:
+        return error
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    values = launch_values(args)
     specs = imitation_graph(values, include_external=False)
     add_camera_subscriber(specs)  # the monitor sees the first frame too
     os.environ.update(process_environment(os.environ))  # the monitor's DDS transports match the nodes'
     monitor = Monitor()
+    record = monitor.record
     pipeline = Pipeline(specs, out / "logs")
     meter = CpuMeter()
     last_sample = [0.0]
+    wall_start: Optional[float] = None
+    interrupted = False
 
     def sampled(done) -> bool:
         if time.time() - last_sample[0] >= 0.5:
@@ -239,31 +242,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         monitor.spin_until(lambda: False, 1.0)
         pipeline.start()
         print(f"humimic-demo: started {', '.join(pipeline.processes)} (logs in {out / 'logs'})", flush=True)
-        monitor.spin_until(lambda: monitor.first_frame is not None or pipeline.failed(), 60.0)
+        monitor.spin_until(lambda: record.first_frame is not None or pipeline.failed(), 60.0)
         wall_start = time.time()
         camera = pipeline.processes["camera"]
         monitor.spin_until(lambda: sampled(lambda: camera.poll() is not None or pipeline.failed()), args.timeout)
-        wall = time.time() - wall_start
         monitor.spin_until(lambda: False, 2.0)  # the robot glides back to neutral
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nhumimic-demo: interrupted; stopping the pipeline (the driver moves the servos to neutral)",
+              file=sys.stderr, flush=True)
     finally:
+        wall = time.time() - wall_start if wall_start is not None else 0.0
         codes = pipeline.stop()
         monitor.close()
     failed = {n: c for n, c in codes.items() if c not in (0, None)}
     cpu = meter.percent()
-    frames = len(monitor.times["/camera/image_raw"])
     summary = {
         "video": values["video"] or "sample (camera.source of config/humimic.yaml)",
-        "frames_received": frames,
-        "frames_with_face": sum(1 for _, au in monitor.aus if au),
+        "interrupted": interrupted,
+        "frames_received": record.frames,
+        "frames_with_face": record.frames_with_face,
         "duration_s": round(wall, 2),
-        "rates_hz": {k: round(v, 2) for k, v in rates(monitor.times).items()},
-        "latency_from_camera_stamp": {t: percentiles(v) for t, v in monitor.latency_ms.items()},
+        "rates_hz": {k: round(v, 2) for k, v in record.rates().items()},
+        "latency_from_camera_stamp": {t: h.summary() for t, h in record.latency.items()},
         "latency_bus_write_driver": {k: v for k, v in monitor.diagnostics.items() if "latency" in k},
         "cpu_percent_of_one_core": cpu,
         "exit_codes": codes,
+        "camera_warnings": log_warnings(out / "logs" / "camera.log"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    draw(monitor, out / "demo.png")
+    draw(record, out / "demo.png")
     print(f"\n{'topic':28s} {'rate (Hz)':>10s} {'latency p50 (ms)':>17s} {'p99 (ms)':>9s}")
     for topic in TOPICS:
         lat = summary["latency_from_camera_stamp"].get(topic, {})
@@ -271,14 +279,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p99 = f"{lat['p99_ms']:.1f}" if lat.get("n") and topic != "/joint_states" else "-"
         print(f"{topic:28s} {summary['rates_hz'][topic]:10.1f} {p50:>17s} {p99:>9s}")
     print("end-to-end = camera stamp -> /driver/written_goals (driver's bus write, +1 DDS hop)")
+    ignored = {t: h.ignored for t, h in record.latency.items() if h.ignored}
+    if ignored:
+        print("latency: ignored absurd stamps (negative or > 10 s): "
+              + ", ".join(f"{t} {n}" for t, n in ignored.items()))
     for key, value in summary["latency_bus_write_driver"].items():
         print(f"driver-measured {key}: {value}")
     print("CPU % of one core: " + ", ".join(f"{n} {c}" for n, c in cpu.items()))
-    print(f"frames: {frames}, with a face: {summary['frames_with_face']}")
+    print(f"frames: {record.frames}, with a face: {record.frames_with_face}"
+          + (" (interrupted)" if interrupted else ""))
     print(f"wrote {out / 'summary.json'} and {out / 'demo.png'}")
+    for line in summary["camera_warnings"]:  # a truncated video, undecodable frames
+        print(f"humimic-demo: camera: {line}", file=sys.stderr)
     for name, code in failed.items():
         print(f"humimic-demo: {name} exited with code {code} (see {out / 'logs' / (name + '.log')})", file=sys.stderr)
-    return 1 if failed or frames == 0 else 0
+    if interrupted:
+        return INTERRUPTED
+    return 1 if failed or record.frames == 0 else 0
 
 
 if __name__ == "__main__":

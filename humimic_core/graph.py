@@ -6,14 +6,17 @@ an empty argument changes nothing, so no default is copied here from config/*.ya
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
+from humimic_core.channels import PUBLISHED
+from humimic_core.known_keys import unknown, yaml_problem
 from humimic_core.paths import config_file, share_dir
-from humimic_core.robot_config import load_robot_config
+from humimic_core.robot_config import ConfigError, load_robot_config
 
 #: name -> (default, description) of every launch argument (and `humimic-run` option).
 LAUNCH_ARGUMENTS: Dict[str, Tuple[str, str]] = {
@@ -97,10 +100,7 @@ def _typed(text: str, kind: type, name: str) -> Any:
     return text
 
 
-def node_parameters(params_file: str | Path, node: str) -> Dict[str, Any]:
-    """The `ros__parameters` of one node in a ROS 2 parameter file, nested maps flattened into
-    dotted names as ROS does (smoothing: {enabled: true} -> "smoothing.enabled")."""
-    data = yaml.safe_load(Path(params_file).read_text()) or {}
+def _flatten(params: Any) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
 
     def flatten(prefix: str, value: Any) -> None:
@@ -110,8 +110,15 @@ def node_parameters(params_file: str | Path, node: str) -> Dict[str, Any]:
         else:
             out[prefix[:-1]] = value
 
-    flatten("", (data.get(node) or {}).get("ros__parameters") or {})
+    flatten("", params or {})
     return out
+
+
+def node_parameters(params_file: str | Path, node: str) -> Dict[str, Any]:
+    """The `ros__parameters` of one node in a ROS 2 parameter file, nested maps flattened into
+    dotted names as ROS does (smoothing: {enabled: true} -> "smoothing.enabled")."""
+    data = yaml.safe_load(Path(params_file).read_text()) or {}
+    return _flatten((data.get(node) or {}).get("ros__parameters"))
 
 
 def resolve_arguments(values: Mapping[str, str]) -> Dict[str, str]:
@@ -186,3 +193,124 @@ def add_camera_subscriber(specs: List[ProcessSpec]) -> None:
                 current = node_parameters(spec.params_file, "camera").get("min_subscribers", 1)
             spec.parameters["min_subscribers"] = int(current) + 1
 
+
+class InputError(ValueError):
+    """A bad input found before any process starts; the message is one line naming it."""
+
+
+#: Parameters a node declares besides those of the package's config/humimic.yaml, by type
+#: ("*": every node; a name ending in "." is a prefix).
+EXTRA_PARAMETERS: Dict[str, Dict[str, Optional[type]]] = {
+    "*": {"use_sim_time": bool, "start_type_description_service": bool, "qos_overrides.": None},
+    "dynamixel_driver": {"port": str, "baud_rate": int},
+    "retarget": {"mirror": bool, **{f"gains.{c}": float for c in PUBLISHED}},
+}
+
+
+def _type_name(kind: type) -> str:
+    return {bool: "true or false", int: "an integer", float: "a floating-point number (e.g. 1.0; ROS refuses "
+            "an integer here)", str: "a string", list: "a list"}.get(kind, kind.__name__)
+
+
+def known_parameters() -> Dict[str, Dict[str, Optional[type]]]:
+    """node -> parameter -> type (None = any) of every node the package's parameter file names."""
+    shipped = yaml.safe_load(config_file("humimic.yaml").read_text())
+    known = {}
+    for node, entry in shipped.items():
+        types = {name: type(value) for name, value in _flatten(entry["ros__parameters"]).items()}
+        known[node] = {**types, **EXTRA_PARAMETERS["*"], **EXTRA_PARAMETERS.get(node, {})}
+    return known
+
+
+def _parameter_type(known: Mapping[str, Optional[type]], name: str) -> Tuple[bool, Optional[type]]:
+    if name in known:
+        return True, known[name]
+    return any(k.endswith(".") and name.startswith(k) for k in known), None
+
+
+def check_parameter_file(path: str | Path) -> None:
+    """Every node name and parameter of a parameter file is one the package knows, of its type
+    (as ROS would refuse it, or silently ignore an unknown one); InputError names the first that is not."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise InputError(f"params_file {path}: cannot read it ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"params_file {path}: not valid YAML: {yaml_problem(exc)}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"params_file {path}: expected node names at the top level")
+    known = known_parameters()
+    nodes = sorted(known)
+    for node, entry in data.items():
+        if node not in known and node != "/**":
+            raise InputError(f"params_file {path}: {unknown(str(node), node, nodes, 'node')}")
+        if not isinstance(entry, dict) or set(entry) != {"ros__parameters"}:
+            raise InputError(f"params_file {path}: {node}: expected only ros__parameters")
+        accepted = known.get(node) or {k: v for n in known.values() for k, v in n.items()}
+        for name, value in _flatten(entry["ros__parameters"]).items():
+            where = f"{node}.ros__parameters.{name}"
+            found, kind = _parameter_type(accepted, name)
+            if not found:
+                names = sorted(k for k in accepted if not k.endswith(".") and not k.startswith("gains."))
+                raise InputError(f"params_file {path}: {unknown(where, name, names, 'parameter')}")
+            if kind is not None and not (type(value) is kind or (kind is list and isinstance(value, list))):
+                raise InputError(f"params_file {path}: {where}: expected {_type_name(kind)}, got {value!r}")
+
+
+def _robot_config(path: str) -> Any:
+    try:
+        config = load_robot_config(path)
+    except ConfigError as exc:
+        message = str(exc)
+        raise InputError(message if path in message else f"robot config {path}: {message}") from None
+    if config.mapping.model is not None and not config.mapping.model.is_file():
+        raise InputError(f"robot config {path}: mapping.model.path: no such file {config.mapping.model}")
+    return config
+
+
+def _check_video(spec: str, what: str) -> None:
+    from humimic_perception.frame_source import FrameSource, FrameSourceError, resolve
+
+    try:
+        target = resolve(spec)
+        if isinstance(target, Path):
+            FrameSource(spec).close()
+        elif not Path(f"/dev/video{target}" if isinstance(target, int) else target).exists():
+            raise FrameSourceError(f"no camera {spec!r} (no such device)")
+    except FrameSourceError as exc:
+        raise InputError(f"{what}: {exc}") from None
+
+
+def _check_serial_port(port: str, what: str) -> None:
+    if not Path(port).exists():
+        raise InputError(f"{what}: serial port {port}: no such device (is the adapter plugged in? sim:=true "
+                         "emulates the bus)")
+    if not os.access(port, os.R_OK | os.W_OK):
+        raise InputError(f"{what}: serial port {port}: permission denied (add the user to the dialout group)")
+
+
+def validate_inputs(values: Mapping[str, str]) -> None:
+    """Check every input of the pipeline before any process starts: launch arguments, the parameter
+    file, the robot config(s), the video source and (sim off) the serial port. InputError is one
+    line naming the argument, file or field and what is wrong."""
+    try:
+        args = resolve_arguments(values)
+        flags = {name: parse_bool(args[name], name) for name in ("sim", "rviz", "use_sim_time", "camera")}
+        for arg, targets in _OVERRIDES.items():
+            if args[arg]:
+                _typed(args[arg], targets[0][2], arg)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    params_file = args["params_file"] or str(config_file("humimic.yaml"))
+    check_parameter_file(params_file)
+    paths = {n: args["robot_config"] or node_parameters(params_file, n).get("robot_config")
+             or str(config_file("robot_face.yaml")) for n in ("retarget", "dynamixel_driver")}
+    configs = {path: _robot_config(path) for path in dict.fromkeys(paths.values())}
+    if flags["camera"]:
+        source = args["video"] or str(node_parameters(params_file, "camera").get("source", ""))
+        _check_video(source, "video" if args["video"] else f"{params_file}: camera.source")
+    if not flags["sim"]:
+        port = node_parameters(params_file, "dynamixel_driver").get("port")
+        what = ("serial_port" if args["serial_port"] else f"{params_file}: dynamixel_driver.port" if port
+                else f"robot config {paths['dynamixel_driver']}: bus.port")
+        _check_serial_port(args["serial_port"] or port or configs[paths["dynamixel_driver"]].bus.port, what)

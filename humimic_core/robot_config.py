@@ -16,12 +16,22 @@ import yaml
 from humimic_driver.control_tables import (BAUD_CODES, MAX_PROFILE_ACCELERATION, MAX_RETURN_DELAY,
                                            RAD_PER_TICK, RAD_S2_PER_ACCELERATION_UNIT, RETURN_DELAY_UNIT_S,
                                            ModelSpec, model)
+from humimic_core.known_keys import check_keys, yaml_problem
 from humimic_retarget.mapping_config import (Constraints, MappingConfig, MappingError, parse_constraints,
                                              parse_mapping)
 
 
 class ConfigError(ValueError):
     """A robot config that cannot be used; the message names the field."""
+
+
+#: Known keys at each level of the robot config (mapping/constraints: humimic_retarget.mapping_config).
+TOP_KEYS = ("robot", "bus", "servos", "fixed_links", "mapping", "constraints")
+ROBOT_KEYS = ("name", "base_link")
+BUS_KEYS = ("port", "baud_rate", "latency_timer_ms")
+SERVO_KEYS = ("joint", "id", "model", "min", "max", "neutral", "direction", "zero_tick", "parent", "xyz", "rpy",
+              "axis", "profile_velocity", "profile_acceleration", "return_delay_us")
+FIXED_LINK_KEYS = ("link", "parent", "xyz", "rpy")
 
 
 Vec3 = Tuple[float, float, float]
@@ -136,14 +146,10 @@ def _vec3(value: Any, where: str) -> Vec3:
 def _servo(raw: Any, where: str) -> Servo:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    check_keys(raw, SERVO_KEYS, where, ConfigError)
     for key in ("joint", "id", "model", "min", "max", "neutral"):
         if key not in raw:
             raise ConfigError(f"{where}.{key}: missing")
-    known = {"joint", "id", "model", "min", "max", "neutral", "direction", "zero_tick",
-             "parent", "xyz", "rpy", "axis", "profile_velocity", "profile_acceleration", "return_delay_us"}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"{where}.{key}: unknown field (known: {', '.join(sorted(known))})")
     joint = raw["joint"]
     if not isinstance(joint, str) or not joint:
         raise ConfigError(f"{where}.joint: expected a non-empty name, got {joint!r}")
@@ -209,9 +215,7 @@ def _bus(raw: Any) -> BusConfig:
         return BusConfig()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"bus: expected a mapping with port, baud_rate, latency_timer_ms, got {raw!r}")
-    for key in raw:
-        if key not in ("port", "baud_rate", "latency_timer_ms"):
-            raise ConfigError(f"bus.{key}: unknown field (known: baud_rate, latency_timer_ms, port)")
+    check_keys(raw, BUS_KEYS, "bus", ConfigError)
     default = BusConfig()
     port = raw.get("port", default.port)
     if not isinstance(port, str) or not port:
@@ -230,9 +234,11 @@ def parse_robot_config(data: Any, source: str = "<memory>") -> RobotConfig:
     """Validate a parsed YAML document into a RobotConfig (ConfigError names the bad field)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping at the top level")
+    check_keys(data, TOP_KEYS, "", ConfigError)
     robot = data.get("robot", {}) or {}
     if not isinstance(robot, Mapping):
         raise ConfigError("robot: expected a mapping with name and base_link")
+    check_keys(robot, ROBOT_KEYS, "robot", ConfigError)
     raw_servos = data.get("servos")
     if not isinstance(raw_servos, list) or not raw_servos:
         raise ConfigError("servos: expected a non-empty list")
@@ -250,6 +256,7 @@ def parse_robot_config(data: Any, source: str = "<memory>") -> RobotConfig:
         where = f"fixed_links[{i}]"
         if not isinstance(f, Mapping) or "link" not in f or "parent" not in f:
             raise ConfigError(f"{where}: expected {{link, parent, xyz, rpy}}")
+        check_keys(f, FIXED_LINK_KEYS, where, ConfigError)
         fixed.append(FixedLink(str(f["link"]), str(f["parent"]), _vec3(f.get("xyz", [0, 0, 0]), f"{where}.xyz"),
                                _vec3(f.get("rpy", [0, 0, 0]), f"{where}.rpy")))
     base = str(robot.get("base_link", "base_link"))
@@ -283,5 +290,5 @@ def load_robot_config(path: str | Path) -> RobotConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     return parse_robot_config(data, str(path))

@@ -15,11 +15,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from humimic_core.graph import LAUNCH_ARGUMENTS, ProcessSpec, imitation_graph, process_environment
+from humimic_core.graph import (LAUNCH_ARGUMENTS, InputError, ProcessSpec, imitation_graph, process_environment,
+                                 validate_inputs)
 
 #: Seconds a process gets to exit after SIGINT before SIGTERM, then SIGKILL.
 STOP_GRACE = 8.0
@@ -27,6 +29,10 @@ STOP_GRACE = 8.0
 PORT_WAIT = 10.0
 #: Seconds the camera waits for the other nodes' topics to be discovered, then for matching.
 GRAPH_WAIT, GRAPH_SETTLE = 30.0, 1.0
+#: Exit code of a run stopped by Ctrl-C (128 + SIGINT, as the shell reports an interrupted program).
+INTERRUPTED = 128 + signal.SIGINT
+#: Exit code of a run refused before start (bad argument, file, config, source or port).
+BAD_INPUT = 2
 #: node -> topics it publishes that the camera's first frame must reach
 PUBLISHES = {"face_perception": ("/face/action_units",), "retarget": ("/joint_commands",),
              "dynamixel_driver": ("/joint_states", "/driver/written_goals")}
@@ -155,7 +161,11 @@ class Pipeline:
             time.sleep(0.05)
 
     def __enter__(self) -> "Pipeline":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # Ctrl-C or a failure half-way: stop what did start
+            self.stop()
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
@@ -172,13 +182,20 @@ class Pipeline:
             return None
 
     def stop(self) -> Dict[str, int]:
-        """Stop every process, most downstream-safe order; returns the exit codes."""
+        """Stop every process, most downstream-safe order; returns the exit codes. A further
+        Ctrl-C meanwhile is ignored, so no process is left running."""
         order = [s.name for s in reversed(self.specs) if s.name in self.processes]
         # the recorder keeps recording the shutdown; the emulated bus goes last, after the driver
         # has made the servos safe
         order.sort(key=lambda n: {"recorder": 1, "servo_emulator": 2}.get(n, 0))
-        for name in order:
-            interrupt(self.processes[name], STOP_GRACE)
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            for name in order:
+                interrupt(self.processes[name], STOP_GRACE)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
         return {n: p.returncode for n, p in self.processes.items()}
 
 
@@ -194,22 +211,41 @@ def launch_values(namespace: argparse.Namespace) -> Dict[str, str]:
     return {name: getattr(namespace, name) for name in LAUNCH_ARGUMENTS}
 
 
+def preflight(values: Mapping[str, str], prog: str) -> int:
+    """0 when every input is usable (graph.validate_inputs), else BAD_INPUT after one line saying why."""
+    try:
+        validate_inputs(values)
+    except InputError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argument_parser("Run the humimic imitation pipeline as separate processes (no ROS launch needed).")
     parser.add_argument("--log-dir", default=None, help="write each process's output to DIR/<name>.log")
     args = parser.parse_args(argv)
-    specs = imitation_graph(launch_values(args))
-    with Pipeline(specs, Path(args.log_dir) if args.log_dir else None) as pipeline:
-        print(f"humimic-run: started {', '.join(pipeline.processes)}; Ctrl-C stops", flush=True)
-        try:
+    values = launch_values(args)
+    error = preflight(values, "humimic-run")
+    if error:
+        return error
+    specs = imitation_graph(values)
+    pipeline = Pipeline(specs, Path(args.log_dir) if args.log_dir else None)
+    interrupted = False
+    try:
+        with pipeline:
+            print(f"humimic-run: started {', '.join(pipeline.processes)}; Ctrl-C stops", flush=True)
             camera = pipeline.processes.get("camera")
             while not pipeline.failed() and (camera is None or camera.poll() is None):
                 time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        interrupted = True
     failed = pipeline.failed()
     for name, code in failed.items():
         print(f"humimic-run: {name} exited with code {code}", file=sys.stderr)
+    if interrupted:
+        print(f"humimic-run: interrupted; stopped {', '.join(pipeline.processes) or 'nothing'}", file=sys.stderr)
+        return INTERRUPTED
     return 1 if failed else 0
 
 

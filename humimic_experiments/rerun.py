@@ -59,6 +59,10 @@ def video_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
                 yield InputFrame(VIDEO_EPOCH_NS + int(round(frame.media_time * 1e9)), frame.image)
         finally:
             source.close()
+        if source.skipped:
+            print(f"humimic-rerun: warning: skipped {source.skipped} undecodable frame(s) of {path}", file=sys.stderr)
+        if source.early_end:
+            print(f"humimic-rerun: warning: {source.early_end}", file=sys.stderr)
 
     count = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT))
     return count, frames()

@@ -84,6 +84,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from humimic_core import channels
+
 #: AU code -> (dead zone, full scale) of its activation; intensity = 5 * (a - dead) / (full - dead).
 SCALES: Dict[str, Tuple[float, float]] = {
     "AU01": (0.010, 0.045),
@@ -104,7 +106,7 @@ SCALES: Dict[str, Tuple[float, float]] = {
     "AU26": (0.040, 0.400),
     "AU45": (0.550, 0.950),
 }
-CODES: List[str] = sorted(SCALES)
+CODES: List[str] = list(channels.CODES)
 MAX_INTENSITY = 5.0
 #: Inner lip gap opening (IOD) at which the lips count as fully apart.
 LIPS_APART = 0.10

@@ -58,6 +58,7 @@ class CameraNode(Node):
         self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", SENSOR_QOS)
         self.published = 0
         self._skipped_logged = 0
+        self._early_end_logged = False
         self._intrinsics: Optional[Intrinsics] = None
         self._last_stamp_ns: Optional[int] = None
         self._last_sent = 0.0
@@ -84,6 +85,9 @@ class CameraNode(Node):
         if self.source.skipped > self._skipped_logged:
             self._skipped_logged = self.source.skipped
             self.get_logger().warning(f"skipped {self.source.skipped} undecodable frame(s) of {self.source.name}")
+        if self.source.early_end and not self._early_end_logged:
+            self._early_end_logged = True
+            self.get_logger().warning(self.source.early_end)
         if frame is None:
             self.get_logger().info(f"end of source after {self.published} frames")
             raise SystemExit(0)

@@ -5,7 +5,7 @@ from typing import Mapping, Sequence, Tuple
 
 import numpy as np
 
-from humimic_retarget.channels import mirror_source
+from humimic_core.channels import mirror_source
 from humimic_retarget.response_curve import Curve
 
 

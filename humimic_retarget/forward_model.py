@@ -14,7 +14,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from humimic_core.robot_config import RobotConfig
-from humimic_retarget.channels import channel_range, mirror_source
+from humimic_core.channels import channel_range, mirror_source
 from humimic_retarget.fitting import fit_ridge
 from humimic_retarget.linear_mapping import LinearMapping
 from humimic_retarget.response_curve import Curve

@@ -15,7 +15,7 @@ from typing import List, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from humimic_retarget.channels import is_channel
+from humimic_core.channels import is_channel
 
 CHANNELS_KEY = "humimic.channels"
 JOINTS_KEY = "humimic.joints"

@@ -20,11 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from humimic_retarget.channels import is_channel
+from humimic_core.channels import PUBLISHED, is_channel
+from humimic_core.known_keys import check_keys, unknown
 from humimic_retarget.response_curve import Curve
 
 #: Keys of ``mapping:`` that are options, not joints.
 MAPPING_OPTIONS = ("curves", "mirror", "model")
+#: Known keys of each section (every other key is refused, naming its path).
+JOINT_KEYS = ("weights", "offset")
+CURVE_KEYS = ("deadband", "gain", "points")
+MODEL_KEYS = ("path",)
+CONSTRAINT_KEYS = ("velocity", "acceleration", "couplings")
+COUPLING_KEYS = ("name", "terms", "min", "max")
 
 
 class MappingError(ValueError):
@@ -101,27 +108,25 @@ def _table(raw: Any, where: str, what: str) -> Mapping:
 
 
 def _known_keys(raw: Mapping, known: Sequence[str], where: str) -> None:
-    for key in raw:
-        if key not in known:
-            raise MappingError(f"{where}.{key}: unknown field (known: {', '.join(sorted(known))})")
+    check_keys(raw, known, where, MappingError)
 
 
 def _channel(name: Any, where: str) -> str:
+    """A channel perception publishes (humimic_core.channels); others are refused with the list."""
     if not isinstance(name, str) or not is_channel(name):
-        raise MappingError(f"{where}: unknown channel {name!r} (AU01..AU45 with optional _L/_R, "
-                           "head_yaw, head_pitch, head_roll, gaze_yaw, gaze_pitch)")
+        raise MappingError(unknown(where, name, PUBLISHED, "channel, perception never publishes it"))
     return name
 
 
 def _joint(name: Any, joints: Sequence[str], where: str) -> str:
     if name not in joints:
-        raise MappingError(f"{where}: no servo drives joint {name!r}")
+        raise MappingError(unknown(where, name, list(joints), "joint, no servo drives it"))
     return str(name)
 
 
 def _curve(raw: Any, where: str) -> Curve:
     raw = _table(raw, where, "{deadband, gain, points}")
-    _known_keys(raw, ("deadband", "gain", "points"), where)
+    _known_keys(raw, CURVE_KEYS, where)
     deadband = _finite(raw.get("deadband", 0.0), f"{where}.deadband")
     if deadband < 0:
         raise MappingError(f"{where}.deadband: must be >= 0, got {deadband}")
@@ -142,14 +147,14 @@ def _curve(raw: Any, where: str) -> Curve:
 def parse_mapping(raw: Any, joints: Sequence[str], base_dir: Optional[Path] = None) -> MappingConfig:
     """The ``mapping:`` section; ``base_dir`` resolves a relative model path."""
     raw = _table(raw, "mapping", "of joint -> {weights, offset} and options " + ", ".join(MAPPING_OPTIONS))
+    _known_keys(raw, [*MAPPING_OPTIONS, *joints], "mapping")
     out: Dict[str, JointMapping] = {}
     for joint, entry in raw.items():
         if joint in MAPPING_OPTIONS:
             continue
         where = f"mapping.{joint}"
-        _joint(joint, joints, where)
         entry = _table(entry, where, "{weights: {channel: weight}, offset: rad}")
-        _known_keys(entry, ("weights", "offset"), where)
+        _known_keys(entry, JOINT_KEYS, where)
         weights = _table(entry.get("weights"), f"{where}.weights", "channel -> weight")
         out[str(joint)] = JointMapping(
             weights={_channel(c, f"{where}.weights.{c}"): _finite(w, f"{where}.weights.{c}")
@@ -164,7 +169,7 @@ def parse_mapping(raw: Any, joints: Sequence[str], base_dir: Optional[Path] = No
     model = None
     if raw.get("model") is not None:
         entry = _table(raw["model"], "mapping.model", "{path: file.onnx}")
-        _known_keys(entry, ("path",), "mapping.model")
+        _known_keys(entry, MODEL_KEYS, "mapping.model")
         path = entry.get("path")
         if not isinstance(path, str) or not path:
             raise MappingError(f"mapping.model.path: expected the path of an ONNX file, got {path!r}")
@@ -185,7 +190,7 @@ def _caps(raw: Any, joints: Sequence[str], where: str, unit: str) -> Dict[str, f
 
 def _coupling(raw: Any, joints: Sequence[str], neutral: Mapping[str, float], where: str) -> Coupling:
     raw = _table(raw, where, "{name, terms, min, max}")
-    _known_keys(raw, ("name", "terms", "min", "max"), where)
+    _known_keys(raw, COUPLING_KEYS, where)
     terms = {}
     for joint, c in _table(raw.get("terms"), f"{where}.terms", "joint -> coefficient").items():
         _joint(joint, joints, f"{where}.terms.{joint}")
@@ -211,7 +216,7 @@ def _coupling(raw: Any, joints: Sequence[str], neutral: Mapping[str, float], whe
 def parse_constraints(raw: Any, neutral: Mapping[str, float]) -> Constraints:
     """The ``constraints:`` section; ``neutral`` (joint -> neutral angle) must satisfy every coupling."""
     raw = _table(raw, "constraints", "{velocity, acceleration, couplings}")
-    _known_keys(raw, ("velocity", "acceleration", "couplings"), "constraints")
+    _known_keys(raw, CONSTRAINT_KEYS, "constraints")
     joints = list(neutral)
     couplings = raw.get("couplings") or []
     if not isinstance(couplings, list):

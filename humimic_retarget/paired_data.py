@@ -24,7 +24,7 @@ import numpy as np
 
 from humimic_experiments.bag_io import deserialize, read_messages
 from humimic_experiments.session import stamp_ns
-from humimic_retarget.channels import is_channel
+from humimic_core.channels import is_channel
 from humimic_retarget.frame_channels import FrameChannels
 
 Row = Tuple[Dict[str, float], Dict[str, float]]

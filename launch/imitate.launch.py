@@ -15,7 +15,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from humimic_core.graph import LAUNCH_ARGUMENTS, fastdds_profile, imitation_graph
+from humimic_core.graph import LAUNCH_ARGUMENTS, fastdds_profile, imitation_graph, validate_inputs
 
 
 def _parameters(spec):
@@ -34,7 +34,10 @@ def _action(spec):
 
 
 def _processes(context):
+    """Every input checked before any process starts: a bad one ends the launch with one line
+    (InputError) naming it."""
     values = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_ARGUMENTS}
+    validate_inputs(values)
     return [_action(spec) for spec in imitation_graph(values)]
 
 

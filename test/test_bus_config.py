@@ -38,7 +38,7 @@ def test_missing_bus_section_means_the_defaults(raw):
     (lambda d: d["bus"].update(baud_rate=9600), r"bus.baud_rate: 9600"),  # below the supported 57600
     (lambda d: d["bus"].update(port=""), r"bus.port: expected a serial port path"),
     (lambda d: d["bus"].update(latency_timer_ms=-1), r"bus.latency_timer_ms: -1.0 is outside 0..255"),
-    (lambda d: d["bus"].update(parity="odd"), r"bus.parity: unknown field"),
+    (lambda d: d["bus"].update(parity="odd"), r"bus.parity: unknown key"),
     (lambda d: d.update(bus="fast"), r"bus: expected a mapping"),
     (lambda d: d["servos"][3].update(profile_velocity=50.0), r"servos\[3\].profile_velocity: 50.0 rad/s is outside "
                                                             r"0..10.671 \(the XL330-M288 velocity limit"),

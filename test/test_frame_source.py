@@ -107,3 +107,58 @@ def test_default_source_is_the_sample_video_or_says_how_to_fetch_it(tmp_path, mo
     monkeypatch.setenv("HUMIMIC_CACHE", str(tmp_path))
     with pytest.raises(FrameSourceError, match="tools/fetch_media.py"):
         FrameSource("")
+
+
+SAMPLE = media_dir() / "WolfgangLanger_Pexels.mp4"  # 472 frames, index (moov) before the frames
+
+
+def truncated(tmp_path: Path, fraction: float) -> Path:
+    """A copy of the sample video cut after ``fraction`` of its bytes, as an interrupted download."""
+    data = SAMPLE.read_bytes()
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def test_truncated_video_reports_its_early_end_against_the_frame_count(tmp_path):
+    with FrameSource(str(truncated(tmp_path, 0.5))) as source:
+        frames = list(source)
+    assert 150 < len(frames) < 300
+    assert source.early_end is not None and "of 472 frames" in source.early_end and "truncated" in source.early_end
+    assert f"ended after {len(frames) + source.skipped} of 472" in source.early_end
+    with FrameSource(str(SAMPLE)) as whole:
+        assert sum(1 for _ in whole) == 472 and whole.early_end is None and whole.skipped == 0
+
+
+def test_looping_a_truncated_video_goes_on_and_keeps_the_report(tmp_path):
+    with FrameSource(str(truncated(tmp_path, 0.5)), loop=True) as source:
+        frames = [source.read() for _ in range(400)]
+    assert all(f is not None for f in frames) and source.early_end is not None
+    assert [f.index for f in frames] == list(range(400))
+
+
+def test_camera_node_logs_one_warning_line_for_a_truncated_video(tmp_path):
+    """The real camera node on a truncated copy: one warning naming the early end, then exit 0."""
+    import subprocess
+    import sys
+
+    path = truncated(tmp_path, 0.5)
+    done = subprocess.run([sys.executable, "-m", "humimic_perception.camera_node", "--ros-args",
+                           "-p", f"source:={path}", "-p", "fps:=1000.0", "-p", "min_subscribers:=0"],
+                          capture_output=True, text=True, timeout=60)
+    lines = (done.stdout + done.stderr).splitlines()
+    warnings = [line for line in lines if line.startswith("[WARN]")]
+    assert done.returncode == 0, lines[-5:]
+    assert len(warnings) == 1 and "ended after" in warnings[0] and "of 472 frames" in warnings[0], warnings
+
+
+def test_offline_rerun_warns_of_a_truncated_video(tmp_path):
+    import subprocess
+    import sys
+
+    path = truncated(tmp_path, 0.125)
+    done = subprocess.run([sys.executable, "-m", "humimic_experiments.rerun", str(path), "--out",
+                           str(tmp_path / "out"), "--no-images"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("humimic-rerun: warning:")]
+    assert any("of 472 frames" in line and "truncated" in line for line in warnings), done.stderr[-2000:]

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import py_compile
+import subprocess
+import sys
+import time
 
 import pytest
 
-from humimic_core.graph import LAUNCH_ARGUMENTS, add_camera_subscriber, imitation_graph, node_parameters
+from humimic_core.graph import (LAUNCH_ARGUMENTS, InputError, add_camera_subscriber, imitation_graph,
+                                known_parameters, node_parameters, validate_inputs)
 from humimic_core.paths import config_file, share_dir
 from humimic_core.runner import command
 
@@ -61,3 +65,160 @@ def test_parameter_file_is_read_as_ros_does():
 
 def test_launch_file_compiles():
     py_compile.compile(str(share_dir() / "launch" / "imitate.launch.py"), doraise=True)
+
+
+# --- inputs checked before any process starts (one line, exit 2, well under 2 s) ---------------
+
+BAD_INPUTS = {
+    # name: (arguments, files to write {name: text} (NAME in arguments = its path), first words of the line)
+    "missing video": (["--video", "/nonexistent/clip.mp4"], {},
+                      "video: source '/nonexistent/clip.mp4': no such camera, video file or image folder"),
+    "not a video": (["--video", "NOTES"], {"NOTES": "hello\n"}, "video: cannot open video file"),
+    "missing camera": (["--video", "/dev/video97"], {}, "video: no camera '/dev/video97' (no such device)"),
+    "misspelt robot config key": (["--robot-config", "ROBOT"], {"ROBOT": "constraint"},
+                                  "robot config ROBOT: constraint: unknown key (did you mean constraints?"),
+    "unpublished channel": (["--robot-config", "ROBOT"], {"ROBOT": "AU62"},
+                            "robot config ROBOT: mapping.jaw.weights.AU62: unknown channel"),
+    "broken robot YAML": (["--robot-config", "ROBOT"], {"ROBOT": "servos: [\n"}, "ROBOT: not valid YAML: line "),
+    "missing robot config": (["--robot-config", "/nonexistent/robot.yaml"], {},
+                             "cannot read robot config /nonexistent/robot.yaml"),
+    "unknown parameter": (["--params-file", "PARAMS"],
+                          {"PARAMS": "retarget:\n  ros__parameters:\n    max_velocty: 2.0\n"},
+                          "params_file PARAMS: retarget.ros__parameters.max_velocty: unknown parameter "
+                          "(did you mean max_velocity?"),
+    "integer for a float": (["--params-file", "PARAMS"], {"PARAMS": "camera:\n  ros__parameters:\n    fps: 30\n"},
+                            "params_file PARAMS: camera.ros__parameters.fps: expected a floating-point number"),
+    "unknown node": (["--params-file", "PARAMS"], {"PARAMS": "retargeter:\n  ros__parameters:\n    rate: 5.0\n"},
+                     "params_file PARAMS: retargeter: unknown node (did you mean retarget?"),
+    "missing serial port": (["--sim", "false", "--serial-port", "/dev/ttyUSB97"], {},
+                            "serial_port: serial port /dev/ttyUSB97: no such device"),
+    "bad flag": (["--realtime", "sometimes"], {}, "launch argument realtime: expected true or false"),
+}
+
+
+def _bad_input(tmp_path, case):
+    """(arguments, expected line start) of a BAD_INPUTS case with its files written in tmp_path."""
+    args, files, line = BAD_INPUTS[case]
+    robot = config_file("robot_face.yaml").read_text()
+    edits = {"constraint": robot.replace("\nconstraints:", "\nconstraint:"),
+             "AU62": robot.replace("jaw: {weights: {AU26: 0.07", "jaw: {weights: {AU62: 0.07")}
+    for name, text in files.items():
+        path = tmp_path / name
+        path.write_text(edits.get(text, text))
+        args = [str(path) if a == name else a for a in args]
+        line = line.replace(name, str(path))
+    return args, line
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_naming_it(tmp_path, case):
+    args, line = _bad_input(tmp_path, case)
+    values = {a[2:].replace("-", "_"): v for a, v in zip(args[::2], args[1::2])}
+    with pytest.raises(InputError) as err:
+        validate_inputs(values)
+    assert str(err.value).startswith(line) and "\n" not in str(err.value)
+
+
+def test_good_inputs_pass():
+    validate_inputs({})
+    validate_inputs({"sim": "false", "serial_port": "/dev/null"})  # a device that exists
+
+
+@pytest.mark.parametrize("program, cases", [
+    ("humimic_core.runner", sorted(BAD_INPUTS)),
+    ("humimic_core.demo", ["missing video", "misspelt robot config key", "unknown parameter", "missing serial port"]),
+])
+def test_bad_input_ends_the_program_before_start(tmp_path, capsys, program, cases):
+    """humimic-run / ./run demo: one line on stderr, exit code 2, nothing started, well under 2 s."""
+    figures = []
+    demo = program.endswith("demo")
+    prog = "humimic-demo" if demo else "humimic-run"
+    for case in cases:
+        args, line = _bad_input(tmp_path, case)
+        out = ["--out", str(tmp_path / "out")] if demo else ["--log-dir", str(tmp_path / "out")]
+        start = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", program, *args, *out], capture_output=True, text=True,
+                              timeout=60)
+        seconds = time.monotonic() - start
+        figures.append(f"{case} {seconds:.2f} s")
+        assert done.returncode == 2, (case, done.stderr)
+        assert done.stderr.splitlines() == [f"{prog}: {done.stderr[len(prog) + 2:].strip()}"], done.stderr
+        assert done.stderr.startswith(f"{prog}: {line}"), done.stderr
+        assert not (tmp_path / "out").exists(), "nothing written, nothing started"
+        assert seconds < 6.0, (case, seconds)  # 0.3-0.7 s measured on a 2-core VM; generous for loaded CI
+    with capsys.disabled():
+        print(f"\n{program} time to a clear error: " + "; ".join(figures))
+
+
+def test_launch_file_checks_inputs_before_any_process(monkeypatch):
+    """The launch file's OpaqueFunction runs graph.validate_inputs before making any action (ROS
+    launch stand-ins: only a ROS install has the launch packages)."""
+    import importlib.util
+    import types
+
+    made = []
+
+    class LaunchConfiguration:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return context[self.name]
+
+    def stub(name, **attributes):
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+
+    anything = lambda *a, **k: made.append(a)  # noqa: E731
+    stub("launch", LaunchDescription=anything)
+    stub("launch.actions", DeclareLaunchArgument=anything, ExecuteProcess=anything, OpaqueFunction=anything,
+         SetEnvironmentVariable=anything)
+    stub("launch.substitutions", LaunchConfiguration=LaunchConfiguration)
+    stub("launch_ros")
+    stub("launch_ros.actions", Node=anything)
+    stub("launch_ros.parameter_descriptions", ParameterValue=anything)
+    spec = importlib.util.spec_from_file_location("imitate_launch", share_dir() / "launch" / "imitate.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    context = {name: default for name, (default, _) in LAUNCH_ARGUMENTS.items()}
+    context["video"] = "/nonexistent/clip.mp4"
+    with pytest.raises(InputError, match="^video: source '/nonexistent/clip.mp4': no such camera"):
+        module._processes(context)
+    assert not made, "no process action made"
+
+
+def test_known_parameters_are_what_the_nodes_declare():
+    """The parameter names the check accepts are those the real nodes declare (no rclpy-free list
+    drifts away from the nodes)."""
+    import rclpy
+
+    from humimic_driver.driver_settings import DriverSettings
+    from humimic_perception.camera_node import CameraNode
+    from humimic_perception.perception_node import PerceptionNode
+    from humimic_retarget.retarget_node import RetargetNode
+
+    known = known_parameters()
+    # the driver needs a bus to start: its settings dataclass is what it declares besides these
+    driver = {"robot_config": str, "port": str, "baud_rate": int, "state_rate": float, "health_rate": float}
+    driver.update({n: type(default) for n, (default, _) in DriverSettings.descriptions().items()})
+    assert {n: known["dynamixel_driver"].get(n) for n in driver} == driver
+    rclpy.init()
+    try:
+        for factory in (CameraNode, PerceptionNode, RetargetNode):
+            node = factory()
+            try:
+                declared = set(node._parameters)
+                accepted = {n for n in declared if _accepted(known[node.get_name()], n)}
+                assert accepted == declared, (node.get_name(), declared - accepted)
+                listed = {n for n in known[node.get_name()] if not n.endswith(".")}
+                assert listed - declared <= {"start_type_description_service", "use_sim_time"} | {
+                    n for n in listed if n.startswith("gains.")}, (node.get_name(), listed - declared)
+            finally:
+                node.destroy_node()
+    finally:
+        rclpy.shutdown()
+
+
+def _accepted(known, name):
+    return name in known or any(k.endswith(".") and name.startswith(k) for k in known)

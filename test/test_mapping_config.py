@@ -10,7 +10,8 @@ import yaml
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config, parse_robot_config
-from humimic_retarget.channels import channel_range, is_channel, mirrored
+from humimic_perception import action_units
+from humimic_core.channels import CODES, PUBLISHED, channel_range, is_channel, mirrored
 from humimic_retarget.response_curve import Curve
 
 
@@ -75,14 +76,33 @@ def test_sections_are_optional(raw):
 
 
 def test_channel_vocabulary_and_mirror_image():
-    assert all(is_channel(c) for c in ("AU01", "AU45", "AU12_L", "AU12_R", "head_roll", "gaze_pitch"))
-    assert not any(is_channel(c) for c in ("AU1", "AU12_X", "au12", "head_tilt", "gaze"))
-    assert channel_range("AU12_L") == (0.0, 5.0) and channel_range("head_yaw") is None
-    person = {"AU12_L": 4.0, "AU26": 2.0, "head_yaw": 0.3, "head_pitch": 0.1, "head_roll": -0.2, "gaze_yaw": 0.1}
+    assert all(is_channel(c) for c in ("AU01", "AU45", "AU45_L", "AU45_R", "head_roll", "gaze_pitch"))
+    # names perception never publishes: AU62 has the AU shape, AU12_L is a side perception does not measure
+    assert not any(is_channel(c) for c in ("AU1", "AU62", "AU12_L", "AU12_X", "au12", "head_tilt", "gaze"))
+    assert len(CODES) == 17 and list(CODES) == sorted(CODES) and set(CODES) < set(PUBLISHED)
+    assert list(action_units.CODES) == list(CODES)  # perception publishes the owner's vocabulary
+    assert channel_range("AU45_L") == (0.0, 5.0) and channel_range("head_yaw") is None
+    person = {"AU45_L": 4.0, "AU26": 2.0, "head_yaw": 0.3, "head_pitch": 0.1, "head_roll": -0.2, "gaze_yaw": 0.1}
     image = mirrored(person)
-    assert image == {"AU12_R": 4.0, "AU26": 2.0, "head_yaw": -0.3, "head_pitch": 0.1, "head_roll": 0.2,
+    assert image == {"AU45_R": 4.0, "AU26": 2.0, "head_yaw": -0.3, "head_pitch": 0.1, "head_roll": 0.2,
                      "gaze_yaw": -0.1}
     assert mirrored(image) == person
+
+
+@pytest.mark.parametrize("edit, line", [
+    (lambda d: d["mapping"]["jaw"]["weights"].update(AU62=0.1),
+     "mapping.jaw.weights.AU62: unknown channel, perception never publishes it (did you mean AU26?; known: AU01, "),
+    (lambda d: d["mapping"]["curves"].update(AU12_L={"gain": 2.0}),
+     "mapping.curves.AU12_L: unknown channel, perception never publishes it (did you mean AU12?; known: AU01, "),
+])
+def test_unpublished_channel_is_refused_with_the_known_ones(raw, edit, line):
+    data = copy.deepcopy(raw)
+    edit(data)
+    with pytest.raises(ConfigError) as err:
+        parse_robot_config(data)
+    message = str(err.value)
+    assert message.startswith(line) and "\n" not in message
+    assert all(c in message for c in PUBLISHED)
 
 
 def test_response_curve_deadband_points_gain_and_inverse():

@@ -77,12 +77,12 @@ def test_gaze_drives_the_eyes_and_head_pose_the_neck(config):
 
 
 def lateral(d):
-    d["mapping"]["lip_corner_left"] = {"weights": {"AU12_L": 0.1}}
-    d["mapping"]["lip_corner_right"] = {"weights": {"AU12_R": 0.1}}
+    d["mapping"]["lip_corner_left"] = {"weights": {"AU45_L": 0.1}}
+    d["mapping"]["lip_corner_right"] = {"weights": {"AU45_R": 0.1}}
 
 
 def test_mirror_image_swaps_sides_and_negates_lateral_angles():
-    frame = {"AU12_L": 4.0, "AU12_R": 0.0, "head_yaw": 0.3, "head_roll": 0.1, "head_pitch": 0.2,
+    frame = {"AU45_L": 4.0, "AU45_R": 0.0, "head_yaw": 0.3, "head_roll": 0.1, "head_pitch": 0.2,
              "gaze_yaw": 0.2, "gaze_pitch": 0.1}
     same, _ = targets(config_with(lateral, mirror=False), frame)
     image, _ = targets(config_with(lateral, mirror=True), frame)
@@ -96,7 +96,7 @@ def test_mirror_image_swaps_sides_and_negates_lateral_angles():
 
 def test_mirror_and_gains_are_live_settings():
     r = Retargeter(config_with(lateral, mirror=True), RetargetParams(smoothing=0.0))
-    frame = {"AU12_L": 4.0, "AU12_R": 0.0, "AU26": 3.0}
+    frame = {"AU45_L": 4.0, "AU45_R": 0.0, "AU26": 3.0}
     out, t = run(r, [frame] * 200)
     assert out[-1][r.joints.index("lip_corner_right")] == pytest.approx(0.4)
     r.set_params(with_changes(r.params, {"mirror": False, "gains.AU26": 0.5}))

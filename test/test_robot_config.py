@@ -47,6 +47,33 @@ def test_bad_config_names_the_field(raw, edit, field):
         parse_robot_config(data)
 
 
+@pytest.mark.parametrize("edit, line", [
+    (lambda d: d.update(constraint=d.pop("constraints")),
+     "constraint: unknown key (did you mean constraints?; known: bus, constraints, fixed_links, mapping, robot, "
+     "servos)"),
+    (lambda d: d["robot"].update(base=1), "robot.base: unknown key (did you mean base_link?; known: base_link, name)"),
+    (lambda d: d["bus"].update(baud=57600), "bus.baud: unknown key (did you mean baud_rate?; "),
+    (lambda d: d["servos"][2].update(neutrl=0.0), "servos[2].neutrl: unknown key (did you mean neutral?; "),
+    (lambda d: d["fixed_links"][1].update(xzy=[0, 0, 0]), "fixed_links[1].xzy: unknown key (did you mean xyz?; "),
+    (lambda d: d["mapping"].update(mirrror=True), "mapping.mirrror: unknown key (did you mean mirror?; "),
+    (lambda d: d["mapping"].update(jaws={"weights": {}}), "mapping.jaws: unknown key (did you mean jaw?; "),
+    (lambda d: d["mapping"]["curves"]["AU12"].update(deadbnd=0.1),
+     "mapping.curves.AU12.deadbnd: unknown key (did you mean deadband?; known: deadband, gain, points)"),
+    (lambda d: d["mapping"]["jaw"].update(weight={"AU26": 1.0}),
+     "mapping.jaw.weight: unknown key (did you mean weights?; known: offset, weights)"),
+    (lambda d: d["constraints"].update(velocities={}),
+     "constraints.velocities: unknown key (did you mean velocity?; known: acceleration, couplings, velocity)"),
+    (lambda d: d["constraints"]["couplings"][0].update(maximum=1.0),
+     "constraints.couplings[0].maximum: unknown key (did you mean max?; known: max, min, name, terms)"),
+])
+def test_unknown_key_at_every_level_is_one_line_naming_its_path(raw, edit, line):
+    data = copy.deepcopy(raw)
+    edit(data)
+    with pytest.raises(ConfigError) as err:
+        parse_robot_config(data)
+    assert str(err.value).startswith(line) and "\n" not in str(err.value)
+
+
 def test_unreadable_and_broken_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read robot config"):
         load_robot_config(tmp_path / "missing.yaml")

@@ -1,42 +1,51 @@
-"""The input channels of the retargeting and their mirror image.
+"""The channel vocabulary: every input channel perception publishes and the retargeting reads,
+their ranges and their mirror image. This module owns it; perception and retargeting import it.
 
-Channels: action units ``AU01`` ... ``AU45`` (intensity 0..5; ``AUnn_L`` / ``AUnn_R`` for one side
-of the person's face, L = the person's own left), head pose ``head_yaw``, ``head_pitch``,
+Channels: the 17 action units of CODES (intensity 0..5 on /face/action_units), each eye's closure
+``AU45_L`` / ``AU45_R`` (L = the person's own left), head pose ``head_yaw``, ``head_pitch``,
 ``head_roll`` and gaze ``gaze_yaw``, ``gaze_pitch`` (radians: yaw + = turned to the person's own
 left, pitch + = down, roll + = right ear down).
 
-The mirror image of an expression swaps the person's left and right: ``AUnn_L`` and ``AUnn_R``
+The mirror image of an expression swaps the person's left and right: ``AU45_L`` and ``AU45_R``
 trade places and the lateral angles (head_yaw, head_roll, gaze_yaw) change sign.
 """
 from __future__ import annotations
 
-import re
 from typing import Dict, Mapping, Optional, Tuple
 
+#: The action units perception publishes (OpenFace's 17 intensity AUs), sorted.
+CODES: Tuple[str, ...] = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14",
+                          "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45")
+#: One-side action units perception publishes (L = the person's own left).
+SIDED_CODES: Tuple[str, ...] = ("AU45_L", "AU45_R")
 HEAD_CHANNELS = ("head_yaw", "head_pitch", "head_roll")
 GAZE_CHANNELS = ("gaze_yaw", "gaze_pitch")
+#: Every channel perception publishes: the only names a mapping may read.
+PUBLISHED: Tuple[str, ...] = CODES + SIDED_CODES + HEAD_CHANNELS + GAZE_CHANNELS
 #: Angles whose sign flips in the mirror image.
 LATERAL_ANGLES = frozenset({"head_yaw", "head_roll", "gaze_yaw"})
 #: Intensity range of an action unit.
 AU_RANGE = (0.0, 5.0)
 
-_AU = re.compile(r"^AU\d\d(_[LR])?$")
+_PUBLISHED = frozenset(PUBLISHED)
+_ACTION_UNITS = frozenset(CODES + SIDED_CODES)
 
 
 def is_channel(name: str) -> bool:
-    return bool(_AU.match(name)) or name in HEAD_CHANNELS or name in GAZE_CHANNELS
+    """Whether perception publishes a channel of this name."""
+    return name in _PUBLISHED
 
 
 def channel_range(name: str) -> Optional[Tuple[float, float]]:
     """The value range of a channel: (0, 5) for action units, None (unbounded) for angles."""
-    return AU_RANGE if _AU.match(name) else None
+    return AU_RANGE if name in _ACTION_UNITS else None
 
 
 def mirror_source(name: str) -> Tuple[str, float]:
     """(channel, sign): the mirror image's ``name`` is ``sign`` times the person's ``channel``."""
     if name in LATERAL_ANGLES:
         return name, -1.0
-    if _AU.match(name) and name[-2:] in ("_L", "_R"):
+    if name in _ACTION_UNITS and name[-2:] in ("_L", "_R"):
         return name[:-1] + ("R" if name.endswith("L") else "L"), 1.0
     return name, 1.0
 
