@@ -9,7 +9,9 @@ latency of the frames) and logged, and the node goes on imitating.
 from __future__ import annotations
 
 import dataclasses
-from typing import List
+import math
+import time
+from typing import Dict, List
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, Vector3Stamped
@@ -68,8 +70,8 @@ class RetargetNode(Node):
             floating_point_range=[FloatingPointRange(from_value=low, to_value=high)])).value
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.add_post_set_parameters_callback(self.on_parameters_set)
-        self.stream = RetargetStream(self.retargeter, tolerance, 2.0 / rate,
-                                     lambda text: self.get_logger().warning(text, throttle_duration_sec=WARN_PERIOD))
+        self.stream = RetargetStream(self.retargeter, tolerance, 2.0 / rate, self.warn)
+        self._warned: Dict[str, float] = {}
         self._reported = dataclasses.replace(self.stream.time.counts)
         self.publisher = self.create_publisher(JointState, "/joint_commands", RELIABLE_QOS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
@@ -96,6 +98,13 @@ class RetargetNode(Node):
 
     def on_parameters_set(self, params: List[Parameter]) -> None:
         self.retargeter.set_params(with_changes(self.retargeter.params, {p.name: p.value for p in params}))
+
+    def warn(self, kind: str, text: str) -> None:
+        """Log a line about stamps, each kind at most once per WARN_PERIOD."""
+        now = time.monotonic()
+        if now - self._warned.get(kind, -math.inf) >= WARN_PERIOD:
+            self._warned[kind] = now
+            self.get_logger().warning(text)
 
     def on_head_pose(self, msg: PoseStamped) -> None:
         q = msg.pose.orientation

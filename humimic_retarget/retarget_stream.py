@@ -25,7 +25,7 @@ Command = Tuple[int, Dict[str, float]]
 
 class RetargetStream:
     def __init__(self, retargeter: Retargeter, tolerance: float, stall: float = STALL_TIMEOUT,
-                 warn: Callable[[str], None] = lambda text: None) -> None:
+                 warn: Callable[[str, str], None] = lambda kind, text: None) -> None:
         self.retargeter = retargeter
         self.frames = FrameChannels()
         self.time = StreamTime(tolerance, warn)

@@ -45,9 +45,9 @@ class StampCounts:
 
 
 class StreamTime:
-    """``warn`` gets one line for each stamp or clock that does not fit."""
+    """``warn(kind, line)`` is called for each stamp or clock that does not fit (kind: a StampCounts field)."""
 
-    def __init__(self, tolerance: float, warn: Callable[[str], None] = lambda text: None) -> None:
+    def __init__(self, tolerance: float, warn: Callable[[str, str], None] = lambda kind, text: None) -> None:
         if not tolerance > 0.0:
             raise ValueError(f"stamp tolerance must be > 0 s, got {tolerance!r}")
         self.tolerance = int(tolerance * 1e9)
@@ -66,7 +66,7 @@ class StreamTime:
         """
         if now > 0 and stamp - now > self.tolerance:
             self.counts.future += 1
-            self.warn(f"frame stamp {(stamp - now) * 1e-9:.3f} s ahead of this node's clock (tolerance "
+            self.warn("future", f"frame stamp {(stamp - now) * 1e-9:.3f} s ahead of this node's clock (tolerance "
                       f"{self.tolerance * 1e-9:g} s): frame refused ({self.counts.future} so far)")
             return False
         return True
@@ -80,13 +80,13 @@ class StreamTime:
             expected = self._since_anchor(arrival)
             if stamp <= self._stamp:
                 self.counts.behind += 1
-                self.warn(f"frame stamp {(self._stamp - stamp) * 1e-9:.3f} s behind the previous frame's (camera "
+                self.warn("behind", f"frame stamp {(self._stamp - stamp) * 1e-9:.3f} s behind the previous frame's (camera "
                           f"clock stepped back, replay looped): timing re-anchored on arrival "
                           f"({self.counts.behind} so far)")
                 fits = False
             elif t - expected > self.tolerance:
                 self.counts.jumped += 1
-                self.warn(f"frame stamp {(stamp - self._stamp) * 1e-9:.3f} s after the previous frame's, which "
+                self.warn("jumped", f"frame stamp {(stamp - self._stamp) * 1e-9:.3f} s after the previous frame's, which "
                           f"arrived {(arrival - self._anchor[1]) * 1e-9:.3f} s before it: timing re-anchored on "
                           f"arrival ({self.counts.jumped} so far)")
                 fits = False
@@ -120,7 +120,7 @@ class StreamTime:
     def clock_jumped(self, delta: int) -> None:
         """The node clock jumped by ``delta`` ns: arrival times move with it (no time passed)."""
         self.counts.clock_jumps += 1
-        self.warn(f"this node's clock jumped by {delta * 1e-9:+.3f} s: frame timing moved with it "
+        self.warn("clock_jumps", f"this node's clock jumped by {delta * 1e-9:+.3f} s: frame timing moved with it "
                   f"({self.counts.clock_jumps} so far)")
         self._anchor = (self._anchor[0], self._anchor[1] + delta)
 

@@ -29,7 +29,7 @@ class Sim:
     def __init__(self, tolerance: float = 1.0, params: Optional[RetargetParams] = None) -> None:
         self.warnings: List[str] = []
         self.stream = RetargetStream(Retargeter(CONFIG, params or RetargetParams()), tolerance,
-                                     warn=self.warnings.append)
+                                     warn=lambda kind, text: self.warnings.append(text))
         self.now = T0
         self.out: List[Tuple[int, int, Dict[str, float]]] = []   # (node time, message stamp, command)
 
