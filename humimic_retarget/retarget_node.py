@@ -18,6 +18,7 @@ from geometry_msgs.msg import PoseStamped, Vector3Stamped
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
 from rclpy.duration import Duration
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -147,7 +148,8 @@ class RetargetNode(Node):
 
 
 def main(args=None) -> None:
-    run_node(RetargetNode, args, fatal=(ConfigError, LearnedModelError), exit_code=2, name="retarget")
+    run_node(RetargetNode, args, fatal=(ConfigError, LearnedModelError, InvalidParameterValueException), exit_code=2,
+             name="retarget")
 
 
 if __name__ == "__main__":

@@ -118,7 +118,10 @@ class StreamTime:
         return t
 
     def clock_jumped(self, delta: int) -> None:
-        """The node clock jumped by ``delta`` ns: arrival times move with it (no time passed)."""
+        """The node clock jumped by ``delta`` ns: arrival times move with it (no time passed). Before
+        the first frame nothing depends on it (the first /clock of a replay)."""
+        if self._stamp is None:
+            return
         self.counts.clock_jumps += 1
         self.warn("clock_jumps", f"this node's clock jumped by {delta * 1e-9:+.3f} s: frame timing moved with it "
                   f"({self.counts.clock_jumps} so far)")

@@ -227,3 +227,61 @@ def test_node_keeps_imitating_through_late_future_and_stepped_back_stamps(node):
     assert any(s.level == DiagnosticStatus.WARN and "1 refused" in s.message for s in stamps_status)
     assert "s ahead of this node's clock (tolerance 1 s): frame refused (1 so far)" in output
     assert "behind the previous frame's" in output
+
+
+def test_node_on_sim_time_follows_a_replay_that_loops(node):
+    """use_sim_time with /clock going back (a bag replay restarting): the time-jump callback keeps
+    the node imitating, and with /clock running but no frames it still glides to neutral."""
+    from rosgraph_msgs.msg import Clock as ClockMsg
+
+    proc = start("humimic_retarget.retarget_node", "-p", "use_sim_time:=true")
+    commands, statuses = [], []
+    node.create_subscription(JointState, "/joint_commands", lambda m: commands.append(dict(zip(m.name, m.position))),
+                             RELIABLE_QOS)
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: statuses.extend(
+        s for s in m.status if s.name == "retarget: frame stamps"), RELIABLE_QOS)
+    clock = node.create_publisher(ClockMsg, "/clock", RELIABLE_QOS)
+    publisher = node.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
+
+    def replay(start_s, seconds, aus):
+        """30 fps of /clock from start_s, with frames stamped 20 ms before it (None: /clock alone)."""
+        for k in range(round(seconds * 30)):
+            now = int((start_s + k / 30) * 1e9)
+            clock.publish(ClockMsg(clock=from_ns(now)))
+            if aus is not None:
+                msg = au_frame(node, aus)
+                msg.header.stamp = from_ns(now - 20_000_000)
+                publisher.publish(msg)
+            deadline = time.monotonic() + 1 / 30
+            while time.monotonic() < deadline:
+                rclpy.spin_once(node, timeout_sec=0.005)
+
+    try:
+        deadline = time.time() + 30.0
+        while time.time() < deadline and not (publisher.get_subscription_count() and clock.get_subscription_count()
+                                              and statuses):
+            rclpy.spin_once(node, timeout_sec=0.1)
+        assert statuses, stop(proc)
+        replay(1000.0, 1.0, {"AU12": 4.0})
+        assert commands and commands[-1]["lip_corner_left"] > 0.36
+        replay(1000.0, 1.0, {"AU26": 5.0})       # the replay starts again
+        assert commands[-1]["jaw"] > 0.3 and commands[-1]["lip_corner_left"] < 0.01
+        replay(1001.0, 2.0, None)                # the replay goes on without faces
+        assert commands[-1]["jaw"] == pytest.approx(0.0, abs=1e-9)
+        count = len(statuses)
+        deadline = time.time() + 5.0
+        while time.time() < deadline and len(statuses) < count + 2:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    finally:
+        output = stop(proc)
+    assert proc.returncode == 0, output
+    values = {kv.key: kv.value for kv in statuses[-1].values}
+    assert (values["clock_jumps"], values["behind"], values["future"]) == ("1", "1", "0"), values
+    assert "this node's clock jumped by -0.967 s" in output, output
+
+
+def test_node_refuses_a_stamp_tolerance_out_of_range():
+    proc = start("humimic_retarget.retarget_node", "-p", "stamp_tolerance:=0.0")
+    proc.wait(30)
+    output = proc.communicate()[0]
+    assert proc.returncode == 2 and "stamp_tolerance out of range" in output and "Traceback" not in output, output

@@ -209,4 +209,7 @@ def test_a_node_clock_going_back_unannounced_still_ends_in_neutral():
 def test_stream_time_refuses_a_bad_tolerance_and_judges_nothing_without_a_clock():
     with pytest.raises(ValueError, match="tolerance"):
         StreamTime(0.0)
-    assert StreamTime(1.0).admit(T0, 0), "use_sim_time before the first /clock"
+    time = StreamTime(1.0)
+    assert time.admit(T0, 0), "use_sim_time before the first /clock"
+    time.clock_jumped(T0)
+    assert time.counts.clock_jumps == 0, "the first /clock before any frame is no jump"
