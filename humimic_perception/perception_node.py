@@ -1,7 +1,12 @@
 """ROS 2 node `face_perception`: landmarks, head pose, action units and gaze of the face in each frame.
 
-Every frame on /camera/image_raw gets exactly one /face/action_units message with the frame's
-header (empty name/position = no face, also for a frame that could not be used). With a face it
+Newest frame first: when frames come faster than it handles them, it processes only the newest
+frame waiting on /camera/image_raw and skips the older ones, so it keeps up with the camera (latency
+stays about one frame's processing) at the cost of frames. Skipped frames get no message; they are
+counted on /diagnostics ("face_perception: frames": received = processed + dropped), so they are
+not mistaken for frames without a face. Every processed frame gets exactly one /face/action_units
+message with the frame's header (empty name/position = no face, also for a frame that could not
+be used). With a face it
 also publishes /face/landmarks (metres, camera optical frame), /face/head_pose and /face/gaze
 (combined; /face/gaze/right and /face/gaze/left per eye: x = yaw, y = pitch in radians in the
 head frame, frame_id "head"), all stamped with the frame's stamp. While subscribed: /face/debug_image
@@ -14,13 +19,17 @@ stamps as its time and can be changed at run time (ros2 param set /face_percepti
 from __future__ import annotations
 
 import time
-from typing import List, Optional
+from dataclasses import asdict, dataclass
+from typing import Any, List, Optional, Tuple
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, Vector3Stamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -46,6 +55,27 @@ SMOOTHED = {
 }
 SMOOTHING_PARAMETERS = ["smoothing.enabled"] + [f"smoothing.{signal}.{field}" for signal in SMOOTHED
                                                 for field in ("min_cutoff", "beta", "d_cutoff")]
+#: Camera frames: best effort like the sensor-data QoS, with room for the frames that arrive while
+#: one is processed (they are then skipped and counted, not lost uncounted in DDS).
+IMAGE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+@dataclass
+class FrameCounts:
+    received: int = 0    # frames taken from /camera/image_raw
+    processed: int = 0   # answered on /face/action_units
+    dropped: int = 0     # skipped for a newer frame while busy
+
+
+def take_newest(subscription: Subscription, msg: Any) -> Tuple[Any, int]:
+    """The newest message waiting on ``subscription`` (``msg`` when none) and how many older ones
+    were skipped for it."""
+    skipped = 0
+    with subscription.handle:
+        while (taken := subscription.handle.take_message(subscription.msg_type, subscription.raw)) is not None:
+            msg = taken[0]
+            skipped += 1
+    return msg, skipped
 
 
 class PerceptionNode(Node):
@@ -100,12 +130,15 @@ class PerceptionNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "/face/mesh_markers", RELIABLE_QOS)
         self.boxes_pub = self.create_publisher(MarkerArray, "/face/boxes", RELIABLE_QOS)
         self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS)
-        self.create_subscription(Image, "/camera/image_raw", self.on_image, SENSOR_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
+        self.image_sub = self.create_subscription(Image, "/camera/image_raw", self.on_image, IMAGE_QOS)
         self.create_service(Trigger, "/face/recapture_neutral", self.on_recapture)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.add_post_set_parameters_callback(self.on_parameters_set)
         self._had_face: Optional[bool] = None
         self._last_frame = time.monotonic()
+        self.counts = FrameCounts()
+        self._reported = FrameCounts()
         self.create_timer(IDLE_CHECK_PERIOD, self.check_idle, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"face perception with the {backend} backend, smoothing "
                                f"{'on' if smoothing else 'off'}; capturing the neutral face from the first "
@@ -135,6 +168,7 @@ class PerceptionNode(Node):
         return ros_convert.intrinsics_from_msg(info)
 
     def check_idle(self) -> None:
+        self.publish_diagnostics()
         silent = time.monotonic() - self._last_frame
         if silent >= WARN_PERIOD:
             self.get_logger().warning(
@@ -142,8 +176,26 @@ class PerceptionNode(Node):
                 "frames over its 512 KiB shared-memory segment unless a profile enlarges it)",
                 throttle_duration_sec=WARN_PERIOD)
 
+    def publish_diagnostics(self) -> None:
+        """Frame counts since start; WARN while frames are dropped."""
+        dropped = self.counts.dropped - self._reported.dropped
+        received = self.counts.received - self._reported.received
+        self._reported = FrameCounts(**asdict(self.counts))
+        status = DiagnosticStatus(name="face_perception: frames", hardware_id="face_perception",
+                                  level=DiagnosticStatus.WARN if dropped else DiagnosticStatus.OK,
+                                  message=f"dropped {dropped} of {received} frames since the last report (busy: "
+                                          f"newest frame first)" if dropped else "every frame processed",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in asdict(self.counts).items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(msg)
+
     def on_image(self, msg: Image) -> None:
         self._last_frame = time.monotonic()
+        msg, skipped = take_newest(self.image_sub, msg)
+        self.counts.received += 1 + skipped
+        self.counts.dropped += skipped
+        self.counts.processed += 1
         try:
             bgr = ros_convert.image_from_msg(msg)
         except ValueError as exc:
