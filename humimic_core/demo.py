@@ -150,6 +150,17 @@ class Monitor:
         rclpy.try_shutdown()
 
 
+def frame_counts(frames: int, aus: Sequence[Mapping[str, float]],
+                 diagnostics: Mapping[str, str]) -> Dict[str, Optional[int]]:
+    """What became of the camera frames: perception's answers split into with / without a face, and
+    the frames it dropped (skipped for a newer one while busy, from its /diagnostics; None: not
+    reported) apart."""
+    dropped = diagnostics.get("face_perception: frames/dropped")
+    return {"frames_received": frames, "frames_processed": len(aus), "frames_with_face": sum(1 for au in aus if au),
+            "frames_no_face": sum(1 for au in aus if not au),
+            "frames_dropped_by_perception": int(dropped) if dropped is not None else None}
+
+
 def rates(times: Dict[str, List[float]]) -> Dict[str, float]:
     """Messages per second of each topic while the camera streamed (first to last frame), so the
     driver's start-up moves and the glide to neutral after the clip do not count."""
@@ -253,12 +264,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     frames = len(monitor.times["/camera/image_raw"])
     summary = {
         "video": values["video"] or "sample (camera.source of config/humimic.yaml)",
-        "frames_received": frames,
-        "frames_with_face": sum(1 for _, au in monitor.aus if au),
+        **frame_counts(frames, [au for _, au in monitor.aus], monitor.diagnostics),
         "duration_s": round(wall, 2),
         "rates_hz": {k: round(v, 2) for k, v in rates(monitor.times).items()},
         "latency_from_camera_stamp": {t: percentiles(v) for t, v in monitor.latency_ms.items()},
-        "latency_bus_write_driver": {k: v for k, v in monitor.diagnostics.items() if "latency" in k},
+        "latency_bus_write_driver": {k: v for k, v in monitor.diagnostics.items()
+                                     if k.startswith("dynamixel_driver") and "latency" in k},
         "cpu_percent_of_one_core": cpu,
         "exit_codes": codes,
     }
@@ -274,7 +285,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for key, value in summary["latency_bus_write_driver"].items():
         print(f"driver-measured {key}: {value}")
     print("CPU % of one core: " + ", ".join(f"{n} {c}" for n, c in cpu.items()))
-    print(f"frames: {frames}, with a face: {summary['frames_with_face']}")
+    print(f"frames: {frames}, processed by perception: {summary['frames_processed']} (with a face "
+          f"{summary['frames_with_face']}, no face {summary['frames_no_face']}), dropped by perception (busy, "
+          f"newest frame first): {summary['frames_dropped_by_perception']}")
     print(f"wrote {out / 'summary.json'} and {out / 'demo.png'}")
     for name, code in failed.items():
         print(f"humimic-demo: {name} exited with code {code} (see {out / 'logs' / (name + '.log')})", file=sys.stderr)
