@@ -270,6 +270,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "latency_from_camera_stamp": {t: percentiles(v) for t, v in monitor.latency_ms.items()},
         "latency_bus_write_driver": {k: v for k, v in monitor.diagnostics.items()
                                      if k.startswith("dynamixel_driver") and "latency" in k},
+        "retarget_frame_stamps": {k.split("/", 1)[1]: v for k, v in monitor.diagnostics.items()
+                                  if k.startswith("retarget: frame stamps/")},
         "cpu_percent_of_one_core": cpu,
         "exit_codes": codes,
     }
