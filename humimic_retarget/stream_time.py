@@ -39,7 +39,7 @@ class StampCounts:
     frames: int = 0        # frames timed (used)
     future: int = 0        # refused: stamp ahead of the node clock by more than the tolerance
     behind: int = 0        # stamp behind the previous frame's: re-anchored
-    jumped: int = 0        # stamp ahead of its arrival by more than the tolerance: re-anchored
+    jumped: int = 0        # ahead of the previous stamp by more than their arrival gap + tolerance: re-anchored
     stale: int = 0         # older than MAX_LATENCY by the node clock: out of the latency statistics
     clock_jumps: int = 0   # the node clock jumped (time-jump callback, or seen going back)
 
@@ -67,7 +67,7 @@ class StreamTime:
         if now > 0 and stamp - now > self.tolerance:
             self.counts.future += 1
             self.warn("future", f"frame stamp {(stamp - now) * 1e-9:.3f} s ahead of this node's clock (tolerance "
-                      f"{self.tolerance * 1e-9:g} s): frame refused ({self.counts.future} so far)")
+                                f"{self.tolerance * 1e-9:g} s): frame refused ({self.counts.future} so far)")
             return False
         return True
 
@@ -80,15 +80,15 @@ class StreamTime:
             expected = self._since_anchor(arrival)
             if stamp <= self._stamp:
                 self.counts.behind += 1
-                self.warn("behind", f"frame stamp {(self._stamp - stamp) * 1e-9:.3f} s behind the previous frame's (camera "
-                          f"clock stepped back, replay looped): timing re-anchored on arrival "
-                          f"({self.counts.behind} so far)")
+                self.warn("behind", f"frame stamp {(self._stamp - stamp) * 1e-9:.3f} s behind the previous "
+                                    f"frame's (camera clock stepped back, replay looped): timing re-anchored on "
+                                    f"arrival ({self.counts.behind} so far)")
                 fits = False
             elif t - expected > self.tolerance:
                 self.counts.jumped += 1
-                self.warn("jumped", f"frame stamp {(stamp - self._stamp) * 1e-9:.3f} s after the previous frame's, which "
-                          f"arrived {(arrival - self._anchor[1]) * 1e-9:.3f} s before it: timing re-anchored on "
-                          f"arrival ({self.counts.jumped} so far)")
+                self.warn("jumped", f"frame stamp {(stamp - self._stamp) * 1e-9:.3f} s after the previous "
+                                    f"frame's, which arrived {(arrival - self._anchor[1]) * 1e-9:.3f} s before it: "
+                                    f"timing re-anchored on arrival ({self.counts.jumped} so far)")
                 fits = False
             if not fits or t <= self._handed:  # (fits but behind: the timer ran ahead during a stall)
                 t = max(expected, self._handed + 1)
@@ -123,8 +123,8 @@ class StreamTime:
         if self._stamp is None:
             return
         self.counts.clock_jumps += 1
-        self.warn("clock_jumps", f"this node's clock jumped by {delta * 1e-9:+.3f} s: frame timing moved with it "
-                  f"({self.counts.clock_jumps} so far)")
+        self.warn("clock_jumps", f"this node's clock jumped by {delta * 1e-9:+.3f} s: frame timing moved "
+                                 f"with it ({self.counts.clock_jumps} so far)")
         self._anchor = (self._anchor[0], self._anchor[1] + delta)
 
     def report(self, previous: StampCounts) -> Tuple[str, Dict[str, str]]:
