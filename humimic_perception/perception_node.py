@@ -1,10 +1,12 @@
 """ROS 2 node `face_perception`: landmarks, head pose, action units and gaze of the face in each frame.
 
-Newest frame first: when frames come faster than it handles them, it processes only the newest
-frame waiting on /camera/image_raw and skips the older ones, so it keeps up with the camera (latency
-stays about one frame's processing) at the cost of frames. Skipped frames get no message; they are
-counted on /diagnostics ("face_perception: frames": received = processed + dropped), so they are
-not mistaken for frames without a face. Every processed frame gets exactly one /face/action_units
+Keeping up with the camera: every frame received waits in a queue (frame_queue) and perception
+takes one at a time; with max_frame_lag 0 (default) it always works on the newest frame waiting and
+skips the older ones, so latency stays about one frame's processing when it is busy, at the cost of
+frames (a larger max_frame_lag processes frames in order unless they fall that far behind the
+newest: for replays where every frame counts). Skipped frames get no message; they are counted on
+/diagnostics ("face_perception: frames": received = processed + dropped + waiting), so they are not
+mistaken for frames without a face. Every processed frame gets exactly one /face/action_units
 message with the frame's header (empty name/position = no face, also for a frame that could not
 be used). With a face it
 also publishes /face/landmarks (metres, camera optical frame), /face/head_pose and /face/gaze
@@ -19,8 +21,8 @@ stamps as its time and can be changed at run time (ros2 param set /face_percepti
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, List, Optional, Tuple
+from dataclasses import asdict
+from typing import Any, List, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, Vector3Stamped
@@ -40,6 +42,7 @@ from humimic_perception.intrinsics import NOMINAL_HFOV_DEG, Intrinsics
 from humimic_perception.landmarks import make_backend
 from humimic_perception.mesh_markers import MeshMarkers, face_boxes
 from humimic_perception.face_selection import FaceSelector
+from humimic_perception.frame_queue import FrameCounts, FrameQueue
 from humimic_perception.perception import FacePerception, draw_debug, face_box, smoothing_from
 from humimic_perception import ros_convert
 
@@ -56,26 +59,17 @@ SMOOTHED = {
 SMOOTHING_PARAMETERS = ["smoothing.enabled"] + [f"smoothing.{signal}.{field}" for signal in SMOOTHED
                                                 for field in ("min_cutoff", "beta", "d_cutoff")]
 #: Camera frames: best effort like the sensor-data QoS, with room for the frames that arrive while
-#: one is processed (they are then skipped and counted, not lost uncounted in DDS).
+#: one is processed (they are then queued and counted, not lost uncounted in DDS).
 IMAGE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
-@dataclass
-class FrameCounts:
-    received: int = 0    # frames taken from /camera/image_raw
-    processed: int = 0   # answered on /face/action_units
-    dropped: int = 0     # skipped for a newer frame while busy
-
-
-def take_newest(subscription: Subscription, msg: Any) -> Tuple[Any, int]:
-    """The newest message waiting on ``subscription`` (``msg`` when none) and how many older ones
-    were skipped for it."""
-    skipped = 0
+def take_waiting(subscription: Subscription) -> List[Any]:
+    """Every message waiting on ``subscription``, oldest first."""
+    out = []
     with subscription.handle:
         while (taken := subscription.handle.take_message(subscription.msg_type, subscription.raw)) is not None:
-            msg = taken[0]
-            skipped += 1
-    return msg, skipped
+            out.append(taken[0])
+    return out
 
 
 class PerceptionNode(Node):
@@ -104,6 +98,8 @@ class PerceptionNode(Node):
         tracking = declare(self, "min_tracking_confidence", 0.5, "landmark backend: face tracking threshold",
                            read_only=True)
         self.publish_debug = declare(self, "publish_debug_image", True, "annotated image on /face/debug_image")
+        max_lag = declare(self, "max_frame_lag", 0.0, "seconds a frame may wait behind the newest one before it is "
+                                                      "skipped; 0 = always the newest frame")
         declare(self, "smoothing.enabled", True,
                 "One-Euro smoothing of AUs, head angles and gaze (time = frame stamps)")
         for signal, (what, unit, min_cutoff, beta, d_cutoff) in SMOOTHED.items():
@@ -137,8 +133,13 @@ class PerceptionNode(Node):
         self.add_post_set_parameters_callback(self.on_parameters_set)
         self._had_face: Optional[bool] = None
         self._last_frame = time.monotonic()
-        self.counts = FrameCounts()
+        try:
+            self.frames: FrameQueue[Image] = FrameQueue(max_lag)
+        except ValueError as exc:
+            self.get_logger().fatal(str(exc))
+            raise SystemExit(1) from None
         self._reported = FrameCounts()
+        self._work = self.create_guard_condition(self.process_next)
         self.create_timer(IDLE_CHECK_PERIOD, self.check_idle, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"face perception with the {backend} backend, smoothing "
                                f"{'on' if smoothing else 'off'}; capturing the neutral face from the first "
@@ -150,11 +151,17 @@ class PerceptionNode(Node):
     def on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
         try:
             smoothing_from(self._smoothing_values({p.name: p.value for p in params}))
+            for p in params:
+                if p.name == "max_frame_lag":
+                    FrameQueue(p.value)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     def on_parameters_set(self, params: List[Parameter]) -> None:
+        for p in params:
+            if p.name == "max_frame_lag":
+                self.frames.max_lag = p.value
         if any(p.name.startswith("smoothing.") for p in params):
             self.pipeline.set_smoothing(smoothing_from(self._smoothing_values({})))
 
@@ -178,24 +185,37 @@ class PerceptionNode(Node):
 
     def publish_diagnostics(self) -> None:
         """Frame counts since start; WARN while frames are dropped."""
-        dropped = self.counts.dropped - self._reported.dropped
-        received = self.counts.received - self._reported.received
-        self._reported = FrameCounts(**asdict(self.counts))
+        counts = self.frames.counts
+        dropped = counts.dropped - self._reported.dropped
+        received = counts.received - self._reported.received
+        self._reported = FrameCounts(**asdict(counts))
+        values = {**asdict(counts), "waiting": len(self.frames)}
         status = DiagnosticStatus(name="face_perception: frames", hardware_id="face_perception",
                                   level=DiagnosticStatus.WARN if dropped else DiagnosticStatus.OK,
                                   message=f"dropped {dropped} of {received} frames since the last report (busy: "
-                                          f"newest frame first)" if dropped else "every frame processed",
-                                  values=[KeyValue(key=k, value=str(v)) for k, v in asdict(self.counts).items()])
+                                          f"frames behind the newest skipped)" if dropped else "every frame processed",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(msg)
 
     def on_image(self, msg: Image) -> None:
+        """Queue the frame and any others waiting; perception takes them in process_next."""
         self._last_frame = time.monotonic()
-        msg, skipped = take_newest(self.image_sub, msg)
-        self.counts.received += 1 + skipped
-        self.counts.dropped += skipped
-        self.counts.processed += 1
+        for frame in [msg] + take_waiting(self.image_sub):
+            self.frames.put(to_ns(frame.header.stamp), frame)
+        self._work.trigger()
+
+    def process_next(self) -> None:
+        """One frame from the queue (the others wait for the next turn, so other callbacks run between)."""
+        msg = self.frames.take()
+        if msg is None:
+            return
+        if len(self.frames):
+            self._work.trigger()
+        self.process(msg)
+
+    def process(self, msg: Image) -> None:
         try:
             bgr = ros_convert.image_from_msg(msg)
         except ValueError as exc:
