@@ -8,12 +8,11 @@ newest: for replays where every frame counts). Skipped frames get no message; th
 /diagnostics ("face_perception: frames": received = processed + dropped + waiting), so they are not
 mistaken for frames without a face. Every processed frame gets exactly one /face/action_units
 message with the frame's header (empty name/position = no face, also for a frame that could not
-be used). With a face it
-also publishes /face/landmarks (metres, camera optical frame), /face/head_pose and /face/gaze
-(combined; /face/gaze/right and /face/gaze/left per eye: x = yaw, y = pitch in radians in the
-head frame, frame_id "head"), all stamped with the frame's stamp. While subscribed: /face/debug_image
-(if enabled) and /face/mesh_markers (a DELETEALL for a frame without a face). While the neutral face
-is captured (the first neutral_frames faces, again after /face/recapture_neutral) every AU is 0.
+be used). With a face it also publishes /face/landmarks (metres, camera optical frame),
+/face/head_pose and /face/gaze (combined; /face/gaze/right and /face/gaze/left per eye: x = yaw,
+y = pitch in radians in the head frame, frame_id "head"), all stamped with the frame's stamp.
+While subscribed: /face/debug_image (if enabled) and /face/mesh_markers (a DELETEALL for a frame
+without a face). While the neutral face is captured (the first neutral_frames faces, again after /face/recapture_neutral) every AU is 0.
 Intrinsics come from the last /camera/camera_info of the frame's size (a nominal 60 degree pinhole
 until one arrives or when its K is unset). The One-Euro smoothing (smoothing.*) takes the frame
 stamps as its time and can be changed at run time (ros2 param set /face_perception smoothing.gaze.beta 2.0).
@@ -108,6 +107,7 @@ class PerceptionNode(Node):
                                                             f"of the {what}")
             declare(self, f"smoothing.{signal}.d_cutoff", d_cutoff, f"Hz: One-Euro cutoff of the speed of the {what}")
         try:
+            self.frames: FrameQueue[Image] = FrameQueue(max_lag)
             smoothing = smoothing_from(self._smoothing_values({}))
             landmarks = make_backend(backend, min_detection_confidence=detection, min_tracking_confidence=tracking,
                                      **backend_options)
@@ -133,11 +133,6 @@ class PerceptionNode(Node):
         self.add_post_set_parameters_callback(self.on_parameters_set)
         self._had_face: Optional[bool] = None
         self._last_frame = time.monotonic()
-        try:
-            self.frames: FrameQueue[Image] = FrameQueue(max_lag)
-        except ValueError as exc:
-            self.get_logger().fatal(str(exc))
-            raise SystemExit(1) from None
         self._reported = FrameCounts()
         self._work = self.create_guard_condition(self.process_next)
         self.create_timer(IDLE_CHECK_PERIOD, self.check_idle, clock=Clock(clock_type=ClockType.STEADY_TIME))
