@@ -144,6 +144,16 @@ def log_warnings(path: Path, limit: int = 5) -> List[str]:
     return [line.split("]: ", 1)[-1] for line in lines if line.startswith("[WARN]")][-limit:]
 
 
+def frame_counts(frames: int, processed: int, with_face: int, diagnostics: Mapping[str, str]) -> Dict[str, Optional[int]]:
+    """What became of the camera frames: perception's answers split into with / without a face, and
+    the frames it dropped (skipped for a newer one while busy, from its /diagnostics; None: not
+    reported) apart."""
+    dropped = diagnostics.get("face_perception: frames/dropped")
+    return {"frames_received": frames, "frames_processed": processed, "frames_with_face": with_face,
+            "frames_no_face": processed - with_face,
+            "frames_dropped_by_perception": int(dropped) if dropped is not None else None}
+
+
 def draw(record: RunRecord, path: Path) -> None:
     """Frames with landmarks (top) beside joint positions and action units over time."""
     import matplotlib
@@ -260,12 +270,15 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
     summary = {
         "video": values["video"] or "sample (camera.source of config/humimic.yaml)",
         "interrupted": interrupted,
-        "frames_received": record.frames,
-        "frames_with_face": record.frames_with_face,
+        **frame_counts(record.frames, record.counts.get("/face/action_units", 0), record.frames_with_face,
+                       monitor.diagnostics),
         "duration_s": round(wall, 2),
         "rates_hz": {k: round(v, 2) for k, v in record.rates().items()},
         "latency_from_camera_stamp": {t: h.summary() for t, h in record.latency.items()},
-        "latency_bus_write_driver": {k: v for k, v in monitor.diagnostics.items() if "latency" in k},
+        "latency_bus_write_driver": {k: v for k, v in monitor.diagnostics.items()
+                                     if k.startswith("dynamixel_driver") and "latency" in k},
+        "retarget_frame_stamps": {k.split("/", 1)[1]: v for k, v in monitor.diagnostics.items()
+                                  if k.startswith("retarget: frame stamps/")},
         "cpu_percent_of_one_core": cpu,
         "exit_codes": codes,
         "camera_warnings": log_warnings(out / "logs" / "camera.log"),
@@ -286,8 +299,9 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
     for key, value in summary["latency_bus_write_driver"].items():
         print(f"driver-measured {key}: {value}")
     print("CPU % of one core: " + ", ".join(f"{n} {c}" for n, c in cpu.items()))
-    print(f"frames: {record.frames}, with a face: {record.frames_with_face}"
-          + (" (interrupted)" if interrupted else ""))
+    print(f"frames: {record.frames}, processed by perception: {summary['frames_processed']} (with a face "
+          f"{summary['frames_with_face']}, no face {summary['frames_no_face']}), dropped by perception (busy, "
+          f"newest frame first): {summary['frames_dropped_by_perception']}" + (" (interrupted)" if interrupted else ""))
     print(f"wrote {out / 'summary.json'} and {out / 'demo.png'}")
     for line in summary["camera_warnings"]:  # a truncated video, undecodable frames
         print(f"humimic-demo: camera: {line}", file=sys.stderr)

@@ -86,7 +86,8 @@ def recording_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
 
 
 #: face_perception parameters that are not landmark-backend options
-NOT_BACKEND_OPTIONS = {"backend", "neutral_frames", "publish_debug_image", "face_selection", "use_sim_time"}
+NOT_BACKEND_OPTIONS = {"backend", "neutral_frames", "publish_debug_image", "face_selection", "use_sim_time",
+                       "max_frame_lag"}
 
 
 def retarget_settings(values: Mapping[str, Any]) -> RetargetParams:

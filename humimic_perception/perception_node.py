@@ -1,12 +1,18 @@
 """ROS 2 node `face_perception`: landmarks, head pose, action units and gaze of the face in each frame.
 
-Every frame on /camera/image_raw gets exactly one /face/action_units message with the frame's
-header (empty name/position = no face, also for a frame that could not be used). With a face it
-also publishes /face/landmarks (metres, camera optical frame), /face/head_pose and /face/gaze
-(combined; /face/gaze/right and /face/gaze/left per eye: x = yaw, y = pitch in radians in the
-head frame, frame_id "head"), all stamped with the frame's stamp. While subscribed: /face/debug_image
-(if enabled) and /face/mesh_markers (a DELETEALL for a frame without a face). While the neutral face
-is captured (the first neutral_frames faces, again after /face/recapture_neutral) every AU is 0.
+Keeping up with the camera: every frame received waits in a queue (frame_queue) and perception
+takes one at a time; with max_frame_lag 0 (default) it always works on the newest frame waiting and
+skips the older ones, so latency stays about one frame's processing when it is busy, at the cost of
+frames (a larger max_frame_lag processes frames in order unless they fall that far behind the
+newest: for replays where every frame counts). Skipped frames get no message; they are counted on
+/diagnostics ("face_perception: frames": received = processed + dropped + waiting), so they are not
+mistaken for frames without a face. Every processed frame gets exactly one /face/action_units
+message with the frame's header (empty name/position = no face, also for a frame that could not
+be used). With a face it also publishes /face/landmarks (metres, camera optical frame),
+/face/head_pose and /face/gaze (combined; /face/gaze/right and /face/gaze/left per eye: x = yaw,
+y = pitch in radians in the head frame, frame_id "head"), all stamped with the frame's stamp.
+While subscribed: /face/debug_image (if enabled) and /face/mesh_markers (a DELETEALL for a frame
+without a face). While the neutral face is captured (the first neutral_frames faces, again after /face/recapture_neutral) every AU is 0.
 Intrinsics come from the last /camera/camera_info of the frame's size (a nominal 60 degree pinhole
 until one arrives or when its K is unset). The One-Euro smoothing (smoothing.*) takes the frame
 stamps as its time and can be changed at run time (ros2 param set /face_perception smoothing.gaze.beta 2.0).
@@ -14,13 +20,17 @@ stamps as its time and can be changed at run time (ros2 param set /face_percepti
 from __future__ import annotations
 
 import time
-from typing import List, Optional
+from dataclasses import asdict
+from typing import Any, List, Optional
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, Vector3Stamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -31,6 +41,7 @@ from humimic_perception.intrinsics import NOMINAL_HFOV_DEG, Intrinsics
 from humimic_perception.landmarks import make_backend
 from humimic_perception.mesh_markers import MeshMarkers, face_boxes
 from humimic_perception.face_selection import FaceSelector
+from humimic_perception.frame_queue import FrameCounts, FrameQueue
 from humimic_perception.perception import FacePerception, draw_debug, face_box, smoothing_from
 from humimic_perception import ros_convert
 
@@ -46,6 +57,18 @@ SMOOTHED = {
 }
 SMOOTHING_PARAMETERS = ["smoothing.enabled"] + [f"smoothing.{signal}.{field}" for signal in SMOOTHED
                                                 for field in ("min_cutoff", "beta", "d_cutoff")]
+#: Camera frames: best effort like the sensor-data QoS, with room for the frames that arrive while
+#: one is processed (they are then queued and counted, not lost uncounted in DDS).
+IMAGE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def take_waiting(subscription: Subscription) -> List[Any]:
+    """Every message waiting on ``subscription``, oldest first."""
+    out = []
+    with subscription.handle:
+        while (taken := subscription.handle.take_message(subscription.msg_type, subscription.raw)) is not None:
+            out.append(taken[0])
+    return out
 
 
 class PerceptionNode(Node):
@@ -74,6 +97,8 @@ class PerceptionNode(Node):
         tracking = declare(self, "min_tracking_confidence", 0.5, "landmark backend: face tracking threshold",
                            read_only=True)
         self.publish_debug = declare(self, "publish_debug_image", True, "annotated image on /face/debug_image")
+        max_lag = declare(self, "max_frame_lag", 0.0, "seconds a frame may wait behind the newest one before it is "
+                                                      "skipped; 0 = always the newest frame")
         declare(self, "smoothing.enabled", True,
                 "One-Euro smoothing of AUs, head angles and gaze (time = frame stamps)")
         for signal, (what, unit, min_cutoff, beta, d_cutoff) in SMOOTHED.items():
@@ -82,6 +107,7 @@ class PerceptionNode(Node):
                                                             f"of the {what}")
             declare(self, f"smoothing.{signal}.d_cutoff", d_cutoff, f"Hz: One-Euro cutoff of the speed of the {what}")
         try:
+            self.frames: FrameQueue[Image] = FrameQueue(max_lag)
             smoothing = smoothing_from(self._smoothing_values({}))
             landmarks = make_backend(backend, min_detection_confidence=detection, min_tracking_confidence=tracking,
                                      **backend_options)
@@ -100,12 +126,15 @@ class PerceptionNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "/face/mesh_markers", RELIABLE_QOS)
         self.boxes_pub = self.create_publisher(MarkerArray, "/face/boxes", RELIABLE_QOS)
         self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS)
-        self.create_subscription(Image, "/camera/image_raw", self.on_image, SENSOR_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
+        self.image_sub = self.create_subscription(Image, "/camera/image_raw", self.on_image, IMAGE_QOS)
         self.create_service(Trigger, "/face/recapture_neutral", self.on_recapture)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.add_post_set_parameters_callback(self.on_parameters_set)
         self._had_face: Optional[bool] = None
         self._last_frame = time.monotonic()
+        self._reported = FrameCounts()
+        self._work = self.create_guard_condition(self.process_next)
         self.create_timer(IDLE_CHECK_PERIOD, self.check_idle, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"face perception with the {backend} backend, smoothing "
                                f"{'on' if smoothing else 'off'}; capturing the neutral face from the first "
@@ -117,11 +146,17 @@ class PerceptionNode(Node):
     def on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
         try:
             smoothing_from(self._smoothing_values({p.name: p.value for p in params}))
+            for p in params:
+                if p.name == "max_frame_lag":
+                    FrameQueue(p.value)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     def on_parameters_set(self, params: List[Parameter]) -> None:
+        for p in params:
+            if p.name == "max_frame_lag":
+                self.frames.max_lag = p.value
         if any(p.name.startswith("smoothing.") for p in params):
             self.pipeline.set_smoothing(smoothing_from(self._smoothing_values({})))
 
@@ -135,6 +170,7 @@ class PerceptionNode(Node):
         return ros_convert.intrinsics_from_msg(info)
 
     def check_idle(self) -> None:
+        self.publish_diagnostics()
         silent = time.monotonic() - self._last_frame
         if silent >= WARN_PERIOD:
             self.get_logger().warning(
@@ -142,8 +178,39 @@ class PerceptionNode(Node):
                 "frames over its 512 KiB shared-memory segment unless a profile enlarges it)",
                 throttle_duration_sec=WARN_PERIOD)
 
+    def publish_diagnostics(self) -> None:
+        """Frame counts since start; WARN while frames are dropped."""
+        counts = self.frames.counts
+        dropped = counts.dropped - self._reported.dropped
+        received = counts.received - self._reported.received
+        self._reported = FrameCounts(**asdict(counts))
+        values = {**asdict(counts), "waiting": len(self.frames)}
+        status = DiagnosticStatus(name="face_perception: frames", hardware_id="face_perception",
+                                  level=DiagnosticStatus.WARN if dropped else DiagnosticStatus.OK,
+                                  message=f"dropped {dropped} of {received} frames since the last report (busy: "
+                                          f"frames behind the newest skipped)" if dropped else "every frame processed",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(msg)
+
     def on_image(self, msg: Image) -> None:
+        """Queue the frame and any others waiting; perception takes them in process_next."""
         self._last_frame = time.monotonic()
+        for frame in [msg] + take_waiting(self.image_sub):
+            self.frames.put(to_ns(frame.header.stamp), frame)
+        self._work.trigger()
+
+    def process_next(self) -> None:
+        """One frame from the queue (the others wait for the next turn, so other callbacks run between)."""
+        msg = self.frames.take()
+        if msg is None:
+            return
+        if len(self.frames):
+            self._work.trigger()
+        self.process(msg)
+
+    def process(self, msg: Image) -> None:
         try:
             bgr = ros_convert.image_from_msg(msg)
         except ValueError as exc:

@@ -2,9 +2,11 @@
 
 Head pose and gaze come on their own topics, in whatever order DDS delivers them. A frame is
 released once its action units and every part seen so far in the stream have arrived for its
-stamp (a topic that never published is not waited for), when a newer frame's action units
+stamp (a topic that never published is not waited for), when the next frame's action units
 arrive, or when the caller expires it; a frame without a face needs no parts. The same messages
-thus give the same channels, live or replayed from a bag. Stamps are in nanoseconds.
+thus give the same channels, live or replayed from a bag. Stamps are in nanoseconds. Action units
+whose stamp is behind the last frame's (the camera clock stepped back, a bag loop) start a new
+frame like any other; only a repeated stamp is ignored.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ MAX_PENDING = 32
 class Frame:
     stamp: int                              # ns, the camera frame's stamp
     channels: Optional[Dict[str, float]]    # None: no face in this frame
-    arrival: float = 0.0                    # caller's clock (s) when the action units came
+    arrival: float = 0.0                    # caller's clock when the action units came (unit of expire's)
 
 
 class FrameChannels:
@@ -51,7 +53,7 @@ class FrameChannels:
         """
         if len(names) != len(values):
             raise ValueError(f"action units with {len(names)} names but {len(values)} values")
-        if stamp <= self._last_released:
+        if stamp == self._last_released or (self._waiting is not None and stamp == self._waiting.stamp):
             return []
         out = self.flush()
         channels = dict(zip(names, (float(v) for v in values))) if names else None
@@ -59,8 +61,9 @@ class FrameChannels:
         return out + self._release_if_complete()
 
     def expire(self, now: float, timeout: float) -> List[Frame]:
-        """Release the waiting frame if it has waited longer than `timeout` (caller's clock)."""
-        if self._waiting is not None and now - self._waiting.arrival > timeout:
+        """Release the waiting frame if it has waited longer than `timeout` (caller's clock; also
+        when that clock went back)."""
+        if self._waiting is not None and not 0 <= now - self._waiting.arrival <= timeout:
             return self.flush()
         return []
 

@@ -1,14 +1,24 @@
 """ROS shell of the retargeter: /face/action_units + /face/head_pose + /face/gaze -> /joint_commands.
 
 Gains (``gains.<channel>``), ``mirror``, smoothing and limits are parameters that can be changed
-while it runs; an invalid value is refused with the reason.
+while it runs; an invalid value is refused with the reason. Frames are timed by their stamps and
+judged lost by their arrival (retarget_stream, stream_time); stamps that do not fit the node's
+clock and jumps of that clock are counted on /diagnostics ("retarget: frame stamps", with the
+latency of the frames) and logged, and the node goes on imitating.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+import time
 from typing import Dict, List
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, Vector3Stamped
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
+from rclpy.duration import Duration
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -17,15 +27,16 @@ from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
 from humimic_core.stamps import from_ns, to_ns
-from humimic_retarget.frame_channels import Frame, FrameChannels
 from humimic_retarget.learned_mapping import LearnedModelError
+from humimic_retarget.retarget_stream import Command, RetargetStream
 from humimic_retarget.retargeter import Retargeter, RetargetParams, with_changes
 
-#: Seconds a frame's action units wait for its head pose and gaze before going without them.
-PART_TIMEOUT = 0.1
-#: Seconds without a frame after which the timer steps the retargeter itself (a camera at 10 fps or
-#: more never triggers it; a stalled or ended stream does, so the robot still glides to neutral).
-STALL_TIMEOUT = 0.15
+#: Seconds between /diagnostics reports.
+DIAGNOSTICS_PERIOD = 1.0
+#: Seconds between repeated warnings about stamps.
+WARN_PERIOD = 5.0
+#: Range (s) of the stamp_tolerance parameter.
+TOLERANCE_RANGE = (0.01, 3600.0)
 
 _DESCRIPTIONS = {
     "max_velocity": "Velocity limit of every joint (rad/s); constraints.velocity of the robot config may lower it",
@@ -53,16 +64,26 @@ class RetargetNode(Node):
                                        f"Gain of channel {c}: multiplies its response curve")
                  for c in self.retargeter.mapping.channels}
         self.retargeter.set_params(with_changes(self.retargeter.params, gains))
+        low, high = TOLERANCE_RANGE
+        tolerance = self.declare_parameter("stamp_tolerance", 1.0, ParameterDescriptor(
+            description="Seconds a frame stamp may be ahead of this node's clock (further: refused) and jump ahead "
+                        "of its arrival (further: timing re-anchored)", read_only=True,
+            floating_point_range=[FloatingPointRange(from_value=low, to_value=high)])).value
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.add_post_set_parameters_callback(self.on_parameters_set)
-        self.frames = FrameChannels()
-        self._stall_ns = int(max(STALL_TIMEOUT, 2.0 / rate) * 1e9)
-        self._last_frame_ns = 0
+        self.stream = RetargetStream(self.retargeter, tolerance, 2.0 / rate, self.warn)
+        self._warned: Dict[str, float] = {}
+        self._reported = dataclasses.replace(self.stream.time.counts)
         self.publisher = self.create_publisher(JointState, "/joint_commands", RELIABLE_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
         self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
         self.create_subscription(PoseStamped, "/face/head_pose", self.on_head_pose, RELIABLE_QOS)
         self.create_subscription(Vector3Stamped, "/face/gaze", self.on_gaze, RELIABLE_QOS)
         self.create_timer(1.0 / rate, self.on_timer)
+        self.create_timer(DIAGNOSTICS_PERIOD, self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=Duration(nanoseconds=self.stream.time.tolerance),
+                          min_backward=Duration(nanoseconds=-1)), post_callback=self.on_clock_jump)
         model = self.retargeter.mapping.model
         self.get_logger().info(
             f"retargeting {len(self.retargeter.mapping.channels)} channels to {len(self.config.servos)} joints of "
@@ -79,50 +100,56 @@ class RetargetNode(Node):
     def on_parameters_set(self, params: List[Parameter]) -> None:
         self.retargeter.set_params(with_changes(self.retargeter.params, {p.name: p.value for p in params}))
 
+    def warn(self, kind: str, text: str) -> None:
+        """Log a line about stamps, each kind at most once per WARN_PERIOD."""
+        now = time.monotonic()
+        if now - self._warned.get(kind, -math.inf) >= WARN_PERIOD:
+            self._warned[kind] = now
+            self.get_logger().warning(text)
+
     def on_head_pose(self, msg: PoseStamped) -> None:
         q = msg.pose.orientation
-        self.retarget(self.frames.head_pose(to_ns(msg.header.stamp), (q.x, q.y, q.z, q.w)))
+        self.publish(self.stream.head_pose(to_ns(msg.header.stamp), (q.x, q.y, q.z, q.w)))
 
     def on_gaze(self, msg: Vector3Stamped) -> None:
-        self.retarget(self.frames.gaze(to_ns(msg.header.stamp), msg.vector.x, msg.vector.y))
+        self.publish(self.stream.gaze(to_ns(msg.header.stamp), msg.vector.x, msg.vector.y))
 
     def on_action_units(self, msg: JointState) -> None:
         now = self.get_clock().now().nanoseconds
         try:
-            frames = self.frames.action_units(to_ns(msg.header.stamp), msg.name, msg.position, now * 1e-9)
+            self.publish(self.stream.action_units(to_ns(msg.header.stamp), msg.name, msg.position, now))
         except ValueError as exc:
-            self.get_logger().warn(f"{exc}: frame ignored", throttle_duration_sec=5.0)
-            return
-        self._last_frame_ns = now
-        self.retarget(frames)
-
-    def retarget(self, frames: List[Frame]) -> None:
-        """Commands for complete frames, timed by the frames' own stamps (replays reproduce them)."""
-        for frame in frames:
-            self.publish(self.retargeter.update(frame.stamp * 1e-9, frame.channels), from_ns(frame.stamp))
+            self.get_logger().warning(f"{exc}: frame ignored", throttle_duration_sec=WARN_PERIOD)
 
     def on_timer(self) -> None:
-        """Release a frame whose parts are late; keep stepping (hold, glide to neutral, finish a
-        motion) while frames are late or gone."""
-        now = self.get_clock().now()
-        self.retarget(self.frames.expire(now.nanoseconds * 1e-9, PART_TIMEOUT))
-        if now.nanoseconds - self._last_frame_ns < self._stall_ns:
-            return
-        before = self.retargeter.command
-        command = self.retargeter.tick(now.nanoseconds * 1e-9)
-        if command != before:
-            self.publish(command, now.to_msg())
+        self.publish(self.stream.tick(self.get_clock().now().nanoseconds))
 
-    def publish(self, command: Dict[str, float], stamp) -> None:
-        msg = JointState()
-        msg.header.stamp = stamp
-        msg.name = list(command)
-        msg.position = list(command.values())
-        self.publisher.publish(msg)
+    def on_clock_jump(self, jump: TimeJump) -> None:
+        self.publish(self.stream.clock_jumped(jump.delta.nanoseconds))
+
+    def publish(self, commands: List[Command]) -> None:
+        for stamp, command in commands:
+            msg = JointState()
+            msg.header.stamp = from_ns(stamp)
+            msg.name = list(command)
+            msg.position = list(command.values())
+            self.publisher.publish(msg)
+
+    def publish_diagnostics(self) -> None:
+        message, values = self.stream.time.report(self._reported)
+        self._reported = dataclasses.replace(self.stream.time.counts)
+        status = DiagnosticStatus(name="retarget: frame stamps", hardware_id="retarget",
+                                  level=DiagnosticStatus.WARN if message else DiagnosticStatus.OK,
+                                  message=message or "frames in step with this node's clock",
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(msg)
 
 
 def main(args=None) -> None:
-    run_node(RetargetNode, args, fatal=(ConfigError, LearnedModelError), exit_code=2, name="retarget")
+    run_node(RetargetNode, args, fatal=(ConfigError, LearnedModelError, InvalidParameterValueException), exit_code=2,
+             name="retarget")
 
 
 if __name__ == "__main__":

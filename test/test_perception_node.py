@@ -14,6 +14,7 @@ from typing import Callable, Dict, List
 
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, Vector3Stamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -30,6 +31,7 @@ from humimic_core.ros_util import SENSOR_QOS
 from humimic_core.runner import interrupt
 from humimic_core.stamps import from_ns, to_ns
 from humimic_perception.action_units import CODES
+from humimic_perception import ros_convert
 from humimic_perception.ros_convert import cloud_from_msg
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +73,10 @@ class Probe:
         for eye, log in self.gaze.items():
             sub(Vector3Stamped, "/face/gaze" + eye, log.append, QoSProfile(depth=400))
         sub(MarkerArray, "/face/mesh_markers", self.markers.append, QoSProfile(depth=400))
+        self.frame_counts: List[Dict[str, int]] = []
+        sub(DiagnosticArray, "/diagnostics", lambda m: self.frame_counts.extend(
+            {kv.key: int(kv.value) for kv in s.values} for s in m.status if s.name == "face_perception: frames"),
+            QoSProfile(depth=100))
         self.image_pub = self.node.create_publisher(Image, "/camera/image_raw", SENSOR_QOS)
         self.recapture = self.node.create_client(Trigger, "/face/recapture_neutral")
         self.set_parameters = self.node.create_client(SetParameters, "/face_perception/set_parameters")
@@ -261,3 +267,55 @@ def test_smoothing_parameters_can_be_changed_at_run_time(graph):
     assert not _set(probe, "smoothing.action_units.min_cutoff", 0.0)
     assert _set(probe, "smoothing.head_pose.beta", 2.0)
     assert _set(probe, "smoothing.enabled", False) and _set(probe, "smoothing.enabled", True)
+
+
+def test_busy_perception_takes_the_newest_frame_and_counts_the_skipped_ones(graph):
+    """Issue 10 item 6: frames come faster than perception handles them (bursts of 8): it answers
+    the newest of each burst, skips older ones, and received = processed + dropped = published;
+    with a max_frame_lag it answers every frame of a burst instead."""
+    probe, _ = graph
+    probe.clear()
+    import cv2
+
+    video = cv2.VideoCapture(str(media_dir() / "single_face.mp4"))
+    images = [video.read()[1] for _ in range(24)]
+    video.release()
+
+    def fresh_counts() -> Dict[str, int]:
+        seen = len(probe.frame_counts)
+        assert probe.spin_until(lambda: len(probe.frame_counts) >= seen + 2, timeout=10.0), "no /diagnostics"
+        return probe.frame_counts[-1]
+
+    before = fresh_counts()
+    stamps: List[int] = []
+    for burst in range(3):
+        for k, image in enumerate(images[burst * 8:(burst + 1) * 8]):
+            stamps.append((5000 + burst) * 1_000_000_000 + k * 33_000_000)
+            probe.image_pub.publish(ros_convert.image_to_msg(image, Header(stamp=from_ns(stamps[-1]),
+                                                                           frame_id="camera_optical_frame")))
+        assert probe.spin_until(lambda: stamps[-1] in _stamps(probe.aus), timeout=30.0), "newest frame unanswered"
+    after = fresh_counts()
+    answered = _stamps(probe.aus)
+    delta = {k: after[k] - before[k] for k in after}
+    assert after["waiting"] == 0 and delta["received"] == len(stamps) == delta["processed"] + delta["dropped"], delta
+    assert delta["processed"] == len(answered) and delta["dropped"] >= 1, (delta, len(answered))
+    assert set(answered) <= set(stamps) and answered == sorted(answered)
+    assert all(m.name for m in probe.aus), "a skipped frame is not reported as a frame without a face"
+    # a lag lets perception take every frame of a burst, in order (a replay where every frame counts)
+    assert probe.spin_until(probe.set_parameters.service_is_ready, timeout=10.0)
+    assert not _set(probe, "max_frame_lag", -1.0)
+    assert _set(probe, "max_frame_lag", 10.0)
+    probe.clear()
+    before = fresh_counts()
+    stamps = [6000 * 1_000_000_000 + k * 33_000_000 for k in range(8)]
+    try:
+        for stamp, image in zip(stamps, images):
+            probe.image_pub.publish(ros_convert.image_to_msg(image, Header(stamp=from_ns(stamp),
+                                                                           frame_id="camera_optical_frame")))
+        assert probe.spin_until(lambda: stamps[-1] in _stamps(probe.aus), timeout=30.0), "newest frame unanswered"
+        after = fresh_counts()
+    finally:
+        assert _set(probe, "max_frame_lag", 0.0)
+    assert _stamps(probe.aus) == stamps
+    assert {k: after[k] - before[k] for k in ("received", "processed", "dropped")} == {
+        "received": 8, "processed": 8, "dropped": 0}

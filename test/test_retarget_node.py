@@ -1,5 +1,6 @@
 """The retarget node and pose playback as real processes: live parameter changes through the
-SetParameters service, a refused learned model, a recorded pose-playback session."""
+SetParameters service, a refused learned model, frames late or stamped off the node's clock, a
+recorded pose-playback session."""
 from __future__ import annotations
 
 import copy
@@ -17,12 +18,14 @@ import yaml
 rclpy = pytest.importorskip("rclpy")
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from humimic_core.runner import interrupt
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
 from humimic_core.ros_util import RELIABLE_QOS  # noqa: E402
+from humimic_core.stamps import from_ns, to_ns  # noqa: E402
 from humimic_retarget.fitting import Network  # noqa: E402
 from humimic_retarget.onnx_export import export_onnx  # noqa: E402
 from humimic_retarget.pose_grid import pose_grid  # noqa: E402
@@ -154,3 +157,131 @@ def test_pose_playback_plays_the_grid_and_records_pairs(node, tmp_path):
         assert row["channels"] == {"AU12": 1.0, "AU26": 2.0}
         assert row["joints"] == grid[row["pose"]]
     assert len({row["pose"] for row in rows}) >= 0.8 * len(grid)
+
+
+def paced_frames(node, publisher, aus, seconds, latency=0.0, shift=0.0, fps=30.0):
+    """Frames at ``fps`` for ``seconds``, stamped ``latency`` s before now plus ``shift`` s; their stamps."""
+    stamps = []
+    start = time.monotonic()
+    for k in range(round(seconds * fps)):
+        msg = au_frame(node, aus)
+        stamp = to_ns(msg.header.stamp) - int(latency * 1e9) + int(shift * 1e9)
+        msg.header.stamp = from_ns(stamp)
+        publisher.publish(msg)
+        stamps.append(stamp)
+        while time.monotonic() < start + (k + 1) / fps:
+            rclpy.spin_once(node, timeout_sec=0.005)
+    return stamps
+
+
+def test_node_keeps_imitating_through_late_future_and_stepped_back_stamps(node):
+    """Issue 9 item 4, issue 10 item 5: a real retarget node fed frames 0.8 s late (above
+    face_lost_timeout) with a gap, one frame stamped an hour ahead, then a camera clock 10 s back."""
+    proc = start("humimic_retarget.retarget_node", "--params-file", str(config_file("humimic.yaml")))
+    commands, stamps_status = {}, []
+    node.create_subscription(JointState, "/joint_commands",
+                             lambda m: commands.setdefault(to_ns(m.header.stamp), dict(zip(m.name, m.position))),
+                             RELIABLE_QOS)
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: stamps_status.extend(
+        s for s in m.status if s.name == "retarget: frame stamps"), RELIABLE_QOS)
+    publisher = node.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
+    smile, jaw_open = {"AU12": 4.0}, {"AU26": 5.0}
+    try:
+        deadline = time.time() + 30.0
+        while time.time() < deadline and not (publisher.get_subscription_count() and stamps_status):
+            rclpy.spin_once(node, timeout_sec=0.1)
+        assert stamps_status, stop(proc)
+
+        def followed(stamps):
+            return [commands[s] for s in stamps if s in commands]
+
+        paced_frames(node, publisher, smile, 1.0, latency=0.8)
+        deadline = time.monotonic() + 0.3  # a perception hiccup shorter than face_lost_timeout
+        while time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.01)
+        late = followed(paced_frames(node, publisher, smile, 1.0, latency=0.8))
+        held = sum(c["lip_corner_left"] > 0.36 for c in late)
+        assert held >= 0.9 * 30, f"smile held in {held} of {len(late)} commands for 30 late frames"
+        late = followed(paced_frames(node, publisher, jaw_open, 1.0, latency=0.8))
+        assert late and late[-1]["jaw"] > 0.3 and late[-1]["lip_corner_left"] < 0.01, "late frames are followed"
+
+        future = au_frame(node, smile)
+        future.header.stamp = from_ns(to_ns(future.header.stamp) + 3600 * 10 ** 9)
+        publisher.publish(future)
+        after = followed(paced_frames(node, publisher, jaw_open, 1.0))
+        assert len(after) >= 25 and after[-1]["jaw"] > 0.3, f"{len(after)} commands for 30 frames after a future one"
+
+        back = followed(paced_frames(node, publisher, smile, 1.0, shift=-10.0))
+        assert len(back) >= 25 and back[-1]["lip_corner_left"] > 0.36 and back[-1]["jaw"] < 0.01, \
+            f"{len(back)} commands for 30 frames after the camera clock stepped back"
+        count = len(stamps_status)
+        deadline = time.time() + 5.0
+        while time.time() < deadline and len(stamps_status) < count + 2:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    finally:
+        output = stop(proc)
+    assert proc.returncode == 0, output
+    values = {kv.key: kv.value for kv in stamps_status[-1].values}
+    assert (values["future"], values["behind"], values["jumped"]) == ("1", "1", "0"), values
+    assert int(values["frames"]) >= 140 and float(values["latency_max_ms"]) < 60_000
+    assert any(s.level == DiagnosticStatus.WARN and "1 refused" in s.message for s in stamps_status)
+    assert "s ahead of this node's clock (tolerance 1 s): frame refused (1 so far)" in output
+    assert "behind the previous frame's" in output
+
+
+def test_node_on_sim_time_follows_a_replay_that_loops(node):
+    """use_sim_time with /clock going back (a bag replay restarting): the time-jump callback keeps
+    the node imitating, and with /clock running but no frames it still glides to neutral."""
+    from rosgraph_msgs.msg import Clock as ClockMsg
+
+    proc = start("humimic_retarget.retarget_node", "-p", "use_sim_time:=true")
+    commands, statuses = [], []
+    node.create_subscription(JointState, "/joint_commands", lambda m: commands.append(dict(zip(m.name, m.position))),
+                             RELIABLE_QOS)
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: statuses.extend(
+        s for s in m.status if s.name == "retarget: frame stamps"), RELIABLE_QOS)
+    clock = node.create_publisher(ClockMsg, "/clock", RELIABLE_QOS)
+    publisher = node.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
+
+    def replay(start_s, seconds, aus):
+        """30 fps of /clock from start_s, with frames stamped 20 ms before it (None: /clock alone)."""
+        for k in range(round(seconds * 30)):
+            now = int((start_s + k / 30) * 1e9)
+            clock.publish(ClockMsg(clock=from_ns(now)))
+            if aus is not None:
+                msg = au_frame(node, aus)
+                msg.header.stamp = from_ns(now - 20_000_000)
+                publisher.publish(msg)
+            deadline = time.monotonic() + 1 / 30
+            while time.monotonic() < deadline:
+                rclpy.spin_once(node, timeout_sec=0.005)
+
+    try:
+        deadline = time.time() + 30.0
+        while time.time() < deadline and not (publisher.get_subscription_count() and clock.get_subscription_count()
+                                              and statuses):
+            rclpy.spin_once(node, timeout_sec=0.1)
+        assert statuses, stop(proc)
+        replay(1000.0, 1.0, {"AU12": 4.0})
+        assert commands and commands[-1]["lip_corner_left"] > 0.36
+        replay(1000.0, 1.0, {"AU26": 5.0})       # the replay starts again
+        assert commands[-1]["jaw"] > 0.3 and commands[-1]["lip_corner_left"] < 0.01
+        replay(1001.0, 2.0, None)                # the replay goes on without faces
+        assert commands[-1]["jaw"] == pytest.approx(0.0, abs=1e-9)
+        count = len(statuses)
+        deadline = time.time() + 5.0
+        while time.time() < deadline and len(statuses) < count + 2:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    finally:
+        output = stop(proc)
+    assert proc.returncode == 0, output
+    values = {kv.key: kv.value for kv in statuses[-1].values}
+    assert (values["clock_jumps"], values["behind"], values["future"]) == ("1", "1", "0"), values
+    assert "this node's clock jumped by -0.967 s" in output, output
+
+
+def test_node_refuses_a_stamp_tolerance_out_of_range():
+    proc = start("humimic_retarget.retarget_node", "-p", "stamp_tolerance:=0.0")
+    proc.wait(30)
+    output = proc.communicate()[0]
+    assert proc.returncode == 2 and "stamp_tolerance out of range" in output and "Traceback" not in output, output
