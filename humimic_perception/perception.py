@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from humimic_core.head_frame import head_angles, rotation_from_angles
-from humimic_perception.action_units import CODES, ActionUnitEstimator, measure
+from humimic_perception.action_units import CHANNELS, ActionUnitEstimator, measure
 from humimic_perception.face_selection import FaceSelector
 from humimic_perception.gaze import Gaze, direction, estimate_gaze
 from humimic_perception.head_pose import HeadPose, HeadPoseEstimator, back_project, camera_matrix
@@ -32,13 +32,21 @@ AXIS_LENGTH = 0.06
 IRIS_CENTRES = (468, 473)
 
 
+#: Eye closure channels: smoothed by their own filter (Smoothing.eye_closure), so that a blink of
+#: 3-4 frames keeps its depth while the other AUs are smoothed more.
+EYE_CLOSURE = ("AU45", "AU45_L", "AU45_R")
+_EYE_ROWS = np.array([name in EYE_CLOSURE for name in CHANNELS])
+
+
 @dataclass(frozen=True)
 class Smoothing:
-    """One-Euro filter settings of each smoothed signal (AU intensities 0..5, angles in radians)."""
+    """One-Euro filter settings of each smoothed signal (AU intensities 0..5, angles in radians):
+    ``action_units`` for every AU but the eye closures (EYE_CLOSURE), which have ``eye_closure``."""
 
     action_units: OneEuroParams
     head_pose: OneEuroParams
     gaze: OneEuroParams
+    eye_closure: OneEuroParams
 
 
 def smoothing_from(values: Mapping[str, object]) -> Optional[Smoothing]:
@@ -80,11 +88,12 @@ class _Filters:
 
     def __init__(self, smoothing: Smoothing) -> None:
         self.action_units = OneEuroFilter(smoothing.action_units)
+        self.eye_closure = OneEuroFilter(smoothing.eye_closure)
         self.head = OneEuroFilter(smoothing.head_pose)
         self.gaze = OneEuroFilter(smoothing.gaze)
 
     def reset(self) -> None:
-        for one in (self.action_units, self.head, self.gaze):
+        for one in (self.action_units, self.eye_closure, self.head, self.gaze):
             one.reset()
 
 
@@ -163,7 +172,9 @@ class FacePerception:
 
     def _smooth(self, t: float, action_units: Dict[str, float], pose: HeadPose, gaze: Optional[Gaze]):
         filters = self._filters
-        values = filters.action_units(t, np.fromiter(action_units.values(), dtype=np.float64, count=len(CODES)))
+        values = np.fromiter(action_units.values(), dtype=np.float64, count=len(CHANNELS))
+        values[~_EYE_ROWS] = filters.action_units(t, values[~_EYE_ROWS])
+        values[_EYE_ROWS] = filters.eye_closure(t, values[_EYE_ROWS])
         action_units = dict(zip(action_units, values.tolist()))
         angles = filters.head(t, np.array(head_angles(pose.rotation)))
         pose = HeadPose(rotation_from_angles(*angles), pose.translation, pose.rms_error_px)

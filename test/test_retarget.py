@@ -47,10 +47,11 @@ def run(r, frames, dt=0.01, t=0.0):
 
 def test_weights_curves_and_offsets(config):
     m = config.mapping
-    t, _ = targets(config, {"AU26": 2.0, "AU25": 1.0, "AU12": 2.3, "AU45": 2.5, "AU01": 1.0})
+    t, _ = targets(config, {"AU26": 2.0, "AU25": 1.0, "AU12": 2.3, "AU45_L": 2.5, "AU01": 1.0})
     assert t["jaw"] == pytest.approx(2.0 * m["jaw"].weights["AU26"] + 1.0 * m["jaw"].weights["AU25"])
     assert t["lip_corner_left"] == pytest.approx(0.10 * (2.3 - 0.3))  # deadband 0.3 shifts
-    assert t["upper_lid_left"] == pytest.approx(0.18 * 4.5)  # AU45 curve: 2.5 -> 4.5
+    assert t["upper_lid_left"] == pytest.approx(0.18 * 2.375)  # AU45_L curve: 2.5 -> 2.375
+    assert t["upper_lid_right"] == pytest.approx(0.0)  # a wink: the other lid stays
     assert t["brow_inner_left"] == pytest.approx(0.07)
     offset = config_with(lambda d: d["mapping"]["jaw"].update(offset=0.05))
     assert targets(offset, {"AU26": 0.0})[0]["jaw"] == pytest.approx(0.05)
@@ -165,7 +166,7 @@ def test_bad_input_holds_its_joints_then_they_glide(config):
 
 def test_couplings_keep_the_lids_apart_and_the_jaw_with_the_lips(config):
     r = Retargeter(config, RetargetParams(smoothing=0.0))
-    frame = {"AU45": 5.0, "AU26": 5.0, "AU25": 5.0, "AU12": 5.0}
+    frame = {"AU45_L": 5.0, "AU45_R": 5.0, "AU26": 5.0, "AU25": 5.0, "AU12": 5.0}
     out, _ = run(r, [frame] * 100, dt=0.02)
     j = {name: out[:, i] for i, name in enumerate(r.joints)}
     assert np.all(j["upper_lid_left"] - j["lower_lid_left"] <= 1.0 + 1e-9)
