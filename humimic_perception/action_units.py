@@ -44,8 +44,9 @@ AU    name                   activation                                         
 AU01  inner brow raiser      d inner_brow                                                    0.010  0.045
 AU02  outer brow raiser      d outer_brow                                                    0.010  0.040
 AU04  brow lowerer           -(d brow_gap + d inner_brow)                                    0.030  0.130
-AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.005  0.030
-                             irises (looking up, lids and irises rise together)
+AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.010  0.040
+                             irises (looking up, lids and irises rise together); full =
+                             the lid at the top of the iris (radius about 0.09 IOD)
 AU06  cheek raiser           d cheek                                                         0.015  0.080
 AU07  lid tightener          d lower_lid                                                     0.010  0.045
 AU09  nose wrinkler          d nose_wing - 0.5 lift+ (a smile lifts the whole midface)       0.015  0.070
@@ -90,7 +91,7 @@ SCALES: Dict[str, Tuple[float, float]] = {
     "AU01": (0.010, 0.045),
     "AU02": (0.010, 0.040),
     "AU04": (0.030, 0.130),
-    "AU05": (0.005, 0.030),
+    "AU05": (0.010, 0.040),
     "AU06": (0.015, 0.080),
     "AU07": (0.010, 0.045),
     "AU09": (0.015, 0.070),
