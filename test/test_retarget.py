@@ -128,6 +128,39 @@ def test_per_joint_caps_of_the_config(config):
     assert np.max(np.abs(brow)) > config.constraints.velocity["neck_yaw"]
 
 
+def test_per_joint_dynamics_replace_the_global_ones_up_to_the_servo_maximum():
+    """A joint's constraints entry applies even above the global cap (fast lids), a joint without one
+    has the global cap, and no joint is asked to move faster than its servo model can."""
+    def edit(d):
+        d["constraints"]["velocity"].update(upper_lid_left=50.0, brow_inner_left=0.5)
+        d["constraints"]["acceleration"].update(upper_lid_left=5000.0)
+        d["constraints"]["smoothing"] = {"upper_lid_left": 0.0, "lower_lid_left": 0.2}
+    config = config_with(edit)
+    r = Retargeter(config, RetargetParams(max_velocity=1.0, max_acceleration=10.0, smoothing=0.03))
+    lid, brow, outer = (r.joints.index(j) for j in ("upper_lid_left", "brow_inner_left", "brow_outer_left"))
+    assert r.limits.vmax[lid] == pytest.approx(config.servo("upper_lid_left").spec.max_velocity)  # 10.67 rad/s
+    assert r.limits.vmax[brow] == 0.5 and r.limits.vmax[outer] == 1.0
+    assert r.limits.amax[lid] == 5000.0 and r.limits.amax[brow] == 10.0
+    out, _ = run(r, [{"AU45_L": 5.0, "AU01": 5.0, "AU02": 5.0}] * 60)
+    speed = np.abs(np.diff(np.vstack([r.neutral, out]), axis=0)) / 0.01
+    assert speed[:, lid].max() == pytest.approx(r.limits.vmax[lid]) and out[8, lid] > 0.7  # shut in 90 ms
+    assert speed[:, brow].max() <= 0.5 + 1e-9 and speed[:, outer].max() <= 1.0 + 1e-9
+
+
+def test_per_joint_smoothing():
+    """No smoothing on a joint with 0 (its target is reached as fast as its limits allow), the
+    global time constant on joints without an entry, its own on a joint with one."""
+    config = config_with(lambda d: d["constraints"].update(smoothing={"brow_inner_left": 0.0, "brow_outer_left": 0.5}))
+    r = Retargeter(config, RetargetParams(smoothing=0.1, max_velocity=100.0, max_acceleration=1e6))
+    out, _ = run(r, [{"AU01": 2.0, "AU02": 2.0}] * 10)  # 0.1 s; targets 0.14 rad
+    j = {name: out[-1, i] for i, name in enumerate(r.joints)}
+    assert j["brow_inner_left"] == pytest.approx(0.14)
+    assert j["brow_inner_right"] == pytest.approx(0.14 * (1.0 - math.exp(-1.0)), rel=0.1)
+    assert j["brow_outer_left"] == pytest.approx(0.14 * (1.0 - math.exp(-0.2)), rel=0.1)
+    with pytest.raises(Exception, match="constraints.smoothing.jaw"):
+        config_with(lambda d: d["constraints"].update(smoothing={"jaw": -0.1}))
+
+
 def test_long_gap_restarts_from_rest(config):
     r = Retargeter(config, RetargetParams(max_velocity=1.0, max_acceleration=10.0, face_lost_timeout=100.0))
     out, t = run(r, [{"AU26": 5.0}] * 3)
