@@ -32,21 +32,22 @@ AXIS_LENGTH = 0.06
 IRIS_CENTRES = (468, 473)
 
 
-#: Eye closure channels: smoothed by their own filter (Smoothing.eye_closure), so that a blink of
-#: 3-4 frames keeps its depth while the other AUs are smoothed more.
-EYE_CLOSURE = ("AU45", "AU45_L", "AU45_R")
-_EYE_ROWS = np.array([name in EYE_CLOSURE for name in CHANNELS])
+#: The eyelid channels: smoothed by their own, quicker filter (Smoothing.eyelids), so that a blink
+#: of 3-5 frames keeps its depth (and wide eyes let go of the lids as it starts) while the other
+#: AUs are smoothed more.
+EYELIDS = ("AU05", "AU45", "AU45_L", "AU45_R")
+_EYE_ROWS = np.array([name in EYELIDS for name in CHANNELS])
 
 
 @dataclass(frozen=True)
 class Smoothing:
     """One-Euro filter settings of each smoothed signal (AU intensities 0..5, angles in radians):
-    ``action_units`` for every AU but the eye closures (EYE_CLOSURE), which have ``eye_closure``."""
+    ``action_units`` for every AU but the eyelids' (EYELIDS), which have ``eyelids``."""
 
     action_units: OneEuroParams
     head_pose: OneEuroParams
     gaze: OneEuroParams
-    eye_closure: OneEuroParams
+    eyelids: OneEuroParams
 
 
 def smoothing_from(values: Mapping[str, object]) -> Optional[Smoothing]:
@@ -88,12 +89,12 @@ class _Filters:
 
     def __init__(self, smoothing: Smoothing) -> None:
         self.action_units = OneEuroFilter(smoothing.action_units)
-        self.eye_closure = OneEuroFilter(smoothing.eye_closure)
+        self.eyelids = OneEuroFilter(smoothing.eyelids)
         self.head = OneEuroFilter(smoothing.head_pose)
         self.gaze = OneEuroFilter(smoothing.gaze)
 
     def reset(self) -> None:
-        for one in (self.action_units, self.eye_closure, self.head, self.gaze):
+        for one in (self.action_units, self.eyelids, self.head, self.gaze):
             one.reset()
 
 
@@ -174,7 +175,7 @@ class FacePerception:
         filters = self._filters
         values = np.fromiter(action_units.values(), dtype=np.float64, count=len(CHANNELS))
         values[~_EYE_ROWS] = filters.action_units(t, values[~_EYE_ROWS])
-        values[_EYE_ROWS] = filters.eye_closure(t, values[_EYE_ROWS])
+        values[_EYE_ROWS] = filters.eyelids(t, values[_EYE_ROWS])
         action_units = dict(zip(action_units, values.tolist()))
         angles = filters.head(t, np.array(head_angles(pose.rotation)))
         pose = HeadPose(rotation_from_angles(*angles), pose.translation, pose.rms_error_px)

@@ -77,7 +77,7 @@ def test_eye_closures_have_a_quicker_filter_than_the_other_aus():
     """A blink (shut for 3 frames at 30 fps): the eye-closure filter follows it within a frame, where
     the AU filter would still be closed a frame after the eye opened (a late, shallow robot blink)."""
     blink = [0.0, 0.0, 0.0, 2.0, 5.0, 5.0, 5.0, 0.0, 0.0]
-    eye, other = OneEuroFilter(SMOOTHING.eye_closure), OneEuroFilter(SMOOTHING.action_units)
+    eye, other = OneEuroFilter(SMOOTHING.eyelids), OneEuroFilter(SMOOTHING.action_units)
     eyes = [float(eye(EPOCH + k / 30.0, np.array([x]))[0]) for k, x in enumerate(blink)]
     others = [float(other(EPOCH + k / 30.0, np.array([x]))[0]) for k, x in enumerate(blink)]
     assert eyes[4] > 4.5 and eyes[7] < 0.5
@@ -103,7 +103,7 @@ def test_smoothing_needs_the_stamp():
 def test_smoothing_from_parameters():
     values = {"smoothing.enabled": True}
     for signal, (min_cutoff, beta, d_cutoff) in {"action_units": (2.0, 0.5, 1.0), "head_pose": (1.0, 5.0, 1.0),
-                                                 "gaze": (1.0, 5.0, 1.0), "eye_closure": (4.0, 2.0, 4.0)}.items():
+                                                 "gaze": (1.0, 5.0, 1.0), "eyelids": (4.0, 2.0, 4.0)}.items():
         values.update({f"smoothing.{signal}.min_cutoff": min_cutoff, f"smoothing.{signal}.beta": beta,
                        f"smoothing.{signal}.d_cutoff": d_cutoff})
     assert smoothing_from(values) == SMOOTHING
