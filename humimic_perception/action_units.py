@@ -44,8 +44,9 @@ AU    name                   activation                                         
 AU01  inner brow raiser      d inner_brow                                                    0.010  0.045
 AU02  outer brow raiser      d outer_brow                                                    0.010  0.040
 AU04  brow lowerer           -(d brow_gap + d inner_brow)                                    0.030  0.130
-AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.005  0.030
-                             irises (looking up, lids and irises rise together)
+AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.010  0.040
+                             irises (looking up, lids and irises rise together); full =
+                             the lid at the top of the iris (radius about 0.09 IOD)
 AU06  cheek raiser           d cheek                                                         0.015  0.080
 AU07  lid tightener          d lower_lid                                                     0.010  0.045
 AU09  nose wrinkler          d nose_wing - 0.5 lift+ (a smile lifts the whole midface)       0.015  0.070
@@ -68,8 +69,9 @@ AU45  blink                  per eye, closure = min(1 - f lid_gap / f0 lid_gap, 
 
 AU45 needs both measures: looking down lowers the upper lid with the iris, so the lid gap halves
 while the lid stays above the iris centre (closure about 0.5, under the dead zone); squinting
-raises the lower lid without lowering the upper lid over the iris. The iris offsets are for the
-gaze (humimic_perception.gaze).
+raises the lower lid without lowering the upper lid over the iris. Each eye's intensity is also
+reported on its own, as AU45_R and AU45_L (L = the person's own left; CHANNELS = CODES + these
+two), so that a wink can close one lid. The iris offsets are for the gaze (humimic_perception.gaze).
 
 Neutral: the per-feature median of the first ``neutral_frames`` frames with finite features
 (again after ``recapture_neutral()``). While it is being captured every AU is reported as 0.
@@ -91,7 +93,7 @@ SCALES: Dict[str, Tuple[float, float]] = {
     "AU01": (0.010, 0.045),
     "AU02": (0.010, 0.040),
     "AU04": (0.030, 0.130),
-    "AU05": (0.005, 0.030),
+    "AU05": (0.010, 0.040),
     "AU06": (0.015, 0.080),
     "AU07": (0.010, 0.045),
     "AU09": (0.015, 0.070),
@@ -107,6 +109,12 @@ SCALES: Dict[str, Tuple[float, float]] = {
     "AU45": (0.550, 0.950),
 }
 CODES: List[str] = list(channels.CODES)
+#: Each eye's closure, reported beside AU45 (L = the person's own left) ...
+EYE_CLOSURES: List[str] = list(channels.SIDED_CODES)
+#: ... on its own scale: (dead zone, full scale) of 1 - lid_gap / neutral lid_gap.
+EYE_CLOSURE_SCALE: Tuple[float, float] = (0.10, 0.90)
+#: Every intensity the estimator reports, in this order.
+CHANNELS: List[str] = CODES + EYE_CLOSURES
 MAX_INTENSITY = 5.0
 #: Inner lip gap opening (IOD) at which the lips count as fully apart.
 LIPS_APART = 0.10
@@ -225,6 +233,8 @@ def activations(now: np.ndarray, neutral: np.ndarray) -> Dict[str, float]:
         "AU26": dv["chin_drop"] * apart,
         "AU45": tuple(float(np.minimum(1.0 - ratio(f"lid_gap_{eye}"), 1.0 - ratio(f"lid_iris_{eye}")))
                       for eye in "RL"),
+        "AU45_R": 1.0 - ratio("lid_gap_R"),
+        "AU45_L": 1.0 - ratio("lid_gap_L"),
     }
 
 
@@ -235,7 +245,7 @@ def intensity(activation: float, dead: float, full: float) -> float:
 
 
 def intensities(acts: Dict[str, object]) -> Dict[str, float]:
-    """AU intensities (CODES order) of ``activations``; a pair is the mean of its intensities."""
+    """Intensities (CHANNELS order) of ``activations``; a pair is the mean of its intensities."""
     out = {}
     for code in CODES:
         act = acts[code]
@@ -243,11 +253,13 @@ def intensities(acts: Dict[str, object]) -> Dict[str, float]:
             out[code] = sum(intensity(a, *SCALES[code]) for a in act) / len(act)
         else:
             out[code] = intensity(act, *SCALES[code])
+    for name in EYE_CLOSURES:
+        out[name] = intensity(acts[name], *EYE_CLOSURE_SCALE)
     return out
 
 
 class ActionUnitEstimator:
-    """Captures the neutral face, then turns each face's features into AU intensities (CODES order)."""
+    """Captures the neutral face, then turns each face's features into intensities (CHANNELS order)."""
 
     def __init__(self, neutral_frames: int = 10) -> None:
         if neutral_frames < 1:
@@ -276,13 +288,13 @@ class ActionUnitEstimator:
         self._neutral = None
 
     def update(self, features: np.ndarray) -> Dict[str, float]:
-        """AU intensities of one face's feature vector (``measure``); all 0 while the neutral is
-        captured."""
+        """Intensities (CHANNELS) of one face's feature vector (``measure``); all 0 while the neutral
+        is captured."""
         if self._neutral is None:
             if np.isfinite(features).all():
                 self._samples.append(np.array(features, dtype=np.float64))
             if len(self._samples) >= self.neutral_frames:
                 self._neutral = np.median(np.stack(self._samples), axis=0)
                 self._samples.clear()
-            return dict.fromkeys(CODES, 0.0)
+            return dict.fromkeys(CHANNELS, 0.0)
         return intensities(activations(features, self._neutral))

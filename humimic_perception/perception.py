@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from humimic_core.head_frame import head_angles, rotation_from_angles
-from humimic_perception.action_units import CODES, ActionUnitEstimator, measure
+from humimic_perception.action_units import CHANNELS, ActionUnitEstimator, measure
 from humimic_perception.face_selection import FaceSelector
 from humimic_perception.gaze import Gaze, direction, estimate_gaze
 from humimic_perception.head_pose import HeadPose, HeadPoseEstimator, back_project, camera_matrix
@@ -32,13 +32,22 @@ AXIS_LENGTH = 0.06
 IRIS_CENTRES = (468, 473)
 
 
+#: The eyelid channels: smoothed by their own, quicker filter (Smoothing.eyelids), so that a blink
+#: of 3-5 frames keeps its depth (and wide eyes let go of the lids as it starts) while the other
+#: AUs are smoothed more.
+EYELIDS = ("AU05", "AU45", "AU45_L", "AU45_R")
+_EYE_ROWS = np.array([name in EYELIDS for name in CHANNELS])
+
+
 @dataclass(frozen=True)
 class Smoothing:
-    """One-Euro filter settings of each smoothed signal (AU intensities 0..5, angles in radians)."""
+    """One-Euro filter settings of each smoothed signal (AU intensities 0..5, angles in radians):
+    ``action_units`` for every AU but the eyelids' (EYELIDS), which have ``eyelids``."""
 
     action_units: OneEuroParams
     head_pose: OneEuroParams
     gaze: OneEuroParams
+    eyelids: OneEuroParams
 
 
 def smoothing_from(values: Mapping[str, object]) -> Optional[Smoothing]:
@@ -80,11 +89,12 @@ class _Filters:
 
     def __init__(self, smoothing: Smoothing) -> None:
         self.action_units = OneEuroFilter(smoothing.action_units)
+        self.eyelids = OneEuroFilter(smoothing.eyelids)
         self.head = OneEuroFilter(smoothing.head_pose)
         self.gaze = OneEuroFilter(smoothing.gaze)
 
     def reset(self) -> None:
-        for one in (self.action_units, self.head, self.gaze):
+        for one in (self.action_units, self.eyelids, self.head, self.gaze):
             one.reset()
 
 
@@ -163,7 +173,9 @@ class FacePerception:
 
     def _smooth(self, t: float, action_units: Dict[str, float], pose: HeadPose, gaze: Optional[Gaze]):
         filters = self._filters
-        values = filters.action_units(t, np.fromiter(action_units.values(), dtype=np.float64, count=len(CODES)))
+        values = np.fromiter(action_units.values(), dtype=np.float64, count=len(CHANNELS))
+        values[~_EYE_ROWS] = filters.action_units(t, values[~_EYE_ROWS])
+        values[_EYE_ROWS] = filters.eyelids(t, values[_EYE_ROWS])
         action_units = dict(zip(action_units, values.tolist()))
         angles = filters.head(t, np.array(head_angles(pose.rotation)))
         pose = HeadPose(rotation_from_angles(*angles), pose.translation, pose.rms_error_px)

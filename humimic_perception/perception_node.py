@@ -54,6 +54,7 @@ SMOOTHED = {
     "action_units": ("AU intensities", "intensity", 2.0, 0.5, 1.0),
     "head_pose": ("head angles", "rad", 1.0, 5.0, 1.0),
     "gaze": ("gaze angles", "rad", 1.0, 5.0, 1.0),
+    "eyelids": ("eyelid AUs (AU05, AU45, AU45_L, AU45_R)", "intensity", 4.0, 2.0, 4.0),
 }
 SMOOTHING_PARAMETERS = ["smoothing.enabled"] + [f"smoothing.{signal}.{field}" for signal in SMOOTHED
                                                 for field in ("min_cutoff", "beta", "d_cutoff")]

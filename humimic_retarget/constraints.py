@@ -118,10 +118,12 @@ class JointLimits:
     def from_caps(cls, servos: Sequence, couplings: Sequence[Coupling], max_velocity: float,
                   max_acceleration: float, velocity: Mapping[str, float] = {},
                   acceleration: Mapping[str, float] = {}) -> "JointLimits":
-        """Limits of servos (with .joint, .min, .max): global caps, lowered per joint where given."""
+        """Limits of servos (robot_config.Servo): a joint's cap is its entry in ``velocity`` /
+        ``acceleration`` if it has one (higher or lower than the global cap), else the global
+        ``max_velocity`` / ``max_acceleration``; velocity never above the servo model's maximum."""
         return cls([s.joint for s in servos], np.array([s.min for s in servos]), np.array([s.max for s in servos]),
-                   np.array([min(max_velocity, velocity.get(s.joint, math.inf)) for s in servos]),
-                   np.array([min(max_acceleration, acceleration.get(s.joint, math.inf)) for s in servos]),
+                   np.array([min(velocity.get(s.joint, max_velocity), s.spec.max_velocity) for s in servos]),
+                   np.array([acceleration.get(s.joint, max_acceleration) for s in servos]),
                    couplings)
 
     def _violated(self, slack: np.ndarray) -> List[_Group]:

@@ -7,7 +7,8 @@ mapping:
   <joint>: {weights: {channel: weight}, offset: rad}
 
 constraints:
-  velocity: {joint: rad/s}, acceleration: {joint: rad/s^2}    per-joint caps
+  velocity: {joint: rad/s}, acceleration: {joint: rad/s^2}    per-joint caps (instead of the global ones)
+  smoothing: {joint: s}       per-joint time constant of the target low-pass (instead of the global one; 0 = off)
   couplings: [{name: text, terms: {joint: coefficient}, min: x, max: y}]   min <= sum(c * angle) <= max
 
 Errors are MappingError with the offending field, e.g. ``mapping.jaw.weights.AU2``.
@@ -30,7 +31,7 @@ MAPPING_OPTIONS = ("curves", "mirror", "model")
 JOINT_KEYS = ("weights", "offset")
 CURVE_KEYS = ("deadband", "gain", "points")
 MODEL_KEYS = ("path",)
-CONSTRAINT_KEYS = ("velocity", "acceleration", "couplings")
+CONSTRAINT_KEYS = ("velocity", "acceleration", "smoothing", "couplings")
 COUPLING_KEYS = ("name", "terms", "min", "max")
 
 
@@ -88,8 +89,12 @@ class Coupling:
 
 @dataclass(frozen=True)
 class Constraints:
+    """Per-joint dynamics (joint -> value; a joint without an entry has the retarget node's global
+    value) and the couplings."""
+
     velocity: Dict[str, float] = field(default_factory=dict)
     acceleration: Dict[str, float] = field(default_factory=dict)
+    smoothing: Dict[str, float] = field(default_factory=dict)
     couplings: Tuple[Coupling, ...] = ()
 
 
@@ -177,13 +182,14 @@ def parse_mapping(raw: Any, joints: Sequence[str], base_dir: Optional[Path] = No
     return MappingConfig(joints=out, curves=curves, mirror=mirror, model=model)
 
 
-def _caps(raw: Any, joints: Sequence[str], where: str, unit: str) -> Dict[str, float]:
+def _caps(raw: Any, joints: Sequence[str], where: str, unit: str, zero: bool = False) -> Dict[str, float]:
+    """joint -> value > 0 (>= 0 with ``zero``)."""
     out = {}
     for joint, value in _table(raw, where, f"joint -> {unit}").items():
         _joint(joint, joints, f"{where}.{joint}")
         value = _finite(value, f"{where}.{joint}")
-        if value <= 0:
-            raise MappingError(f"{where}.{joint}: must be > 0 {unit}, got {value}")
+        if value < 0 or (value == 0 and not zero):
+            raise MappingError(f"{where}.{joint}: must be {'>=' if zero else '>'} 0 {unit}, got {value}")
         out[str(joint)] = value
     return out
 
@@ -215,7 +221,7 @@ def _coupling(raw: Any, joints: Sequence[str], neutral: Mapping[str, float], whe
 
 def parse_constraints(raw: Any, neutral: Mapping[str, float]) -> Constraints:
     """The ``constraints:`` section; ``neutral`` (joint -> neutral angle) must satisfy every coupling."""
-    raw = _table(raw, "constraints", "{velocity, acceleration, couplings}")
+    raw = _table(raw, "constraints", "{velocity, acceleration, smoothing, couplings}")
     _known_keys(raw, CONSTRAINT_KEYS, "constraints")
     joints = list(neutral)
     couplings = raw.get("couplings") or []
@@ -224,5 +230,6 @@ def parse_constraints(raw: Any, neutral: Mapping[str, float]) -> Constraints:
     return Constraints(
         velocity=_caps(raw.get("velocity"), joints, "constraints.velocity", "rad/s"),
         acceleration=_caps(raw.get("acceleration"), joints, "constraints.acceleration", "rad/s^2"),
+        smoothing=_caps(raw.get("smoothing"), joints, "constraints.smoothing", "s", zero=True),
         couplings=tuple(_coupling(c, joints, neutral, f"constraints.couplings[{i}]") for i, c in enumerate(couplings)),
     )

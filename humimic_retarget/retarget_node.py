@@ -39,11 +39,12 @@ WARN_PERIOD = 5.0
 TOLERANCE_RANGE = (0.01, 3600.0)
 
 _DESCRIPTIONS = {
-    "max_velocity": "Velocity limit of every joint (rad/s); constraints.velocity of the robot config may lower it",
-    "max_acceleration": "Acceleration limit of every joint (rad/s^2); constraints.acceleration may lower it",
+    "max_velocity": "Velocity limit (rad/s) of joints without a constraints.velocity entry in the robot config",
+    "max_acceleration": "Acceleration limit (rad/s^2) of joints without a constraints.acceleration entry",
     "neutral_velocity": "Velocity of the glide to neutral (rad/s)",
     "face_lost_timeout": "Seconds without valid input before a joint glides to neutral",
-    "smoothing": "Time constant (s) of the low-pass on joint targets; 0 = off",
+    "smoothing": "Time constant (s) of the low-pass on targets of joints without a constraints.smoothing entry; "
+                 "0 = off",
 }
 
 

@@ -5,7 +5,9 @@ NaN/inf holds its last valid target, and once it has had no valid input for
 ``face_lost_timeout`` seconds (a frame without a face invalidates every joint) it glides to
 neutral at ``neutral_velocity``. Targets are smoothed (first-order, time constant ``smoothing``),
 moved inside the joint limits and couplings, and reached under the velocity and acceleration
-limits of constraints.JointLimits. Every command returned is within its limits.
+limits of constraints.JointLimits. The robot config's ``constraints`` may give a joint its own
+smoothing, velocity and acceleration instead of these global ones (fast lids, slow neck).
+Every command returned is within its limits.
 
 Time steps are clamped to MAX_STEP: a step of less than MIN_STEP moves nothing (its time counts
 toward the next), and after a gap longer than MAX_STEP (the commands stood still) motion restarts
@@ -34,11 +36,11 @@ MIN_STEP = 1e-6
 class RetargetParams:
     """The live-tunable settings (the retarget node's parameters)."""
 
-    max_velocity: float = 3.0        # rad/s, every joint (constraints.velocity may lower it per joint)
-    max_acceleration: float = 40.0   # rad/s^2, every joint (constraints.acceleration may lower it)
+    max_velocity: float = 3.0        # rad/s, joints without a constraints.velocity entry
+    max_acceleration: float = 40.0   # rad/s^2, joints without a constraints.acceleration entry
     neutral_velocity: float = 0.8    # rad/s of the glide to neutral
     face_lost_timeout: float = 0.5   # s without valid input before gliding to neutral
-    smoothing: float = 0.03          # s, time constant of the target low-pass (0 = off)
+    smoothing: float = 0.03          # s, target low-pass of joints without a constraints.smoothing entry (0 = off)
     mirror: Optional[bool] = None    # None: the robot config's mapping.mirror
     gains: Dict[str, float] = field(default_factory=dict)  # channel -> gain; others: the config's curves
 
@@ -83,6 +85,7 @@ class Retargeter:
         constraints = self.config.constraints
         self.limits = JointLimits.from_caps(self.config.servos, constraints.couplings, params.max_velocity,
                                             params.max_acceleration, constraints.velocity, constraints.acceleration)
+        self._smoothing = np.array([constraints.smoothing.get(j, params.smoothing) for j in self.joints])
         shaper = self.mapping.shaper
         shaper.gains = np.array([params.gains.get(c, self.config.mapping.curve(c).gain) for c in shaper.channels])
         shaper.mirror = self.config.mapping.mirror if params.mirror is None else params.mirror
@@ -114,7 +117,8 @@ class Retargeter:
             h = MAX_STEP
         self._time = t
         lost = t - self._valid_time > self.params.face_lost_timeout
-        alpha = 1.0 - math.exp(-h / self.params.smoothing) if self.params.smoothing > 0 else 1.0
+        with np.errstate(divide="ignore", over="ignore"):
+            alpha = -np.expm1(-h / self._smoothing)  # 1 where the time constant is 0
         self._smoothed = np.where(lost, self.neutral, self._smoothed + alpha * (self._raw - self._smoothed))
         target = self.limits.feasible_target(self._smoothed.copy())
         soft = np.where(lost, self.params.neutral_velocity, math.inf)

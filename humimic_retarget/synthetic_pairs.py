@@ -1,7 +1,7 @@
 """Synthetic paired sessions from a known mapping, for tests, benchmarks and trying humimic-fit.
 
 A session is a person at ``fps`` moving between expression prototypes (FACS action-unit
-combinations, held 0.8-2.5 s at a random intensity, with smooth onsets), blinking every 2-6 s
+combinations and eye closures, held 0.8-2.5 s at a random intensity, with smooth onsets), blinking every 2-6 s
 (0.1-0.3 s) and turning the head and eyes; the robot's joint angles come from the config's
 mapping (same-side) through a soft saturation at the joint limits, plus noise; the AUs as
 measured carry noise of their own.
@@ -24,15 +24,16 @@ from humimic_retarget.paired_data import jsonl_line
 
 PROTOTYPES: Dict[str, Dict[str, float]] = {
     "neutral": {},
-    "smile": {"AU12": 3.5, "AU25": 1.0},
-    "laugh": {"AU12": 4.5, "AU25": 3.0, "AU26": 2.5},
-    "surprise": {"AU01": 4.0, "AU02": 4.0, "AU25": 3.0, "AU26": 3.5},
-    "frown": {"AU04": 4.0, "AU15": 1.5},
+    "smile": {"AU12": 3.5, "AU25": 1.0, "AU45_L": 1.0, "AU45_R": 1.0},
+    "laugh": {"AU12": 4.5, "AU25": 3.0, "AU26": 2.5, "AU45_L": 2.5, "AU45_R": 2.5},
+    "surprise": {"AU01": 4.0, "AU02": 4.0, "AU05": 3.0, "AU25": 3.0, "AU26": 3.5},
+    "frown": {"AU04": 4.0, "AU15": 1.5, "AU45_L": 1.5, "AU45_R": 1.5},
     "sad": {"AU01": 2.5, "AU04": 1.5, "AU15": 3.5},
     "mouth_open": {"AU25": 4.0, "AU26": 4.5},
 }
-BLINK = "AU45"
-AUS = sorted({au for p in PROTOTYPES.values() for au in p} | {BLINK})
+#: A blink closes both eyes: AU45 and each eye's closure.
+BLINK = ("AU45", "AU45_L", "AU45_R")
+AUS = sorted({au for p in PROTOTYPES.values() for au in p} | set(BLINK))
 ANGLES = ("head_yaw", "head_pitch", "head_roll", "gaze_yaw", "gaze_pitch")
 #: Amplitude (rad) of the head and gaze motion.
 _ANGLE_AMPLITUDE = {"head_yaw": 0.35, "head_pitch": 0.2, "head_roll": 0.12, "gaze_yaw": 0.3, "gaze_pitch": 0.2}
@@ -69,7 +70,7 @@ def synthetic_session(config: RobotConfig, seconds: float = 60.0, fps: float = 3
         i += hold
     i = int(rng.uniform(0.5, 3.0) * fps)
     while i < n:
-        goal[i:i + max(2, int(rng.uniform(0.1, 0.3) * fps)), AUS.index(BLINK)] = rng.uniform(4.0, 5.0)
+        goal[i:i + max(2, int(rng.uniform(0.1, 0.3) * fps)), [AUS.index(au) for au in BLINK]] = rng.uniform(4.0, 5.0)
         i += int(rng.uniform(2.0, 6.0) * fps)
     aus = np.zeros_like(goal)
     alpha = 1.0 - np.exp(-1.0 / (0.05 * fps))  # onsets with a 50 ms time constant

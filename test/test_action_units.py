@@ -12,7 +12,7 @@ import pytest
 
 from humimic_core.paths import media_dir, shared_media_dir
 from humimic_perception import action_units
-from humimic_perception.action_units import CODES, FEATURES, SCALES, ActionUnitEstimator, intensity, measure
+from humimic_perception.action_units import CHANNELS, CODES, FEATURES, SCALES, ActionUnitEstimator, intensity, measure
 from humimic_perception.frame_source import FrameSource
 from humimic_perception.head_pose import HeadPoseEstimator, back_project
 from humimic_perception.intrinsics import Intrinsics
@@ -26,7 +26,7 @@ NEUTRAL_FRAMES = 10
 
 @lru_cache(maxsize=None)
 def _aus(path: Path, neutral_frames: int = NEUTRAL_FRAMES, frames: int = 10_000) -> np.ndarray:
-    """(frames, len(CODES)) intensities of a clip (NaN where no face), neutral from its first frames."""
+    """(frames, len(CHANNELS)) intensities of a clip (NaN where no face), neutral from its first frames."""
     perception = FacePerception(make_backend("mediapipe"), neutral_frames)
     rows = []
     with FrameSource(str(path)) as source:
@@ -35,13 +35,13 @@ def _aus(path: Path, neutral_frames: int = NEUTRAL_FRAMES, frames: int = 10_000)
                 break
             height, width = frame.image.shape[:2]
             result = perception.process(frame.image, Intrinsics.from_fov(width, height, 60.0))
-            rows.append([result.action_units.get(code, np.nan) for code in CODES])
+            rows.append([result.action_units.get(code, np.nan) for code in CHANNELS])
     perception.close()
     return np.array(rows)
 
 
 def _au(table: np.ndarray, code: str, start: int, stop: int) -> np.ndarray:
-    return table[start:stop, CODES.index(code)]
+    return table[start:stop, CHANNELS.index(code)]
 
 
 def _shared(name: str) -> Path:
@@ -143,6 +143,17 @@ def test_frown_lowers_and_surprise_raises_the_brows(blink_frown_surprise):
     assert _au(table, "AU05", 280, 300).mean() > 2.0  # eyes wide open before the surprise
 
 
+def test_each_eye_has_its_own_closure():
+    """synthetic_winks_woman: both eyes shut 28-31, the right eye alone 36-39, the left alone 86-91."""
+    table = _aus(_shared("synthetic_winks_woman.mp4"))
+    assert _au(table, "AU45_L", 28, 32).max() > 4.5 and _au(table, "AU45_R", 28, 32).max() > 4.5
+    right, left = _au(table, "AU45_R", 36, 40), _au(table, "AU45_L", 36, 40)
+    assert right.max() > 4.0 and right.mean() > left.mean() + 2.0
+    assert _au(table, "AU45_L", 86, 91).min() > 4.0 and _au(table, "AU45_R", 86, 92).max() < 0.5
+    assert _au(table, "AU45", 86, 92).mean() == pytest.approx(2.5, abs=1.0)  # AU45: the mean of both eyes
+    assert _au(table, "AU45_L", NEUTRAL_FRAMES, 26).max() < 0.5 and _au(table, "AU45_R", NEUTRAL_FRAMES, 26).max() < 0.5
+
+
 def test_neutral_webcam_face_stays_near_zero():
     table = _aus(_shared("neutral_webcam_1080p.mp4"))
     assert not np.isnan(table).any()
@@ -173,7 +184,7 @@ def test_nan_landmarks_give_no_nan_and_do_not_enter_the_neutral():
     landmarks = _landmarks(12)
     estimator, rotation = ActionUnitEstimator(2), np.eye(3)
     nan_face = measure(np.full((478, 3), np.nan), rotation)
-    assert estimator.update(nan_face) == {code: 0.0 for code in CODES}
+    assert estimator.update(nan_face) == {code: 0.0 for code in CHANNELS}
     assert not estimator.neutral_ready
     estimator.update(measure(landmarks[0], rotation))
     estimator.update(measure(landmarks[1], rotation))
@@ -183,7 +194,7 @@ def test_nan_landmarks_give_no_nan_and_do_not_enter_the_neutral():
     for points, rot in ((np.full((478, 3), np.nan), rotation), (holes, rotation),
                         (landmarks[2], np.full((3, 3), np.nan))):
         out = estimator.update(measure(points, rot))
-        assert list(out) == CODES and all(math.isfinite(v) and 0.0 <= v <= 5.0 for v in out.values())
+        assert list(out) == CHANNELS and all(math.isfinite(v) and 0.0 <= v <= 5.0 for v in out.values())
 
 
 def test_recapture_neutral_reports_zero_while_capturing():
@@ -194,7 +205,7 @@ def test_recapture_neutral_reports_zero_while_capturing():
     assert estimator.neutral_ready and estimator.neutral_progress == 3
     estimator.recapture_neutral()
     assert not estimator.neutral_ready and estimator.neutral_progress == 0
-    assert estimator.update(features[3]) == {code: 0.0 for code in CODES}
+    assert estimator.update(features[3]) == {code: 0.0 for code in CHANNELS}
     assert estimator.neutral_progress == 1
 
 

@@ -58,13 +58,13 @@ def test_held_out_error_per_joint_is_near_the_noise(fitted, session):
     """Compared with the known mapping applied to the same noisy measurements (the best possible)."""
     _, test = block_split(len(session.x), 0.2)
     floor = rmse(session.y[test], true_joints(CONFIG, session.x[test], session.channels))
-    assert np.all(floor > 0.01) and np.all(floor < 0.03), "joint noise 0.01 rad plus the measurement noise"
+    assert np.all(floor > 0.01) and np.all(floor < 0.035), "joint noise 0.01 rad plus the measurement noise"
     ridge, mlp = fitted.holdout_rmse["ridge"], fitted.holdout_rmse["mlp"]
     assert ridge.shape == mlp.shape == (len(CONFIG.joint_names),)
     linear = [fitted.joints.index(j) for j in ("neck_yaw", "neck_pitch", "eyes_yaw", "brow_outer_left")]
     assert np.all(ridge[linear] < 1.15 * floor[linear]), "joints the mapping drives linearly: ridge is as good as it gets"
     lids = [fitted.joints.index(j) for j in ("upper_lid_left", "upper_lid_right")]
-    assert np.all(mlp[lids] < 0.8 * ridge[lids]), "the blink curve is non-linear: the MLP fits it better"
+    assert np.all(mlp[lids] < 0.92 * ridge[lids]), "the lid curve is non-linear (kink, saturation): the MLP fits it better"
     best = fitted.holdout_rmse[fitted.chosen]
     assert fitted.chosen == "mlp" and np.all(best < 2.0 * floor) and np.median(best / floor) < 1.3
 

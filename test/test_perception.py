@@ -9,16 +9,18 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from humimic_core.paths import shared_media_dir
+from humimic_core.graph import node_parameters
+from humimic_core.paths import config_file, shared_media_dir
 from humimic_perception.action_units import CODES
 from humimic_perception.frame_source import FrameSource
 from humimic_core.head_frame import head_angles
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import make_backend
-from humimic_perception.one_euro import OneEuroParams
+from humimic_perception.one_euro import OneEuroFilter, OneEuroParams
 from humimic_perception.perception import FacePerception, Smoothing, smoothing_from
 
-SMOOTHING = Smoothing(OneEuroParams(2.0, 0.5, 1.0), OneEuroParams(1.0, 5.0, 1.0), OneEuroParams(1.0, 5.0, 1.0))
+SMOOTHING = Smoothing(OneEuroParams(2.0, 0.5, 1.0), OneEuroParams(1.0, 5.0, 1.0), OneEuroParams(1.0, 5.0, 1.0),
+                      OneEuroParams(4.0, 2.0, 4.0))
 EPOCH = 1_700_000_000.0
 
 
@@ -71,6 +73,17 @@ def test_smoothing_keeps_blinks_and_expressions():
     assert ((smooth[:, :17] >= 0.0) & (smooth[:, :17] <= 5.0)).all()
 
 
+def test_eye_closures_have_a_quicker_filter_than_the_other_aus():
+    """A blink (shut for 3 frames at 30 fps): the eye-closure filter follows it within a frame, where
+    the AU filter would still be closed a frame after the eye opened (a late, shallow robot blink)."""
+    blink = [0.0, 0.0, 0.0, 2.0, 5.0, 5.0, 5.0, 0.0, 0.0]
+    eye, other = OneEuroFilter(SMOOTHING.eyelids), OneEuroFilter(SMOOTHING.action_units)
+    eyes = [float(eye(EPOCH + k / 30.0, np.array([x]))[0]) for k, x in enumerate(blink)]
+    others = [float(other(EPOCH + k / 30.0, np.array([x]))[0]) for k, x in enumerate(blink)]
+    assert eyes[4] > 4.5 and eyes[7] < 0.5
+    assert others[4] < 4.5 and others[7] > 2.0
+
+
 def test_smoothed_output_is_deterministic():
     path = _clip("pucker_then_mouth_open.mp4")
     first = _run(path, 60, SMOOTHING)
@@ -90,10 +103,11 @@ def test_smoothing_needs_the_stamp():
 def test_smoothing_from_parameters():
     values = {"smoothing.enabled": True}
     for signal, (min_cutoff, beta, d_cutoff) in {"action_units": (2.0, 0.5, 1.0), "head_pose": (1.0, 5.0, 1.0),
-                                                 "gaze": (1.0, 5.0, 1.0)}.items():
+                                                 "gaze": (1.0, 5.0, 1.0), "eyelids": (4.0, 2.0, 4.0)}.items():
         values.update({f"smoothing.{signal}.min_cutoff": min_cutoff, f"smoothing.{signal}.beta": beta,
                        f"smoothing.{signal}.d_cutoff": d_cutoff})
     assert smoothing_from(values) == SMOOTHING
+    assert smoothing_from(node_parameters(config_file("humimic.yaml"), "face_perception")) == SMOOTHING
     assert smoothing_from({**values, "smoothing.enabled": False}) is None
     with pytest.raises(ValueError, match="beta"):
         smoothing_from({**values, "smoothing.gaze.beta": -1.0})

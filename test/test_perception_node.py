@@ -30,7 +30,7 @@ from humimic_core.paths import config_file, media_dir
 from humimic_core.ros_util import SENSOR_QOS
 from humimic_core.runner import interrupt
 from humimic_core.stamps import from_ns, to_ns
-from humimic_perception.action_units import CODES
+from humimic_perception.action_units import CHANNELS
 from humimic_perception import ros_convert
 from humimic_perception.ros_convert import cloud_from_msg
 
@@ -176,7 +176,7 @@ def test_single_face_video_gives_one_action_unit_message_per_frame(graph):
     assert len(images) >= 70, f"{len(aus)} AUs, {len(probe.clouds)} clouds, {len(probe.debug)} debug images"
     assert set(aus) <= images and len(aus) == len(set(aus))  # image stamps, one answer each
     assert len(aus) >= 68  # a best-effort frame lost on the way gets no answer
-    assert all(m.name == CODES for m in probe.aus)  # a face in every frame
+    assert all(m.name == CHANNELS for m in probe.aus)  # a face in every frame
     assert all(m.header.frame_id == "camera_optical_frame" for m in probe.aus)
     assert all(0.0 <= v <= 5.0 for m in probe.aus for v in m.position)
     assert max(max(m.position) for m in probe.aus) > 2.0  # he smiles

@@ -47,10 +47,11 @@ def run(r, frames, dt=0.01, t=0.0):
 
 def test_weights_curves_and_offsets(config):
     m = config.mapping
-    t, _ = targets(config, {"AU26": 2.0, "AU25": 1.0, "AU12": 2.3, "AU45": 2.5, "AU01": 1.0})
+    t, _ = targets(config, {"AU26": 2.0, "AU25": 1.0, "AU12": 2.3, "AU45_L": 2.5, "AU01": 1.0})
     assert t["jaw"] == pytest.approx(2.0 * m["jaw"].weights["AU26"] + 1.0 * m["jaw"].weights["AU25"])
     assert t["lip_corner_left"] == pytest.approx(0.10 * (2.3 - 0.3))  # deadband 0.3 shifts
-    assert t["upper_lid_left"] == pytest.approx(0.18 * 4.5)  # AU45 curve: 2.5 -> 4.5
+    assert t["upper_lid_left"] == pytest.approx(0.18 * 2.375)  # AU45_L curve: 2.5 -> 2.375
+    assert t["upper_lid_right"] == pytest.approx(0.0)  # a wink: the other lid stays
     assert t["brow_inner_left"] == pytest.approx(0.07)
     offset = config_with(lambda d: d["mapping"]["jaw"].update(offset=0.05))
     assert targets(offset, {"AU26": 0.0})[0]["jaw"] == pytest.approx(0.05)
@@ -127,6 +128,39 @@ def test_per_joint_caps_of_the_config(config):
     assert np.max(np.abs(brow)) > config.constraints.velocity["neck_yaw"]
 
 
+def test_per_joint_dynamics_replace_the_global_ones_up_to_the_servo_maximum():
+    """A joint's constraints entry applies even above the global cap (fast lids), a joint without one
+    has the global cap, and no joint is asked to move faster than its servo model can."""
+    def edit(d):
+        d["constraints"]["velocity"].update(upper_lid_left=50.0, brow_inner_left=0.5)
+        d["constraints"]["acceleration"].update(upper_lid_left=5000.0)
+        d["constraints"]["smoothing"] = {"upper_lid_left": 0.0, "lower_lid_left": 0.2}
+    config = config_with(edit)
+    r = Retargeter(config, RetargetParams(max_velocity=1.0, max_acceleration=10.0, smoothing=0.03))
+    lid, brow, outer = (r.joints.index(j) for j in ("upper_lid_left", "brow_inner_left", "brow_outer_left"))
+    assert r.limits.vmax[lid] == pytest.approx(config.servo("upper_lid_left").spec.max_velocity)  # 10.67 rad/s
+    assert r.limits.vmax[brow] == 0.5 and r.limits.vmax[outer] == 1.0
+    assert r.limits.amax[lid] == 5000.0 and r.limits.amax[brow] == 10.0
+    out, _ = run(r, [{"AU45_L": 5.0, "AU01": 5.0, "AU02": 5.0}] * 60)
+    speed = np.abs(np.diff(np.vstack([r.neutral, out]), axis=0)) / 0.01
+    assert speed[:, lid].max() == pytest.approx(r.limits.vmax[lid]) and out[8, lid] > 0.7  # shut in 90 ms
+    assert speed[:, brow].max() <= 0.5 + 1e-9 and speed[:, outer].max() <= 1.0 + 1e-9
+
+
+def test_per_joint_smoothing():
+    """No smoothing on a joint with 0 (its target is reached as fast as its limits allow), the
+    global time constant on joints without an entry, its own on a joint with one."""
+    config = config_with(lambda d: d["constraints"].update(smoothing={"brow_inner_left": 0.0, "brow_outer_left": 0.5}))
+    r = Retargeter(config, RetargetParams(smoothing=0.1, max_velocity=100.0, max_acceleration=1e6))
+    out, _ = run(r, [{"AU01": 2.0, "AU02": 2.0}] * 10)  # 0.1 s; targets 0.14 rad
+    j = {name: out[-1, i] for i, name in enumerate(r.joints)}
+    assert j["brow_inner_left"] == pytest.approx(0.14)
+    assert j["brow_inner_right"] == pytest.approx(0.14 * (1.0 - math.exp(-1.0)), rel=0.1)
+    assert j["brow_outer_left"] == pytest.approx(0.14 * (1.0 - math.exp(-0.2)), rel=0.1)
+    with pytest.raises(Exception, match="constraints.smoothing.jaw"):
+        config_with(lambda d: d["constraints"].update(smoothing={"jaw": -0.1}))
+
+
 def test_long_gap_restarts_from_rest(config):
     r = Retargeter(config, RetargetParams(max_velocity=1.0, max_acceleration=10.0, face_lost_timeout=100.0))
     out, t = run(r, [{"AU26": 5.0}] * 3)
@@ -165,7 +199,7 @@ def test_bad_input_holds_its_joints_then_they_glide(config):
 
 def test_couplings_keep_the_lids_apart_and_the_jaw_with_the_lips(config):
     r = Retargeter(config, RetargetParams(smoothing=0.0))
-    frame = {"AU45": 5.0, "AU26": 5.0, "AU25": 5.0, "AU12": 5.0}
+    frame = {"AU45_L": 5.0, "AU45_R": 5.0, "AU26": 5.0, "AU25": 5.0, "AU12": 5.0}
     out, _ = run(r, [frame] * 100, dt=0.02)
     j = {name: out[:, i] for i, name in enumerate(r.joints)}
     assert np.all(j["upper_lid_left"] - j["lower_lid_left"] <= 1.0 + 1e-9)
