@@ -62,7 +62,7 @@ def test_bad_config_names_the_field(raw, edit, field):
     (lambda d: d["mapping"]["jaw"].update(weight={"AU26": 1.0}),
      "mapping.jaw.weight: unknown key (did you mean weights?; known: offset, weights)"),
     (lambda d: d["constraints"].update(velocities={}),
-     "constraints.velocities: unknown key (did you mean velocity?; known: acceleration, couplings, velocity)"),
+     "constraints.velocities: unknown key (did you mean velocity?; known: acceleration, couplings, smoothing, velocity)"),
     (lambda d: d["constraints"]["couplings"][0].update(maximum=1.0),
      "constraints.couplings[0].maximum: unknown key (did you mean max?; known: max, min, name, terms)"),
 ])
