@@ -131,7 +131,6 @@ class PerceptionNode(Node):
         self.image_sub = self.create_subscription(Image, "/camera/image_raw", self.on_image, IMAGE_QOS)
         self.create_service(Trigger, "/face/recapture_neutral", self.on_recapture)
         self.add_on_set_parameters_callback(self.on_set_parameters)
-        self.add_post_set_parameters_callback(self.on_parameters_set)
         self._had_face: Optional[bool] = None
         self._last_frame = time.monotonic()
         self._reported = FrameCounts()
@@ -145,21 +144,20 @@ class PerceptionNode(Node):
         return {**{n: self.get_parameter(n).value for n in SMOOTHING_PARAMETERS}, **changes}
 
     def on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+        """Check and apply a change in one step (this node's only parameter callback; Humble has
+        no post-set callback)."""
+        changes = {p.name: p.value for p in params}
         try:
-            smoothing_from(self._smoothing_values({p.name: p.value for p in params}))
-            for p in params:
-                if p.name == "max_frame_lag":
-                    FrameQueue(p.value)
+            smoothing = smoothing_from(self._smoothing_values(changes))
+            if "max_frame_lag" in changes:
+                FrameQueue(changes["max_frame_lag"])
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        if "max_frame_lag" in changes:
+            self.frames.max_lag = changes["max_frame_lag"]
+        if any(name.startswith("smoothing.") for name in changes):
+            self.pipeline.set_smoothing(smoothing)
         return SetParametersResult(successful=True)
-
-    def on_parameters_set(self, params: List[Parameter]) -> None:
-        for p in params:
-            if p.name == "max_frame_lag":
-                self.frames.max_lag = p.value
-        if any(p.name.startswith("smoothing.") for p in params):
-            self.pipeline.set_smoothing(smoothing_from(self._smoothing_values({})))
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
