@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 from typing import Dict, Tuple
 
-SENSOR, RELIABLE = "sensor", "reliable"
+#: QoS kinds: sensor data (best effort), reliable, latched (reliable, transient local, keep last 1)
+SENSOR, RELIABLE, LATCHED = "sensor", "reliable", "latched"
 
 #: topic -> (ROS 2 message type, QoS kind)
 TOPICS: Dict[str, Tuple[str, str]] = {
@@ -23,6 +24,9 @@ TOPICS: Dict[str, Tuple[str, str]] = {
     "/driver/written_goals": ("sensor_msgs/msg/JointState", RELIABLE),
     "/joint_states": ("sensor_msgs/msg/JointState", RELIABLE),
     "/diagnostics": ("diagnostic_msgs/msg/DiagnosticArray", RELIABLE),
+    "/tf": ("tf2_msgs/msg/TFMessage", RELIABLE),
+    "/tf_static": ("tf2_msgs/msg/TFMessage", LATCHED),
+    "/robot_description": ("std_msgs/msg/String", LATCHED),
 }
 
 #: the topics a camera source produces: what a replay feeds back into the pipeline
@@ -33,3 +37,12 @@ def message_class(msgtype: str) -> type:
     """The Python class of a ROS 2 message type name such as 'sensor_msgs/msg/Image'."""
     package, kind, name = msgtype.split("/")
     return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+def installed(msgtype: str) -> bool:
+    """Whether the message type's package is installed (the PyPI wheels have no tf2_msgs)."""
+    try:
+        message_class(msgtype)
+    except ModuleNotFoundError:
+        return False
+    return True

@@ -10,7 +10,9 @@ mistaken for frames without a face. Every processed frame gets exactly one /face
 message with the frame's header (empty name/position = no face, also for a frame that could not
 be used). With a face it also publishes /face/landmarks (metres, camera optical frame),
 /face/head_pose and /face/gaze (combined; /face/gaze/right and /face/gaze/left per eye: x = yaw,
-y = pitch in radians in the head frame, frame_id "head"), all stamped with the frame's stamp.
+y = pitch in radians in the head frame, frame_id "head"), all stamped with the frame's stamp, and
+the head pose as TF on /tf (camera optical frame -> "head"; where tf2_msgs is installed: not in
+the PyPI wheels).
 While subscribed: /face/debug_image (if enabled) and /face/mesh_markers (a DELETEALL for a frame
 without a face). While the neutral face is captured (the first neutral_frames faces, again after /face/recapture_neutral) every AU is 0.
 Intrinsics come from the last /camera/camera_info of the frame's size (a nominal 60 degree pinhole
@@ -44,6 +46,11 @@ from humimic_perception.face_selection import FaceSelector
 from humimic_perception.frame_queue import FrameCounts, FrameQueue
 from humimic_perception.perception import FacePerception, draw_debug, face_box, smoothing_from
 from humimic_perception import ros_convert
+
+try:
+    from tf2_msgs.msg import TFMessage
+except ModuleNotFoundError:  # the PyPI wheels have no tf2_msgs: no /tf there
+    TFMessage = None
 
 #: Seconds between repeated warnings (unusable frames, no frames).
 WARN_PERIOD = 5.0
@@ -126,6 +133,9 @@ class PerceptionNode(Node):
         self.debug_pub = self.create_publisher(Image, "/face/debug_image", SENSOR_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, "/face/mesh_markers", RELIABLE_QOS)
         self.boxes_pub = self.create_publisher(MarkerArray, "/face/boxes", RELIABLE_QOS)
+        self.tf_pub = self.create_publisher(TFMessage, "/tf", RELIABLE_QOS) if TFMessage else None
+        if TFMessage is None:
+            self.get_logger().warning("tf2_msgs not installed: the head pose is not published on /tf")
         self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
         self.image_sub = self.create_subscription(Image, "/camera/image_raw", self.on_image, IMAGE_QOS)
@@ -221,6 +231,9 @@ class PerceptionNode(Node):
         self.au_pub.publish(ros_convert.action_units_msg(result.action_units, msg.header))
         if result.face:
             self.pose_pub.publish(ros_convert.head_pose_msg(result.head_pose, msg.header))
+            if self.tf_pub is not None:
+                self.tf_pub.publish(TFMessage(transforms=[ros_convert.head_transform_msg(result.head_pose,
+                                                                                         msg.header)]))
             if result.gaze is not None:
                 for pub, angles in zip(self.gaze_pubs, (result.gaze.combined, result.gaze.right, result.gaze.left)):
                     pub.publish(ros_convert.gaze_msg(angles, msg.header))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from xml.etree import ElementTree
 from typing import Iterator, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,3 +72,26 @@ def test_no_rclpy_api_newer_than_humble():
                 for path in python_files() if path.name != Path(__file__).name
                 for line, what in newer_only(ast.parse(path.read_text(), str(path)))]
     assert not problems, "rclpy APIs Humble lacks:\n" + "\n".join(problems)
+
+
+def imported_ros_interfaces() -> set:
+    """The ROS interface packages (`*_msgs`, `*_srvs`, `*_interfaces`) the installed code imports."""
+    found = set()
+    for path in python_files():
+        if path.parts[len(ROOT.parts)] == "test":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            found.update(n.split(".")[0] for n in names if n.split(".")[0].endswith(("_msgs", "_srvs", "_interfaces")))
+    return found
+
+
+def test_package_xml_declares_the_interfaces_the_code_imports():
+    root = ElementTree.parse(ROOT / "package.xml").getroot()
+    declared = {e.text for e in root.iter("exec_depend") if e.text.endswith(("_msgs", "_srvs", "_interfaces"))}
+    imported = imported_ros_interfaces()
+    assert not imported - declared, f"imported but not in package.xml: {sorted(imported - declared)}"
+    assert not declared - imported, f"in package.xml but never imported: {sorted(declared - imported)}"
+    tests = {e.text for e in root.iter("test_depend")}
+    assert {"python3-pytest", "python3-pytest-timeout"} <= tests  # pytest.ini sets timeout
