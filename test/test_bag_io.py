@@ -2,7 +2,6 @@
 read them back (also with the independent `mcap` reader)."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import yaml
