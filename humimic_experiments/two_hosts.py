@@ -15,10 +15,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, Iterator, Mapping, Optional, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from humimic_core.graph import ProcessSpec
 from humimic_core.paths import config_file
+from humimic_experiments.bag_io import deserialize, read_messages
+from humimic_experiments.session import stamp_ns
 
 #: the two hosts' addresses (a /30 of the RFC 2544 benchmarking range)
 ADDRESSES = ("198.18.0.1", "198.18.0.2")
@@ -82,6 +84,15 @@ def add_delay(host: Host, milliseconds: float) -> Optional[str]:
     return done.stderr.strip() or "tc failed" if done.returncode else None
 
 
+def netem_available() -> bool:
+    """Whether `tc ... netem` works here (a kernel without sch_netem refuses it)."""
+    try:
+        with two_hosts("netem") as (host, _):
+            return add_delay(host, 1.0) is None
+    except OSError:
+        return False
+
+
 def on_host(spec: ProcessSpec, host: Host) -> ProcessSpec:
     """The process run inside the host's namespace (`ip netns exec`)."""
     return replace(spec, package="iproute2", executable="ip",
@@ -100,6 +111,8 @@ def network_environment(base: Mapping[str, str]) -> Dict[str, str]:
 
 #: the node that runs on the workstation; every other process runs on the robot's computer
 WORKSTATION_NODES = ("face_perception",)
+#: what run_split records (not the images: compressing them would load the machine measured)
+RECORDED = ("/camera/camera_info", "/face/action_units", "/joint_commands", "/driver/written_goals")
 
 
 def run_split(video: str, out: Path, hosts: Optional[Tuple[Host, Host]], single: Optional[Host] = None,
@@ -114,6 +127,7 @@ def run_split(video: str, out: Path, hosts: Optional[Tuple[Host, Host]], single:
     specs = imitation_graph({"video": video, "serial_port": str(out / "servo_bus"), "record": str(recording)},
                             include_external=False)
     specs = [s.fallback if s.fallback is not None else s for s in specs]  # humimic-record: no rosbag2 here
+    next(s for s in specs if s.name == "recorder").parameters["topics"] = list(RECORDED)
     if hosts is not None:
         placed = [on_host(s, hosts[0] if s.name in WORKSTATION_NODES else hosts[1]) for s in specs]
         env = network_environment(os.environ)
@@ -131,3 +145,16 @@ def run_split(video: str, out: Path, hosts: Optional[Tuple[Host, Host]], single:
         raise RuntimeError(f"processes failed: {failed} (logs: {out / 'logs'})")
     return recording
 
+
+
+def latencies_ms(recording: Path) -> Dict[str, List[float]]:
+    """topic -> ms from the camera stamp to the recorder's receipt (on the robot's host, the camera's
+    clock), for the messages of frames with a face: perception's action units and the driver's
+    bus writes (/driver/written_goals, as the demo's monitor sees them)."""
+    frames = {stamp_ns(deserialize(m)) for m in read_messages(recording, ["/camera/camera_info"])}
+    out: Dict[str, List[float]] = {"/face/action_units": [], "/driver/written_goals": []}
+    for m in read_messages(recording, list(out)):
+        msg = deserialize(m)
+        if len(msg.name) and stamp_ns(msg) in frames:
+            out[m.topic].append((m.timestamp - stamp_ns(msg)) * 1e-6)
+    return out
