@@ -114,3 +114,91 @@ def test_bridge_without_hri_msgs_says_so_in_one_line():
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "hri_bridge: hri_msgs is not installed (ROS4HRI messages: apt install ros-$ROS_DISTRO-hri-msgs)"]
+
+
+class FakeMessage:
+    """Stands in for an hri_msgs / tf2_msgs message (not in the PyPI wheels): keeps its fields."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+class FakePublisher:
+    def __init__(self, kind, topic):
+        self.kind, self.topic, self.sent = kind, topic, []
+
+    def publish(self, msg):
+        self.sent.append(msg)
+
+
+@pytest.fixture
+def bridge(monkeypatch):
+    """The bridge node with fake hri_msgs / tf2_msgs classes and publishers that keep what they get."""
+    import importlib
+    import types
+
+    import rclpy
+
+    fakes = {}
+    for module, names in (("hri_msgs.msg", ("Expression", "FacialActionUnits", "FacialLandmarks", "IdsList",
+                                            "NormalizedPointOfInterest2D", "NormalizedRegionOfInterest2D")),
+                          ("tf2_msgs.msg", ("TFMessage",))):
+        fake = types.ModuleType(module)
+        for name in names:
+            setattr(fake, name, type(name, (FakeMessage,), {}))
+        fakes[module] = fake
+        monkeypatch.setitem(sys.modules, module.split(".")[0], types.ModuleType(module.split(".")[0]))
+        monkeypatch.setitem(sys.modules, module, fake)
+    import humimic_perception.hri_bridge_node as node_module
+
+    node_module = importlib.reload(node_module)
+    published = {}
+
+    def create_publisher(self, kind, topic, qos):
+        published[topic] = FakePublisher(kind, topic)
+        return published[topic]
+
+    monkeypatch.setattr(node_module.HriBridge, "create_publisher", create_publisher)
+    monkeypatch.setattr(node_module.HriBridge, "destroy_publisher", lambda self, pub: published.pop(pub.topic))
+    rclpy.init()
+    node = node_module.HriBridge()
+    yield node, published
+    node.destroy_node()
+    rclpy.try_shutdown()
+    sys.modules.pop("humimic_perception.hri_bridge_node", None)
+
+
+def test_bridge_publishes_a_face_in_the_rep155_layout(bridge):
+    from geometry_msgs.msg import PoseStamped, Vector3Stamped
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Header
+
+    from humimic_perception import ros_convert
+
+    node, published = bridge
+    header = Header(frame_id="camera_optical_frame")
+    node.on_camera_info(ros_convert.camera_info_msg(Intrinsics.from_fov(640, 480, 60.0), header))
+    node.on_action_units(JointState(header=header, name=["AU06", "AU12"], position=[4.0, 4.5]))
+    ids = published["/humans/faces/tracked"].sent[-1].ids
+    assert len(ids) == 1
+    face = ids[0]
+    facs_msg = published[face_topic(face, "facs")].sent[-1]
+    assert facs_msg.intensity[12] == pytest.approx(0.9) and facs_msg.confidence[6] == 1.0
+    assert published[face_topic(face, "expression")].sent[-1].expression == "happy"
+    node.on_landmarks(ros_convert.cloud_msg((mesh() + [0.0, 0.0, 0.6]).astype(np.float32), header))
+    landmarks = published[face_topic(face, "landmarks")].sent[-1]
+    assert len(landmarks.landmarks) == 70 and (landmarks.width, landmarks.height) == (640, 480)
+    roi = published[face_topic(face, "roi")].sent[-1]
+    assert 0 < roi.xmin < roi.xmax < 1 and 0 < roi.ymin < roi.ymax < 1
+    pose = PoseStamped(header=header)
+    pose.pose.orientation.w = 1.0
+    node.on_head_pose(pose)
+    node.on_gaze(Vector3Stamped(header=header))
+    frames = [(t.header.frame_id, t.child_frame_id) for m in published["/tf"].sent for t in m.transforms]
+    assert frames == [("camera_optical_frame", f"face_{face}"), (f"face_{face}", f"gaze_{face}")]
+    # the face leaves: an empty list, its topics go away; it comes back with a new id
+    node.on_action_units(JointState(header=header))
+    assert published["/humans/faces/tracked"].sent[-1].ids == []
+    assert not any(topic.startswith(f"/humans/faces/{face}/") for topic in published)
+    node.on_action_units(JointState(header=header, name=["AU12"], position=[1.0]))
+    assert published["/humans/faces/tracked"].sent[-1].ids not in ([], [face])
