@@ -135,7 +135,7 @@ class PerceptionNode(Node):
         self.boxes_pub = self.create_publisher(MarkerArray, "/face/boxes", RELIABLE_QOS)
         self.tf_pub = self.create_publisher(TFMessage, "/tf", RELIABLE_QOS) if TFMessage else None
         if TFMessage is None:
-            self.get_logger().warning("tf2_msgs not installed: the head pose is not published on /tf")
+            self.get_logger().info("tf2_msgs not installed: the head pose is not published on /tf")
         self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
         self.image_sub = self.create_subscription(Image, "/camera/image_raw", self.on_image, IMAGE_QOS)
