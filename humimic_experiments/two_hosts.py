@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -95,9 +94,10 @@ def netem_available() -> bool:
 
 def on_host(spec: ProcessSpec, host: Host) -> ProcessSpec:
     """The process run inside the host's namespace (`ip netns exec`)."""
-    return replace(spec, package="iproute2", executable="ip",
-                   arguments=["netns", "exec", host.namespace, sys.executable, "-u", "-m", spec.module,
-                              *spec.arguments], fallback=None)
+    from humimic_core.runner import command
+
+    return ProcessSpec(spec.name, "ip", package="iproute2", ros_node=False,
+                       arguments=["netns", "exec", host.namespace, *command(spec)])
 
 
 def network_environment(base: Mapping[str, str]) -> Dict[str, str]:
