@@ -3,15 +3,17 @@ pipeline across a network (perception on one "host", the rest on the other) in t
 benchmarks. Needs root and `ip` (iproute2). Addresses are from the benchmarking range
 198.18.0.0/15 (RFC 2544) on the veth only; each namespace's default route is its end of the
 veth (so DDS multicast discovery takes it), so traffic only passes between the two namespaces.
-Deleting the namespaces (always, on leaving the context) removes the veth pair too.
+On leaving the context (always) any process still in the namespaces is stopped (SIGTERM, then
+SIGKILL) and the namespaces are deleted, which removes the veth pair too.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple
@@ -72,8 +74,26 @@ def two_hosts(tag: str = "") -> Iterator[Tuple[Host, Host]]:
             _ip("-n", host.namespace, "route", "add", "default", "dev", host.interface)
         yield hosts
     finally:
+        _stop_processes(made)
         for namespace in made:
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+
+
+def _pids(namespaces: List[str]) -> List[int]:
+    return [int(pid) for ns in namespaces
+            for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
+
+
+def _stop_processes(namespaces: List[str], grace: float = 5.0) -> None:
+    """SIGTERM to every process left in the namespaces, SIGKILL to those alive after `grace` s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _pids(namespaces)
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while pids and _pids(namespaces) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def add_delay(host: Host, milliseconds: float) -> Optional[str]:
