@@ -28,7 +28,12 @@ class DriverSettings:
     startup_attempts: int = _param(5, "start-ups of one servo while only its replies were missing or corrupt "
                                       "(a busy bus or USB adapter) before it counts as not answering")
     homing_velocity: float = _param(0.5, "rad/s of the slow moves to neutral at start-up, after a recovery "
-                                         "and on shutdown")
+                                         "and on shutdown (the servos' Profile Velocity)")
+    max_velocity: float = _param(3.0, "rad/s cap of every goal written, for joints without a constraints.velocity "
+                                      "entry in the robot config (never above the servo model's limit)")
+    max_acceleration: float = _param(40.0, "rad/s^2 cap of every goal written, for joints without a "
+                                           "constraints.acceleration entry in the robot config")
+    neutral_velocity: float = _param(0.8, "rad/s of the glide to neutral when /joint_commands stop")
     homing_timeout: float = _param(5.0, "s after which a slow move ends even if the joint has not arrived")
     retries: int = _param(DEFAULT_RETRIES, "retries of one-servo transactions (ping, read, write) on timeout "
                                            "or CRC error")
@@ -58,7 +63,8 @@ class DriverSettings:
     comm_error_error: float = _param(0.25, "failed fraction of a servo's last 200 transactions for ERROR")
 
     def __post_init__(self) -> None:
-        for name in ("command_timeout", "shutdown_timeout", "homing_velocity", "homing_timeout", "stale_after",
+        for name in ("command_timeout", "shutdown_timeout", "homing_velocity", "max_velocity", "max_acceleration",
+                     "neutral_velocity", "homing_timeout", "stale_after",
                      "reping_backoff_min", "reping_backoff_max", "reopen_backoff_min", "reopen_backoff_max"):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"parameter {name} must be > 0, got {getattr(self, name)}")

@@ -11,7 +11,7 @@ from dynamixel_sdk import PacketHandler, PortHandler
 
 from humimic_core import paths
 from humimic_core.robot_config import load_robot_config
-from humimic_driver.bus import BusError, ServoBus
+from humimic_driver.bus import BusError, ServoBus, velocity_units
 from humimic_driver.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
 from humimic_driver.diagnostics import OK
 from humimic_driver.emulated_bus import send_command
@@ -22,14 +22,24 @@ pytestmark = pytest.mark.timeout(60)
 
 CONFIG = load_robot_config(paths.config_file("robot_face.yaml"))
 NEUTRAL = {s.joint: s.neutral for s in CONFIG.servos}
+CAPS = CONFIG.motion_caps(3.0, 40.0)
 MS = 1_000_000
 
 
 def make_driver(link: str, **settings) -> ServoDriver:
     bus = ServoBus(CONFIG.servos, dataclasses.replace(CONFIG.bus, port=link))
-    driver = ServoDriver(bus, DriverSettings(command_timeout=0.5, reply_timeout_margin_ms=30.0, **settings), now_ns=0)
+    driver = ServoDriver(bus, DriverSettings(command_timeout=0.5, reply_timeout_margin_ms=30.0, **settings), now_ns=0,
+                         caps=CAPS)
     driver.start()
     return driver
+
+
+def settle(driver: ServoDriver, seconds: float = 5.0) -> None:
+    """The state timer's part, until every setpoint is at its goal."""
+    deadline = time.monotonic() + seconds
+    while driver.follow() is not None:
+        assert time.monotonic() < deadline, "setpoints did not reach their goals"
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -51,7 +61,7 @@ def test_start_up_moves_slowly_to_neutral_then_restores_the_profile(link):
     jaw = driver.health["jaw"]
     state = json.loads(send_command(link, "state 14"))
     assert state["torque_enable"] == 1 and state["goal_position"] == 2048
-    assert state["profile_velocity"] == round(0.4 / (0.229 * 2 * math.pi / 60))  # slowly to neutral
+    assert state["profile_velocity"] == int(0.4 / (0.229 * 2 * math.pi / 60))  # slowly to neutral (a cap: rounded down)
     assert [j for j, h in driver.health.items() if h.homing_until is not None] == ["jaw"]  # the others are there
     deadline = time.monotonic() + 5.0
     while jaw.homing_until is not None and time.monotonic() < deadline:
@@ -59,7 +69,8 @@ def test_start_up_moves_slowly_to_neutral_then_restores_the_profile(link):
         driver.poll_health()
         time.sleep(0.02)
     assert jaw.homing_until is None and abs(jaw.position) <= 2 * RAD_PER_TICK
-    assert json.loads(send_command(link, "state 14"))["profile_velocity"] == 0  # the configured profile: none
+    state = json.loads(send_command(link, "state 14"))  # the jaw's caps, 2.5 rad/s and 20 rad/s^2, in its profile
+    assert (state["profile_velocity"], state["profile_acceleration"]) == (velocity_units(jaw.servo, 2.5), 53)
     driver.bus.close()
 
 
@@ -95,24 +106,32 @@ def test_start_up_survives_lost_replies_by_starting_a_servo_again(link):
 def test_partial_commands_merge_into_goals(driver):
     written = driver.command(["jaw", "ghost", "neck_yaw"], [0.2, 1.0, math.nan], stamp_ns=0, now_ns=5 * MS)
     assert written is not None and written.unknown == ["ghost"]
-    assert written.goals == pytest.approx({**NEUTRAL, "jaw": 0.2}, abs=RAD_PER_TICK)
+    assert set(written.goals) == set(NEUTRAL) and driver.goals == {**NEUTRAL, "jaw": 0.2}
+    assert NEUTRAL["jaw"] <= written.goals["jaw"] < 0.2  # the setpoint is on its way at the jaw's speed caps
+    settle(driver)
     written = driver.command(["neck_yaw"], [9.0], stamp_ns=10 * MS, now_ns=12 * MS)
     assert written.goals["jaw"] == pytest.approx(0.2, abs=RAD_PER_TICK)  # kept from the previous command
-    assert written.goals["neck_yaw"] == pytest.approx(CONFIG.servo("neck_yaw").max, abs=RAD_PER_TICK)
+    assert driver.goals["neck_yaw"] == CONFIG.servo("neck_yaw").max  # clamped
+    settle(driver)
+    assert driver.limiter.position["neck_yaw"] == CONFIG.servo("neck_yaw").max
     with pytest.raises(ValueError, match="2 names but 1 positions"):
         driver.command(["jaw", "neck_yaw"], [0.1], stamp_ns=0, now_ns=0)
     bus_report = driver.diagnostics()[0]
-    assert bus_report.level == OK and bus_report.values["writes"] == "2"
+    assert bus_report.level == OK and int(bus_report.values["writes"]) > 2  # the commands', then on the way
+    assert bus_report.values["latency_samples"] == "2" and bus_report.values["rejected_commands"] == "1"
     assert bus_report.values["latency_p50_ms"] == "2.00" and bus_report.values["latency_p99_ms"] == "5.00"
 
 
-def test_watchdog_writes_neutral_once_per_silence(driver):
+def test_watchdog_sends_neutral_once_per_silence(driver):
     timeout_ns = 500 * MS
     driver.command(["jaw"], [0.3], stamp_ns=0, now_ns=0)
+    settle(driver)
     assert driver.watchdog(timeout_ns) is None  # not yet past the timeout
-    assert driver.watchdog(timeout_ns + 1) == pytest.approx(NEUTRAL, abs=RAD_PER_TICK)
+    assert driver.watchdog(timeout_ns + 1)["jaw"] > 0.29  # gliding from 0.3 ...
     assert driver.watchdog(timeout_ns + 10 * MS) is None  # once
-    assert driver.goals == pytest.approx(NEUTRAL, abs=RAD_PER_TICK)
+    assert driver.goals == NEUTRAL  # ... to neutral
+    settle(driver)
+    assert driver.limiter.position == NEUTRAL
     driver.command(["jaw"], [0.3], stamp_ns=0, now_ns=2 * timeout_ns)
     assert driver.watchdog(3 * timeout_ns + 1) is not None  # re-armed by the new command
 

@@ -1,0 +1,83 @@
+"""Speed limits kept on every goal the driver writes, and the servos' own trapezoidal profile.
+
+``trapezoid_step`` moves a position with a velocity one time step ``STEP_S`` toward a goal:
+``|v| <= vmax``, ``|v' - v| <= amax STEP_S``, braking at ``amax`` so as to stop at the goal (it
+passes the goal only when the goal moved closer than the braking distance of the present velocity,
+and comes back). Fixed steps keep the velocity and acceleration of the path exact whatever the
+times it is asked at. The driver's ``SetpointLimiter`` runs it for every joint on each command and
+on the state timer, so each goal written to the bus moves within the joint's caps whoever
+commanded it; the emulated servos run it for their Profile Velocity / Profile Acceleration
+registers, as the firmware does.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Mapping, Tuple
+
+from humimic_core.robot_config import MotionCaps
+
+#: Time step of the trajectories (s); a setpoint is at most this much behind the time asked for.
+STEP_S = 0.002
+#: A longer time between two calls (a stalled loop) counts as this long: a setpoint never jumps
+#: ahead by more than this much of its motion (commands arriving late by up to this are caught up).
+MAX_GAP_S = 0.05
+
+
+def trapezoid_step(position: float, velocity: float, goal: float, vmax: float, amax: float) -> Tuple[float, float]:
+    """(position, velocity) one STEP_S later, moving toward ``goal`` within ``vmax`` and ``amax``
+    (``amax`` inf: the velocity limit only). Lands on the goal, at rest, when it can stop there."""
+    distance = goal - position
+    if distance == 0.0 and velocity == 0.0:
+        return position, velocity
+    h = STEP_S
+    exact = distance / h  # the velocity that lands on the goal in this step
+    dv = amax * h
+    if abs(exact) <= vmax and abs(exact - velocity) <= dv and abs(exact) <= dv:
+        return goal, 0.0
+    if math.isinf(amax):
+        return position + math.copysign(vmax, distance) * h, math.copysign(vmax, distance)
+    # fastest speed from which braking at amax still stops at the goal after this step (as
+    # humimic_retarget.constraints.stop_speed, scalar: this runs every 2 ms per moving joint)
+    stop = math.sqrt(dv * dv + 2.0 * amax * abs(distance)) - dv
+    v = max(velocity - dv, min(velocity + dv, math.copysign(min(vmax, stop), distance)))
+    return position + v * h, v
+
+
+def steps_until(since: float, now: float, longest: float = MAX_GAP_S) -> int:
+    """Whole STEP_S steps from ``since`` to ``now`` (none backwards, at most ``longest`` s worth)."""
+    steps = math.floor((now - since) / STEP_S + 1e-9)
+    return max(0, steps if math.isinf(longest) else min(round(longest / STEP_S), steps))
+
+
+class SetpointLimiter:
+    """One setpoint per joint that follows the joint's goal within its caps (time in seconds)."""
+
+    def __init__(self, caps: Mapping[str, MotionCaps], positions: Mapping[str, float], now: float) -> None:
+        self.caps = dict(caps)
+        self.position: Dict[str, float] = dict(positions)
+        self.velocity: Dict[str, float] = {j: 0.0 for j in positions}
+        self.slower: Dict[str, float] = {}  # joints held below their velocity cap (rad/s): neutral glides
+        self._time = now
+
+    def reset(self, joint: str, position: float) -> None:
+        """The joint's setpoint is at ``position``, at rest (the servo was sent there on its own)."""
+        self.position[joint], self.velocity[joint] = position, 0.0
+
+    def advance(self, goals: Mapping[str, float], now: float) -> Dict[str, float]:
+        """The setpoints of ``goals``' joints, moved toward them in the whole steps since the last call."""
+        n = steps_until(self._time, now)
+        self._time = max(self._time + n * STEP_S, now - STEP_S)  # after a long gap: from now on
+        for joint, goal in goals.items():
+            cap = self.caps[joint]
+            vmax = min(cap.velocity, self.slower.get(joint, math.inf))
+            position, velocity = self.position[joint], self.velocity[joint]
+            for _ in range(n):
+                if position == goal and velocity == 0.0:
+                    break
+                position, velocity = trapezoid_step(position, velocity, goal, vmax, cap.acceleration)
+            self.position[joint], self.velocity[joint] = position, velocity
+        return {j: self.position[j] for j in goals}
+
+    def arrived(self, goals: Mapping[str, float]) -> bool:
+        """Every setpoint of ``goals`` is at its goal, at rest."""
+        return all(self.position[j] == g and self.velocity[j] == 0.0 for j, g in goals.items())
