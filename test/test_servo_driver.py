@@ -167,3 +167,84 @@ def test_percentile_nearest_rank():
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 50) == 50.0 and percentile(values, 99) == 99.0 and percentile(values, 100) == 100.0
     assert math.isnan(percentile([], 50))
+
+
+def test_hostile_commands_move_no_joint_faster_than_its_cap_and_the_watchdog_glides(link):
+    """Full-range jumps of every joint every 0.6 s, as any publisher could send: the emulated servos
+    (which move at up to their hardware limit, 4.8 rad/s for the XM430s, 10.7 for the XL330s) stay
+    within each joint's cap; then, commands stopped, the watchdog glides to neutral at 0.8 rad/s."""
+    driver = make_driver(link, neutral_velocity=0.8)
+    samples, velocities, fired = [], [], []  # (time, positions), {joint: present velocity}, watchdog time
+
+    def loop(seconds: float, command=None) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            now = time.monotonic()
+            if command is not None:
+                driver.command(list(command(now)), list(command(now).values()), 0, int(now * 1e9))
+            elif driver.watchdog(int(now * 1e9)) is None:
+                driver.follow()
+            else:
+                fired.append(now)
+            asked = time.monotonic()
+            states = driver.read_state()
+            samples.append((asked, {j: s.position for j, s in states.items()}))
+            velocities.append({j: s.velocity for j, s in states.items()})
+            time.sleep(0.01)
+
+    start = time.monotonic()
+    loop(2.4, lambda now: {s.joint: (s.max if int((now - start) / 0.6) % 2 else s.min) for s in CONFIG.servos})
+    hostile = len(samples)
+    loop(3.0)
+    driver.bus.close()
+    assert len(fired) == 1 and fired[0] - samples[hostile - 1][0] == pytest.approx(0.5, abs=0.05)
+
+    def max_speed(rows, joint):
+        """Fastest motion over any 0.2 s or longer between two samples (rad/s)."""
+        best = 0.0
+        for i, (t0, p0) in enumerate(rows):
+            later = next(((t, p) for t, p in rows[i + 1:] if t - t0 >= 0.2), None)
+            if later and joint in p0 and joint in later[1]:
+                best = max(best, abs(later[1][joint] - p0[joint]) / (later[0] - t0))
+        return best
+
+    measured = {j: max_speed(samples[:hostile], j) for j in NEUTRAL}
+    reported = {j: max(abs(v.get(j, 0.0)) for v in velocities[:hostile]) for j in NEUTRAL}
+    for joint, cap in CAPS.items():  # the servos' own present velocity, and positions over time (timing noise)
+        assert reported[joint] <= cap.velocity * 1.001, (joint, reported[joint], cap.velocity)
+        assert measured[joint] <= cap.velocity * 1.1 + 0.03, (joint, measured[joint], cap.velocity)
+    assert measured["neck_yaw"] > 0.8 * CAPS["neck_yaw"].velocity  # it did move fast: the test can fail
+    glide = {j: max_speed([r for r in samples if r[0] > fired[0] + 0.3], j) for j in NEUTRAL}  # after braking
+    assert max(glide.values()) <= 0.8 * 1.1 + 0.03, glide
+    assert max(glide.values()) > 0.6
+    print("max speed (rad/s) measured / reported / cap:",
+          {j: f"{measured[j]:.2f}/{reported[j]:.2f}/{CAPS[j].velocity:.2f}" for j in NEUTRAL},
+          "glide:", {j: f"{v:.2f}" for j, v in glide.items()})
+
+
+@pytest.mark.parametrize("garbage", [([], []), (["jaw", "neck_yaw"], [math.nan, math.inf]), (["ghost"], [0.1])],
+                         ids=["empty", "nan", "unknown"])
+def test_garbage_commands_do_not_feed_the_watchdog(driver, garbage):
+    """A stuck publisher sending empty messages, all-NaN positions or unknown names at 20 Hz: the
+    watchdog still sends neutral command_timeout (0.5 s) after the last real command; each message is
+    refused with a reason and counted."""
+    driver.command(["jaw"], [0.3], stamp_ns=0, now_ns=0)
+    fired_at = None
+    for now_ns in range(50 * MS, 3000 * MS, 50 * MS):
+        with pytest.raises(ValueError, match="not a command"):
+            driver.command(*garbage, stamp_ns=now_ns, now_ns=now_ns)
+        if driver.watchdog(now_ns + 1) is not None and fired_at is None:
+            fired_at = now_ns
+    assert fired_at == 500 * MS
+    assert driver.goals == NEUTRAL
+    assert driver.diagnostics()[0].values["rejected_commands"] == str(59)
+
+
+def test_absurd_stamps_are_counted_not_kept_in_the_latency_window(driver):
+    now = 1_800_000_000 * 1_000_000_000
+    driver.command(["jaw"], [0.1], stamp_ns=now - 8 * MS, now_ns=now)
+    driver.command(["jaw"], [0.1], stamp_ns=0, now_ns=now)  # a 1970 stamp
+    driver.command(["jaw"], [0.1], stamp_ns=now + 500 * MS, now_ns=now)  # from the future
+    values = driver.diagnostics()[0].values
+    assert values["latency_p99_ms"] == "8.00" and values["latency_samples"] == "1"
+    assert values["latency_rejected"] == "2"

@@ -1,0 +1,82 @@
+"""Speed caps of the driver's setpoints and of the emulated servos' profile, in simulated time."""
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from humimic_core.robot_config import MotionCaps
+from humimic_driver.motion_limits import MAX_GAP_S, STEP_S, SetpointLimiter
+from humimic_driver.servo_emulator import TICKS_S2_PER_ACCELERATION_UNIT, TICKS_S_PER_VELOCITY_UNIT, EmulatedServo
+
+CAPS = {"neck": MotionCaps(1.5, 8.0), "lid": MotionCaps(10.0, 40.0), "brow": MotionCaps(3.0, 40.0)}
+
+
+def hostile_goals(rng: random.Random):
+    return {j: rng.choice([-1.0, 1.0]) for j in CAPS}
+
+
+def test_hostile_jumps_keep_every_cap_on_the_setpoint_path():
+    """Full-range jumps at random steps: the setpoint path, seen at every 2 ms step, never exceeds a
+    joint's velocity or acceleration cap, and does move at the velocity cap where there is room."""
+    rng = random.Random(3)
+    limiter = SetpointLimiter(CAPS, {j: 0.0 for j in CAPS}, now=0.0)
+    goals, paths = hostile_goals(rng), {j: [0.0] for j in CAPS}
+    for k in range(1, 5000):
+        if rng.random() < 0.005:
+            goals = hostile_goals(rng)
+        for j, position in limiter.advance(goals, k * STEP_S).items():
+            paths[j].append(position)
+    for j, cap in CAPS.items():
+        v = [(b - a) / STEP_S for a, b in zip(paths[j], paths[j][1:])]
+        a = [(y - x) / STEP_S for x, y in zip(v, v[1:])]
+        assert max(map(abs, v)) <= cap.velocity * (1 + 1e-9), j
+        assert max(map(abs, a)) <= cap.acceleration * (1 + 1e-6), j
+        assert max(map(abs, v)) >= 0.99 * min(cap.velocity, math.sqrt(2.0 * cap.acceleration)), j
+
+
+def test_commands_at_jittered_times_move_no_faster():
+    """Asked at random times 1..60 ms apart (commands and the state timer): between two writes a
+    setpoint moves at most cap x (the time between them + one step)."""
+    rng = random.Random(4)
+    limiter = SetpointLimiter(CAPS, {j: 0.0 for j in CAPS}, now=0.0)
+    t, last, goals = 0.0, {j: 0.0 for j in CAPS}, hostile_goals(rng)
+    for _ in range(3000):
+        if rng.random() < 0.1:
+            goals = hostile_goals(rng)
+        dt = rng.uniform(0.001, 0.06)
+        t += dt
+        now = limiter.advance(goals, t)
+        for j, cap in CAPS.items():
+            assert abs(now[j] - last[j]) <= cap.velocity * (min(dt, MAX_GAP_S) + STEP_S) + 1e-12, j
+        last = now
+
+
+def test_a_long_stall_does_not_make_the_setpoint_jump():
+    limiter = SetpointLimiter(CAPS, {j: 0.0 for j in CAPS}, now=0.0)
+    moved = limiter.advance({j: 1.0 for j in CAPS}, now=5.0)  # 5 s since the last call
+    assert all(0.0 < moved[j] <= 0.5 * CAPS[j].acceleration * MAX_GAP_S * (MAX_GAP_S + STEP_S) + 1e-12 for j in CAPS)
+
+
+def test_emulated_servo_keeps_its_profile_velocity_and_acceleration():
+    """The firmware's trapezoid: accelerates at Profile Acceleration, cruises at Profile Velocity,
+    brakes to stop at the goal without passing it."""
+    servo = EmulatedServo(1, "XM430-W350", 1000)
+    servo.set("profile_velocity", 50)
+    servo.set("profile_acceleration", 20)
+    servo.set("goal_position", 3000)
+    servo.set("torque_enable", 1)
+    vmax, amax = 50 * TICKS_S_PER_VELOCITY_UNIT, 20 * TICKS_S2_PER_ACCELERATION_UNIT
+    servo.update(0.0)
+    t, positions = 0.0, []
+    while t < 20.0:
+        t += 0.01
+        servo.update(t)
+        positions.append(servo._position)
+    v = [(b - a) / 0.01 for a, b in zip(positions, positions[1:])]
+    a = [(y - x) / 0.01 for x, y in zip(v, v[1:])]
+    assert max(v) == pytest.approx(vmax, rel=1e-6) and min(v) >= 0.0  # never back: no overshoot
+    assert max(map(abs, a)) <= amax * 1.001
+    assert positions[9] == pytest.approx(1000 + 0.5 * amax * 0.1 ** 2, rel=0.05)  # the ramp up
+    assert servo.get("present_position") == 3000 and servo.get("moving") == 0
