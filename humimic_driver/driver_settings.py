@@ -52,6 +52,8 @@ class DriverSettings:
     reboot_backoff: float = _param(1.0, "s from a hardware error to the reboot; doubles with each reboot "
                                         "of the same servo")
     max_reboots: int = _param(3, "reboots per servo per run; after that it stays off (ERROR diagnostic)")
+    cool_down_temperature: float = _param(60.0, "degC an overheated servo (its overheating error; the servo has "
+                                                "turned its torque off) must cool below before it is rebooted")
     temperature_warn: float = _param(55.0, "degC: WARN diagnostic, and the hot_action applies")
     temperature_error: float = _param(65.0, "degC: ERROR diagnostic (the servo's own limit is higher)")
     hot_action: str = _param("reduce", "what a servo at temperature_warn or above does: reduce (goals pulled "

@@ -19,7 +19,7 @@ from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tup
 from humimic_core.robot_config import MotionCaps, Servo, motion_caps
 from humimic_driver.bus import (ARRIVED_TICKS, HARDWARE_ERROR, HEALTH, BusError, LinkError, ServoBus, ServoError,
                                 ServoReading, decode_health, velocity_units)
-from humimic_driver.control_tables import RAD_PER_TICK, hardware_error_words
+from humimic_driver.control_tables import HW_OVERHEATING, RAD_PER_TICK, hardware_error_words
 from humimic_driver.diagnostics import Report, bus_report, servo_report
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.motion_limits import SetpointLimiter
@@ -37,6 +37,8 @@ REBOOT_WAIT_S = 0.3
 MIN_FAILED_READS = 3
 #: Seconds between start-up attempts of a servo whose replies were lost.
 STARTUP_PAUSE_S = 0.1
+#: Seconds between looks at the temperature of an overheated servo waiting to cool down.
+COOLING_CHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -299,10 +301,11 @@ class ServoDriver:
             return False
         h.hot = hot
         joint = h.servo.joint
+        driven = "motion " + self.motion(joint) if h.mode == ACTIVE else f"not driven ({h.mode})"
         if hot:
-            self._event("warn", f"{joint} at {h.temperature:.0f} C (>= {warn:g}): motion {self.motion(joint)}")
+            self._event("warn", f"{joint} at {h.temperature:.0f} C (>= {warn:g}): {driven}")
         else:
-            self._event("info", f"{joint} cooled to {h.temperature:.0f} C: full motion")
+            self._event("info", f"{joint} cooled to {h.temperature:.0f} C: {driven}")
         return self.settings.hot_action != "none"
 
     def _check_alerts(self, now: float) -> None:
@@ -345,9 +348,17 @@ class ServoDriver:
         h.retry.reset(now, delay)
         if self.settings.reboot_on_hardware_error and h.reboots < self.settings.max_reboots:
             plan = f"reboot {h.reboots + 1} of {self.settings.max_reboots} in {delay:.1f} s"
+            if self.too_hot(h):
+                plan = (f"torque off by the servo; reboot {h.reboots + 1} of {self.settings.max_reboots} once it has "
+                        f"cooled below {self.settings.cool_down_temperature:g} C")
         else:
             plan = "not rebooting (limit reached)" if self.settings.reboot_on_hardware_error else "automatic reboot off"
         self._event("error", f"{h.servo.joint} (ID {h.servo.id}): hardware error {h.problem}; {plan}")
+
+    def too_hot(self, h: ServoHealth) -> bool:
+        """An overheating error whose servo has not cooled below cool_down_temperature yet (or whose
+        temperature is unknown)."""
+        return bool(h.hardware_error & HW_OVERHEATING) and not h.temperature < self.settings.cool_down_temperature
 
     def _mark_stale(self, h: ServoHealth, problem: str) -> None:
         now = self.clock()
@@ -360,6 +371,9 @@ class ServoDriver:
         now = self.clock()
         if h.mode == FAULT:
             if self.settings.reboot_on_hardware_error and h.reboots < self.settings.max_reboots:
+                if self.too_hot(h):  # a reboot would not hold: the servo would switch itself off again
+                    h.retry.reset(now, COOLING_CHECK_S)
+                    return
                 try:
                     self.bus.reboot(h.servo)
                 except ServoError as exc:
@@ -467,7 +481,8 @@ class ServoDriver:
         reports = [bus_report(self.bus.port_name, self.bus.link.baud, self.connected, self.last_error, values,
                               healths)]
         reports += [servo_report(h, self.settings.thresholds, self.bus.port_name, self.goals[j], self.motion(j), now,
-                                 self.settings.max_reboots if self.settings.reboot_on_hardware_error else 0)
+                                 self.settings.max_reboots if self.settings.reboot_on_hardware_error else 0,
+                                 self.settings.cool_down_temperature if self.too_hot(h) else None)
                     for j, h in self.health.items()]
         return reports
 

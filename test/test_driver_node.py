@@ -138,8 +138,8 @@ def test_driver_follows_commands_within_limits(probe, driver, link):
     goals = next(m for m in probe.written if to_ns(m.header.stamp) == stamp)
     written = dict(zip(goals.name, goals.position))
     assert set(written) == set(LIMITS)
-    assert written["jaw"] == pytest.approx(0.3, abs=RAD_PER_TICK)
-    assert written["lip_corner_left"] == pytest.approx(LIMITS["lip_corner_left"][1], abs=RAD_PER_TICK)
+    assert 0.0 <= written["jaw"] < 0.3  # the setpoint, on its way within the jaw's speed caps
+    assert 0.0 <= written["lip_corner_left"] < LIMITS["lip_corner_left"][1]
     target = {"jaw": 0.3, "lip_corner_left": LIMITS["lip_corner_left"][1]}
     probe.spin_until(lambda: near(probe.latest_positions(), target), 10.0, "joint states at the command")
     assert all(within_limits(m) for m in probe.states)
@@ -152,7 +152,8 @@ def test_driver_follows_commands_within_limits(probe, driver, link):
                      "written goals of the NaN command")
     after = dict(zip(probe.written[-1].name, probe.written[-1].position))
     assert after["jaw"] == pytest.approx(0.3, abs=RAD_PER_TICK)
-    assert after["neck_yaw"] == pytest.approx(0.2, abs=RAD_PER_TICK)
+    assert 0.0 <= after["neck_yaw"] < 0.2
+    probe.spin_until(lambda: near(probe.latest_positions(), {"jaw": 0.3, "neck_yaw": 0.2}), 10.0, "the NaN command")
 
     probe.spin_until(lambda: any(int(dict((v.key, v.value) for v in d.status[0].values)["writes"]) >= 2
                                  for d in probe.diagnostics), 5.0, "diagnostics counting the writes")
