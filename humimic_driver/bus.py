@@ -103,7 +103,7 @@ class ServoReading:
     effort: float
 
 
-def _model_name(number: int) -> str:
+def model_name(number: int) -> str:
     spec = MODEL_BY_NUMBER.get(number)
     return f"{spec.name} ({number})" if spec else f"unknown model number {number}"
 
@@ -286,7 +286,7 @@ class ServoBus:
         number = self.ping(servo)
         if number != servo.spec.model_number:
             raise ServoError(servo, self.port_name, f"expected model {servo.model} ({servo.spec.model_number}), "
-                                                    f"found {_model_name(number)}", model_mismatch=True)
+                                                    f"found {model_name(number)}", model_mismatch=True)
 
     def configure(self, servo: Servo, goal: float, profile_velocity: float,
                   profile_acceleration: Optional[float] = None) -> None:

@@ -23,6 +23,7 @@ from humimic_driver.control_tables import HW_OVERHEATING, RAD_PER_TICK, hardware
 from humimic_driver.diagnostics import Report, bus_report, servo_report
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.motion_limits import SetpointLimiter
+from humimic_driver.scan import id_ranges
 from humimic_driver.servo_health import ACTIVE, FAULT, REBOOTING, STALE, Backoff, ServoHealth
 
 #: Commands whose latency (command stamp -> bus write) is kept for the percentiles.
@@ -100,6 +101,12 @@ class ServoDriver:
         if warning:
             self._event("warn", warning)
         self.connected = True
+        silence = self._nobody_answers()
+        if silence:
+            if self.settings.require_all_servos:
+                self.bus.close()
+                raise BusError(silence)
+            self._event("error", silence)
         problems = []
         for h in self.health.values():
             try:
@@ -116,6 +123,20 @@ class ServoDriver:
         if problems:
             self.bus.close()
             raise BusError("servo bus start-up failed: " + "; ".join(problems))
+
+    def _nobody_answers(self) -> str:
+        """One ping to every servo: '' if any answers, else what was tried and what to do."""
+        for servo in self.bus.servos:
+            try:
+                self.bus.ping(servo)
+                return ""
+            except ServoError as exc:
+                if not exc.no_reply:
+                    return ""  # it answered, with an error: start-up names it
+        port = self.bus.port_name
+        return (f"no servo answers on {port} at {self.bus.link.baud} baud (pinged IDs "
+                f"{id_ranges([s.id for s in self.bus.servos])}, {1 + self.bus.retries} tries each): check the power "
+                f"and the cable, and the baud rate: `humimic-scan --port {port}` pings every ID at every baud rate")
 
     def _start_servo(self, h: ServoHealth) -> None:
         """_configure, started over after STARTUP_PAUSE_S while the servo's replies were only missing or
