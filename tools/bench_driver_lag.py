@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from humimic_core import paths  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
-from humimic_driver.motion_limits import STEP_S, SetpointLimiter, trapezoid_step  # noqa: E402
+from humimic_driver.motion_limits import MAX_PREDICTION_S, STEP_S, SetpointLimiter, trapezoid_step  # noqa: E402
 from humimic_experiments.bag_io import deserialize, read_messages  # noqa: E402
 
 STATE_PERIOD_S = 0.02
@@ -50,13 +50,14 @@ def arrivals(stream, jitter_s: float, rng: random.Random):
     for stamp, command in stream:
         late = rng.uniform(0.0, jitter_s) if rng.random() < 0.25 else rng.uniform(0.0, 0.003)
         last = max(last, stamp + BASE_LATENCY_S + late)
-        out.append((last, command))
+        out.append((last, (stamp, command)))
     return out
 
 
-def written_paths(events, joints, caps, grid):
+def written_paths(events, joints, caps, limits, grid):
     """The goal written at each grid time: unlimited, limited (SetpointLimiter), naive clip."""
-    limiter = SetpointLimiter(caps, {j: 0.0 for j in joints}, now=0.0)
+    limiter = SetpointLimiter(caps, limits, {j: 0.0 for j in joints}, now=0.0)
+    last_stamp = None
     goals = {j: 0.0 for j in joints}
     naive, last_arrival = {j: 0.0 for j in joints}, 0.0
     raw_path, lim_path, naive_path = [], [], []
@@ -66,9 +67,15 @@ def written_paths(events, joints, caps, grid):
     setpoints = dict(goals)
     for t in grid:
         while i < len(timeline) and timeline[i][0] <= t:
-            when, command = timeline[i]
-            if command is not None:
+            when, stamped = timeline[i]
+            if stamped is not None:  # as ServoDriver.command: the goals, and their trend over the stamps
+                stamp, command = stamped
+                before = dict(goals)
                 goals.update({j: v for j, v in command.items() if j in goals})
+                period = stamp - last_stamp if last_stamp is not None else 0.0
+                last_stamp = stamp
+                trend = {j: (goals[j] - before[j]) / period for j in joints} if 0 < period <= MAX_PREDICTION_S else {}
+                limiter.expect(trend, when, when + period)
                 dt = when - last_arrival
                 naive = {j: naive[j] + max(-caps[j].velocity * dt, min(caps[j].velocity * dt, goals[j] - naive[j]))
                          for j in joints}
@@ -91,8 +98,12 @@ def servo_path(written: np.ndarray, vmax: float, amax: float) -> np.ndarray:
 
 
 def lag(reference: np.ndarray, path: np.ndarray) -> Tuple[float, float]:
-    """(shift in ms that best aligns path with reference, largest |difference| in rad)."""
-    best = min(range(0, 101), key=lambda k: np.mean((path[k:] - reference[:len(reference) - k]) ** 2))
+    """(shift in ms that best aligns path with reference: > 0 behind it, largest |difference| in rad)."""
+    def error(k: int) -> float:  # path k steps behind (k < 0: ahead of) the reference
+        a, b = (path[k:], reference[:len(reference) - k]) if k >= 0 else (path[:k], reference[-k:])
+        return float(np.mean((a - b) ** 2))
+
+    best = min(range(-25, 101), key=error)
     return best * STEP_S * 1e3, float(np.max(np.abs(path - reference)))
 
 
@@ -112,10 +123,11 @@ def main() -> int:
     grid = np.arange(0.0, stream[-1][0] + 1.0, STEP_S)
     print(f"{len(stream)} commands over {stream[-1][0]:.1f} s; jitter up to {args.jitter_ms:g} ms on a quarter")
     print(f"{'joint':18} {'cap v/a':>11} {'moved':>6} | {'limiter lag':>12} {'max diff':>9} | {'naive lag':>10} "
-          f"{'max diff':>9} | {'servo lag (profile=caps)':>24}")
+          f"{'max diff':>9} | servo lag (profile=caps): limited / raw goals")
     for jitter in (0.0, args.jitter_ms * 1e-3):
         events = arrivals(stream, jitter, random.Random(args.seed))
-        raw, limited, naive = written_paths(events, joints, caps, grid)
+        raw, limited, naive = written_paths(events, joints, caps, {s.joint: (s.min, s.max) for s in config.servos},
+                                           grid)
         print(f"-- jitter {jitter * 1e3:g} ms")
         for k, joint in enumerate(joints):
             moved = float(np.ptp(raw[:, k]))
@@ -127,8 +139,9 @@ def main() -> int:
             free = servo_path(raw[:, k], servo.spec.max_velocity, math.inf)
             capped = servo_path(limited[:, k], cap.velocity, cap.acceleration)
             servo_ms, _ = lag(free, capped)
+            raw_ms, _ = lag(free, servo_path(raw[:, k], cap.velocity, cap.acceleration))
             print(f"{joint:18} {cap.velocity:4.1f}/{cap.acceleration:<5g} {moved:6.2f} | {ms:9.0f} ms {diff:9.3f} | "
-                  f"{naive_ms:7.0f} ms {naive_diff:9.3f} | {servo_ms:21.0f} ms")
+                  f"{naive_ms:7.0f} ms {naive_diff:9.3f} | {servo_ms:7.0f} ms {raw_ms:7.0f} ms")
     return 0
 
 
