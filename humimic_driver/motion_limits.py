@@ -23,12 +23,23 @@ from typing import Dict, Mapping, Tuple
 from humimic_core.robot_config import MotionCaps
 
 #: Time step of the trajectories (s); a setpoint is at most this much behind the time asked for.
-STEP_S = 0.002
+STEP_S = 0.004
 #: A longer time between two calls (a stalled loop) counts as this long: a setpoint never jumps
 #: ahead by more than this much of its motion.
 MAX_GAP_S = 0.05
 #: Commands further apart than this (by their stamps) are not one stream: no motion is predicted.
 MAX_PREDICTION_S = 0.1
+
+
+def stop_speed(gap: float, amax: float) -> float:
+    """Fastest speed from which braking at ``amax`` still stops within ``gap`` after one more STEP_S
+    (as humimic_retarget.constraints.stop_speed, scalar: this runs every step per moving joint)."""
+    if gap <= 0.0:
+        return 0.0
+    if amax == math.inf:
+        return math.inf
+    dv = amax * STEP_S
+    return math.sqrt(dv * dv + 2.0 * amax * gap) - dv
 
 
 def trapezoid_step(position: float, velocity: float, target: float, vmax: float, amax: float,
@@ -42,21 +53,16 @@ def trapezoid_step(position: float, velocity: float, target: float, vmax: float,
         return position, velocity
     h = STEP_S
     dv = amax * h
-
-    def stop_speed(gap: float) -> float:  # fastest speed that still stops within ``gap`` after this step
-        # (as humimic_retarget.constraints.stop_speed, scalar: this runs every 2 ms per moving joint)
-        return math.sqrt(dv * dv + 2.0 * amax * max(gap, 0.0)) - dv if math.isfinite(amax) else math.inf
-
     exact = distance / h  # the velocity that lands on the target in this step
-    room = stop_speed(high - target) if exact > 0 else stop_speed(target - low)
-    if abs(exact) <= min(vmax, room + dv) and abs(exact - velocity) <= dv and abs(exact - target_velocity) <= dv:
+    if (abs(exact - velocity) <= dv and abs(exact - target_velocity) <= dv and abs(exact) <= vmax
+            and abs(exact) <= stop_speed(high - target if exact > 0 else target - low, amax) + dv):
         return target, exact
-    want = max(-vmax, min(vmax, target_velocity + math.copysign(stop_speed(abs(distance)), distance)))
-    v = max(velocity - dv, min(velocity + dv, want))
+    want = target_velocity + (stop_speed(distance, amax) if distance > 0 else -stop_speed(-distance, amax))
+    v = max(velocity - dv, min(velocity + dv, max(-vmax, min(vmax, want))))
     if v > 0.0:  # braking for the bound ahead wins over everything but the acceleration cap
-        v = min(v, max(velocity - dv, stop_speed(high - position)))
+        v = min(v, max(velocity - dv, stop_speed(high - position, amax)))
     elif v < 0.0:
-        v = max(v, min(velocity + dv, -stop_speed(position - low)))
+        v = max(v, min(velocity + dv, -stop_speed(position - low, amax)))
     return min(high, max(low, position + v * h)), v
 
 
@@ -107,17 +113,15 @@ class SetpointLimiter:
         n = steps_until(self._time, now)
         end = self._time = max(self._time + n * STEP_S, now - STEP_S)  # after a long gap: from now on
         for joint, goal in goals.items():
-            cap = self.caps[joint]
-            vmax = min(cap.velocity, self.slower.get(joint, math.inf))
             position, velocity = self.position[joint], self.velocity[joint]
             if joint not in self._trend and velocity == 0.0 and position == self.lead(joint, goal, end)[0]:
                 continue  # at rest where it should be
+            cap, (low, high) = self.caps[joint], self.limits[joint]
+            vmax = min(cap.velocity, self.slower.get(joint, math.inf))
             for k in range(n - 1, -1, -1):
                 target, target_velocity = self.lead(joint, goal, end - k * STEP_S)
-                if target == position and velocity == 0.0 == target_velocity:
-                    continue
                 position, velocity = trapezoid_step(position, velocity, target, vmax, cap.acceleration,
-                                                    target_velocity, *self.limits[joint])
+                                                    target_velocity, low, high)
             self.position[joint], self.velocity[joint] = position, velocity
         return {j: self.position[j] for j in goals}
 
