@@ -112,6 +112,15 @@ def test_a_stream_within_the_caps_is_followed_without_lag():
     assert behind_ms(follow(trend=False)[0]) >= 40  # 53 ms
 
 
+def test_a_joint_held_slower_glides_at_that_speed():
+    limiter = SetpointLimiter(CAPS, LIMITS, {j: 1.0 for j in CAPS}, now=0.0)
+    limiter.slower = {j: 0.8 for j in CAPS}  # the watchdog's glide to neutral
+    path = [limiter.advance({j: -1.0 for j in CAPS}, k * STEP_S) for k in range(1, 1000)]
+    for j in CAPS:
+        speeds = [abs(b[j] - a[j]) / STEP_S for a, b in zip(path, path[1:])]
+        assert max(speeds) == pytest.approx(0.8) and path[-1][j] == -1.0
+
+
 def test_a_long_stall_does_not_make_the_setpoint_jump():
     limiter = SetpointLimiter(CAPS, LIMITS, {j: 0.0 for j in CAPS}, now=0.0)
     moved = limiter.advance({j: 1.0 for j in CAPS}, now=5.0)  # 5 s since the last call
