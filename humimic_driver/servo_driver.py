@@ -71,8 +71,8 @@ class ServoDriver:
         self.clock = clock
         self.goals: Dict[str, float] = {s.joint: s.neutral for s in bus.servos}
         now = clock()
-        self.limiter = SetpointLimiter(caps or motion_caps(bus.servos, settings.max_velocity, settings.max_acceleration),
-                                       {s.joint: (s.min, s.max) for s in bus.servos}, self.goals, now)
+        caps = caps or motion_caps(bus.servos, settings.max_velocity, settings.max_acceleration)
+        self.limiter = SetpointLimiter(caps, {s.joint: (s.min, s.max) for s in bus.servos}, self.goals, now)
         self._last_stamp_ns: Optional[int] = None
         self.health: Dict[str, ServoHealth] = {
             s.joint: ServoHealth(s, Backoff(settings.reping_backoff_min, settings.reping_backoff_max), since=now)
@@ -208,7 +208,8 @@ class ServoDriver:
         if self._neutral_sent or now_ns - self._last_command_ns <= self.settings.command_timeout * 1e9:
             return None
         self.goals = {s.joint: s.neutral for s in self.bus.servos}
-        self.limiter.expect({}, self.clock(), self.clock())
+        now = self.clock()
+        self.limiter.expect({}, now, now)
         self.limiter.slower = {j: self.settings.neutral_velocity for j in self.goals}
         written = self._write_goals()
         self._neutral_sent = written is not None
