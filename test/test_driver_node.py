@@ -192,8 +192,27 @@ def test_watchdog_neutral_and_sigint_torque_off(probe, driver, link):
     pose = {"jaw": 0.4, "neck_yaw": 0.5}
     probe.send(pose, probe.now_ns())
     probe.spin_until(lambda: near(probe.latest_positions(), pose), 10.0, "joint states at the pose")
-    # No more commands: after command_timeout (0.6 s) the driver writes neutral once.
+    # A stuck publisher sending NaN at 20 Hz: no real command, so after command_timeout (0.6 s) the
+    # driver glides to neutral (the watchdog's goals are published with the time they were written).
+    last = probe.now_ns()
+    probe.send(pose, last)
+    probe.spin_until(lambda: any(to_ns(m.header.stamp) == last for m in probe.written), 5.0, "the last command")
+    sent = next_nan = time.monotonic()
+
+    def stuck_publisher() -> bool:
+        nonlocal next_nan
+        if time.monotonic() >= next_nan:
+            probe.send({"jaw": math.nan, "neck_yaw": math.nan}, probe.now_ns())
+            next_nan += 0.05
+        return any(to_ns(m.header.stamp) > last for m in probe.written)
+
+    probe.spin_until(stuck_publisher, 5.0, "the watchdog despite the NaN commands")
+    waited = time.monotonic() - sent
+    assert 0.6 <= waited <= 1.5, waited
+    print(f"watchdog under 20 Hz of NaN commands: neutral after {waited:.2f} s (command_timeout 0.6 s)")
     probe.spin_until(lambda: near(probe.latest_positions(), NEUTRAL), 10.0, "watchdog return to neutral")
+    probe.spin_until(lambda: int({v.key: v.value for v in probe.diagnostics[-1].status[0].values}
+                                 ["rejected_commands"]) >= 10, 5.0, "the NaN commands counted on /diagnostics")
 
     probe.send(pose, probe.now_ns())
     probe.spin_until(lambda: near(probe.latest_positions(), pose), 10.0, "joint states at the pose again")
