@@ -22,7 +22,7 @@ from humimic_driver.bus import (ARRIVED_TICKS, HARDWARE_ERROR, HEALTH, BusError,
 from humimic_driver.control_tables import HW_OVERHEATING, RAD_PER_TICK, hardware_error_words
 from humimic_driver.diagnostics import Report, bus_report, servo_report
 from humimic_driver.driver_settings import DriverSettings
-from humimic_driver.motion_limits import MAX_PREDICTION_S, SetpointLimiter
+from humimic_driver.motion_limits import SetpointLimiter
 from humimic_driver.scan import id_ranges
 from humimic_driver.servo_health import ACTIVE, FAULT, REBOOTING, STALE, Backoff, ServoHealth
 
@@ -73,7 +73,6 @@ class ServoDriver:
         now = clock()
         caps = caps or motion_caps(bus.servos, settings.max_velocity, settings.max_acceleration)
         self.limiter = SetpointLimiter(caps, {s.joint: (s.min, s.max) for s in bus.servos}, self.goals, now)
-        self._last_stamp_ns: Optional[int] = None
         self.health: Dict[str, ServoHealth] = {
             s.joint: ServoHealth(s, Backoff(settings.reping_backoff_min, settings.reping_backoff_max), since=now)
             for s in bus.servos}
@@ -174,10 +173,8 @@ class ServoDriver:
             self.rejected_commands += 1
             what = "no joints" if not names else ("no joint of this robot" if not known else "no finite position")
             raise ValueError(f"joint command with {what} (names: {', '.join(names[:5]) or 'none'}): not a command")
-        before = {name: self.target(name) for name, _ in valid}
         for name, value in valid:
             self.goals[name] = self.bus.servo(name).clamp(value)
-        self._expect_trend(before, stamp_ns)
         self._last_command_ns = now_ns
         self._neutral_sent = False
         self.limiter.slower.clear()
@@ -191,25 +188,12 @@ class ServoDriver:
             self.rejected_latencies += 1
         return Written(written, unknown)
 
-    def _expect_trend(self, before: Mapping[str, float], stamp_ns: int) -> None:
-        """Commands a stream's samples apart (by their stamps, at most MAX_PREDICTION_S): the joints'
-        targets are expected to move on as they just did until the next one; else to stand still."""
-        period = (stamp_ns - self._last_stamp_ns) * 1e-9 if self._last_stamp_ns is not None else 0.0
-        self._last_stamp_ns = stamp_ns
-        now = self.clock()
-        if not 0.0 < period <= MAX_PREDICTION_S:
-            self.limiter.expect({}, now, now)
-            return
-        self.limiter.expect({j: (self.target(j) - was) / period for j, was in before.items()}, now, now + period)
-
     def watchdog(self, now_ns: int) -> Optional[Dict[str, float]]:
         """Once per silence of command_timeout: goals back to neutral, glided to at neutral_velocity
         (``follow()`` continues the glide); the setpoints written, else None."""
         if self._neutral_sent or now_ns - self._last_command_ns <= self.settings.command_timeout * 1e9:
             return None
         self.goals = {s.joint: s.neutral for s in self.bus.servos}
-        now = self.clock()
-        self.limiter.expect({}, now, now)
         self.limiter.slower = {j: self.settings.neutral_velocity for j in self.goals}
         written = self._write_goals()
         self._neutral_sent = written is not None

@@ -5,8 +5,9 @@ Replays the /joint_commands of a recording (e.g. a humimic-rerun of a clip) in s
 command arrives at its stamp + a base latency + jitter (bursts: a late command followed closely by
 an on-time one; order kept), and goes through the driver's SetpointLimiter (on every arrival and
 on the 50 Hz state timer) under the robot config's caps. Compared with writing each command as it
-arrives (no limiter): per joint the time shift that best aligns the two paths (the added lag) and
-the largest position difference. The naive alternative, a per-write clip of vmax x (time since the
+arrives (no limiter): per joint the time shift that best aligns the two paths (the added lag), the
+largest position difference, and how far the limited path goes beyond every goal of the last
+0.25 s (where no command pointed). The naive alternative, a per-write clip of vmax x (time since the
 last arrival), is shown for reference. Then both written paths drive an emulated servo's profile
 (Profile Velocity / Acceleration = the caps, as the driver writes them, against the model's limits
 without a profile) to show the lag at the servo.
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from humimic_core import paths  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
-from humimic_driver.motion_limits import MAX_PREDICTION_S, STEP_S, SetpointLimiter, trapezoid_step  # noqa: E402
+from humimic_driver.motion_limits import STEP_S, SetpointLimiter, trapezoid_step  # noqa: E402
 from humimic_experiments.bag_io import deserialize, read_messages  # noqa: E402
 
 STATE_PERIOD_S = 0.02
@@ -50,14 +51,13 @@ def arrivals(stream, jitter_s: float, rng: random.Random):
     for stamp, command in stream:
         late = rng.uniform(0.0, jitter_s) if rng.random() < 0.25 else rng.uniform(0.0, 0.003)
         last = max(last, stamp + BASE_LATENCY_S + late)
-        out.append((last, (stamp, command)))
+        out.append((last, command))
     return out
 
 
 def written_paths(events, joints, caps, limits, grid):
     """The goal written at each grid time: unlimited, limited (SetpointLimiter), naive clip."""
     limiter = SetpointLimiter(caps, limits, {j: 0.0 for j in joints}, now=0.0)
-    last_stamp = None
     goals = {j: 0.0 for j in joints}
     naive, last_arrival = {j: 0.0 for j in joints}, 0.0
     raw_path, lim_path, naive_path = [], [], []
@@ -67,15 +67,9 @@ def written_paths(events, joints, caps, limits, grid):
     setpoints = dict(goals)
     for t in grid:
         while i < len(timeline) and timeline[i][0] <= t:
-            when, stamped = timeline[i]
-            if stamped is not None:  # as ServoDriver.command: the goals, and their trend over the stamps
-                stamp, command = stamped
-                before = dict(goals)
+            when, command = timeline[i]
+            if command is not None:
                 goals.update({j: v for j, v in command.items() if j in goals})
-                period = stamp - last_stamp if last_stamp is not None else 0.0
-                last_stamp = stamp
-                trend = {j: (goals[j] - before[j]) / period for j in joints} if 0 < period <= MAX_PREDICTION_S else {}
-                limiter.expect(trend, when, when + period)
                 dt = when - last_arrival
                 naive = {j: naive[j] + max(-caps[j].velocity * dt, min(caps[j].velocity * dt, goals[j] - naive[j]))
                          for j in joints}
@@ -107,6 +101,15 @@ def lag(reference: np.ndarray, path: np.ndarray) -> Tuple[float, float]:
     return best * STEP_S * 1e3, float(np.max(np.abs(path - reference)))
 
 
+def beyond(reference: np.ndarray, path: np.ndarray, window_s: float = 0.25) -> float:
+    """How far (rad) the path goes outside the range of the goals of the last ``window_s``: where no
+    command pointed (lagging behind stays inside)."""
+    n = int(window_s / STEP_S)
+    padded = np.concatenate([np.full(n - 1, reference[0]), reference])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, n)
+    return float(np.max(np.maximum(0.0, np.maximum(path - windows.max(axis=1), windows.min(axis=1) - path))))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recording")
@@ -122,8 +125,8 @@ def main() -> int:
     joints = [s.joint for s in config.servos]
     grid = np.arange(0.0, stream[-1][0] + 1.0, STEP_S)
     print(f"{len(stream)} commands over {stream[-1][0]:.1f} s; jitter up to {args.jitter_ms:g} ms on a quarter")
-    print(f"{'joint':18} {'cap v/a':>11} {'moved':>6} | {'limiter lag':>12} {'max diff':>9} | {'naive lag':>10} "
-          f"{'max diff':>9} | servo lag (profile=caps): limited / raw goals")
+    print(f"{'joint':18} {'cap v/a':>11} {'moved':>6} | {'limiter lag':>12} {'max diff':>9} {'beyond':>7} | "
+          f"{'naive lag':>10} {'max diff':>9} | servo lag (profile=caps): limited / raw goals")
     for jitter in (0.0, args.jitter_ms * 1e-3):
         events = arrivals(stream, jitter, random.Random(args.seed))
         raw, limited, naive = written_paths(events, joints, caps, {s.joint: (s.min, s.max) for s in config.servos},
@@ -140,7 +143,8 @@ def main() -> int:
             capped = servo_path(limited[:, k], cap.velocity, cap.acceleration)
             servo_ms, _ = lag(free, capped)
             raw_ms, _ = lag(free, servo_path(raw[:, k], cap.velocity, cap.acceleration))
-            print(f"{joint:18} {cap.velocity:4.1f}/{cap.acceleration:<5g} {moved:6.2f} | {ms:9.0f} ms {diff:9.3f} | "
+            print(f"{joint:18} {cap.velocity:4.1f}/{cap.acceleration:<5g} {moved:6.2f} | {ms:9.0f} ms {diff:9.3f} "
+                  f"{beyond(raw[:, k], limited[:, k]):7.3f} | "
                   f"{naive_ms:7.0f} ms {naive_diff:9.3f} | {servo_ms:7.0f} ms {raw_ms:7.0f} ms")
     return 0
 
