@@ -18,6 +18,7 @@ from humimic_driver.diagnostics import ERROR, OK, STALE_LEVEL, WARN
 from humimic_driver.emulated_bus import emulator_process, send_command
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver
+from servo_loop import settle
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,14 +60,6 @@ def run(driver: ServoDriver, seconds: float, until: Optional[Callable[[], bool]]
             return True
         time.sleep(0.01)
     return until is None
-
-
-def settle(driver: ServoDriver) -> None:
-    """The state timer's part, until every setpoint is at its goal."""
-    deadline = time.monotonic() + 5.0
-    while driver.follow() is not None:
-        assert time.monotonic() < deadline, "setpoints did not reach their goals"
-        time.sleep(0.02)
 
 
 def at(driver: ServoDriver, pose: Dict[str, float]) -> bool:

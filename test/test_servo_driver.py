@@ -17,6 +17,7 @@ from humimic_driver.diagnostics import OK
 from humimic_driver.emulated_bus import send_command
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver, percentile
+from servo_loop import settle
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,14 +33,6 @@ def make_driver(link: str, **settings) -> ServoDriver:
                          caps=CAPS)
     driver.start()
     return driver
-
-
-def settle(driver: ServoDriver, seconds: float = 5.0) -> None:
-    """The state timer's part, until every setpoint is at its goal."""
-    deadline = time.monotonic() + seconds
-    while driver.follow() is not None:
-        assert time.monotonic() < deadline, "setpoints did not reach their goals"
-        time.sleep(0.02)
 
 
 @pytest.fixture
