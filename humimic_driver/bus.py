@@ -33,8 +33,10 @@ from humimic_driver.control_tables import (MAX_PROFILE_ACCELERATION, MODEL_BY_NU
 from humimic_driver.serial_link import BusError, LinkError, SerialLink, usb_latency_timer_ms  # errors re-exported
 
 _REG = X_SERIES_REGISTERS
-#: A joint counts as arrived within this many ticks of its goal.
+#: A joint counts as arrived within this many ticks of its goal ...
 ARRIVED_TICKS = 2
+#: ... and, where it has to stay there, at most this many velocity units fast.
+AT_REST_UNITS = 2
 #: Retries of a one-servo transaction, and the margin (s) added to every computed reply deadline.
 DEFAULT_RETRIES, DEFAULT_TIMEOUT_MARGIN_S = 2, 0.010
 #: Longest return delay a servo can have before start-up sets it (factory default 500 us).
@@ -314,14 +316,16 @@ class ServoBus:
         return servo.from_tick(self.read(servo, "present_position"))
 
     def move_to_neutral(self, servos: Sequence[Servo], timeout: float) -> List[str]:
-        """Write neutral to ``servos`` and wait up to ``timeout`` s; joints that did not arrive."""
+        """Write neutral to ``servos`` and wait up to ``timeout`` s for them to be there at rest (a servo
+        braking at its profile acceleration may pass it first); joints that did not arrive."""
         self.write_goals({s.joint: s.neutral for s in servos})
         deadline = time.monotonic() + timeout
         pending = list(servos)
         while pending:
             states, _ = self.read_states(pending, retries=0)
             pending = [s for s in pending if s.joint not in states
-                       or abs(states[s.joint].position - s.neutral) > ARRIVED_TICKS * RAD_PER_TICK]
+                       or abs(states[s.joint].position - s.neutral) > ARRIVED_TICKS * RAD_PER_TICK
+                       or abs(states[s.joint].velocity) > AT_REST_UNITS * RAD_S_PER_VELOCITY_UNIT]
             if not pending or time.monotonic() > deadline:
                 break
             time.sleep(0.01)
