@@ -7,9 +7,10 @@ and comes back), never running into a bound faster than it can stop. Fixed steps
 and acceleration of the path exact whatever the times it is asked at. The driver's
 ``SetpointLimiter`` runs it for every joint on each command and on the state timer, so each goal
 written to the bus moves within the joint's caps whoever commanded it, and a command that arrives
-late, then the next close behind it (transport jitter), costs no time: what the setpoint could not
-reach yet it goes on reaching on the timer. The emulated servos run it for their Profile Velocity /
-Profile Acceleration registers, as the firmware does.
+late, then the next close behind it (transport jitter), costs little time: what the setpoint could
+not reach yet it goes on reaching on the timer (a clip of each write to vmax x the time since the
+previous command would hold it back until the next one). The emulated servos run it for their
+Profile Velocity / Profile Acceleration registers, as the firmware does.
 
 A setpoint stops at each goal rather than moving on at a command stream's trend: a prediction
 passes the goal whenever the stream slows down (by up to 0.12 rad on a real clip, where no command
