@@ -36,6 +36,7 @@ setup(
             "humimic-retarget = humimic_retarget.retarget_node:main",
             "humimic-driver = humimic_driver.driver_node:main",
             "humimic-servo-emulator = humimic_driver.emulated_bus:main",
+            "humimic-scan = humimic_driver.scan:main",
             "humimic-run = humimic_core.runner:main",
             "humimic-demo = humimic_core.demo:main",
             "humimic-urdf = humimic_core.urdf:main",
