@@ -24,6 +24,7 @@ from humimic_perception.gaze import Gaze, direction, estimate_gaze
 from humimic_perception.head_pose import HeadPose, HeadPoseEstimator, back_project, camera_matrix
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import FaceLandmarks, LandmarkBackend
+from humimic_perception.neutral import NEUTRAL_WINDOW
 from humimic_perception.one_euro import OneEuroFilter, OneEuroParams
 
 #: Length of the head axes and gaze rays drawn on the debug image (metres).
@@ -93,12 +94,14 @@ class FacePerception:
     frames; ``smoothing`` None = unsmoothed."""
 
     def __init__(self, backend: LandmarkBackend, neutral_frames: int = 10,
-                 smoothing: Optional[Smoothing] = None, selector: Optional[FaceSelector] = None) -> None:
+                 smoothing: Optional[Smoothing] = None, selector: Optional[FaceSelector] = None,
+                 neutral_window: int = NEUTRAL_WINDOW) -> None:
         self.backend = backend
         self.selector = selector or FaceSelector("largest")
         self.pose = HeadPoseEstimator()
-        self.aus = ActionUnitEstimator(neutral_frames)
+        self.aus = ActionUnitEstimator(neutral_frames, neutral_window)
         self._filters: Optional[_Filters] = None
+        self._person: Optional[int] = None  # track id of the face whose neutral is estimated
         self.set_smoothing(smoothing)
 
     def set_smoothing(self, smoothing: Optional[Smoothing]) -> None:
@@ -106,7 +109,7 @@ class FacePerception:
         self._filters = _Filters(smoothing) if smoothing is not None else None
 
     def recapture_neutral(self) -> None:
-        """Capture a new neutral face from the next frames (the filters start afresh too)."""
+        """Take the next frames' face as the neutral face (the filters start afresh too)."""
         self.aus.recapture_neutral()
         if self._filters is not None:
             self._filters.reset()
@@ -139,8 +142,12 @@ class FacePerception:
             return self._no_face(result)
         points = back_project(landmarks.points, intrinsics, float(pose.translation[2]))
         t2 = time.perf_counter()
+        person = result.face_ids[result.chosen]
+        if person != self._person:  # another person (a new track): their own neutral, from the prior
+            self.aus.restart()
+            self._person = person
         features = measure(points, pose.rotation)
-        action_units = self.aus.update(features)
+        action_units = self.aus.update(features, head_angles(pose.rotation)[0])
         t3 = time.perf_counter()
         gaze = estimate_gaze(features)
         t4 = time.perf_counter()
