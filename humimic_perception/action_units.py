@@ -41,25 +41,25 @@ intensity: 0 up to ``dead``, 5 at ``full`` and above (SCALES). ``lift+`` = max(d
 ====  =====================  ==============================================================  =====  =====
 AU    name                   activation                                                      dead   full
 ====  =====================  ==============================================================  =====  =====
-AU01  inner brow raiser      d inner_brow                                                    0.010  0.130
-AU02  outer brow raiser      d outer_brow                                                    0.010  0.120
-AU04  brow lowerer           -(d brow_gap + d inner_brow)                                    0.030  0.130
+AU01  inner brow raiser      d inner_brow                                                    0.010  0.135
+AU02  outer brow raiser      d outer_brow                                                    0.010  0.115
+AU04  brow lowerer           -(d brow_gap + d inner_brow)                                    0.030  0.150
 AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.005  0.030
                              irises (looking up, lids and irises rise together)
-AU06  cheek raiser           d cheek                                                         0.015  0.085
-AU07  lid tightener          d lower_lid                                                     0.010  0.045
+AU06  cheek raiser           d cheek                                                         0.015  0.095
+AU07  lid tightener          d lower_lid                                                     0.010  0.040
 AU09  nose wrinkler          d nose_wing - 0.5 lift+ (a smile lifts the whole midface)       0.010  0.040
-AU10  upper lip raiser       d upper_lip - 0.5 lift+                                         0.020  0.120
-AU12  lip corner puller      d corner_lift + 0.5 d mouth_width                               0.030  0.400
+AU10  upper lip raiser       d upper_lip - 0.5 lift+                                         0.020  0.125
+AU12  lip corner puller      d corner_lift + 0.5 d mouth_width                               0.030  0.385
 AU14  dimpler                d corner_depth - 0.25 d mouth_width (smiles pull the corners    0.010  0.060
                              back along the teeth as they widen)
 AU15  lip corner depressor   -d corner_lift                                                  0.015  0.080
-AU17  chin raiser            d lip_chin * (1 - apart)                                        0.020  0.250
-AU20  lip stretcher          d mouth_width - 3 lift+                                         0.030  0.150
+AU17  chin raiser            d lip_chin * (1 - apart)                                        0.020  0.205
+AU20  lip stretcher          d mouth_width - 3 lift+                                         0.030  0.140
 AU23  lip tightener          (1 - f lip_red / f0 lip_red - d mouth_width / f0 mouth_width)   0.100  0.500
                              * (1 - apart): the lips thin without being stretched (unitless)
-AU25  lips part              d lip_gap                                                       0.020  0.600
-AU26  jaw drop               d chin_drop * apart: a closed-mouth chin movement such as a     0.040  0.500
+AU25  lips part              d lip_gap                                                       0.020  0.725
+AU26  jaw drop               d chin_drop * apart: a closed-mouth chin movement such as a     0.040  0.540
                              pucker is not AU26
 AU45  blink                  per eye, closure = min(1 - f lid_gap / f0 lid_gap,              0.550  0.950
                              1 - f lid_iris / f0 lid_iris) (unitless; 1 = shut) mapped to
@@ -88,22 +88,22 @@ from humimic_perception.neutral import NEUTRAL_WINDOW, NeutralEstimator
 
 #: AU code -> (dead zone, full scale) of its activation; intensity = 5 * (a - dead) / (full - dead).
 SCALES: Dict[str, Tuple[float, float]] = {
-    "AU01": (0.010, 0.130),
-    "AU02": (0.010, 0.120),
-    "AU04": (0.030, 0.130),
+    "AU01": (0.010, 0.135),
+    "AU02": (0.010, 0.115),
+    "AU04": (0.030, 0.150),
     "AU05": (0.005, 0.030),
-    "AU06": (0.015, 0.085),
-    "AU07": (0.010, 0.045),
+    "AU06": (0.015, 0.095),
+    "AU07": (0.010, 0.040),
     "AU09": (0.010, 0.040),
-    "AU10": (0.020, 0.120),
-    "AU12": (0.030, 0.400),
+    "AU10": (0.020, 0.125),
+    "AU12": (0.030, 0.385),
     "AU14": (0.010, 0.060),
     "AU15": (0.015, 0.080),
-    "AU17": (0.020, 0.250),
-    "AU20": (0.030, 0.150),
+    "AU17": (0.020, 0.205),
+    "AU20": (0.030, 0.140),
     "AU23": (0.100, 0.500),
-    "AU25": (0.020, 0.600),
-    "AU26": (0.040, 0.500),
+    "AU25": (0.020, 0.725),
+    "AU26": (0.040, 0.540),
     "AU45": (0.550, 0.950),
 }
 CODES: List[str] = sorted(SCALES)
