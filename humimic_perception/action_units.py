@@ -43,7 +43,10 @@ AU    name                   activation                                         
 ====  =====================  ==============================================================  =====  =====
 AU01  inner brow raiser      d inner_brow                                                    0.010  0.135
 AU02  outer brow raiser      d outer_brow                                                    0.010  0.115
-AU04  brow lowerer           -(d brow_gap + d inner_brow)                                    0.030  0.150
+AU04  brow lowerer           -(t d brow_gap + d inner_brow) - 0.35 lift+: t = turn_trust,    0.030  0.150
+                             1 up to 10 degrees of head yaw, 0 from 25 (a turned face
+                             narrows the measured gap); a smile narrows and lowers the
+                             brows' heads a little
 AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.005  0.030
                              irises (looking up, lids and irises rise together)
 AU06  cheek raiser           d cheek                                                         0.015  0.095
@@ -220,7 +223,7 @@ def activations(now: np.ndarray, neutral: np.ndarray, yaw: float = 0.0) -> Dict[
     return {
         "AU01": dv["inner_brow"],
         "AU02": dv["outer_brow"],
-        "AU04": -(dv["brow_gap"] * turn_trust(yaw) + dv["inner_brow"]),
+        "AU04": -(dv["brow_gap"] * turn_trust(yaw) + dv["inner_brow"]) - 0.35 * lift,
         "AU05": (dv["lid_iris_R"] + dv["lid_iris_L"]) * 0.5,
         "AU06": dv["cheek"],
         "AU07": dv["lower_lid"],

@@ -41,13 +41,13 @@ import numpy as np
 MODE = None
 #: Feature -> (quantile of rest in the feature's range or MODE, prior rest value in IOD, prior weight in frames).
 REST: Dict[str, Tuple[Optional[float], float, int]] = {
-    "inner_brow": (MODE, 0.257, 1),
-    "outer_brow": (MODE, 0.259, 1),
-    "brow_gap": (MODE, 0.853, 1),
-    "lid_gap_R": (MODE, 0.120, 1),
-    "lid_gap_L": (MODE, 0.123, 1),
-    "lid_iris_R": (MODE, 0.058, 1),
-    "lid_iris_L": (MODE, 0.048, 1),
+    "inner_brow": (MODE, 0.257, 0),
+    "outer_brow": (MODE, 0.259, 0),
+    "brow_gap": (MODE, 0.853, 0),
+    "lid_gap_R": (0.75, 0.120, 0),
+    "lid_gap_L": (0.75, 0.123, 0),
+    "lid_iris_R": (0.75, 0.058, 0),
+    "lid_iris_L": (0.75, 0.048, 0),
     "lower_lid": (0.3, -0.048, 10),
     "cheek": (0.3, -0.422, 10),
     "nose_wing": (0.3, -0.033, 5),
@@ -59,10 +59,10 @@ REST: Dict[str, Tuple[Optional[float], float, int]] = {
     "lip_red": (MODE, 0.243, 10),
     "chin_drop": (0.1, 1.837, 20),
     "lip_chin": (0.3, 0.629, 5),
-    "iris_y_R": (MODE, -0.011, 1),
-    "iris_z_R": (MODE, 0.022, 1),
-    "iris_y_L": (MODE, 0.012, 1),
-    "iris_z_L": (MODE, 0.028, 1),
+    "iris_y_R": (MODE, -0.011, 0),
+    "iris_z_R": (MODE, 0.022, 0),
+    "iris_y_L": (MODE, 0.012, 0),
+    "iris_z_L": (MODE, 0.028, 0),
 }
 #: Frames the person-specific estimate looks back over (30 s at 30 frames/s).
 NEUTRAL_WINDOW = 900
