@@ -72,7 +72,7 @@ NEUTRAL_LAG = 90
 #: While the window holds fewer frames than this, the neutral is recomputed every frame.
 EARLY_FRAMES = 60
 #: Afterwards, every this many frames.
-UPDATE_EVERY = 8
+UPDATE_EVERY = 15
 
 
 class NeutralEstimator:
@@ -114,8 +114,10 @@ class NeutralEstimator:
         return 0 < len(self._captured) < self.capture_frames or self._anchor_weight is None
 
     def restart(self) -> None:
-        """A new person: back to the population prior, with an empty window."""
-        self._anchor, self._anchor_weight = self._prior, self._prior_weight
+        """A new person: back to the population prior, with an empty window (a recapture under
+        way starts again with the new person's faces)."""
+        if not self.capturing:
+            self._anchor, self._anchor_weight = self._prior, self._prior_weight
         self._reset()
 
     def recapture(self) -> None:
