@@ -94,7 +94,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from humimic_perception.neutral import NEUTRAL_WINDOW, NeutralEstimator
+from humimic_perception.neutral import NeutralEstimator
 
 #: AU code -> (dead zone, full scale) of its activation; intensity = 5 * (a - dead) / (full - dead).
 SCALES: Dict[str, Tuple[float, float]] = {
@@ -271,11 +271,11 @@ class ActionUnitEstimator:
     """Turns each face's features into AU intensities (CODES order) against the person's neutral
     face, estimated as the faces come (humimic_perception.neutral): from the first face on."""
 
-    def __init__(self, neutral_frames: int = 10, neutral_window: int = NEUTRAL_WINDOW) -> None:
+    def __init__(self, neutral_frames: int = 10) -> None:
         if neutral_frames < 1:
             raise ValueError(f"neutral_frames must be >= 1, got {neutral_frames}")
         self.neutral_frames = neutral_frames
-        self._neutral = NeutralEstimator(NAMES, neutral_window, neutral_frames)
+        self._neutral = NeutralEstimator(NAMES, capture_frames=neutral_frames)
 
     @property
     def neutral_ready(self) -> bool:

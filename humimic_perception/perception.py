@@ -5,8 +5,10 @@ Pure (no ROS): the perception node and offline tools feed it BGR frames with the
 when smoothing, the frame's stamp (seconds) as the filters' time, so that a re-run of recorded
 frames gives the same output. A frame counts as "no face" when the backend finds none, its
 landmarks are not finite, or the head pose cannot be fitted; its action units are then empty and
-the filters start afresh with the next face. Smoothed: the AU intensities, the head angles (yaw,
-pitch, roll; the head position is not smoothed) and the gaze angles; the landmarks are not.
+the filters start afresh with the next face. The AUs' neutral face starts again from the
+population prior when the imitated face is a new track (another person). Smoothed: the AU
+intensities, the head angles (yaw, pitch, roll; the head position is not smoothed) and the gaze
+angles; the landmarks are not.
 """
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ from humimic_perception.gaze import Gaze, direction, estimate_gaze
 from humimic_perception.head_pose import HeadPose, HeadPoseEstimator, back_project, camera_matrix
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import FaceLandmarks, LandmarkBackend
-from humimic_perception.neutral import NEUTRAL_WINDOW
 from humimic_perception.one_euro import OneEuroFilter, OneEuroParams
 
 #: Length of the head axes and gaze rays drawn on the debug image (metres).
@@ -94,12 +95,11 @@ class FacePerception:
     frames; ``smoothing`` None = unsmoothed."""
 
     def __init__(self, backend: LandmarkBackend, neutral_frames: int = 10,
-                 smoothing: Optional[Smoothing] = None, selector: Optional[FaceSelector] = None,
-                 neutral_window: int = NEUTRAL_WINDOW) -> None:
+                 smoothing: Optional[Smoothing] = None, selector: Optional[FaceSelector] = None) -> None:
         self.backend = backend
         self.selector = selector or FaceSelector("largest")
         self.pose = HeadPoseEstimator()
-        self.aus = ActionUnitEstimator(neutral_frames, neutral_window)
+        self.aus = ActionUnitEstimator(neutral_frames)
         self._filters: Optional[_Filters] = None
         self._person: Optional[int] = None  # track id of the face whose neutral is estimated
         self.set_smoothing(smoothing)
