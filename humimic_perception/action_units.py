@@ -83,7 +83,7 @@ p99 is mostly noise; AU09's full scale is about twice its p99 of 0.017).
 Neutral: estimated per feature from the faces so far (humimic_perception.neutral: a direction-aware
 statistic over a 30 s window with a population prior), from the first face on; it starts again
 for a new person (``restart``) and ``recapture_neutral()`` takes the next ``neutral_frames`` faces
-as the neutral. Non-finite landmarks or rotation give 0 for the AUs they touch, never NaN, and such
+as the neutral (reporting 0 meanwhile). Non-finite landmarks or rotation give 0 for the AUs they touch, never NaN, and such
 frames are not used for the neutral.
 """
 from __future__ import annotations
@@ -288,7 +288,8 @@ class ActionUnitEstimator:
         return self._neutral.neutral
 
     def recapture_neutral(self) -> None:
-        """Take the next ``neutral_frames`` faces as the neutral face (it still adapts afterwards)."""
+        """Take the next ``neutral_frames`` faces as the neutral face (AUs 0 meanwhile; it still
+        adapts afterwards)."""
         self._neutral.recapture()
 
     def restart(self) -> None:
@@ -297,5 +298,8 @@ class ActionUnitEstimator:
 
     def update(self, features: np.ndarray, yaw: float = 0.0) -> Dict[str, float]:
         """AU intensities of one face's feature vector (``measure``) with the head's yaw (rad, from
-        facing the camera); the face also updates the neutral."""
-        return intensities(activations(features, self._neutral.update(features), yaw))
+        facing the camera), all 0 while a recapture takes the neutral; the face also updates the
+        neutral."""
+        capturing = self._neutral.capturing
+        neutral = self._neutral.update(features)
+        return dict.fromkeys(CODES, 0.0) if capturing else intensities(activations(features, neutral, yaw))

@@ -238,8 +238,7 @@ def test_recapture_then_face_leaving_ends_with_empty_messages(graph):
         faces[bool(msg.name)].append(msg)
     assert len(faces[True]) >= 20 and len(faces[False]) >= 20
     assert all(not m.name and not m.position for m in probe.aus[-10:])  # the face has left
-    assert max(faces[True][0].position) == 0.0  # the face after the recapture is the neutral
-    assert all(max(m.position) < 1.0 for m in faces[True][:10])  # and so are the next ones
+    assert all(max(m.position) == 0.0 for m in faces[True][:10])  # new neutral being captured
     assert len(probe.gaze[""]) == len(faces[True]) and max(_stamps(probe.gaze[""])) < to_ns(probe.aus[-10].header.stamp)
     cleared = [a for a in probe.markers if a.markers[0].action == Marker.DELETEALL]
     assert len(cleared) >= len(faces[False]) - 5 and probe.markers[-1].markers[0].action == Marker.DELETEALL
