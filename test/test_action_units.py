@@ -183,6 +183,13 @@ def test_sideways_look_with_a_smile_and_a_near_profile_are_no_frown():
         assert _au(table, code, 125, 155).mean() < 1.0, code
 
 
+def test_laughing_with_the_head_tipped_back_is_no_frown():
+    """WolfgangLanger_Pexels 260-460: he laughs with his head about 10 degrees back; his brows' heads
+    sink over the eye corners (AU04 1.3 on average, 2.3 at p90, before the smile's share came off)."""
+    table = _aus(media_dir() / "WolfgangLanger_Pexels.mp4", frames=472)
+    assert _au(table, "AU04", 260, 460).mean() < 0.5 and _au(table, "AU12", 260, 460).mean() > 1.5
+
+
 @pytest.mark.parametrize("clip", ["laugh_smiles_blinks_browraise_headtilt_woman.mp4", "WolfgangLanger_Pexels.mp4"])
 def test_blinks_do_not_wrinkle_the_nose_or_raise_the_upper_lip(clip):
     """AU09/AU10 were measured over the eye corners, which drop when the lids close (3-5 in blinks)."""
