@@ -83,8 +83,8 @@ p99 is mostly noise; AU09's full scale is about twice its p99 of 0.017).
 Neutral: estimated per feature from the faces so far (humimic_perception.neutral: a direction-aware
 statistic over a 30 s window with a population prior), from the first face on; it starts again
 for a new person (``restart``) and ``recapture_neutral()`` takes the next ``neutral_frames`` faces
-as the neutral (reporting 0 meanwhile). Non-finite landmarks or rotation give 0 for the AUs they touch, never NaN, and such
-frames are not used for the neutral.
+as the neutral (reporting 0 meanwhile). Non-finite landmarks or rotation give 0 for the AUs they
+touch, never NaN, and such frames are not used for the neutral.
 """
 from __future__ import annotations
 
