@@ -99,7 +99,8 @@ class NeutralEstimator:
         self.capture_frames = capture_frames
         self.lag = lag
         self._values = np.empty((len(names), window))
-        self._anchor, self._anchor_weight = self._prior, self._prior_weight
+        self._anchor: np.ndarray = self._prior
+        self._anchor_weight: Optional[np.ndarray] = self._prior_weight  # None while a recapture collects faces
         self._captured: List[np.ndarray] = []
         self._count = 0  # frames added since the last restart or recapture
         self._neutral = self._prior.copy()
@@ -112,7 +113,7 @@ class NeutralEstimator:
     @property
     def capturing(self) -> bool:
         """True while a requested recapture is still collecting its frames."""
-        return 0 < len(self._captured) < self.capture_frames or self._anchor_weight is None
+        return self._anchor_weight is None
 
     def restart(self) -> None:
         """A new person: back to the population prior, with an empty window (a recapture under
@@ -124,7 +125,7 @@ class NeutralEstimator:
     def recapture(self) -> None:
         """Take the next ``capture_frames`` faces (their median) as the anchor, counted as a third
         of a window of frames; the window starts empty."""
-        self._anchor_weight = None  # capturing
+        self._anchor_weight = None
         self._reset()
 
     def _reset(self) -> None:
@@ -143,6 +144,7 @@ class NeutralEstimator:
             self._anchor = np.median(np.stack(self._captured), axis=0)
             if len(self._captured) >= self.capture_frames:
                 self._anchor_weight = np.full(len(self._prior), self.window // 3)
+                self._captured = []
             self._neutral = self._anchor.copy()
         elif self._count <= EARLY_FRAMES or self._count % UPDATE_EVERY == 0:
             self._neutral = self._estimate(np.sort(self._settled(), axis=1))
