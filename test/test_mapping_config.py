@@ -23,7 +23,7 @@ def raw():
 def test_shipped_config_uses_every_mapping_feature():
     config = load_robot_config(config_file("robot_face.yaml"))
     assert config.mapping.mirror is True
-    assert config.mapping["eyes_yaw"].weights == {"gaze_yaw": 1.0}
+    assert config.mapping["eyes_yaw"].weights == {"gaze_yaw": 0.7}
     assert config.mapping["neck_yaw"].weights == {"head_yaw": 1.0}
     assert config.mapping.curve("AU45_L").points and config.mapping.curve("AU12").deadband > 0
     assert config.mapping.curve("AU01") == Curve()
