@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from humimic_core.paths import cache_dir, config_file, media_dir, shared_media_dir
 from humimic_core.robot_config import load_robot_config
-from humimic_experiments import evaluate
+from humimic_experiments import evaluate, kinematic
 from humimic_experiments.bag_io import segments
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -162,16 +162,23 @@ def _source_frames(path: Path, start: int) -> Iterator[Tuple[int, np.ndarray]]:
 
 
 def _where() -> Dict[str, str]:
-    node = ""
+    """Where an item runs: the Ray node id and its address (else the host name), host, process."""
+    node, ip = "", ""
     try:
         import ray
 
         if ray.is_initialized():
-            context = ray.get_runtime_context()
-            node = context.get_node_id()
+            node, ip = ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
     except ImportError:
         pass
-    return {"node": node or socket.gethostname(), "host": socket.gethostname(), "pid": str(os.getpid())}
+    return {"node": node or socket.gethostname(), "node_ip": ip, "host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+def no_face_figures(frames: int) -> Dict[str, Any]:
+    """evaluate.measure's figures of a clip without a face (no pair, no blink)."""
+    return {"frames": frames, "frames_with_face": 0, "max_lag_frames": 0, "robot_topic": "/joint_commands",
+            **kinematic.correlation_table({}, 0), "blinks": {"count": 0, "events": []},
+            "winks": {"count": 0, "one_lid": 0, "events": []}}
 
 
 def run_item(item: Item, settings: Settings) -> Dict[str, Any]:
@@ -191,7 +198,10 @@ def run_item(item: Item, settings: Settings) -> Dict[str, Any]:
             metrics = rerun(source, work / RERUN, tmp_path / "params.yaml", config, write_images=settings.images,
                             start_frame=item.start)
             pairing, _ = evaluate.pairing_for(tmp_path / "params.yaml", config, tmp_path / "pairing.yaml")
-            figures, pair_segments = evaluate.measure(evaluate.load_recording(work / RERUN), pairing, config)
+            if metrics["frames_with_face"]:
+                figures, pair_segments = evaluate.measure(evaluate.load_recording(work / RERUN), pairing, config)
+            else:  # nothing to measure: the clip's row is empty
+                figures, pair_segments = no_face_figures(metrics["frames"]), {}
             index = {p: i for i, p in enumerate(pairing.pairs)}
             np.savez(work / SEGMENTS_FILE, **{f"{index[p]}_{j}_{k}": a for p, s in pair_segments.items()
                                               for j, pair_ in enumerate(s) for k, a in enumerate(pair_)})
@@ -314,7 +324,7 @@ def run_batch(specs: Sequence[str], out: str | Path, settings: Settings, executo
     if why:
         raise ValueError(why)
     (out / "items").mkdir(parents=True, exist_ok=True)
-    for leftover in (out / "items").glob(".*-*"):  # a killed batch's unfinished item folders
+    for leftover in [*(out / "items").glob(".*-*"), *out.glob(".*-dataset-*")]:  # a killed batch's unfinished folders
         shutil.rmtree(leftover, ignore_errors=True)
     versions_ = versions()
     digests = {item: settings_hash(item, settings, versions_) for item in items}
@@ -410,8 +420,9 @@ def merge_datasets(out: Path, done: Iterable[Tuple[Item, Dict[str, Any]]], versi
         for item, record in done:
             source = out / "items" / item.name / DATASET
             count = 0
-            if (source / "dataset.jsonl").is_file():
+            if (source / "images").is_dir():  # absent when no frame had a face
                 shutil.copytree(source / "images", tmp / "images" / item.name, copy_function=_link)
+            if (source / "dataset.jsonl").is_file():
                 for line in (source / "dataset.jsonl").read_text().splitlines():
                     entry = json.loads(line)
                     entry["image"] = f"images/{item.name}/{Path(entry['image']).name}"
