@@ -66,7 +66,7 @@ class Settings:
     levels: int = 5
     threshold: float = 0.5
     words: bool = False
-    gpu: bool = False       # perception may run on a GPU (params' device "auto": CUDA where there is one)
+    gpu: bool = True        # perception may run on a GPU (params' device "auto": CUDA where there is one)
 
 
 def _is_recording(path: Path) -> bool:
