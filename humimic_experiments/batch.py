@@ -151,7 +151,7 @@ def _announced_frames(path: Path, start: int) -> int:
     return max(int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT)) - start, 0)
 
 
-def _source_frames(path: Path, start: int) -> Iterator[Tuple[int, np.ndarray]]:
+def source_frames(path: Path, start: int) -> Iterator[Tuple[int, np.ndarray]]:
     """(stamp, image) of the frames the re-run saw, decoded again (for the dataset's images)."""
     import itertools
 
@@ -207,7 +207,7 @@ def run_item(item: Item, settings: Settings) -> Dict[str, Any]:
                                               for j, pair_ in enumerate(s) for k, a in enumerate(pair_)})
             records = None
             if settings.dataset:
-                frames = None if settings.images or source.is_dir() else _source_frames(source, item.start)
+                frames = None if settings.images or source.is_dir() else source_frames(source, item.start)
                 records = export_dataset(work / RERUN, work / DATASET, settings.levels, settings.threshold,
                                          settings.words, frames=frames)
             announced = _announced_frames(source, item.start)

@@ -80,6 +80,7 @@ def test_the_settings_hash_follows_input_content_and_settings(tmp_path):
     assert batch.settings_hash(item, settings(), versions) != first
 
 
+@pytest.mark.timeout(600)
 def test_ray_batch_over_all_media_gives_the_bags_of_single_process_reruns(sample_media, shared_media, tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (requirements-batch.txt)")
     specs = [str(p) for p in sorted(sample_media.iterdir()) if p.suffix in (".mp4", ".mov")]
