@@ -162,16 +162,19 @@ def source_frames(path: Path, start: int) -> Iterator[Tuple[int, np.ndarray]]:
 
 
 def _where() -> Dict[str, str]:
-    """Where an item runs: the Ray node id and its address (else the host name), host, process."""
-    node, ip = "", ""
+    """Where an item runs: the Ray node id, its address and the GPUs Ray gave it (else the host
+    name), host, process."""
+    node, ip, gpus = "", "", []
     try:
         import ray
 
         if ray.is_initialized():
             node, ip = ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
+            gpus = [str(g) for g in ray.get_gpu_ids()]
     except ImportError:
         pass
-    return {"node": node or socket.gethostname(), "node_ip": ip, "host": socket.gethostname(), "pid": str(os.getpid())}
+    return {"node": node or socket.gethostname(), "node_ip": ip, "gpu_ids": gpus, "host": socket.gethostname(),
+            "pid": str(os.getpid())}
 
 
 def no_face_figures(frames: int) -> Dict[str, Any]:

@@ -180,3 +180,19 @@ def test_a_two_node_ray_cluster_in_network_namespaces_runs_items_on_both_nodes(s
     assert batch_hashes(out) == reference_hashes(find_items(specs), tmp_path / "ref")
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert cluster.head_ns not in namespaces and cluster.worker_ns not in namespaces  # cleaned up
+
+
+def test_items_request_a_gpu_where_the_cluster_has_one(sample_media, tmp_path):
+    """A local Ray instance that declares one GPU (this machine has none: onnxruntime's "auto" then
+    runs perception on the CPU, so the bag is the single-process one)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (requirements-batch.txt)")
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        run_batch(["single_face.mp4@40"], tmp_path / "gpu", settings(dataset=False), "ray")
+        run_batch(["single_face.mp4@40"], tmp_path / "cpu", settings(dataset=False, gpu=False), "ray")
+    finally:
+        ray.shutdown()
+    item = "single_face.mp4_from_40"
+    assert json.loads((tmp_path / "gpu" / "items" / item / batch.ITEM_FILE).read_text())["gpu_ids"] == ["0"]
+    assert json.loads((tmp_path / "cpu" / "items" / item / batch.ITEM_FILE).read_text())["gpu_ids"] == []
+    assert batch_hashes(tmp_path / "gpu") == batch_hashes(tmp_path / "cpu")

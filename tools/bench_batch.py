@@ -1,14 +1,15 @@
 """Items per minute of humimic-batch on 1 core, 2 cores and a two-node Ray cluster, beside the
 single-process loop, and the batch's overhead per item.
 
-    .venv/bin/python tools/bench_batch.py [--items 8] [--no-cluster]
+    .venv/bin/python tools/bench_batch.py [--clip WolfgangLanger_Pexels.mp4] [--items 6] [--step 40] [--no-cluster]
 
-The items are cuts of the sample clip single_face.mp4 (72 frames, 640x360) starting at frames
-0, 4, 8, ...: each is re-run, measured and exported. "loop" calls the three tools in one process
+The items are cuts of a clip starting at frames 0, step, 2 step, ...: each is re-run, measured
+and exported. "loop" calls the three tools in one process
 (rerun without images, evaluate.measure, export_dataset of the frames decoded again: the batch's
 work per item), without the batch; every other row is a fresh batch
-(empty --out, nothing skipped), its wall time including Ray's start-up. Overhead per item =
-(wall time x workers - the loop's time) / items: what the batch costs beyond the work itself.
+(empty --out, nothing skipped), its wall time including Ray's start-up (measured alone: a local
+instance started and stopped; the cluster's driver: its start and connection). Overhead per item
+= ((wall - start-up) x workers - the loop's time) / items: what the batch costs beyond the work.
 The two-node cluster (1 CPU per node, in two network namespaces; needs root) is left out with
 --no-cluster or where namespaces cannot be made.
 """
@@ -58,49 +59,66 @@ def batch(specs: List[str], tmp: Path, executor: str, cores: int, address: Optio
     return time.perf_counter() - t0
 
 
-def cluster_run(specs: List[str], tmp: Path) -> Tuple[float, str]:
+def ray_startup(cores: int) -> float:
+    """Seconds to start and stop a local Ray instance of `cores` CPUs."""
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.shutdown()
+    return time.perf_counter() - t0
+
+
+def cluster_run(specs: List[str], tmp: Path) -> Tuple[float, float, str]:
+    """(wall s of the batch CLI on the cluster, s of a driver that only connects, why not run)."""
     from humimic_experiments.batch_cluster import ClusterUnavailable, two_node_cluster
 
     try:
         with two_node_cluster() as cluster:
+            connect = [sys.executable, "-c", f"import ray; ray.init(address={cluster.address!r}); ray.shutdown()"]
             t0 = time.perf_counter()
+            cluster.run(connect, cwd=ROOT, capture_output=True, check=True)
+            t1 = time.perf_counter()
             ran = cluster.run([sys.executable, "-m", "humimic_experiments.batch", *specs, "--out", str(tmp),
                                "--address", cluster.address], cwd=ROOT, capture_output=True, text=True)
             if ran.returncode:
                 raise RuntimeError(ran.stderr[-2000:])
-            return time.perf_counter() - t0, ""
+            return time.perf_counter() - t1, t1 - t0, ""
     except ClusterUnavailable as exc:
-        return float("nan"), str(exc)
+        return float("nan"), 0.0, str(exc)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--items", type=int, default=8, help="cuts of single_face.mp4 (default 8)")
+    parser.add_argument("--clip", default="WolfgangLanger_Pexels.mp4", help="the clip (a sample or shared media name)")
+    parser.add_argument("--items", type=int, default=6, help="cuts of the clip (default 6)")
+    parser.add_argument("--step", type=int, default=40, help="frames between the cuts' starts (default 40)")
     parser.add_argument("--no-cluster", action="store_true", help="leave out the two-node cluster")
     args = parser.parse_args()
-    specs = [f"single_face.mp4@{4 * i}" if i else "single_face.mp4" for i in range(args.items)]
-    rows: List[Tuple[str, int, float]] = []
+    specs = [f"{args.clip}@{args.step * i}" if i else args.clip for i in range(args.items)]
+    rows: List[Tuple[str, int, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         base = Path(tmp)
         plain = loop(specs, base / "loop")
-        rows.append(("single-process loop (no batch)", 1, plain))
+        rows.append(("single-process loop (no batch)", 1, plain, 0.0))
         runs = [("batch, one process (--executor serial)", 1, "serial", 1),
                 ("batch, Ray, 1 core (--cores 1)", 1, "ray", 1),
                 ("batch, Ray, 2 cores (--cores 2)", 2, "ray", 2),
                 ("batch, process pool, 2 cores", 2, "process", 2)]
         for i, (label, workers, executor, cores) in enumerate(runs):
-            rows.append((label, workers, batch(specs, base / f"b{i}", executor, cores)))
+            rows.append((label, workers, batch(specs, base / f"b{i}", executor, cores),
+                         ray_startup(cores) if executor == "ray" else 0.0))
         note = ""
         if not args.no_cluster:
-            seconds, note = cluster_run(specs, base / "cluster")
-            rows.append(("batch, Ray, two-node cluster (1 core per node)", 2, seconds))
+            seconds, startup, note = cluster_run(specs, base / "cluster")
+            rows.append(("batch, Ray, two-node cluster (1 core per node)", 2, seconds, startup))
         shutil.rmtree(base, ignore_errors=True)
     n = len(specs)
-    print(f"{n} items (single_face.mp4 cuts, {sum(72 - 4 * i for i in range(n))} frames)")
-    print(f"{'run':50s} {'workers':>7s} {'wall s':>8s} {'items/min':>10s} {'overhead/item s':>16s}")
-    for label, workers, seconds in rows:
-        overhead = (seconds * workers - plain) / n
-        print(f"{label:50s} {workers:7d} {seconds:8.1f} {60 * n / seconds:10.1f} {overhead:16.2f}")
+    print(f"{n} items: cuts of {args.clip} every {args.step} frames; the loop: {plain / n:.2f} s per item")
+    print(f"{'run':50s} {'workers':>7s} {'wall s':>7s} {'items/min':>9s} {'start-up s':>10s} {'overhead/item s':>15s}")
+    for label, workers, seconds, startup in rows:
+        overhead = ((seconds - startup) * workers - plain) / n
+        print(f"{label:50s} {workers:7d} {seconds:7.1f} {60 * n / seconds:9.1f} {startup:10.1f} {overhead:15.2f}")
     if note:
         print(f"two-node cluster left out: {note}")
     return 0
