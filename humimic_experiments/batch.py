@@ -255,8 +255,6 @@ def done_record(out: Path, item: Item, digest: str) -> Optional[Dict[str, Any]]:
     return record if record.get("settings_hash") == digest else None
 
 
-
-
 def _serial(items: Sequence[Item], settings: Settings, cores: int, **_: Any) -> Iterator[Tuple[Item, Dict[str, Any]]]:
     for item in items:
         yield item, run_item(item, settings)
@@ -294,10 +292,13 @@ def _ray(items: Sequence[Item], settings: Settings, cores: int, address: Optiona
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
+            item = refs.pop(ready[0])  # no reference left once written: Ray frees the outputs
             try:
-                yield refs[ready[0]], ray.get(ready[0])
+                result = ray.get(ready[0])
             except Exception as exc:  # noqa: BLE001 - a worker or node that died
-                yield refs[ready[0]], {"status": "failed", "reason": f"task lost: {type(exc).__name__}: {exc}"}
+                result = {"status": "failed", "reason": f"task lost: {type(exc).__name__}: {exc}"}
+            del ready
+            yield item, result
     finally:
         if started:
             ray.shutdown()
@@ -395,7 +396,7 @@ def summarise(out: Path, items: Sequence[Item], records: Dict[Item, Optional[Dic
         total = evaluate.pooled(results, lag, pairing.blinks["reach"])
         total["drops"] = sum(f["drops"] for f, _ in results)
         table = evaluate.format_markdown(evaluate.table_rows(rows + [("pooled", total)], pairing.columns()))
-    lines = ["| session | status | frames | with face | drops | records | node | s |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| session | status | frames | with face | drops | records | node | s |", "|---" * 8 + "|"]
     for s in sessions:
         if s["status"] == "done":
             lines.append(f"| {s['name']} | done | {s['frames']} | {s['frames_with_face']} | {s['drops']} | "
@@ -403,7 +404,8 @@ def summarise(out: Path, items: Sequence[Item], records: Dict[Item, Optional[Dic
                          f"{s['seconds']:.1f} |")
         else:
             lines.append(f"| {s['name']} | **failed**: {s['reason']} | | | | | | |")
-    text = "\n".join(lines) + "\n\nKinematic fidelity (as humimic-eval; mirrored pairing: " + str(mirror) + ")\n\n" + table
+    pairing_kind = "mirrored" if mirror else "same-side"
+    text = "\n".join(lines) + f"\n\nKinematic fidelity (as humimic-eval; {pairing_kind} pairing)\n\n{table}"
     summary = {"sessions": sessions, "pooled": total, "failed": len(failures), "done": len(done),
                "versions": versions_, "table": text}
     _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=float))
@@ -489,6 +491,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as exc:
         print(f"humimic-batch: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"humimic-batch: interrupted; the finished items are kept in {args.out}: run again to resume",
+              file=sys.stderr)
+        return 130
     return 1 if summary["failed"] else 0
 
 

@@ -113,8 +113,8 @@ def two_node_cluster(cpus_per_node: int = 1, start_timeout: float = 180) -> Iter
             _ip("-n", ns, "link", "set", "lo", "up")
         ray_cli = [sys.executable, "-m", "ray.scripts.scripts", "start", f"--num-cpus={cpus_per_node}",
                    "--num-gpus=0", "--disable-usage-stats"]
-        head = cluster.run([*ray_cli, "--head", "--include-dashboard=false", f"--port={PORT}", f"--node-ip-address={cluster.head_ip}",
-                            f"--temp-dir={cluster.temp / 'head'}"],
+        head = cluster.run([*ray_cli, "--head", "--include-dashboard=false", f"--port={PORT}",
+                            f"--node-ip-address={cluster.head_ip}", f"--temp-dir={cluster.temp / 'head'}"],
                            timeout=start_timeout, capture_output=True, text=True)
         if head.returncode:
             raise RuntimeError(f"ray start --head failed: {head.stderr.strip()[-500:]}")
