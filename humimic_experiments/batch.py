@@ -210,7 +210,7 @@ def run_item(item: Item, settings: Settings) -> Dict[str, Any]:
                                               for j, pair_ in enumerate(s) for k, a in enumerate(pair_)})
             records = None
             if settings.dataset:
-                frames = None if settings.images or source.is_dir() else source_frames(source, item.start)
+                frames = None if settings.images else source_frames(source, item.start)
                 records = export_dataset(work / RERUN, work / DATASET, settings.levels, settings.threshold,
                                          settings.words, frames=frames)
             announced = _announced_frames(source, item.start)

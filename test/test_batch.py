@@ -196,3 +196,16 @@ def test_items_request_a_gpu_where_the_cluster_has_one(sample_media, tmp_path):
     assert json.loads((tmp_path / "gpu" / "items" / item / batch.ITEM_FILE).read_text())["gpu_ids"] == ["0"]
     assert json.loads((tmp_path / "cpu" / "items" / item / batch.ITEM_FILE).read_text())["gpu_ids"] == []
     assert batch_hashes(tmp_path / "gpu") == batch_hashes(tmp_path / "cpu")
+
+
+def test_a_recording_folder_is_re_run_and_exported(sample_media, tmp_path):
+    """A recording (here a re-run with images) among the inputs: re-run from its camera frames,
+    its dataset images read from it."""
+    sessions = tmp_path / "sessions"
+    rerun(sample_media / "single_face.mp4", sessions / "s01", write_images=True, start_frame=40)
+    out = tmp_path / "out"
+    summary = run_batch([str(sessions)], out, settings(), "serial")
+    assert [(s["name"], s["status"], s["frames"], s["dataset_records"]) for s in summary["sessions"]] == \
+        [("s01", "done", 32, 32)]
+    records = (out / "dataset" / "dataset.jsonl").read_text().splitlines()
+    assert len(records) == 32 and (out / "dataset" / json.loads(records[0])["image"]).is_file()
