@@ -44,7 +44,6 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 EXECUTORS = ("ray", "process", "serial")
 ITEM_FILE, RERUN, DATASET = "item.json", "rerun", "dataset"
 SEGMENTS_FILE = "segments.npz"
-_SOURCES = ("humimic_core", "humimic_perception", "humimic_retarget", "humimic_experiments")
 
 
 @dataclass(frozen=True)
@@ -121,9 +120,8 @@ def versions() -> Dict[str, str]:
 
     root = Path(__file__).resolve().parent.parent
     code, models = hashlib.sha256(), hashlib.sha256()
-    for package in _SOURCES:
-        for p in sorted((root / package).rglob("*.py")):
-            code.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+    for p in sorted(root.glob("humimic_*/**/*.py")):  # every package of the source tree
+        code.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
     for p in sorted((cache_dir() / "models").glob("*.onnx")):
         models.update(p.name.encode() + b"\0")
         _digest(models, p)
