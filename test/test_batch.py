@@ -104,7 +104,7 @@ def _batch_cli(args, **kwargs) -> subprocess.Popen:
 def test_a_killed_batch_resumes_without_redoing_finished_items(sample_media, tmp_path):
     out = tmp_path / "out"
     args = ["single_face.mp4", "WolfgangLanger_Pexels.mp4", "--out", str(out), "--executor", "serial"]
-    proc = _batch_cli(args)
+    proc = _batch_cli(args, env={**os.environ, "TMPDIR": str(tmp_path)})  # the killed item's work folder there
     first = out / "items" / "single_face.mp4" / batch.ITEM_FILE
     try:
         deadline = time.monotonic() + 240
