@@ -23,6 +23,8 @@ setup(
         "setuptools", "numpy", "opencv-python", "mediapipe", "onnxruntime", "onnx", "dynamixel-sdk",
         "pyserial", "pyyaml", "ruamel.yaml", "rosbags", "tqdm", "matplotlib",
     ],
+    # humimic-batch runs on Ray when it is installed (else --executor process / serial).
+    extras_require={"batch": ["ray"]},
     zip_safe=True,
     maintainer="humimic developers",
     maintainer_email="dev@humimic.invalid",
@@ -46,6 +48,7 @@ setup(
             "humimic-dataset = humimic_experiments.dataset:main",
             "humimic-rerun = humimic_experiments.rerun:main",
             "humimic-eval = humimic_experiments.evaluate:main",
+            "humimic-batch = humimic_experiments.batch:main",
             "humimic-calibrate = humimic_retarget.calibrate_tool:main",
             "humimic-fit = humimic_retarget.fit_tool:main",
             "humimic-pose-playback = humimic_retarget.pose_playback_node:main",
