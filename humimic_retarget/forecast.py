@@ -29,6 +29,8 @@ import numpy as np
 from humimic_core.channels import AU_RANGE, PUBLISHED, channel_range
 
 METHODS = ("linear", "kalman", "learned")
+#: The forecast channels (sensor_msgs/JointState, the measured frame's stamp) beside /face/action_units.
+FORECAST_TOPIC = "/face/forecast"
 #: Frames of the linear method's least-squares line.
 WINDOW = 3
 #: Kalman: process noise (white acceleration, per s^3) over measurement noise.
@@ -49,7 +51,7 @@ class ForecastSettings:
     """The retarget node's ``forecast.*`` parameters."""
 
     enabled: bool = False
-    method: str = "kalman"
+    method: str = "linear"
     horizon: float = 0.1   # s ahead
     model: str = ""        # learned: the ONNX model (humimic-forecast-train)
 

@@ -1,0 +1,115 @@
+"""Anticipation: the forecasters (humimic_retarget/forecast.py), the hook in the retargeting path and
+the forecast on real video through the offline re-run."""
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from humimic_core.paths import config_file
+from humimic_core.robot_config import load_robot_config
+from humimic_retarget.forecast import (FORECAST_TOPIC, ForecastSettings, KalmanForecaster, LinearForecaster,
+                                       forecast_settings, make_forecaster)
+from humimic_retarget.retarget_stream import RetargetStream
+from humimic_retarget.retargeter import Retargeter, RetargetParams
+
+FPS = 30.0
+
+
+def _feed(forecaster, values, key="AU12"):
+    return [forecaster(i / FPS, {key: v})[key] for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize("make", [LinearForecaster, KalmanForecaster])
+def test_a_ramp_is_forecast_a_horizon_ahead(make):
+    ramp = np.linspace(0.0, 3.0, 31)  # 3 AU/s
+    out = _feed(make(0.1), ramp)
+    assert out[-1] == pytest.approx(ramp[-1] + 0.3, abs=0.01)
+
+
+@pytest.mark.parametrize("make", [LinearForecaster, KalmanForecaster])
+def test_a_still_face_is_left_alone_and_action_units_stay_in_range(make):
+    assert _feed(make(0.1), [2.0] * 20)[-1] == pytest.approx(2.0)
+    assert max(_feed(make(0.3), np.linspace(0.0, 5.0, 10))) == 5.0  # no forecast beyond the AU range
+    assert _feed(make(0.3), [0.0, 0.0])[-1] == 0.0
+
+
+def test_a_lost_face_or_a_gap_restarts_the_history():
+    f = LinearForecaster(0.1)
+    _feed(f, [0.0, 1.0, 2.0])
+    assert f(0.1, None) is None
+    assert f(0.2, {"AU12": 2.0}) == {"AU12": 2.0}  # no slope from before the face was lost
+    f(0.5, {"AU12": 4.0})  # 0.3 s later: a gap
+    assert f(0.6, {"AU12": 4.0})["AU12"] == pytest.approx(4.0)
+
+
+def test_channels_perception_does_not_publish_pass_through_and_missing_ones_stay_missing():
+    f = LinearForecaster(0.1)
+    f(0.0, {"AU26": 0.0, "custom": 7.0})
+    out = f(1 / FPS, {"AU26": 1.0, "custom": 8.0, "gaze_yaw": math.nan})
+    assert out["custom"] == 8.0 and out["AU26"] > 1.0 and math.isnan(out["gaze_yaw"])
+
+
+def test_settings_are_checked_with_one_line_naming_the_parameter():
+    assert make_forecaster(forecast_settings({"forecast.enabled": False})) is None
+    assert isinstance(make_forecaster(forecast_settings({"forecast.enabled": True, "forecast.method": "kalman"})),
+                      KalmanForecaster)
+    for values, name in (({"forecast.method": "cubic"}, "forecast.method"),
+                         ({"forecast.horizon": -0.1}, "forecast.horizon"),
+                         ({"forecast.horizon": 2.0}, "forecast.horizon"),
+                         ({"forecast.enabled": True, "forecast.method": "learned"}, "forecast.model")):
+        with pytest.raises(ValueError, match=name):
+            forecast_settings(values)
+
+
+def test_the_stream_retargets_the_forecast_under_the_same_limits():
+    """A jaw opening: with the forecast the command moves earlier, never beyond the joint's limits,
+    and the stream keeps each frame's forecast for /face/forecast."""
+    config = load_robot_config(config_file("robot_face.yaml"))
+    jaw = next(s for s in config.servos if s.joint == "jaw")
+    runs = {}
+    for on, scale in ((False, 1.0), (True, 1.0), (None, 100.0)):
+        stream = RetargetStream(Retargeter(config, RetargetParams()), 1.0,
+                                forecaster=None if on is False else LinearForecaster(0.1))
+        jaws = []
+        for i in range(40):
+            stamp = int(i / FPS * 1e9)
+            value = min(5.0, max(0.0, (i - 10) * 0.2)) * scale  # x100: a far too wide mouth, clipped at the limit
+            commands = (stream.action_units(stamp, ["AU26"], [value], stamp)
+                        + stream.head_pose(stamp, (0.0, 0.0, 0.0, 1.0)) + stream.gaze(stamp, 0.0, 0.0))
+            (command,) = commands
+            jaws.append(command[1]["jaw"])
+        runs[on] = np.array(jaws)
+        assert jaw.min <= runs[on].min() and runs[on].max() <= jaw.max
+        assert len(stream.forecasts) == (0 if on is False else 40)
+    opening = slice(10, 30)
+    assert np.all(np.abs(runs[True][opening] - jaw.neutral) >= np.abs(runs[False][opening] - jaw.neutral))
+    assert np.abs(runs[True][opening] - runs[False][opening]).max() > 0.01  # 0.1 s of the opening speed
+
+
+def test_forecast_on_real_video_leads_the_measured_channels(shared_media, tmp_path):
+    """pucker_then_mouth_open.mp4 re-run with forecast.enabled: /face/forecast is recorded beside
+    /face/action_units, and the forecast mouth opening (AU26) leads the measured one by >= 1 frame."""
+    from humimic_experiments.bag_io import deserialize, read_messages
+    from humimic_experiments.rerun import rerun
+    from humimic_experiments.session import stamp_ns
+
+    params = yaml.safe_load(config_file("humimic.yaml").read_text())
+    params["retarget"]["ros__parameters"]["forecast"].update(enabled=True, horizon=0.1)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    rerun(shared_media / "pucker_then_mouth_open.mp4", tmp_path / "out", path, write_images=False)
+    series = {"/face/action_units": {}, FORECAST_TOPIC: {}}
+    for m in read_messages(tmp_path / "out", list(series)):
+        msg = deserialize(m)
+        if "AU26" in msg.name:
+            series[m.topic][stamp_ns(msg)] = msg.position[list(msg.name).index("AU26")]
+    stamps = sorted(series[FORECAST_TOPIC])
+    assert len(stamps) > 150
+    measured = np.array([series["/face/action_units"][s] for s in stamps])
+    ahead = np.array([series[FORECAST_TOPIC][s] for s in stamps])
+
+    def r(lag):
+        return np.corrcoef(ahead[:len(ahead) - lag], measured[lag:])[0, 1]
+
+    assert max(range(4), key=r) >= 1, [round(r(k), 4) for k in range(4)]
