@@ -21,7 +21,7 @@ import numpy as np
 from humimic_core.head_frame import head_angles, quaternion_to_matrix
 from humimic_core.paths import config_file
 from humimic_core.robot_config import RobotConfig, load_robot_config
-from humimic_experiments import evaluate
+from humimic_experiments import evaluate, kinematic
 from humimic_experiments.bag_io import deserialize, read_messages
 from humimic_experiments.session import stamp_ns
 from humimic_retarget.forecast import ForecastSettings, make_forecaster
@@ -123,6 +123,22 @@ def onset_anticipation(clips: Sequence[Tuple[np.ndarray, Sequence[Channels], Seq
     return out
 
 
+def fine_lag(segments: Sequence[Tuple[np.ndarray, np.ndarray]], fps: float, frames: int = 6) -> float:
+    """The robot's lag (ms; < 0: it leads) at the peak of r over lags -frames..frames, refined between
+    frames by the parabola through the best lag and its neighbours (the table's lag is whole frames)."""
+    lags = np.arange(-frames, frames + 1)
+    r = np.array([kinematic.pooled_pearson(segments, int(k))[0] if k >= 0 else
+                  kinematic.pooled_pearson([(y, x) for x, y in segments], int(-k))[0] for k in lags])
+    if not np.isfinite(r).any():
+        return float("nan")
+    i = int(np.nanargmax(r))
+    shift = 0.0
+    if 0 < i < lags.size - 1 and np.isfinite(r[i - 1:i + 2]).all():
+        curvature = r[i - 1] - 2 * r[i] + r[i + 1]
+        shift = 0.5 * (r[i - 1] - r[i + 1]) / curvature if curvature < 0 else 0.0
+    return 1e3 * (lags[i] + shift) / fps
+
+
 def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetParams, pairing: evaluate.Pairing,
             settings: ForecastSettings, forecasters: Optional[Mapping[str, ForecastSettings]] = None) -> Dict[str, object]:
     """Pooled kinematic figures and onset anticipation of the clips retargeted with ``settings`` (or,
@@ -136,20 +152,23 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
         onsets.append((clip.recording.stamps * 1e-9, clip.channels, forecasts))
     lag = max(f["max_lag_frames"] for f, _ in results)
     pooled = evaluate.pooled(results, lag, pairing.blinks["reach"])
-    blink_delays = [e["delay"] for f, _ in results for e in f["blinks"]["events"]]
     fps = float(np.median([c.recording.fps for c in clips]))
+    for group, figures in pooled["groups"].items():
+        segments = [s for _, clip_segments in results for p, ss in clip_segments.items() if p.group == group for s in ss]
+        figures["lag_ms"] = fine_lag(segments, fps)
+    blink_delays = [e["delay"] for f, _ in results for e in f["blinks"]["events"]]
     return {"groups": pooled["groups"], "blinks": pooled["blinks"],
             "blink_delay_ms_median": 1e3 * float(np.nanmedian(blink_delays)) / fps if blink_delays else float("nan"),
             "onsets": onset_anticipation(onsets) if settings.enabled or forecasters else None, "fps": fps}
 
 
 def row(name: str, figures: Mapping[str, object], groups: Sequence[str] = TARGET_GROUPS) -> List[str]:
-    """name, per group 'r@0 / lag ms', blink depth, delay (frames), onset leads."""
+    """name, per group 'r@0 / lag ms (whole frames) / lag ms (fine_lag)', blink depth, delay (frames), onset leads."""
     fps = figures["fps"]
     cells = [name]
     for g in groups:
         f = figures["groups"].get(g)
-        cells.append(f"{f['r']:.3f} / {1e3 * f['lag_frames'] / fps:.0f}" if f else "–")
+        cells.append(f"{f['r']:.3f} / {1e3 * f['lag_frames'] / fps:.0f} / {f['lag_ms']:.0f}" if f else "–")
     b = figures["blinks"]
     cells += [f"{b.get('depth_median', float('nan')):.2f}", f"{b.get('delay_median', float('nan')):+.1f}"]
     onsets = figures.get("onsets")
@@ -172,7 +191,7 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
     mirror = config.mapping.mirror if params.mirror is None else bool(params.mirror)
     pairing = evaluate.load_pairing(config_file("fidelity.yaml"), config, mirror)
     clips = [load_clip(p) for p in sorted(reruns.iterdir()) if (p / "metrics.json").is_file()]
-    report, table = {}, [["variant", *(f"{g}: r@0 / lag ms" for g in TARGET_GROUPS), "blink depth",
+    report, table = {}, [["variant", *(f"{g}: r@0 / lag ms (frames, fine)" for g in TARGET_GROUPS), "blink depth",
                           "blink delay (frames)", "onsets: median lead, predicted (false/min)"]]
     for name, settings in variants:
         if settings.method == "learned" and learned:
@@ -188,6 +207,42 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
     (out / "anticipation.json").write_text(json.dumps(report, indent=2, default=float))
     (out / "anticipation.md").write_text(evaluate.format_markdown(table) + "\n")
     return report
+
+
+def plot(rerun: Path, png: Path, settings: ForecastSettings, joints: Sequence[Tuple[str, str, float]] = (
+        ("jaw", "mouth_open", 1.0), ("upper_lid_left", "eye_aperture_L", -1.0)), config: Optional[RobotConfig] = None) -> None:
+    """The person's signal and the robot's joint with and without the forecast, one panel per
+    (joint, signal, sign), each series scaled to its own range, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from humimic_experiments import kinematic
+
+    config = config or load_robot_config(config_file("robot_face.yaml"))
+    clip = load_clip(rerun)
+    signals = kinematic.geometry(clip.recording.points, clip.recording.rotations)
+    off, _ = retarget(clip, config, RetargetParams(), ForecastSettings())
+    on, _ = retarget(clip, config, RetargetParams(), settings)
+    t = (clip.recording.stamps - clip.recording.stamps[0]) * 1e-9
+
+    def unit(x):
+        x = np.asarray(x, float)
+        lo, hi = np.nanmin(x), np.nanmax(x)
+        return (x - lo) / (hi - lo) if hi > lo else x * 0
+
+    fig, axes = plt.subplots(len(joints), 1, figsize=(10, 2.6 * len(joints)), sharex=True)
+    for ax, (joint, signal, sign) in zip(np.atleast_1d(axes), joints):
+        ax.plot(t, unit(sign * signals[signal]), "k", lw=1.2, label=f"person: {signal} (landmarks)")
+        ax.plot(t, unit(off[joint]), "tab:blue", label=f"robot {joint}: forecast off")
+        ax.plot(t, unit(on[joint]), "tab:red", label=f"robot {joint}: {settings.method} {1e3 * settings.horizon:.0f} ms ahead")
+        ax.legend(loc="upper left", fontsize=8)
+        ax.set_ylabel("scaled")
+    np.atleast_1d(axes)[-1].set_xlabel(f"s ({clip.label})")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=80)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
