@@ -46,6 +46,8 @@ setup(
             "humimic-dataset = humimic_experiments.dataset:main",
             "humimic-rerun = humimic_experiments.rerun:main",
             "humimic-eval = humimic_experiments.evaluate:main",
+            "humimic-anticipation = humimic_experiments.anticipation:main",
+            "humimic-forecast-train = humimic_experiments.forecast_train:main",
             "humimic-calibrate = humimic_retarget.calibrate_tool:main",
             "humimic-fit = humimic_retarget.fit_tool:main",
             "humimic-pose-playback = humimic_retarget.pose_playback_node:main",

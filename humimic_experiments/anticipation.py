@@ -234,7 +234,7 @@ def plot(rerun: Path, png: Path, settings: ForecastSettings, joints: Sequence[Tu
 
     fig, axes = plt.subplots(len(joints), 1, figsize=(10, 2.6 * len(joints)), sharex=True)
     for ax, (joint, signal, sign) in zip(np.atleast_1d(axes), joints):
-        ax.plot(t, unit(sign * signals[signal]), "k", lw=1.2, label=f"person: {signal} (landmarks)")
+        ax.plot(t, unit(sign * signals[signal]), "k", lw=1.2, label=f"person: {'-' if sign < 0 else ''}{signal} (landmarks)")
         ax.plot(t, unit(off[joint]), "tab:blue", label=f"robot {joint}: forecast off")
         ax.plot(t, unit(on[joint]), "tab:red", label=f"robot {joint}: {settings.method} {1e3 * settings.horizon:.0f} ms ahead")
         ax.legend(loc="upper left", fontsize=8)

@@ -32,7 +32,7 @@ METHODS = ("linear", "kalman", "learned")
 #: The forecast channels (sensor_msgs/JointState, the measured frame's stamp) beside /face/action_units.
 FORECAST_TOPIC = "/face/forecast"
 #: Frames of the linear method's least-squares line.
-WINDOW = 3
+WINDOW = 2
 #: Kalman: process noise (white acceleration, per s^3) over measurement noise.
 KALMAN_Q = 1e4
 #: Seconds between frames beyond which the history restarts.
@@ -52,7 +52,7 @@ class ForecastSettings:
 
     enabled: bool = False
     method: str = "linear"
-    horizon: float = 0.1   # s ahead
+    horizon: float = 0.067  # s ahead
     model: str = ""        # learned: the ONNX model (humimic-forecast-train)
 
     def validate(self) -> None:
@@ -202,7 +202,10 @@ class LearnedForecaster(HistoryFeatures):
     def __init__(self, horizon: float, model: str) -> None:
         from humimic_perception.onnx_session import create_session
 
-        self.session = create_session(model, "cpu", threads=1)
+        try:
+            self.session = create_session(model, "cpu", threads=1)
+        except Exception as exc:  # a missing file, or not an ONNX model: onnx and onnxruntime raise their own
+            raise ValueError(f"forecast.model {model}: cannot load it ({str(exc).splitlines()[0][:200]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
             trained, depth = float(meta[HORIZON_KEY]), int(meta[DEPTH_KEY])

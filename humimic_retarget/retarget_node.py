@@ -84,9 +84,12 @@ class RetargetNode(Node):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.add_post_set_parameters_callback(self.on_parameters_set)
         forecast = ForecastSettings()
-        forecaster = make_forecaster(forecast_settings(
-            {f"forecast.{name}": declare(self, f"forecast.{name}", getattr(forecast, name), text, read_only=True)
-             for name, text in _FORECAST_DESCRIPTIONS.items()}))
+        try:
+            forecaster = make_forecaster(forecast_settings(
+                {f"forecast.{name}": declare(self, f"forecast.{name}", getattr(forecast, name), text, read_only=True)
+                 for name, text in _FORECAST_DESCRIPTIONS.items()}))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.stream = RetargetStream(self.retargeter, tolerance, 2.0 / rate, self.warn, forecaster)
         self.forecast_pub = self.create_publisher(JointState, FORECAST_TOPIC, RELIABLE_QOS) if forecaster else None
         self._warned: Dict[str, float] = {}

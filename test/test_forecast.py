@@ -113,3 +113,48 @@ def test_forecast_on_real_video_leads_the_measured_channels(shared_media, tmp_pa
         return np.corrcoef(ahead[:len(ahead) - lag], measured[lag:])[0, 1]
 
     assert max(range(4), key=r) >= 1, [round(r(k), 4) for k in range(4)]
+
+
+def test_training_samples_and_the_onnx_model_are_what_the_forecaster_runs(tmp_path):
+    """On a ramp the training target is the change over the horizon; a model exported for the learned
+    method gives through ONNX Runtime what the numpy network gives on the forecaster's own features."""
+    from humimic_experiments.anticipation import ClipData
+    from humimic_experiments.evaluate import Recording
+    from humimic_experiments.forecast_train import export, samples
+    from humimic_retarget.fitting import fit_ridge
+    from humimic_retarget.forecast import HistoryFeatures, LearnedForecaster, to_vector
+
+    n = 60
+    stamps = (np.arange(n) * 1e9 / FPS).astype(np.int64)
+    frames = [{"AU12": 0.05 * i, "head_yaw": 0.1 * np.sin(i / 5)} for i in range(n)]
+    frames[40] = None  # no face: no sample whose horizon crosses it
+    clip = ClipData("ramp", Recording(stamps, np.zeros((n, 478, 3)), np.zeros((n, 3, 3)), "", {}), frames)
+    x, y, _ = samples(clip, 0.1)
+    au12 = list(to_vector({"AU12": 0}).tolist()).index(0)
+    assert len(x) == n - 1 - 4 - 4  # the frame without a face and the 3 before it, the last 3 frames (+ one of each)
+    assert np.allclose(y[5:30, au12], 0.05 * 3)  # 0.1 s = 3 frames of 0.05
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, x.shape[1]))
+    network = fit_ridge(features, rng.normal(size=(200, y.shape[1])), 1e-2)
+    export(network, tmp_path / "m.onnx", 0.1, ["someone"])
+    learned, history = LearnedForecaster(0.05, str(tmp_path / "m.onnx")), HistoryFeatures(0.05, 0.1)
+    for i, channels in enumerate(frames[:10]):
+        out = learned(i / FPS, channels)
+        history(i / FPS, channels)
+    expected = to_vector(frames[9]) + network.predict(history.features[None])[0] * 0.5
+    assert out["AU12"] == pytest.approx(np.clip(expected[au12], 0, 5), abs=1e-4)
+    with pytest.raises(ValueError, match="forecast.model"):
+        LearnedForecaster(0.1, str(config_file("humimic.yaml")))
+
+
+def test_a_bad_forecast_parameter_is_refused_before_anything_starts(tmp_path):
+    from humimic_core.graph import InputError, validate_inputs
+
+    params = yaml.safe_load(config_file("humimic.yaml").read_text())
+    params["retarget"]["ros__parameters"]["forecast"].update(enabled=True, method="learned",
+                                                              model=str(tmp_path / "missing.onnx"))
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(InputError, match="forecast.model .*missing.onnx"):
+        validate_inputs({"params_file": str(path), "camera": "false"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from humimic_core.channels import PUBLISHED  # noqa: E402
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
-from humimic_retarget.forecast import KalmanForecaster, LinearForecaster  # noqa: E402
+from humimic_experiments.forecast_train import export  # noqa: E402
+from humimic_retarget.fitting import fit_ridge  # noqa: E402
+from humimic_retarget.forecast import KalmanForecaster, LearnedForecaster, LinearForecaster, feature_names  # noqa: E402
 from humimic_retarget.retargeter import Retargeter, RetargetParams  # noqa: E402
 
 
@@ -42,6 +45,10 @@ def main() -> None:
     rows = [("retargeter.update (baseline)", per_frame_ms(retargeter.update, frames))]
     for name, make in (("linear", LinearForecaster), ("kalman", KalmanForecaster)):
         rows.append((f"forecast {name}", per_frame_ms(make(0.1), frames)))
+    with tempfile.TemporaryDirectory() as folder:  # a ridge model of the shipped shape (weights do not matter)
+        x = rng.normal(size=(500, len(feature_names())))
+        export(fit_ridge(x, rng.normal(size=(500, len(PUBLISHED))), 1e-2), Path(folder) / "m.onnx", 0.1, [])
+        rows.append(("forecast learned (ridge, ONNX)", per_frame_ms(LearnedForecaster(0.1, str(Path(folder) / "m.onnx")), frames)))
     print(f"{args.frames} frames of {len(PUBLISHED)} channels, one core")
     for name, ms in rows:
         print(f"{name:32s} {ms:.3f} ms/frame")
