@@ -154,8 +154,10 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
     pooled = evaluate.pooled(results, lag, pairing.blinks["reach"])
     fps = float(np.median([c.recording.fps for c in clips]))
     for group, figures in pooled["groups"].items():
-        segments = [s for _, clip_segments in results for p, ss in clip_segments.items() if p.group == group for s in ss]
-        figures["lag_ms"] = fine_lag(segments, fps)
+        per_clip = [[s for p, ss in clip_segments.items() if p.group == group for s in ss] for _, clip_segments in results]
+        figures["lag_ms"] = fine_lag([s for segments in per_clip for s in segments], fps)
+        lags = [fine_lag(segments, clip.recording.fps) for segments, clip in zip(per_clip, clips) if segments]
+        figures["lag_ms_clip_median"] = float(np.nanmedian(lags)) if np.isfinite(lags).any() else float("nan")
     blink_delays = [e["delay"] for f, _ in results for e in f["blinks"]["events"]]
     return {"groups": pooled["groups"], "blinks": pooled["blinks"],
             "blink_delay_ms_median": 1e3 * float(np.nanmedian(blink_delays)) / fps if blink_delays else float("nan"),
@@ -163,12 +165,13 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
 
 
 def row(name: str, figures: Mapping[str, object], groups: Sequence[str] = TARGET_GROUPS) -> List[str]:
-    """name, per group 'r@0 / lag ms (whole frames) / lag ms (fine_lag)', blink depth, delay (frames), onset leads."""
+    """name, per group 'r@0 / lag ms (whole frames) / fine_lag ms pooled / median of the clips' fine lags', blink depth, delay (frames), onset leads."""
     fps = figures["fps"]
     cells = [name]
     for g in groups:
         f = figures["groups"].get(g)
-        cells.append(f"{f['r']:.3f} / {1e3 * f['lag_frames'] / fps:.0f} / {f['lag_ms']:.0f}" if f else "–")
+        cells.append(f"{f['r']:.3f} / {1e3 * f['lag_frames'] / fps:.0f} / {f['lag_ms']:.0f} / {f['lag_ms_clip_median']:.0f}"
+                     if f else "–")
     b = figures["blinks"]
     cells += [f"{b.get('depth_median', float('nan')):.2f}", f"{b.get('delay_median', float('nan')):+.1f}"]
     onsets = figures.get("onsets")
@@ -191,7 +194,7 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
     mirror = config.mapping.mirror if params.mirror is None else bool(params.mirror)
     pairing = evaluate.load_pairing(config_file("fidelity.yaml"), config, mirror)
     clips = [load_clip(p) for p in sorted(reruns.iterdir()) if (p / "metrics.json").is_file()]
-    report, table = {}, [["variant", *(f"{g}: r@0 / lag ms (frames, fine)" for g in TARGET_GROUPS), "blink depth",
+    report, table = {}, [["variant", *(f"{g}: r@0 / lag ms (frames, fine, clips' median)" for g in TARGET_GROUPS), "blink depth",
                           "blink delay (frames)", "onsets: median lead, predicted (false/min)"]]
     for name, settings in variants:
         if settings.method == "learned" and learned:
