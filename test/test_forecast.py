@@ -171,3 +171,52 @@ def test_a_bad_forecast_parameter_is_refused_before_anything_starts(tmp_path):
     path.write_text(yaml.safe_dump(params))
     with pytest.raises(InputError, match="forecast.model .*missing.onnx"):
         validate_inputs({"params_file": str(path), "camera": "false"})
+
+
+def test_the_live_node_publishes_its_forecast_and_refuses_a_bad_method():
+    """The retarget node as a process: with forecast.enabled each frame's forecast comes on
+    /face/forecast with the frame's stamp, ahead of a rising AU26; forecast.method cubic ends it
+    with exit code 2 and one line."""
+    rclpy = pytest.importorskip("rclpy")
+    import time
+
+    from sensor_msgs.msg import JointState
+
+    from humimic_core.ros_util import RELIABLE_QOS
+    from test_retarget_node import au_frame, start, stop
+
+    bad = start("humimic_retarget.retarget_node", "-p", "forecast.method:=cubic")
+    bad.wait(30)
+    assert bad.returncode == 2 and "retarget: forecast.method must be one of linear, kalman, learned" in \
+        bad.communicate()[0]
+    rclpy.init()
+    node = rclpy.create_node("forecast_test_client")
+    proc = start("humimic_retarget.retarget_node", "-p", "forecast.enabled:=true", "-p", "forecast.horizon:=0.1")
+    try:
+        forecasts = {}
+        node.create_subscription(JointState, FORECAST_TOPIC, lambda m: forecasts.update(
+            {(m.header.stamp.sec, m.header.stamp.nanosec): dict(zip(m.name, m.position))}), RELIABLE_QOS)
+        publisher = node.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
+        deadline = time.time() + 30.0
+        while publisher.get_subscription_count() == 0:
+            assert time.time() < deadline, stop(proc)
+            rclpy.spin_once(node, timeout_sec=0.05)
+        sent = {}
+        for i in range(60):
+            msg = au_frame(node, {"AU26": min(4.0, 0.1 * i)})
+            sent[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg.position[0]
+            publisher.publish(msg)
+            end = time.time() + 1 / 30
+            while time.time() < end:
+                rclpy.spin_once(node, timeout_sec=0.005)
+        end = time.time() + 2.0
+        while len(forecasts) < len(sent) and time.time() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        assert set(forecasts) <= set(sent) and len(forecasts) >= 50, (len(forecasts), stop(proc))
+        rising = [k for k in forecasts if 1.0 < sent[k] < 3.5]
+        assert rising and all(forecasts[k]["AU26"] > sent[k] for k in rising)
+    finally:
+        output = stop(proc)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    assert proc.returncode == 0, output
