@@ -259,7 +259,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     variants = [("off", ForecastSettings())]
     learned = None
-    methods = args.methods.split(",")
+    methods = [m for m in args.methods.split(",") if m]
     if args.models:
         learned = json.loads((Path(args.models) / "held_out.json").read_text())
         methods.append("learned")
