@@ -101,7 +101,8 @@ def onset_times(times: np.ndarray, frames: Sequence[Channels]) -> Dict[str, List
     return out
 
 
-def onset_anticipation(clips: Sequence[Tuple[np.ndarray, Sequence[Channels], Sequence[Channels]]]) -> Dict[str, Dict[str, float]]:
+def onset_anticipation(clips: Sequence[Tuple[np.ndarray, Sequence[Channels], Sequence[Channels]]]
+                       ) -> Dict[str, Dict[str, float]]:
     """Per event over (times, measured, forecast) clips: measured onsets, share predicted (a forecast
     onset within ONSET_WINDOW s before or at it), median lead (s) of the predicted ones, and false
     forecast onsets (no measured onset within ONSET_WINDOW s after) per minute of face time."""
@@ -140,7 +141,8 @@ def fine_lag(segments: Sequence[Tuple[np.ndarray, np.ndarray]], fps: float, fram
 
 
 def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetParams, pairing: evaluate.Pairing,
-            settings: ForecastSettings, forecasters: Optional[Mapping[str, ForecastSettings]] = None) -> Dict[str, object]:
+            settings: ForecastSettings,
+            forecasters: Optional[Mapping[str, ForecastSettings]] = None) -> Dict[str, object]:
     """Pooled kinematic figures and onset anticipation of the clips retargeted with ``settings`` (or,
     per clip label, ``forecasters[label]``: a model trained without that clip's person)."""
     results, onsets = [], []
@@ -154,7 +156,8 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
     pooled = evaluate.pooled(results, lag, pairing.blinks["reach"])
     fps = float(np.median([c.recording.fps for c in clips]))
     for group, figures in pooled["groups"].items():
-        per_clip = [[s for p, ss in clip_segments.items() if p.group == group for s in ss] for _, clip_segments in results]
+        per_clip = [[s for p, ss in clip_segments.items() if p.group == group for s in ss]
+                    for _, clip_segments in results]
         figures["lag_ms"] = fine_lag([s for segments in per_clip for s in segments], fps)
         lags = [fine_lag(segments, clip.recording.fps) for segments, clip in zip(per_clip, clips) if segments]
         figures["lag_ms_clip_median"] = float(np.nanmedian(lags)) if np.isfinite(lags).any() else float("nan")
@@ -165,12 +168,14 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
 
 
 def row(name: str, figures: Mapping[str, object], groups: Sequence[str] = TARGET_GROUPS) -> List[str]:
-    """name, per group 'r@0 / lag ms (whole frames) / fine_lag ms pooled / median of the clips' fine lags', blink depth, delay (frames), onset leads."""
+    """name, per group 'r@0 / lag ms: whole frames, fine_lag pooled, median of the clips' fine lags',
+    blink depth, delay (frames), onset leads."""
     fps = figures["fps"]
     cells = [name]
     for g in groups:
         f = figures["groups"].get(g)
-        cells.append(f"{f['r']:.3f} / {1e3 * f['lag_frames'] / fps:.0f} / {f['lag_ms']:.0f} / {f['lag_ms_clip_median']:.0f}"
+        cells.append(f"{f['r']:.3f} / {1e3 * f['lag_frames'] / fps:.0f} / {f['lag_ms']:.0f} / "
+                     f"{f['lag_ms_clip_median']:.0f}"
                      if f else "–")
     b = figures["blinks"]
     cells += [f"{b.get('depth_median', float('nan')):.2f}", f"{b.get('delay_median', float('nan')):+.1f}"]
@@ -194,7 +199,8 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
     mirror = config.mapping.mirror if params.mirror is None else bool(params.mirror)
     pairing = evaluate.load_pairing(config_file("fidelity.yaml"), config, mirror)
     clips = [load_clip(p) for p in sorted(reruns.iterdir()) if (p / "metrics.json").is_file()]
-    report, table = {}, [["variant", *(f"{g}: r@0 / lag ms (frames, fine, clips' median)" for g in TARGET_GROUPS), "blink depth",
+    report = {}
+    table = [["variant", *(f"{g}: r@0 / lag ms (frames, fine, clips' median)" for g in TARGET_GROUPS), "blink depth",
                           "blink delay (frames)", "onsets: median lead, predicted (false/min)"]]
     for name, settings in variants:
         if settings.method == "learned" and learned:
@@ -213,7 +219,8 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
 
 
 def plot(rerun: Path, png: Path, settings: ForecastSettings, joints: Sequence[Tuple[str, str, float]] = (
-        ("jaw", "mouth_open", 1.0), ("upper_lid_left", "eye_aperture_L", -1.0)), config: Optional[RobotConfig] = None) -> None:
+        ("jaw", "mouth_open", 1.0), ("upper_lid_left", "eye_aperture_L", -1.0)),
+         config: Optional[RobotConfig] = None) -> None:
     """The person's signal and the robot's joint with and without the forecast, one panel per
     (joint, signal, sign), each series scaled to its own range, as a PNG."""
     import matplotlib
@@ -237,9 +244,11 @@ def plot(rerun: Path, png: Path, settings: ForecastSettings, joints: Sequence[Tu
 
     fig, axes = plt.subplots(len(joints), 1, figsize=(10, 2.6 * len(joints)), sharex=True)
     for ax, (joint, signal, sign) in zip(np.atleast_1d(axes), joints):
-        ax.plot(t, unit(sign * signals[signal]), "k", lw=1.2, label=f"person: {'-' if sign < 0 else ''}{signal} (landmarks)")
+        person = f"person: {'-' if sign < 0 else ''}{signal} (landmarks)"
+        ax.plot(t, unit(sign * signals[signal]), "k", lw=1.2, label=person)
         ax.plot(t, unit(off[joint]), "tab:blue", label=f"robot {joint}: forecast off")
-        ax.plot(t, unit(on[joint]), "tab:red", label=f"robot {joint}: {settings.method} {1e3 * settings.horizon:.0f} ms ahead")
+        ax.plot(t, unit(on[joint]), "tab:red",
+                label=f"robot {joint}: {settings.method} {1e3 * settings.horizon:.0f} ms ahead")
         ax.legend(loc="upper left", fontsize=8)
         ax.set_ylabel("scaled")
     np.atleast_1d(axes)[-1].set_xlabel(f"s ({clip.label})")
@@ -265,7 +274,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         methods.append("learned")
     for method in methods:
         for h in (float(x) for x in args.horizons.split(",")):
-            variants.append((f"{method} {1e3 * h:.0f} ms", ForecastSettings(True, method, h, "-" if method == "learned" else "")))
+            model = "held out" if method == "learned" else ""  # replaced per clip by its held-out model
+            variants.append((f"{method} {1e3 * h:.0f} ms", ForecastSettings(True, method, h, model)))
     compare(Path(args.reruns), Path(args.out), variants, learned)
     return 0
 

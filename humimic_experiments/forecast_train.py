@@ -2,7 +2,8 @@
 holding out clips BY PERSON: for each person, a model trained on everyone else (used to measure that
 person's clips), then one model on everyone, exported to ONNX.
 
-    python -m humimic_experiments.forecast_train --reruns out/eval/reruns --out out/forecast [--horizon 0.1] [--kind ridge|mlp]
+    python -m humimic_experiments.forecast_train --reruns out/eval/reruns --out out/forecast \
+        [--horizon 0.1] [--kind ridge|mlp]
 
 Samples: every frame with a face whose horizon ahead still has the face: inputs = the forecaster's
 history features (HistoryFeatures), target = each channel's change over the horizon (the measured
@@ -16,7 +17,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx

@@ -7,13 +7,14 @@ its stream time and returns them as they are expected ``horizon`` s later; the r
 applies the same limits and smoothing to the forecast as to a measurement, so a forecast can never
 move the robot further or faster than a measurement could.
 
-Methods (all per channel, vectorised over humimic_core.channels.PUBLISHED):
+Methods (vectorised over humimic_core.channels.PUBLISHED):
 
-- ``linear``: the slope of a least-squares line over the last WINDOW frames, extrapolated;
+- ``linear``: the slope of a least-squares line over the last WINDOW frames (two: the last
+  step), extrapolated;
 - ``kalman``: the measured value plus the speed of a constant-velocity Kalman filter
   (white-acceleration process noise, KALMAN_Q times the measurement noise);
-- ``learned``: a ridge or MLP model over the channel history (forecast_model; trained by
-  humimic_experiments.forecast_train, run with ONNX Runtime).
+- ``learned``: a ridge or MLP model over LEARNED_DEPTH frames of every channel's history
+  (LearnedForecaster; trained by humimic_experiments.forecast_train, run with ONNX Runtime).
 
 A frame without a face, or a gap of more than MAX_GAP s, restarts the history; action units stay
 in their range (0..5).
@@ -26,7 +27,7 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from humimic_core.channels import AU_RANGE, PUBLISHED, channel_range
+from humimic_core.channels import PUBLISHED, channel_range
 
 METHODS = ("linear", "kalman", "learned")
 #: The forecast channels (sensor_msgs/JointState, the measured frame's stamp) beside /face/action_units.
@@ -43,7 +44,6 @@ MAX_HORIZON = 0.5
 _INDEX = {name: i for i, name in enumerate(PUBLISHED)}
 _LOW = np.array([(channel_range(c) or (-math.inf, math.inf))[0] for c in PUBLISHED])
 _HIGH = np.array([(channel_range(c) or (-math.inf, math.inf))[1] for c in PUBLISHED])
-assert AU_RANGE == (0.0, 5.0)
 
 
 @dataclass
@@ -127,8 +127,8 @@ class LinearForecaster(Forecaster):
 
 
 class KalmanForecaster(Forecaster):
-    """Constant-velocity Kalman filter per channel; one covariance serves every channel (same noise
-    ratio, same steps), so a step costs a few vector operations."""
+    """The measured value plus the speed of a constant-velocity Kalman filter per channel; one
+    covariance serves every channel (same noise ratio, same steps), so a step is a few vector operations."""
 
     depth = 1
 

@@ -48,7 +48,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:  # a ridge model of the shipped shape (weights do not matter)
         x = rng.normal(size=(500, len(feature_names())))
         export(fit_ridge(x, rng.normal(size=(500, len(PUBLISHED))), 1e-2), Path(folder) / "m.onnx", 0.1, [])
-        rows.append(("forecast learned (ridge, ONNX)", per_frame_ms(LearnedForecaster(0.1, str(Path(folder) / "m.onnx")), frames)))
+        learned = LearnedForecaster(0.1, str(Path(folder) / "m.onnx"))
+        rows.append(("forecast learned (ridge, ONNX)", per_frame_ms(learned, frames)))
     print(f"{args.frames} frames of {len(PUBLISHED)} channels, one core")
     for name, ms in rows:
         print(f"{name:32s} {ms:.3f} ms/frame")
