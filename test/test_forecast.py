@@ -115,6 +115,9 @@ def test_forecast_on_real_video_leads_the_measured_channels_and_the_robot_lags_l
         return np.corrcoef(ahead[:len(ahead) - lag], measured[lag:])[0, 1]
 
     assert max(range(4), key=r) >= 1, [round(r(k), 4) for k in range(4)]
+    from humimic_experiments.session import load_session
+
+    assert "AU26" in load_session(tmp_path / "out").curves(FORECAST_TOPIC), "the report's curves read the forecast"
 
     from humimic_experiments import anticipation, evaluate
 
