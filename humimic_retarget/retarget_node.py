@@ -4,7 +4,9 @@ Gains (``gains.<channel>``), ``mirror``, smoothing and limits are parameters tha
 while it runs; an invalid value is refused with the reason. Frames are timed by their stamps and
 judged lost by their arrival (retarget_stream, stream_time); stamps that do not fit the node's
 clock and jumps of that clock are counted on /diagnostics ("retarget: frame stamps", with the
-latency of the frames) and logged, and the node goes on imitating.
+latency of the frames) and logged, and the node goes on imitating. With ``forecast.enabled`` it
+retargets each frame's channels forecast ``forecast.horizon`` s ahead (humimic_retarget/forecast.py)
+and publishes them on /face/forecast.
 """
 from __future__ import annotations
 
