@@ -49,6 +49,8 @@ setup(
             "humimic-rerun = humimic_experiments.rerun:main",
             "humimic-eval = humimic_experiments.evaluate:main",
             "humimic-batch = humimic_experiments.batch:main",
+            "humimic-anticipation = humimic_experiments.anticipation:main",
+            "humimic-forecast-train = humimic_experiments.forecast_train:main",
             "humimic-calibrate = humimic_retarget.calibrate_tool:main",
             "humimic-fit = humimic_retarget.fit_tool:main",
             "humimic-pose-playback = humimic_retarget.pose_playback_node:main",
