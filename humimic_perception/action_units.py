@@ -47,7 +47,7 @@ AU04  brow lowerer           -(t d brow_gap + d inner_brow) - 0.35 lift+: t = tu
                              1 up to 10 degrees of head yaw, 0 from 25 (a turned face
                              narrows the measured gap); a smile narrows and lowers the
                              brows' heads a little
-AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.010  0.040
+AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.005  0.030
                              irises (looking up, lids and irises rise together); full =
                              the lid at the top of the iris (radius about 0.09 IOD)
 AU06  cheek raiser           d cheek                                                         0.015  0.095
@@ -104,7 +104,7 @@ SCALES: Dict[str, Tuple[float, float]] = {
     "AU01": (0.010, 0.135),
     "AU02": (0.010, 0.115),
     "AU04": (0.030, 0.150),
-    "AU05": (0.010, 0.040),
+    "AU05": (0.005, 0.030),
     "AU06": (0.015, 0.095),
     "AU07": (0.010, 0.040),
     "AU09": (0.010, 0.040),
