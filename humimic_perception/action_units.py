@@ -48,8 +48,8 @@ AU04  brow lowerer           -(t d brow_gap + d inner_brow) - 0.35 lift+: t = tu
                              narrows the measured gap); a smile narrows and lowers the
                              brows' heads a little
 AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.005  0.030
-                             irises (looking up, lids and irises rise together); full =
-                             the lid at the top of the iris (radius about 0.09 IOD)
+                             irises (looking up, lids and irises rise together); dead =
+                             a still face's jitter, full = the sclera showing above the iris
 AU06  cheek raiser           d cheek                                                         0.015  0.095
 AU07  lid tightener          d lower_lid                                                     0.010  0.040
 AU09  nose wrinkler          d nose_wing - 0.5 lift+ (a smile lifts the whole midface)       0.010  0.040

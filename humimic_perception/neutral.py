@@ -12,11 +12,13 @@ frames: the population prior at the start and for a new person, or the face capt
 * both ways (brows up and down, the lips' thickness and depth): the *mode*, as the midpoint of the
   shortest interval that holds half of the values (Rousseeuw's shorth). A frown held for 40 % of
   the frames pulls a median toward it; the densest half stays on the relaxed brows;
-* the upper lid over the iris (OPEN_EYE_GATE): the mode over the frames where that eye is open
-  (its lid gap at least OPEN_EYE of the lid gap's rest). Closure (AU45) and widening (AU05) both
-  count from the typical open eye: blinks, winks and squints are left out (the mode of the first
-  frames of a clip that opens with a wink would be the closed eye), and a person who often
-  widens the eyes does not lift the rest to the wide eye (a 75th percentile would sit there).
+* the upper lid over the iris (OPEN_EYE_GATE): a low quantile (0.3) of the frames where that eye
+  is open (its lid gap at least OPEN_EYE of the lid gap's rest). Closure (AU45) and widening (AU05)
+  both count from the open eye at rest: blinks, winks and squints are left out (the mode of the
+  first frames of a clip that opens with a wink is the closed eye), and what remains moves mostly
+  up (wide eyes, raised brows), so a person who often widens the eyes does not lift the rest to
+  the wide eye (a 75th percentile sat there). A quantile, unlike a mode, does not jump between
+  clusters as frames come and go (dropped frames).
 
 Direction matters with the prior: a lip gap that stays open (a clip that starts mid-grin) leaves
 the 10 % quantile at the prior's closed lips until the open frames outnumber the prior's weight
@@ -52,8 +54,8 @@ REST: Dict[str, Tuple[Optional[float], float, int]] = {
     "brow_gap": (MODE, 0.853, 0),
     "lid_gap_R": (0.75, 0.120, 0),
     "lid_gap_L": (0.75, 0.123, 0),
-    "lid_iris_R": (MODE, 0.058, 0),
-    "lid_iris_L": (MODE, 0.048, 0),
+    "lid_iris_R": (0.3, 0.058, 0),
+    "lid_iris_L": (0.3, 0.048, 0),
     "lower_lid": (0.3, -0.048, 5),
     "cheek": (0.3, -0.422, 10),
     "nose_wing": (0.3, -0.033, 5),
@@ -70,8 +72,8 @@ REST: Dict[str, Tuple[Optional[float], float, int]] = {
     "iris_y_L": (MODE, 0.012, 0),
     "iris_z_L": (MODE, 0.028, 0),
 }
-#: MODE features whose mode is taken over the frames where an eye is open: feature -> that eye's lid
-#: gap, open while at least OPEN_EYE of the lid gap's own rest (a quantile).
+#: Features whose rest statistic counts only the frames where an eye is open: feature -> that eye's
+#: lid gap, open while at least OPEN_EYE of the lid gap's own rest (a quantile).
 OPEN_EYE_GATE: Dict[str, str] = {"lid_iris_R": "lid_gap_R", "lid_iris_L": "lid_gap_L"}
 OPEN_EYE = 0.75
 #: Frames the person-specific estimate looks back over (30 s at 30 frames/s).
@@ -173,12 +175,14 @@ class NeutralEstimator:
     def _estimate(self, frames: np.ndarray) -> np.ndarray:
         ordered = np.sort(frames, axis=1)
         out = weighted_quantile(ordered, self._quantile, self._anchor, self._anchor_weight)
-        rows = {row: ordered[row] for row in np.flatnonzero(self._mode)}
+        for row in np.flatnonzero(self._mode):
+            out[row] = shorth_midpoint(ordered[row], self._anchor[row], int(self._anchor_weight[row]))
         for row, gate in self._gated:
             open_eye = frames[gate] >= OPEN_EYE * out[gate]
-            rows[row] = np.sort(frames[row, open_eye]) if open_eye.any() else ordered[row]
-        for row, values in rows.items():
-            out[row] = shorth_midpoint(values, self._anchor[row], int(self._anchor_weight[row]))
+            if open_eye.any():
+                rows = slice(row, row + 1)
+                out[row] = weighted_quantile(np.sort(frames[rows, open_eye], axis=1), self._quantile[rows],
+                                             self._anchor[rows], self._anchor_weight[rows])[0]
         return out
 
 

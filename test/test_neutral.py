@@ -67,7 +67,7 @@ def test_brows_are_the_persons_own_from_the_first_frame():
 
 
 def test_the_upper_lid_rests_at_the_typical_open_eye_however_often_it_closes_or_widens():
-    """The eye's lid over its iris rests where the open eye usually is, so that both a closure
+    """The eye's lid over its iris rests at the open eye's rest, so that both a closure
     (AU45) and a widening (AU05) register: neither closing frames (a wink from the start, blinks:
     the lid gap under 3/4 of its open level) nor frequent wide eyes (a third of the frames, where
     a 75th percentile would sit) move it."""
