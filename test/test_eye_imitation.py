@@ -58,14 +58,14 @@ def _eyes_and_joints(bag) -> Dict[str, np.ndarray]:
         else:
             commands[stamp_ns(msg)] = dict(zip(msg.name, msg.position))
     stamps = sorted(commands)
-    names = ("lid_gap_R", "lid_gap_L", "corner_lift_R", "corner_lift_L")
+    names = ("lid_gap_R", "lid_gap_L", "corner_lift", "corner_tilt")
     measured = np.full((len(stamps), len(names)), np.nan)
     for i, stamp in enumerate(stamps):
         if stamp in clouds and stamp in poses:
             measured[i] = measure(clouds[stamp], poses[stamp])[[INDEX[name] for name in names]]
     closure = 1.0 - measured[:, :2] / np.nanmedian(measured[:, :2], axis=0)
-    lift = measured[:, 2:] - np.nanmedian(measured[:, 2:], axis=0)
-    out = {"R": closure[:, 0], "L": closure[:, 1], "corner_R": lift[:, 0], "corner_L": lift[:, 1]}
+    lift, tilt = (measured[:, 2:] - np.nanmedian(measured[:, 2:], axis=0)).T
+    out = {"R": closure[:, 0], "L": closure[:, 1], "corner_R": lift + tilt, "corner_L": lift - tilt}
     out.update({joint: np.array([commands[s][joint] for s in stamps]) for joint in CLOSED})
     return out
 
