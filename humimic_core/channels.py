@@ -3,9 +3,9 @@ their ranges and their mirror image. This module owns it; perception and retarge
 
 Channels: the 17 action units of CODES (intensity 0..5 on /face/action_units), one-side action
 units (SIDED_CODES: each lip corner's puller and depressor ``AU12_L`` / ``AU12_R``, ``AU15_L`` /
-``AU15_R``, each eye's closure ``AU45_L`` / ``AU45_R``; L = the person's own left), head pose ``head_yaw``, ``head_pitch``,
-``head_roll`` and gaze ``gaze_yaw``, ``gaze_pitch`` (radians: yaw + = turned to the person's own
-left, pitch + = down, roll + = right ear down).
+``AU15_R``, each eye's closure ``AU45_L`` / ``AU45_R``; L = the person's own left), head pose
+``head_yaw``, ``head_pitch``, ``head_roll`` and gaze ``gaze_yaw``, ``gaze_pitch`` (radians: yaw + =
+turned to the person's own left, pitch + = down, roll + = right ear down).
 
 The mirror image of an expression swaps the person's left and right: ``*_L`` and ``*_R``
 trade places and the lateral angles (head_yaw, head_roll, gaze_yaw) change sign.
