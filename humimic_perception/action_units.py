@@ -237,6 +237,7 @@ def activations(now: np.ndarray, neutral: np.ndarray, yaw: float = 0.0) -> Dict[
     lift = max(dv["corner_lift"], 0.0)
     apart = min(max(dv["lip_gap"] / LIPS_APART, 0.0), 1.0) if np.isfinite(dv["lip_gap"]) else np.nan
     closed = 1.0 - apart
+    corner = {"R": dv["corner_lift"] + dv["corner_tilt"], "L": dv["corner_lift"] - dv["corner_tilt"]}
 
     def ratio(name: str) -> float:
         return _f(now, name) / max(_f(neutral, name), 1e-3)
@@ -262,9 +263,8 @@ def activations(now: np.ndarray, neutral: np.ndarray, yaw: float = 0.0) -> Dict[
                       for eye in "RL"),
         "AU45_R": 1.0 - ratio("lid_gap_R"),
         "AU45_L": 1.0 - ratio("lid_gap_L"),
-        **{f"AU12_{side}": dv["corner_lift"] + sign * dv["corner_tilt"] + 0.5 * dv["mouth_width"]
-           for side, sign in (("R", 1.0), ("L", -1.0))},
-        **{f"AU15_{side}": -(dv["corner_lift"] + sign * dv["corner_tilt"]) for side, sign in (("R", 1.0), ("L", -1.0))},
+        **{f"AU12_{side}": corner[side] + 0.5 * dv["mouth_width"] for side in "RL"},
+        **{f"AU15_{side}": -corner[side] for side in "RL"},
     }
 
 
