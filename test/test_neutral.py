@@ -9,6 +9,7 @@ from humimic_perception.action_units import FEATURES, NAMES
 from humimic_perception.neutral import MODE, REST, NeutralEstimator, shorth_midpoint, weighted_quantile
 
 LIP_GAP, BROW_GAP, MOUTH_WIDTH = NAMES.index("lip_gap"), NAMES.index("brow_gap"), NAMES.index("mouth_width")
+LID_IRIS_R, LID_GAP_R = NAMES.index("lid_iris_R"), NAMES.index("lid_gap_R")
 PRIOR = np.array([REST[name][1] for name in NAMES])
 
 
@@ -63,6 +64,24 @@ def test_brows_are_the_persons_own_from_the_first_frame():
     estimator = NeutralEstimator(NAMES)
     first = _faces(1, brow_gap=0.1)[0]
     assert estimator.update(first)[BROW_GAP] == first[BROW_GAP]
+
+
+def test_the_upper_lid_rests_at_the_typical_open_eye_however_often_it_closes_or_widens():
+    """The eye's lid over its iris rests at the open eye's rest, so that both a closure
+    (AU45) and a widening (AU05) register: neither closing frames (a wink from the start, blinks:
+    the lid gap under 3/4 of its open level) nor frequent wide eyes (a third of the frames, where
+    a 75th percentile would sit) move it."""
+    open_eye, wide, shut = _faces(40), _faces(30, lid_iris_R=0.03, lid_gap_R=0.03), \
+        _faces(40, lid_iris_R=-0.06, lid_gap_R=-0.09)
+    wink_first = NeutralEstimator(NAMES)
+    for face in np.vstack([shut[:10], open_eye[:9]]):  # shut 10 of the first 19 frames
+        neutral = wink_first.update(face)
+    assert neutral[LID_IRIS_R] == pytest.approx(PRIOR[LID_IRIS_R], abs=0.005)
+    estimator = NeutralEstimator(NAMES)
+    for face in np.random.default_rng(1).permutation(np.vstack([open_eye, wide, shut[:20]])):
+        neutral = estimator.update(face)
+    assert neutral[LID_IRIS_R] == pytest.approx(PRIOR[LID_IRIS_R], abs=0.005)
+    assert neutral[LID_GAP_R] > PRIOR[LID_GAP_R]  # closure: the open-eye level, not under it
 
 
 def test_an_expression_held_for_seconds_stays_out_of_the_neutral():
