@@ -1,12 +1,13 @@
 """The channel vocabulary: every input channel perception publishes and the retargeting reads,
 their ranges and their mirror image. This module owns it; perception and retargeting import it.
 
-Channels: the 17 action units of CODES (intensity 0..5 on /face/action_units), each eye's closure
-``AU45_L`` / ``AU45_R`` (L = the person's own left), head pose ``head_yaw``, ``head_pitch``,
-``head_roll`` and gaze ``gaze_yaw``, ``gaze_pitch`` (radians: yaw + = turned to the person's own
-left, pitch + = down, roll + = right ear down).
+Channels: the 17 action units of CODES (intensity 0..5 on /face/action_units), one-side action
+units (SIDED_CODES: each lip corner's puller and depressor ``AU12_L`` / ``AU12_R``, ``AU15_L`` /
+``AU15_R``, each eye's closure ``AU45_L`` / ``AU45_R``; L = the person's own left), head pose
+``head_yaw``, ``head_pitch``, ``head_roll`` and gaze ``gaze_yaw``, ``gaze_pitch`` (radians: yaw + =
+turned to the person's own left, pitch + = down, roll + = right ear down).
 
-The mirror image of an expression swaps the person's left and right: ``AU45_L`` and ``AU45_R``
+The mirror image of an expression swaps the person's left and right: ``*_L`` and ``*_R``
 trade places and the lateral angles (head_yaw, head_roll, gaze_yaw) change sign.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Dict, Mapping, Optional, Tuple
 CODES: Tuple[str, ...] = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14",
                           "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45")
 #: One-side action units perception publishes (L = the person's own left).
-SIDED_CODES: Tuple[str, ...] = ("AU45_L", "AU45_R")
+SIDED_CODES: Tuple[str, ...] = ("AU12_L", "AU12_R", "AU15_L", "AU15_R", "AU45_L", "AU45_R")
 HEAD_CHANNELS = ("head_yaw", "head_pitch", "head_roll")
 GAZE_CHANNELS = ("gaze_yaw", "gaze_pitch")
 #: Every channel perception publishes: the only names a mapping may read.

@@ -289,6 +289,16 @@ def _check_serial_port(port: str, what: str) -> None:
         raise InputError(f"{what}: serial port {port}: permission denied (add the user to the dialout group)")
 
 
+def _check_forecast(params_file: str) -> None:
+    """The retarget node's forecast.* parameters, its learned model loaded (InputError otherwise)."""
+    from humimic_retarget.forecast import forecast_settings, make_forecaster
+
+    try:
+        make_forecaster(forecast_settings(node_parameters(params_file, "retarget")))
+    except ValueError as exc:
+        raise InputError(f"{params_file}: retarget {exc}") from None
+
+
 def validate_inputs(values: Mapping[str, str]) -> None:
     """Check every input of the pipeline before any process starts: launch arguments, the parameter
     file, the robot config(s), the video source and (sim off) the serial port. InputError is one
@@ -306,6 +316,7 @@ def validate_inputs(values: Mapping[str, str]) -> None:
     paths = {n: args["robot_config"] or node_parameters(params_file, n).get("robot_config")
              or str(config_file("robot_face.yaml")) for n in ("retarget", "dynamixel_driver")}
     configs = {path: _robot_config(path) for path in dict.fromkeys(paths.values())}
+    _check_forecast(params_file)
     if flags["camera"]:
         source = args["video"] or str(node_parameters(params_file, "camera").get("source", ""))
         _check_video(source, "video" if args["video"] else f"{params_file}: camera.source")

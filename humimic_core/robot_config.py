@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Tuple
 
 import yaml
 
@@ -95,6 +95,13 @@ class BusConfig:
     latency_timer_ms: float = 1.0
 
 
+class MotionCaps(NamedTuple):
+    """Speed limits of one joint."""
+
+    velocity: float  # rad/s
+    acceleration: float  # rad/s^2
+
+
 @dataclass(frozen=True)
 class FixedLink:
     link: str
@@ -125,10 +132,24 @@ class RobotConfig:
                 return s
         raise KeyError(joint)
 
+    def motion_caps(self, max_velocity: float, max_acceleration: float) -> Dict[str, MotionCaps]:
+        """Speed limits per joint under this config's constraints (see ``motion_caps``)."""
+        return motion_caps(self.servos, max_velocity, max_acceleration, self.constraints)
+
     @property
     def channels(self) -> List[str]:
         """Every input channel the linear mapping reads, sorted."""
         return self.mapping.channels
+
+
+def motion_caps(servos: Sequence[Servo], max_velocity: float, max_acceleration: float,
+                constraints: Constraints = Constraints()) -> Dict[str, MotionCaps]:
+    """Per joint: its constraints.velocity / .acceleration entry where given (higher or lower than the
+    defaults), else ``max_velocity`` / ``max_acceleration``; the velocity never above what the servo
+    model can do (its velocity limit)."""
+    c = constraints
+    return {s.joint: MotionCaps(min(c.velocity.get(s.joint, max_velocity), s.spec.max_velocity),
+                                c.acceleration.get(s.joint, max_acceleration)) for s in servos}
 
 
 def _number(value: Any, where: str) -> float:

@@ -20,6 +20,7 @@ TOPICS: Dict[str, Tuple[str, str]] = {
     "/face/mesh_markers": ("visualization_msgs/msg/MarkerArray", RELIABLE),
     "/face/boxes": ("visualization_msgs/msg/MarkerArray", RELIABLE),
     "/face/debug_image": ("sensor_msgs/msg/Image", SENSOR),
+    "/face/forecast": ("sensor_msgs/msg/JointState", RELIABLE),  # retarget node, forecast.enabled
     "/joint_commands": ("sensor_msgs/msg/JointState", RELIABLE),
     "/driver/written_goals": ("sensor_msgs/msg/JointState", RELIABLE),
     "/joint_states": ("sensor_msgs/msg/JointState", RELIABLE),

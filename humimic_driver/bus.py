@@ -18,6 +18,7 @@ its servo to ``alerts``.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
@@ -26,14 +27,16 @@ from dynamixel_sdk import COMM_RX_CORRUPT, COMM_RX_TIMEOUT, GroupSyncRead, Group
 
 from humimic_core.robot_config import BusConfig, Servo
 from humimic_driver import protocol as p
-from humimic_driver.control_tables import (MODEL_BY_NUMBER, POSITION_CONTROL_MODE, RAD_PER_TICK,
-                                           RAD_S2_PER_ACCELERATION_UNIT, RAD_S_PER_VELOCITY_UNIT, RETURN_DELAY_UNIT_S,
-                                           VOLTS_PER_UNIT, X_SERIES_REGISTERS)
+from humimic_driver.control_tables import (MAX_PROFILE_ACCELERATION, MODEL_BY_NUMBER, POSITION_CONTROL_MODE,
+                                           RAD_PER_TICK, RAD_S2_PER_ACCELERATION_UNIT, RAD_S_PER_VELOCITY_UNIT,
+                                           RETURN_DELAY_UNIT_S, VOLTS_PER_UNIT, X_SERIES_REGISTERS)
 from humimic_driver.serial_link import BusError, LinkError, SerialLink, usb_latency_timer_ms  # errors re-exported
 
 _REG = X_SERIES_REGISTERS
-#: A joint counts as arrived within this many ticks of its goal.
+#: A joint counts as arrived within this many ticks of its goal ...
 ARRIVED_TICKS = 2
+#: ... and, where it has to stay there, at most this many velocity units fast.
+AT_REST_UNITS = 2
 #: Retries of a one-servo transaction, and the margin (s) added to every computed reply deadline.
 DEFAULT_RETRIES, DEFAULT_TIMEOUT_MARGIN_S = 2, 0.010
 #: Longest return delay a servo can have before start-up sets it (factory default 500 us).
@@ -102,7 +105,7 @@ class ServoReading:
     effort: float
 
 
-def _model_name(number: int) -> str:
+def model_name(number: int) -> str:
     spec = MODEL_BY_NUMBER.get(number)
     return f"{spec.name} ({number})" if spec else f"unknown model number {number}"
 
@@ -114,10 +117,18 @@ def decode_health(data: bytes) -> Tuple[float, float]:
 
 
 def velocity_units(servo: Servo, rad_s: float) -> int:
-    """Profile velocity register value for ``rad_s`` (0 = no profile), at most the model's limit."""
+    """Profile velocity register value for ``rad_s`` (0 = no profile): rounded down, as it is a cap,
+    and at most the model's limit."""
     if rad_s <= 0.0:
         return 0
-    return max(1, min(servo.spec.defaults["velocity_limit"], round(rad_s / RAD_S_PER_VELOCITY_UNIT)))
+    return max(1, min(servo.spec.defaults["velocity_limit"], math.floor(rad_s / RAD_S_PER_VELOCITY_UNIT + 1e-9)))
+
+
+def acceleration_units(rad_s2: float) -> int:
+    """Profile acceleration register value for ``rad_s2`` (0 = no profile), rounded down (a cap)."""
+    if rad_s2 <= 0.0:
+        return 0
+    return max(1, min(MAX_PROFILE_ACCELERATION, math.floor(rad_s2 / RAD_S2_PER_ACCELERATION_UNIT + 1e-9)))
 
 
 class ServoBus:
@@ -277,12 +288,14 @@ class ServoBus:
         number = self.ping(servo)
         if number != servo.spec.model_number:
             raise ServoError(servo, self.port_name, f"expected model {servo.model} ({servo.spec.model_number}), "
-                                                    f"found {_model_name(number)}", model_mismatch=True)
+                                                    f"found {model_name(number)}", model_mismatch=True)
 
-    def configure(self, servo: Servo, goal: float, profile_velocity: float) -> None:
+    def configure(self, servo: Servo, goal: float, profile_velocity: float,
+                  profile_acceleration: Optional[float] = None) -> None:
         """Start-up of one servo, torque off first: position mode, the joint limits into the servo's own
-        limit registers and its return delay (EEPROM, written only when they differ), then its profile
-        acceleration, ``profile_velocity`` (rad/s, 0 = none), goal (rad, clamped), torque on."""
+        limit registers and its return delay (EEPROM, written only when they differ), then
+        ``profile_acceleration`` (rad/s^2, 0 = none; default the servo's configured one),
+        ``profile_velocity`` (rad/s, 0 = none), goal (rad, clamped), torque on."""
         self.check_model(servo)
         self.write(servo, "torque_enable", 0)
         low, high = servo.tick_limits()
@@ -293,7 +306,8 @@ class ServoBus:
         for name, value in wanted.items():
             if eeprom.value(present, name) != value:
                 self.write(servo, name, value)
-        self.write(servo, "profile_acceleration", round(servo.profile_acceleration / RAD_S2_PER_ACCELERATION_UNIT))
+        acceleration = servo.profile_acceleration if profile_acceleration is None else profile_acceleration
+        self.write(servo, "profile_acceleration", acceleration_units(acceleration))
         self.write(servo, "profile_velocity", velocity_units(servo, profile_velocity))
         self.write(servo, "goal_position", servo.to_tick(goal))
         self.write(servo, "torque_enable", 1)
@@ -302,14 +316,16 @@ class ServoBus:
         return servo.from_tick(self.read(servo, "present_position"))
 
     def move_to_neutral(self, servos: Sequence[Servo], timeout: float) -> List[str]:
-        """Write neutral to ``servos`` and wait up to ``timeout`` s; joints that did not arrive."""
+        """Write neutral to ``servos`` and wait up to ``timeout`` s for them to be there at rest (a servo
+        braking at its profile acceleration may pass it first); joints that did not arrive."""
         self.write_goals({s.joint: s.neutral for s in servos})
         deadline = time.monotonic() + timeout
         pending = list(servos)
         while pending:
             states, _ = self.read_states(pending, retries=0)
             pending = [s for s in pending if s.joint not in states
-                       or abs(states[s.joint].position - s.neutral) > ARRIVED_TICKS * RAD_PER_TICK]
+                       or abs(states[s.joint].position - s.neutral) > ARRIVED_TICKS * RAD_PER_TICK
+                       or abs(states[s.joint].velocity) > AT_REST_UNITS * RAD_S_PER_VELOCITY_UNIT]
             if not pending or time.monotonic() > deadline:
                 break
             time.sleep(0.01)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from humimic_driver.control_tables import VOLTS_PER_UNIT, hardware_error_words
 from humimic_driver.servo_health import ACTIVE, FAULT, REBOOTING, STALE, ServoHealth
@@ -42,9 +42,9 @@ def _fmt(value: float, digits: int = 1) -> str:
 
 
 def servo_report(h: ServoHealth, limits: Thresholds, port: str, goal: float, motion: str, now: float,
-                 max_reboots: int) -> Report:
+                 max_reboots: int, cooling_below: Optional[float] = None) -> Report:
     """The diagnostic status of one servo (``goal``: its commanded goal in rad; ``motion``: how the
-    temperature policy treats it)."""
+    temperature policy treats it; ``cooling_below``: overheated, its reboot waits until it is cooler)."""
     servo = h.servo
     words = hardware_error_words(h.hardware_error)
     level, reasons = OK, []
@@ -62,6 +62,9 @@ def servo_report(h: ServoHealth, limits: Thresholds, port: str, goal: float, mot
             action = f"rebooted ({h.reboots} of {max_reboots}), waiting for it"
         elif h.reboots >= max_reboots:
             action = f"not rebooting: {h.reboots} reboots used" if max_reboots else "automatic reboot off"
+        elif cooling_below is not None:
+            action = (f"torque off by the servo, waiting to cool below {cooling_below:g} C before reboot "
+                      f"{h.reboots + 1} of {max_reboots}")
         else:
             action = f"reboot {h.reboots + 1} of {max_reboots} in {max(0.0, h.retry.due - now):.1f} s"
         flag(ERROR, f"hardware error: {', '.join(words) or h.problem}; not driven; {action}")

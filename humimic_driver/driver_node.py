@@ -60,7 +60,8 @@ class DriverNode(Node):
         config = load_robot_config(robot_config or paths.config_file("robot_face.yaml"))
         bus_config = dataclasses.replace(config.bus, port=port or config.bus.port,
                                          baud_rate=baud or config.bus.baud_rate)
-        self._driver = ServoDriver(ServoBus(config.servos, bus_config), settings, self._now_ns())
+        self._driver = ServoDriver(ServoBus(config.servos, bus_config), settings, self._now_ns(),
+                                   caps=config.motion_caps(settings.max_velocity, settings.max_acceleration))
         self._read_budget_s = READ_BUDGET / state_rate
         self._joints = [s.joint for s in config.servos]
         self._states = self.create_publisher(JointState, "/joint_states", RELIABLE_QOS)
@@ -95,8 +96,11 @@ class DriverNode(Node):
     def _on_state_timer(self) -> None:
         neutral = self._driver.watchdog(self._now_ns())
         if neutral is not None:
-            self.get_logger().info("no /joint_commands: moved to neutral")
+            self.get_logger().info(f"no /joint_commands for {self._driver.settings.command_timeout:g} s: "
+                                   f"gliding to neutral at {self._driver.settings.neutral_velocity:g} rad/s")
             self._publish_goals(neutral, self.get_clock().now().to_msg())
+        else:
+            self._driver.follow()  # setpoints still on their way (not published: /driver/written_goals is per command)
         states = self._driver.read_state(self._read_budget_s)
         self._log_events()
         if not states:

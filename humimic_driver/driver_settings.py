@@ -28,7 +28,12 @@ class DriverSettings:
     startup_attempts: int = _param(5, "start-ups of one servo while only its replies were missing or corrupt "
                                       "(a busy bus or USB adapter) before it counts as not answering")
     homing_velocity: float = _param(0.5, "rad/s of the slow moves to neutral at start-up, after a recovery "
-                                         "and on shutdown")
+                                         "and on shutdown (the servos' Profile Velocity)")
+    max_velocity: float = _param(3.0, "rad/s cap of every goal written, for joints without a constraints.velocity "
+                                      "entry in the robot config (never above the servo model's limit)")
+    max_acceleration: float = _param(40.0, "rad/s^2 cap of every goal written, for joints without a "
+                                           "constraints.acceleration entry in the robot config")
+    neutral_velocity: float = _param(0.8, "rad/s of the glide to neutral when /joint_commands stop")
     homing_timeout: float = _param(5.0, "s after which a slow move ends even if the joint has not arrived")
     retries: int = _param(DEFAULT_RETRIES, "retries of one-servo transactions (ping, read, write) on timeout "
                                            "or CRC error")
@@ -47,6 +52,8 @@ class DriverSettings:
     reboot_backoff: float = _param(1.0, "s from a hardware error to the reboot; doubles with each reboot "
                                         "of the same servo")
     max_reboots: int = _param(3, "reboots per servo per run; after that it stays off (ERROR diagnostic)")
+    cool_down_temperature: float = _param(60.0, "degC an overheated servo (its overheating error; the servo has "
+                                                "turned its torque off) must cool below before it is rebooted")
     temperature_warn: float = _param(55.0, "degC: WARN diagnostic, and the hot_action applies")
     temperature_error: float = _param(65.0, "degC: ERROR diagnostic (the servo's own limit is higher)")
     hot_action: str = _param("reduce", "what a servo at temperature_warn or above does: reduce (goals pulled "
@@ -58,7 +65,8 @@ class DriverSettings:
     comm_error_error: float = _param(0.25, "failed fraction of a servo's last 200 transactions for ERROR")
 
     def __post_init__(self) -> None:
-        for name in ("command_timeout", "shutdown_timeout", "homing_velocity", "homing_timeout", "stale_after",
+        for name in ("command_timeout", "shutdown_timeout", "homing_velocity", "max_velocity", "max_acceleration",
+                     "neutral_velocity", "homing_timeout", "stale_after",
                      "reping_backoff_min", "reping_backoff_max", "reopen_backoff_min", "reopen_backoff_max"):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"parameter {name} must be > 0, got {getattr(self, name)}")

@@ -12,8 +12,9 @@ open (at most SECONDS): a Ctrl-C that reaches the driver and the emulator togeth
 ``ros2 launch``, leaves the driver its move to neutral and torque-off. SIGTERM stops at once.
 
 Faults (see humimic_driver/fault_injection.py for the commands): ``--fault CMD`` at start,
-``--at SECONDS CMD`` later, or ``--send CMD`` to a running emulator, which listens on an abstract
-UNIX socket named after its link (``control_address()``).
+``--at SECONDS CMD`` later, or ``--send CMD`` to a running emulator, which listens on a UNIX
+socket named after its link (``control_address()``), mode 0600 in a directory only its owner may
+enter (0700), so other local users cannot inject faults.
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ import select
 import signal
 import socket
 import subprocess
+import stat
 import sys
+import tempfile
 import termios
 import time
 import tty
@@ -59,10 +62,46 @@ def _raise_stop(signum: int, frame: object) -> None:
 _LINGER_CHECK_S = 0.1
 
 
-def control_address(link: str | Path) -> str:
-    """The abstract UNIX socket address of the emulator serving ``link``."""
-    digest = hashlib.sha1(str(Path(link).absolute()).encode()).hexdigest()[:20]
-    return f"\0humimic-servo-emulator-{digest}"
+def control_dir() -> Path:
+    """The owner-only directory of the control sockets (``<tmp>/humimic-<uid>``, mode 0700), created
+    if needed; OSError if it exists but belongs to someone else or is not a directory."""
+    path = Path(tempfile.gettempdir()) / f"humimic-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise OSError(f"{path} is not a directory of this user; not putting the control socket there")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+def control_address(link: str | Path) -> Path:
+    """The UNIX socket of the emulator serving ``link``, in control_dir()."""
+    digest = hashlib.sha1(str(Path(link).absolute()).encode()).hexdigest()[:16]
+    return control_dir() / f"emulator-{digest}.sock"  # short: a socket path has at most 107 bytes
+
+
+def bind_control(link: str | Path) -> socket.socket:
+    """A listening control socket for ``link``, created with mode 0600 (a stale one from a killed
+    emulator is replaced); OSError if another emulator serves ``link``."""
+    path = control_address(link)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        if probe.connect_ex(str(path)) == 0:
+            raise OSError(f"another servo emulator serves {link} (control socket {path})")
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    umask = os.umask(0o177)  # created 0600: no moment with wider permissions
+    try:
+        sock.bind(str(path))
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(umask)
+    sock.listen(4)
+    return sock
 
 
 def send_command(link: str | Path, command: str, timeout: float = 5.0) -> str:
@@ -71,7 +110,7 @@ def send_command(link: str | Path, command: str, timeout: float = 5.0) -> str:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
-            sock.connect(control_address(link))
+            sock.connect(str(control_address(link)))
         except OSError as exc:
             raise ConnectionError(f"no servo emulator serving {link}: {exc}") from None
         sock.sendall(command.encode() + b"\n")
@@ -293,7 +332,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     emulator = ServoEmulator(servos_from_config(config.servos, baud), baud, seed=args.seed)
     port = PtyPort(link)
-    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    control: Optional[socket.socket] = None
     server: Optional[Server] = None
 
     def on_sigint(signum: int, frame: object) -> None:
@@ -304,8 +343,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        control.bind(control_address(link))
-        control.listen(4)
+        control = bind_control(link)
         port.plug()
         server = Server(emulator, port, control, schedule)
         for text in args.fault:
@@ -323,7 +361,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         port.close()
-        control.close()
+        if control is not None:
+            with contextlib.suppress(OSError):
+                Path(control.getsockname()).unlink()
+            control.close()
     return 0
 
 

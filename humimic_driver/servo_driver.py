@@ -14,18 +14,22 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from humimic_core.robot_config import Servo
+from humimic_core.robot_config import MotionCaps, Servo, motion_caps
 from humimic_driver.bus import (ARRIVED_TICKS, HARDWARE_ERROR, HEALTH, BusError, LinkError, ServoBus, ServoError,
                                 ServoReading, decode_health, velocity_units)
-from humimic_driver.control_tables import RAD_PER_TICK, hardware_error_words
+from humimic_driver.control_tables import HW_OVERHEATING, RAD_PER_TICK, hardware_error_words
 from humimic_driver.diagnostics import Report, bus_report, servo_report
 from humimic_driver.driver_settings import DriverSettings
+from humimic_driver.motion_limits import SetpointLimiter
+from humimic_driver.scan import id_ranges
 from humimic_driver.servo_health import ACTIVE, FAULT, REBOOTING, STALE, Backoff, ServoHealth
 
 #: Commands whose latency (command stamp -> bus write) is kept for the percentiles.
 LATENCY_WINDOW = 300
+#: Latencies outside this range (s) come from absurd stamps (1970, another clock): counted, not kept.
+LATENCY_RANGE_S = (0.0, 10.0)
 #: A hot servo cools down (leaves the temperature policy) this many degrees below temperature_warn.
 HOT_HYSTERESIS_C = 2.0
 #: Wait after a reboot instruction before pinging the servo again (s).
@@ -34,6 +38,8 @@ REBOOT_WAIT_S = 0.3
 MIN_FAILED_READS = 3
 #: Seconds between start-up attempts of a servo whose replies were lost.
 STARTUP_PAUSE_S = 0.1
+#: Seconds between looks at the temperature of an overheated servo waiting to cool down.
+COOLING_CHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -53,22 +59,27 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 
 class ServoDriver:
-    """Holds one goal per joint, writes them on every command (one sync write) to the servos that
-    are active, reads states and health, and nurses faulty servos and a lost port back."""
+    """Holds one goal per joint and a setpoint that follows it within the joint's speed caps (``caps``:
+    default ``settings.max_velocity`` / ``max_acceleration`` for every joint); writes the setpoints on
+    every command and, while they move, on ``follow()`` (one sync write) to the servos that are
+    active; reads states and health, and nurses faulty servos and a lost port back."""
 
     def __init__(self, bus: ServoBus, settings: DriverSettings, now_ns: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, caps: Optional[Mapping[str, MotionCaps]] = None) -> None:
         self.bus = bus
         self.settings = settings
         self.clock = clock
         self.goals: Dict[str, float] = {s.joint: s.neutral for s in bus.servos}
         now = clock()
+        caps = caps or motion_caps(bus.servos, settings.max_velocity, settings.max_acceleration)
+        self.limiter = SetpointLimiter(caps, {s.joint: (s.min, s.max) for s in bus.servos}, self.goals, now)
         self.health: Dict[str, ServoHealth] = {
             s.joint: ServoHealth(s, Backoff(settings.reping_backoff_min, settings.reping_backoff_max), since=now)
             for s in bus.servos}
         self.events: List[Tuple[str, str]] = []  # (severity: info | warn | error, message) for the node to log
         self.connected = False
         self.writes = self.reads = self.disconnects = 0
+        self.rejected_commands = self.rejected_latencies = 0
         self.last_error = ""
         self._reopen = Backoff(settings.reopen_backoff_min, settings.reopen_backoff_max)
         self._last_command_ns = now_ns
@@ -90,6 +101,12 @@ class ServoDriver:
         if warning:
             self._event("warn", warning)
         self.connected = True
+        silence = self._nobody_answers()
+        if silence:
+            if self.settings.require_all_servos:
+                self.bus.close()
+                raise BusError(silence)
+            self._event("error", silence)
         problems = []
         for h in self.health.values():
             try:
@@ -106,6 +123,20 @@ class ServoDriver:
         if problems:
             self.bus.close()
             raise BusError("servo bus start-up failed: " + "; ".join(problems))
+
+    def _nobody_answers(self) -> str:
+        """One ping to every servo: '' if any answers, else what was tried and what to do."""
+        for servo in self.bus.servos:
+            try:
+                self.bus.ping(servo)
+                return ""
+            except ServoError as exc:
+                if not exc.no_reply:
+                    return ""  # it answered, with an error: start-up names it
+        port = self.bus.port_name
+        return (f"no servo answers on {port} at {self.bus.link.baud} baud (pinged IDs "
+                f"{id_ranges([s.id for s in self.bus.servos])}, {1 + self.bus.retries} tries each): check the power "
+                f"and the cable, and the baud rate: `humimic-scan --port {port}` pings every ID at every baud rate")
 
     def _start_servo(self, h: ServoHealth) -> None:
         """_configure, started over after STARTUP_PAUSE_S while the servo's replies were only missing or
@@ -124,36 +155,58 @@ class ServoDriver:
 
     def command(self, names: Sequence[str], positions: Sequence[float], stamp_ns: int,
                 now_ns: int) -> Optional[Written]:
-        """Merge a (partial) joint command into the goals and write them to the active servos.
+        """Merge a (partial) joint command into the goals and write the setpoints to the active servos.
 
         Unknown names are ignored (reported in ``Written.unknown``); a non-finite position leaves
-        that joint's goal unchanged. None when nothing could be written (port lost, no servo
-        active). ValueError if names and positions differ in length.
+        that joint's goal unchanged. Only a command with a finite position for a known joint counts
+        (feeds the watchdog); any other is counted in ``rejected_commands`` and raises ValueError
+        saying why, as do names and positions of different lengths. None when nothing could be
+        written (port lost, no servo active).
         """
         if len(names) != len(positions):
+            self.rejected_commands += 1
             raise ValueError(f"joint command has {len(names)} names but {len(positions)} positions")
-        unknown = []
-        for name, value in zip(names, positions):
-            if name not in self.goals:
-                unknown.append(name)
-            elif math.isfinite(value):
-                self.goals[name] = self.bus.servo(name).clamp(float(value))
+        known = [(n, float(v)) for n, v in zip(names, positions) if n in self.goals]
+        unknown = [n for n in names if n not in self.goals]
+        valid = [(n, v) for n, v in known if math.isfinite(v)]
+        if not valid:
+            self.rejected_commands += 1
+            what = "no joints" if not names else ("no joint of this robot" if not known else "no finite position")
+            raise ValueError(f"joint command with {what} (names: {', '.join(names[:5]) or 'none'}): not a command")
+        for name, value in valid:
+            self.goals[name] = self.bus.servo(name).clamp(value)
         self._last_command_ns = now_ns
         self._neutral_sent = False
+        self.limiter.slower.clear()
         written = self._write_goals()
         if written is None:
             return None
-        self._latencies.append((now_ns - stamp_ns) * 1e-9)
+        latency = (now_ns - stamp_ns) * 1e-9
+        if LATENCY_RANGE_S[0] <= latency <= LATENCY_RANGE_S[1]:
+            self._latencies.append(latency)
+        else:
+            self.rejected_latencies += 1
         return Written(written, unknown)
 
     def watchdog(self, now_ns: int) -> Optional[Dict[str, float]]:
-        """Once per silence of command_timeout: goals back to neutral; the goals written, else None."""
+        """Once per silence of command_timeout: goals back to neutral, glided to at neutral_velocity
+        (``follow()`` continues the glide); the setpoints written, else None."""
         if self._neutral_sent or now_ns - self._last_command_ns <= self.settings.command_timeout * 1e9:
             return None
         self.goals = {s.joint: s.neutral for s in self.bus.servos}
+        self.limiter.slower = {j: self.settings.neutral_velocity for j in self.goals}
         written = self._write_goals()
         self._neutral_sent = written is not None
         return written
+
+    def follow(self) -> Optional[Dict[str, float]]:
+        """Setpoints that have not reached their goals yet moved on and written (the state timer calls
+        this); the setpoints written, else None (all there, or nothing written)."""
+        targets = {j: self.target(j) for j, h in self.health.items() if h.mode == ACTIVE}
+        if self.limiter.arrived(targets):
+            self.limiter.advance(targets, self.clock())  # keeps its time current: no motion banked while idle
+            return None
+        return self._write_goals()
 
     def motion(self, joint: str) -> str:
         """How the temperature policy treats a joint: full, reduced xS, or neutral."""
@@ -178,7 +231,7 @@ class ServoDriver:
         if not targets:
             return None
         try:
-            written = self.bus.write_goals(targets)
+            written = self.bus.write_goals(self.limiter.advance(targets, self.clock()))
         except LinkError as exc:
             self._lost(exc)
             return None
@@ -269,10 +322,11 @@ class ServoDriver:
             return False
         h.hot = hot
         joint = h.servo.joint
+        driven = "motion " + self.motion(joint) if h.mode == ACTIVE else f"not driven ({h.mode})"
         if hot:
-            self._event("warn", f"{joint} at {h.temperature:.0f} C (>= {warn:g}): motion {self.motion(joint)}")
+            self._event("warn", f"{joint} at {h.temperature:.0f} C (>= {warn:g}): {driven}")
         else:
-            self._event("info", f"{joint} cooled to {h.temperature:.0f} C: full motion")
+            self._event("info", f"{joint} cooled to {h.temperature:.0f} C: {driven}")
         return self.settings.hot_action != "none"
 
     def _check_alerts(self, now: float) -> None:
@@ -301,7 +355,7 @@ class ServoDriver:
                           for goal in (h.homing_goal, self.target(h.servo.joint)))
             if arrived or now >= h.homing_until:
                 try:
-                    self.bus.write(h.servo, "profile_velocity", velocity_units(h.servo, h.servo.profile_velocity))
+                    self.bus.write(h.servo, "profile_velocity", velocity_units(h.servo, self._profile(h.servo)[0]))
                     h.homing_until = None
                 except ServoError as exc:
                     self._comm_problem(h, exc)
@@ -315,9 +369,17 @@ class ServoDriver:
         h.retry.reset(now, delay)
         if self.settings.reboot_on_hardware_error and h.reboots < self.settings.max_reboots:
             plan = f"reboot {h.reboots + 1} of {self.settings.max_reboots} in {delay:.1f} s"
+            if self.too_hot(h):
+                plan = (f"torque off by the servo; reboot {h.reboots + 1} of {self.settings.max_reboots} once it has "
+                        f"cooled below {self.settings.cool_down_temperature:g} C")
         else:
             plan = "not rebooting (limit reached)" if self.settings.reboot_on_hardware_error else "automatic reboot off"
         self._event("error", f"{h.servo.joint} (ID {h.servo.id}): hardware error {h.problem}; {plan}")
+
+    def too_hot(self, h: ServoHealth) -> bool:
+        """An overheating error whose servo has not cooled below cool_down_temperature yet (or whose
+        temperature is unknown)."""
+        return bool(h.hardware_error & HW_OVERHEATING) and not h.temperature < self.settings.cool_down_temperature
 
     def _mark_stale(self, h: ServoHealth, problem: str) -> None:
         now = self.clock()
@@ -330,6 +392,9 @@ class ServoDriver:
         now = self.clock()
         if h.mode == FAULT:
             if self.settings.reboot_on_hardware_error and h.reboots < self.settings.max_reboots:
+                if self.too_hot(h):  # a reboot would not hold: the servo would switch itself off again
+                    h.retry.reset(now, COOLING_CHECK_S)
+                    return
                 try:
                     self.bus.reboot(h.servo)
                 except ServoError as exc:
@@ -370,8 +435,18 @@ class ServoDriver:
         not there yet (until it arrives), else at its configured profile velocity."""
         servo, goal = h.servo, self.target(h.servo.joint)
         slow = abs(self.bus.present_position(servo) - goal) > ARRIVED_TICKS * RAD_PER_TICK
-        self.bus.configure(servo, goal, self.settings.homing_velocity if slow else servo.profile_velocity)
+        velocity, acceleration = self._profile(servo)
+        self.bus.configure(servo, goal, min(self.settings.homing_velocity, velocity) if slow else velocity,
+                           acceleration)
+        self.limiter.reset(servo.joint, goal)
         h.homing_until, h.homing_goal = (self.clock() + self.settings.homing_timeout, goal) if slow else (None, goal)
+
+    def _profile(self, servo: Servo) -> Tuple[float, float]:
+        """(Profile Velocity, Profile Acceleration) the servo keeps to: its configured ones (0 = none),
+        at most the joint's caps, so the firmware enforces the caps too."""
+        cap = self.limiter.caps[servo.joint]
+        return (min(servo.profile_velocity or math.inf, cap.velocity),
+                min(servo.profile_acceleration or math.inf, cap.acceleration))
 
     def _comm_problem(self, h: ServoHealth, exc: BusError) -> None:
         h.problem = str(exc)
@@ -421,12 +496,14 @@ class ServoDriver:
             "comm_errors": str(sum(h.failures for h in healths)), "disconnects": str(self.disconnects),
             "latency_p50_ms": f"{percentile(ordered, 50) * 1e3:.2f}",
             "latency_p99_ms": f"{percentile(ordered, 99) * 1e3:.2f}",
-            "latency_samples": str(len(ordered)), "last_error": self.last_error,
+            "latency_samples": str(len(ordered)), "latency_rejected": str(self.rejected_latencies),
+            "rejected_commands": str(self.rejected_commands), "last_error": self.last_error,
         }
         reports = [bus_report(self.bus.port_name, self.bus.link.baud, self.connected, self.last_error, values,
                               healths)]
         reports += [servo_report(h, self.settings.thresholds, self.bus.port_name, self.goals[j], self.motion(j), now,
-                                 self.settings.max_reboots if self.settings.reboot_on_hardware_error else 0)
+                                 self.settings.max_reboots if self.settings.reboot_on_hardware_error else 0,
+                                 self.settings.cool_down_temperature if self.too_hot(h) else None)
                     for j, h in self.health.items()]
         return reports
 

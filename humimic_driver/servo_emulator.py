@@ -8,7 +8,8 @@ delay (register 9) and the reply's time on the wire, one after the other.
 
 What the firmware does and this emulates: EEPROM registers locked while torque is on; a goal
 outside the position limit registers refused (data limit error) and motion kept inside them;
-profile velocity (or the velocity limit) as speed; present current from the position error;
+a trapezoidal profile toward the goal at the profile velocity (or the velocity limit) and profile
+acceleration (none when 0), braking to stop at the goal; present current from the position error;
 temperature, input voltage and hardware error bits (overheating above the temperature limit,
 input voltage outside the voltage limits, injected overload / electrical shock / encoder errors),
 torque dropping for the bits in the Shutdown register, the alert bit (0x80) in every status
@@ -25,11 +26,14 @@ from humimic_core.robot_config import Servo
 from humimic_driver import protocol as p
 from humimic_driver.control_tables import (BAUD_CODES, RETURN_DELAY_UNIT_S, TICKS_PER_REV, VOLTS_PER_UNIT,
                                            HW_INPUT_VOLTAGE, HW_OVERHEATING, ModelSpec, Register, model)
+from humimic_driver.motion_limits import STEP_S, steps_until, trapezoid_step
 
 #: A partly received packet is dropped after this much silence on the bus (s).
 RX_SILENCE_RESET_S = 0.05
 #: Ticks per second for one unit (0.229 rev/min) of the velocity registers.
 TICKS_S_PER_VELOCITY_UNIT = 0.229 / 60.0 * TICKS_PER_REV
+#: Ticks per second squared for one unit (214.577 rev/min^2) of the Profile Acceleration register.
+TICKS_S2_PER_ACCELERATION_UNIT = 214.577 / 3600.0 * TICKS_PER_REV
 #: A rebooted (or re-powered) servo answers nothing for this long (s).
 BOOT_TIME_S = 0.1
 #: Present current units per tick of position error while torque is on.
@@ -57,7 +61,8 @@ class EmulatedServo:
         self.voltage = self.spec.defaults["present_input_voltage"] * VOLTS_PER_UNIT
         self.injected_errors = 0  # hardware error bits forced by a fault (overload, shock, encoder)
         self._heating: Optional[Tuple[float, float, float]] = None  # (start time, start temp, degC per s)
-        self._position = float(position)
+        self._position = float(position)  # ticks, and the profile's velocity (ticks/s)
+        self._velocity = 0.0
         self._last_update: Optional[float] = None
         self._boot_until = -math.inf
         self._reset_ram()
@@ -150,30 +155,32 @@ class EmulatedServo:
 
     def update(self, now: float) -> None:
         """Advance temperature, hardware errors and motion to time ``now`` (seconds, monotonic)."""
-        last, self._last_update = self._last_update, now
-        dt = 0.0 if last is None else max(0.0, now - last)
+        if self._last_update is None:
+            self._last_update = now
+        steps = steps_until(self._last_update, now, math.inf)
+        self._last_update += steps * STEP_S
         self._update_temperature(now)
         self._update_errors()
         if not self.torque:
+            self._velocity = 0.0
             for name in ("present_velocity", "present_current", "moving"):
                 self.set(name, 0)
             return
         lo, hi = self.get("min_position_limit"), self.get("max_position_limit")
         target = float(min(hi, max(lo, self.get("goal_position"))))
-        error = target - self._position
         units = self.get("profile_velocity") or self.get("velocity_limit")
-        speed = units * TICKS_S_PER_VELOCITY_UNIT if units else math.inf
-        step = speed * dt
-        if abs(error) <= step:
-            self._position = target
-        else:
-            self._position += math.copysign(step, error)
-        moving = self._position != target
+        acceleration = self.get("profile_acceleration")
+        vmax = units * TICKS_S_PER_VELOCITY_UNIT
+        amax = acceleration * TICKS_S2_PER_ACCELERATION_UNIT if acceleration else math.inf
+        for _ in range(steps):  # the firmware's trapezoidal profile toward the goal
+            if self._position == target and self._velocity == 0.0:
+                break
+            self._position, self._velocity = trapezoid_step(self._position, self._velocity, target, vmax, amax)
         limit = self.get("current_limit")
         self.set("present_position", round(self._position))
-        self.set("present_velocity", int(math.copysign(units, error)) if moving else 0)
+        self.set("present_velocity", round(self._velocity / TICKS_S_PER_VELOCITY_UNIT))
         self.set("present_current", max(-limit, min(limit, round(CURRENT_PER_TICK * (target - self._position)))))
-        self.set("moving", int(moving))
+        self.set("moving", int(self._position != target or self._velocity != 0.0))
 
     def _update_temperature(self, now: float) -> None:
         if self._heating is not None:

@@ -16,9 +16,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 import cv2
+import numpy as np
 from tqdm import tqdm
 
 from humimic_experiments.describe import describe
@@ -29,8 +30,11 @@ DATASET_FILE = "dataset.jsonl"
 
 
 def export_dataset(recording: str | Path, out: str | Path, levels: int = 5, threshold: float = 0.5,
-                   words: bool = False, jpeg_quality: int = 95) -> int:
-    """Write images/ and dataset.jsonl into `out`; returns the number of records."""
+                   words: bool = False, jpeg_quality: int = 95,
+                   frames: Optional[Iterable[Tuple[int, np.ndarray]]] = None) -> int:
+    """Write images/ and dataset.jsonl into `out`; returns the number of records. The images are the
+    recording's /camera/image_raw, or `frames` ((stamp ns, BGR image) of its frames, e.g. decoded
+    again from the video) when the recording holds none."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     session = load_session(recording)
@@ -40,7 +44,8 @@ def export_dataset(recording: str | Path, out: str | Path, levels: int = 5, thre
     poses = dict(session.head_pose)
     count = 0
     with open(out / DATASET_FILE, "w") as jsonl:
-        for _, stamp, img in tqdm(session.frames_of(), total=len(session.frames), desc="dataset", unit="frame"):
+        images = ((stamp, img) for _, stamp, img in session.frames_of()) if frames is None else frames
+        for stamp, img in tqdm(images, total=len(session.frames) or None, desc="dataset", unit="frame"):
             face = aus.get(stamp)
             if not face:
                 continue

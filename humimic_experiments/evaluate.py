@@ -169,6 +169,14 @@ def load_pairing(path: str | Path, config: RobotConfig, mirror: bool) -> Pairing
     return Pairing(pairs, float(lag), {k: float(v) for k, v in blinks.items()}, tuple(each_joint))
 
 
+def pairing_for(params_file: str | Path, config: RobotConfig,
+                pairing_file: Optional[str | Path] = None) -> Tuple[Pairing, bool]:
+    """(the pairing, mirrored or not) for the retarget node's settings in a params file."""
+    settings = retarget_settings(node_parameters(params_file, "retarget"))
+    mirror = config.mapping.mirror if settings.mirror is None else bool(settings.mirror)
+    return load_pairing(pairing_file or config_file("fidelity.yaml"), config, mirror), mirror
+
+
 def measure(recording: Recording, pairing: Pairing, config: RobotConfig) -> Tuple[Dict[str, object], kinematic.Segments]:
     """(the clip's figures, its pair segments for pooling) of a loaded recording."""
     signals = kinematic.geometry(recording.points, recording.rotations)
@@ -245,9 +253,7 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
     out = Path(out)
     params_file = Path(params_file or config_file("humimic.yaml"))
     config = config or load_robot_config(config_file("robot_face.yaml"))
-    settings = retarget_settings(node_parameters(params_file, "retarget"))
-    mirror = config.mapping.mirror if settings.mirror is None else bool(settings.mirror)
-    pairing = load_pairing(pairing_file or config_file("fidelity.yaml"), config, mirror)
+    pairing, mirror = pairing_for(params_file, config, pairing_file)
     clips = []
     for spec in specs:
         clip = resolve_clip(spec)

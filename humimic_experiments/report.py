@@ -96,6 +96,7 @@ def plot_curves(session: Session, config: RobotConfig, path: Path) -> None:
 
     pairs = channel_joint_pairs(config)
     human = session.human_curves()
+    forecast = session.curves("/face/forecast")
     states = session.curves("/joint_states", by="arrival")
     t0 = session.frames[0][0] * 1e-9 if session.frames else 0.0
     fig, axes = plt.subplots(len(pairs), 1, figsize=(12, 1.8 * len(pairs) + 1), sharex=True, squeeze=False)
@@ -103,6 +104,9 @@ def plot_curves(session: Session, config: RobotConfig, path: Path) -> None:
         if channel in human:
             t, v = human[channel]
             ax.plot(t - t0, v, color="tab:blue", linewidth=0.9, label=f"human {channel}")
+        if channel in forecast:
+            t, v = forecast[channel]
+            ax.plot(t - t0, v, color="tab:blue", linewidth=0.9, linestyle="--", label=f"forecast {channel}")
         ax.set_ylabel(channel, color="tab:blue")
         twin = ax.twinx()
         if joint in states:
@@ -110,7 +114,8 @@ def plot_curves(session: Session, config: RobotConfig, path: Path) -> None:
             twin.plot(t - t0, v, color="tab:red", linewidth=0.9, label=f"robot {joint}")
         twin.set_ylabel(f"{joint} (rad)", color="tab:red", fontsize=8)
     axes[-1, 0].set_xlabel("time (s)")
-    fig.suptitle("human channel (blue, AU 0-5 or head angle rad) vs the robot joint it drives (red, /joint_states)")
+    fig.suptitle("human channel (blue, AU 0-5 or head angle rad; dashed: /face/forecast) vs the robot joint it "
+                 "drives (red, /joint_states)")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

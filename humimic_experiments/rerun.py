@@ -8,7 +8,8 @@ by rosbags (zeroed padding), the landmark backend runs single-threaded, and the 
 smoothing is timed by the frame stamps.
 
 The retargeter gets every setting of the retarget node's parameters in the params file
-(limits, smoothing, mirror, gains.<channel>), so a re-run moves as the live node would.
+(limits, smoothing, mirror, gains.<channel>, forecast.*), so a re-run moves as the live node would;
+with forecast.enabled the forecast channels go to /face/forecast beside the measured ones.
 
     python -m humimic_experiments.rerun VIDEO_OR_RECORDING --out out/rerun [--params-file F] [--robot-config R]
 """
@@ -34,6 +35,7 @@ from humimic_core.stamps import from_ns
 from humimic_experiments.bag_io import SegmentedBagWriter, deserialize, from_rclpy, read_messages, topic_summary
 from humimic_experiments.metrics import latency_stats
 from humimic_experiments.session import image_array, stamp_ns
+from humimic_retarget.forecast import FORECAST_TOPIC, forecast_settings, make_forecaster
 from humimic_retarget.retargeter import RetargetParams, with_changes
 
 #: Stamp of a video's first frame: a fixed epoch, so re-runs of a video are identical.
@@ -125,6 +127,7 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     perception = FacePerception(landmarks, int(perception_params.get("neutral_frames", 10)), smoothing,
                                 FaceSelector(str(perception_params.get("face_selection", "same"))))
     retargeter = Retargeter(config, retarget_settings(retarget_params))
+    forecaster = make_forecaster(forecast_settings(retarget_params))
     count, frames = recording_frames(source) if source.is_dir() else video_frames(source)
     if start_frame:
         if not 0 < start_frame < (count or start_frame + 1):
@@ -153,7 +156,8 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
                 channels.update(head_yaw=yaw, head_pitch=pitch, head_roll=roll)
                 if result.gaze is not None:
                     channels.update(gaze_yaw=result.gaze.combined[0], gaze_pitch=result.gaze.combined[1])
-            command = retargeter.update(frame.stamp * 1e-9, channels)
+            ahead = channels if forecaster is None else forecaster(frame.stamp * 1e-9, channels)
+            command = retargeter.update(frame.stamp * 1e-9, ahead)
             t2 = time.perf_counter()
             stage_ms["perception"].append((t1 - t0) * 1e3)
             stage_ms["retarget"].append((t2 - t1) * 1e3)
@@ -173,6 +177,9 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
                 if result.gaze is not None:
                     write("/face/gaze", "geometry_msgs/msg/Vector3Stamped", frame.stamp,
                           ros_convert.gaze_msg(result.gaze.combined, header))
+            if forecaster is not None and ahead is not None:
+                write(FORECAST_TOPIC, "sensor_msgs/msg/JointState", frame.stamp,
+                      JointState(header=header, name=list(ahead), position=[float(v) for v in ahead.values()]))
             write("/joint_commands", "sensor_msgs/msg/JointState", frame.stamp,
                   JointState(header=Header(stamp=header.stamp), name=list(command),
                              position=[float(v) for v in command.values()]))

@@ -13,7 +13,7 @@ import numpy as np
 
 from humimic_experiments.bag_io import BagMessage, deserialize, read_messages
 
-JOINT_TOPICS = ("/face/action_units", "/joint_commands", "/driver/written_goals", "/joint_states")
+JOINT_TOPICS = ("/face/action_units", "/face/forecast", "/joint_commands", "/driver/written_goals", "/joint_states")
 
 
 def stamp_ns(msg) -> int:

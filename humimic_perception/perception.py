@@ -5,8 +5,10 @@ Pure (no ROS): the perception node and offline tools feed it BGR frames with the
 when smoothing, the frame's stamp (seconds) as the filters' time, so that a re-run of recorded
 frames gives the same output. A frame counts as "no face" when the backend finds none, its
 landmarks are not finite, or the head pose cannot be fitted; its action units are then empty and
-the filters start afresh with the next face. Smoothed: the AU intensities, the head angles (yaw,
-pitch, roll; the head position is not smoothed) and the gaze angles; the landmarks are not.
+the filters start afresh with the next face. The AUs' neutral face starts again from the
+population prior when the imitated face is a new track (another person). Smoothed: the AU
+intensities, the head angles (yaw, pitch, roll; the head position is not smoothed) and the gaze
+angles; the landmarks are not.
 """
 from __future__ import annotations
 
@@ -109,6 +111,7 @@ class FacePerception:
         self.pose = HeadPoseEstimator()
         self.aus = ActionUnitEstimator(neutral_frames)
         self._filters: Optional[_Filters] = None
+        self._person: Optional[int] = None  # track id of the face whose neutral is estimated
         self.set_smoothing(smoothing)
 
     def set_smoothing(self, smoothing: Optional[Smoothing]) -> None:
@@ -116,7 +119,7 @@ class FacePerception:
         self._filters = _Filters(smoothing) if smoothing is not None else None
 
     def recapture_neutral(self) -> None:
-        """Capture a new neutral face from the next frames (the filters start afresh too)."""
+        """Take the next frames' face as the neutral face (the filters start afresh too)."""
         self.aus.recapture_neutral()
         if self._filters is not None:
             self._filters.reset()
@@ -149,8 +152,12 @@ class FacePerception:
             return self._no_face(result)
         points = back_project(landmarks.points, intrinsics, float(pose.translation[2]))
         t2 = time.perf_counter()
+        person = result.face_ids[result.chosen]
+        if person != self._person:  # another person (a new track): their own neutral, from the prior
+            self.aus.restart()
+            self._person = person
         features = measure(points, pose.rotation)
-        action_units = self.aus.update(features)
+        action_units = self.aus.update(features, head_angles(pose.rotation)[0])
         t3 = time.perf_counter()
         gaze = estimate_gaze(features)
         t4 = time.perf_counter()

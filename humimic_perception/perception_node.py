@@ -14,7 +14,9 @@ y = pitch in radians in the head frame, frame_id "head"), all stamped with the f
 the head pose as TF on /tf (camera optical frame -> "head"; where tf2_msgs is installed: not in
 the PyPI wheels).
 While subscribed: /face/debug_image (if enabled) and /face/mesh_markers (a DELETEALL for a frame
-without a face). While the neutral face is captured (the first neutral_frames faces, again after /face/recapture_neutral) every AU is 0.
+without a face). AUs are relative to the person's neutral face, estimated from the first face on
+(humimic_perception.neutral; it starts again for a new person); /face/recapture_neutral takes the
+next neutral_frames faces as the neutral.
 Intrinsics come from the last /camera/camera_info of the frame's size (a nominal 60 degree pinhole
 until one arrives or when its K is unset). The One-Euro smoothing (smoothing.*) takes the frame
 stamps as its time and can be changed at run time (ros2 param set /face_perception smoothing.gaze.beta 2.0).
@@ -99,7 +101,8 @@ class PerceptionNode(Node):
         }
         policy = declare(self, "face_selection", "same", "which face the robot imitates: largest, central, or "
                                                          "same (the person followed so far)", read_only=True)
-        neutral_frames = declare(self, "neutral_frames", 10, "frames with a face averaged into the neutral face")
+        neutral_frames = declare(self, "neutral_frames", 10, "faces whose median becomes the neutral face after "
+                                                             "/face/recapture_neutral")
         detection = declare(self, "min_detection_confidence", 0.5, "landmark backend: face detection threshold",
                             read_only=True)
         tracking = declare(self, "min_tracking_confidence", 0.5, "landmark backend: face tracking threshold",
@@ -147,8 +150,8 @@ class PerceptionNode(Node):
         self._work = self.create_guard_condition(self.process_next)
         self.create_timer(IDLE_CHECK_PERIOD, self.check_idle, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"face perception with the {backend} backend, smoothing "
-                               f"{'on' if smoothing else 'off'}; capturing the neutral face from the first "
-                               f"{neutral_frames} frames with a face")
+                               f"{'on' if smoothing else 'off'}; the neutral face is estimated from the "
+                               f"first face on")
 
     def _smoothing_values(self, changes: dict) -> dict:
         return {**{n: self.get_parameter(n).value for n in SMOOTHING_PARAMETERS}, **changes}
@@ -253,8 +256,8 @@ class PerceptionNode(Node):
     def on_recapture(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.pipeline.recapture_neutral()
         response.success = True
-        response.message = f"capturing the neutral face from the next {self.pipeline.aus.neutral_frames} " \
-                           f"frames with a face"
+        response.message = f"taking the next {self.pipeline.aus.neutral_frames} frames with a face as the " \
+                           f"neutral face"
         self.get_logger().info(response.message)
         return response
 

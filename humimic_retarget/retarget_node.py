@@ -4,7 +4,9 @@ Gains (``gains.<channel>``), ``mirror``, smoothing and limits are parameters tha
 while it runs; an invalid value is refused with the reason. Frames are timed by their stamps and
 judged lost by their arrival (retarget_stream, stream_time); stamps that do not fit the node's
 clock and jumps of that clock are counted on /diagnostics ("retarget: frame stamps", with the
-latency of the frames) and logged, and the node goes on imitating.
+latency of the frames) and logged, and the node goes on imitating. With ``forecast.enabled`` it
+retargets each frame's channels forecast ``forecast.horizon`` s ahead (humimic_retarget/forecast.py)
+and publishes them on /face/forecast.
 """
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ from rclpy.exceptions import InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Header
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
 from humimic_core.stamps import from_ns, to_ns
+from humimic_retarget.forecast import FORECAST_TOPIC, ForecastSettings, forecast_settings, make_forecaster
 from humimic_retarget.learned_mapping import LearnedModelError
 from humimic_retarget.retarget_stream import Command, RetargetStream
 from humimic_retarget.retargeter import Retargeter, RetargetParams, with_changes
@@ -45,6 +49,15 @@ _DESCRIPTIONS = {
     "face_lost_timeout": "Seconds without valid input before a joint glides to neutral",
     "smoothing": "Time constant (s) of the low-pass on targets of joints without a constraints.smoothing entry; "
                  "0 = off",
+}
+
+
+_FORECAST_DESCRIPTIONS = {
+    "enabled": "Retarget the channels forecast `horizon` s ahead (published on /face/forecast) instead of the "
+               "measured ones; same limits and smoothing",
+    "method": "Forecaster: linear, kalman or learned (humimic_retarget/forecast.py)",
+    "horizon": "Seconds ahead (0-0.5): the pipeline's lag plus transport and servo response",
+    "model": "learned: ONNX model of humimic-forecast-train",
 }
 
 
@@ -71,7 +84,15 @@ class RetargetNode(Node):
                         "of its arrival (further: timing re-anchored)", read_only=True,
             floating_point_range=[FloatingPointRange(from_value=low, to_value=high)])).value
         self.add_on_set_parameters_callback(self.on_set_parameters)
-        self.stream = RetargetStream(self.retargeter, tolerance, 2.0 / rate, self.warn)
+        forecast = ForecastSettings()
+        try:
+            forecaster = make_forecaster(forecast_settings(
+                {f"forecast.{name}": declare(self, f"forecast.{name}", getattr(forecast, name), text, read_only=True)
+                 for name, text in _FORECAST_DESCRIPTIONS.items()}))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.stream = RetargetStream(self.retargeter, tolerance, 2.0 / rate, self.warn, forecaster)
+        self.forecast_pub = self.create_publisher(JointState, FORECAST_TOPIC, RELIABLE_QOS) if forecaster else None
         self._warned: Dict[str, float] = {}
         self._reported = dataclasses.replace(self.stream.time.counts)
         self.publisher = self.create_publisher(JointState, "/joint_commands", RELIABLE_QOS)
@@ -128,6 +149,10 @@ class RetargetNode(Node):
         self.publish(self.stream.clock_jumped(jump.delta.nanoseconds))
 
     def publish(self, commands: List[Command]) -> None:
+        for stamp, channels in self.stream.forecasts:
+            self.forecast_pub.publish(JointState(header=Header(stamp=from_ns(stamp)), name=list(channels),
+                                                 position=list(channels.values())))
+        self.stream.forecasts.clear()
         for stamp, command in commands:
             msg = JointState()
             msg.header.stamp = from_ns(stamp)

@@ -6,8 +6,9 @@ stream on when frames stop. Times are integer nanoseconds of the node's clock.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from humimic_retarget.forecast import Forecaster
 from humimic_retarget.frame_channels import Frame, FrameChannels
 from humimic_retarget.retargeter import Retargeter
 from humimic_retarget.stream_time import StreamTime
@@ -25,8 +26,12 @@ Command = Tuple[int, Dict[str, float]]
 
 class RetargetStream:
     def __init__(self, retargeter: Retargeter, tolerance: float, stall: float = STALL_TIMEOUT,
-                 warn: Callable[[str, str], None] = lambda kind, text: None) -> None:
+                 warn: Callable[[str, str], None] = lambda kind, text: None,
+                 forecaster: Optional[Forecaster] = None) -> None:
         self.retargeter = retargeter
+        self.forecaster = forecaster
+        #: (stamp, forecast channels) of the frames forecast since the owner last took them
+        self.forecasts: List[Tuple[int, Dict[str, float]]] = []
         self.frames = FrameChannels()
         self.time = StreamTime(tolerance, warn)
         self._stall = int(max(stall, STALL_TIMEOUT) * 1e9)
@@ -63,5 +68,13 @@ class RetargetStream:
         return out
 
     def _retarget(self, frames: List[Frame]) -> List[Command]:
-        return [(f.stamp, self.retargeter.update(self.time.frame(f.stamp, int(f.arrival)) * 1e-9, f.channels))
-                for f in frames]
+        out = []
+        for f in frames:
+            t = self.time.frame(f.stamp, int(f.arrival)) * 1e-9
+            channels = f.channels
+            if self.forecaster is not None:
+                channels = self.forecaster(t, channels)
+                if channels is not None:
+                    self.forecasts.append((f.stamp, channels))
+            out.append((f.stamp, self.retargeter.update(t, channels)))
+        return out

@@ -24,11 +24,11 @@ from humimic_retarget.paired_data import jsonl_line
 
 PROTOTYPES: Dict[str, Dict[str, float]] = {
     "neutral": {},
-    "smile": {"AU12": 3.5, "AU25": 1.0, "AU45_L": 1.0, "AU45_R": 1.0},
-    "laugh": {"AU12": 4.5, "AU25": 3.0, "AU26": 2.5, "AU45_L": 2.5, "AU45_R": 2.5},
+    "smile": {"AU12": 3.5, "AU12_L": 3.5, "AU12_R": 3.5, "AU25": 1.0, "AU45_L": 1.0, "AU45_R": 1.0},
+    "laugh": {"AU12": 4.5, "AU12_L": 4.5, "AU12_R": 4.5, "AU25": 3.0, "AU26": 2.5, "AU45_L": 2.5, "AU45_R": 2.5},
     "surprise": {"AU01": 4.0, "AU02": 4.0, "AU05": 3.0, "AU25": 3.0, "AU26": 3.5},
-    "frown": {"AU04": 4.0, "AU15": 1.5, "AU45_L": 1.5, "AU45_R": 1.5},
-    "sad": {"AU01": 2.5, "AU04": 1.5, "AU15": 3.5},
+    "frown": {"AU04": 4.0, "AU15": 1.5, "AU15_L": 1.5, "AU15_R": 1.5, "AU45_L": 1.5, "AU45_R": 1.5},
+    "sad": {"AU01": 2.5, "AU04": 1.5, "AU15": 3.5, "AU15_L": 3.5, "AU15_R": 3.5},
     "mouth_open": {"AU25": 4.0, "AU26": 4.5},
 }
 #: A blink closes both eyes: AU45 and each eye's closure.

@@ -52,7 +52,7 @@ def make_recording(video: Path, out: Path, frames: int = 12) -> List[Dict[str, o
             assert ok, f"{video} has fewer than {frames} frames"
             stamp = 5 * 10**9 + i * FRAME_NS
             face = i % 4 != 3
-            aus = {"AU12": 0.4 * i, "AU26": max(0.0, 5.0 - 0.4 * i)} if face else {}
+            aus = {"AU12": 0.4 * i, "AU12_R": 0.4 * i, "AU26": max(0.0, 5.0 - 0.4 * i)} if face else {}
             command = {"jaw": 0.01 * i, "lip_corner_left": 0.02 * i}
             state = {"jaw": 0.01 * i - 0.005, "lip_corner_left": 0.02 * i - 0.01}
             bag.write("/camera/image_raw", "sensor_msgs/msg/Image", stamp + 1_000_000, _image(stamp, img))

@@ -54,3 +54,13 @@ def test_bad_bus_and_motion_fields_name_the_field(raw, edit, message):
     edit(data)
     with pytest.raises(ConfigError, match=message):
         parse_robot_config(data)
+
+
+def test_motion_caps_take_the_constraints_entry_else_the_default_never_above_the_model(raw):
+    data = copy.deepcopy(raw)
+    data["constraints"]["velocity"] = {"upper_lid_left": 10.0, "neck_yaw": 9.0, "jaw": 2.5}
+    data["constraints"]["acceleration"] = {"upper_lid_left": 200.0}
+    caps = parse_robot_config(data).motion_caps(3.0, 40.0)
+    assert caps["upper_lid_left"] == (10.0, 200.0)  # above the defaults: a fast eyelid
+    assert caps["jaw"] == (2.5, 40.0) and caps["brow_inner_left"] == (3.0, 40.0)
+    assert caps["neck_yaw"].velocity == pytest.approx(200 * 0.229 * 2 * 3.141592653589793 / 60)  # XM430: 4.8 rad/s

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
+import stat
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from dynamixel_sdk import COMM_RX_TIMEOUT, COMM_SUCCESS, GroupSyncRead, GroupSyncWrite, PacketHandler, PortHandler
@@ -13,7 +18,7 @@ from humimic_core.robot_config import load_robot_config
 from humimic_driver import protocol as p
 from humimic_driver.control_tables import HW_INPUT_VOLTAGE, HW_OVERHEATING, HW_OVERLOAD, MODELS
 from humimic_driver.control_tables import X_SERIES_REGISTERS as REG
-from humimic_driver.emulated_bus import emulator_process, main, send_command
+from humimic_driver.emulated_bus import control_address, control_dir, emulator_process, main, send_command
 from humimic_driver.fault_injection import apply_fault
 from humimic_driver.servo_emulator import BOOT_TIME_S, TICKS_S_PER_VELOCITY_UNIT, EmulatedServo, ServoEmulator
 
@@ -225,6 +230,27 @@ def test_emulator_refuses_to_replace_a_regular_file(tmp_path):
         with emulator_process(path):
             pass
     assert path.read_text() == "keep me"
+
+
+def test_control_socket_is_owner_only_in_a_private_directory(monkeypatch, request):
+    tmp = Path(tempfile.mkdtemp(prefix="hm", dir="/tmp"))  # short: socket paths have at most 107 bytes
+    request.addfinalizer(lambda: shutil.rmtree(tmp))
+    monkeypatch.setenv("TMPDIR", str(tmp))  # the emulator's temp dir (a child process)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # and this process's
+    private = tmp / f"humimic-{os.getuid()}"
+    private.mkdir(mode=0o755)  # left too open by someone: tightened
+    link = tmp / "servo_bus"
+    with emulator_process(link):
+        sock = control_address(link)
+        assert sock.parent == private and stat.S_ISSOCK(sock.lstat().st_mode)
+        assert stat.S_IMODE(private.lstat().st_mode) == 0o700
+        assert stat.S_IMODE(sock.lstat().st_mode) == 0o600
+        assert json.loads(send_command(link, "state 1"))["id"] == 1
+    assert not sock.exists()  # removed on exit
+    if os.getuid() == 0:  # a directory another user made for us is refused
+        os.chown(private, 65534, 65534)
+        with pytest.raises(OSError, match="not a directory of this user"):
+            control_dir()
 
 
 def test_sigterm_stops_the_emulator_and_removes_the_link(tmp_path):

@@ -1,6 +1,7 @@
-"""The robot's eyes on real video through the offline re-run (the shipped perception, retargeting and
-robot config): each lid follows its own (mirrored) eye, blinks close the lids in time, wide eyes
-open them. The person's eye closure comes from the landmarks (each eye's lid gap), not from AU45."""
+"""The robot's eyes and lip corners on real video through the offline re-run (the shipped perception,
+retargeting and robot config): each lid follows its own (mirrored) eye, blinks close the lids in
+time, wide eyes open them; each lip corner follows its own (mirrored) side. The person's eye closure
+and lip corner heights come from the landmarks (lid gaps, corner lifts), not from the AUs."""
 from __future__ import annotations
 
 from typing import Dict
@@ -21,12 +22,15 @@ CONFIG = load_robot_config(config_file("robot_face.yaml"))
 LID_OF_EYE = {"R": "upper_lid_left", "L": "upper_lid_right"} if CONFIG.mapping.mirror else \
     {"R": "upper_lid_right", "L": "upper_lid_left"}
 CLOSED = {s.joint: s.max for s in CONFIG.servos}
+CORNER_OF_SIDE = {"R": "lip_corner_left", "L": "lip_corner_right"} if CONFIG.mapping.mirror else \
+    {"R": "lip_corner_right", "L": "lip_corner_left"}
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> Dict[str, Dict[str, np.ndarray]]:
     """Per clip name: the person's closure of each eye ("R", "L": 1 - lid gap / the clip's median
-    gap, NaN without a face) and each joint's command, one row per frame."""
+    gap, NaN without a face), each lip corner's lift ("corner_R", "corner_L": IOD over the clip's
+    median) and each joint's command, one row per frame."""
     cache: Dict[str, Dict[str, np.ndarray]] = {}
 
     def get(name: str) -> Dict[str, np.ndarray]:
@@ -54,13 +58,14 @@ def _eyes_and_joints(bag) -> Dict[str, np.ndarray]:
         else:
             commands[stamp_ns(msg)] = dict(zip(msg.name, msg.position))
     stamps = sorted(commands)
-    gaps = np.full((len(stamps), 2), np.nan)
+    names = ("lid_gap_R", "lid_gap_L", "corner_lift", "corner_tilt")
+    measured = np.full((len(stamps), len(names)), np.nan)
     for i, stamp in enumerate(stamps):
         if stamp in clouds and stamp in poses:
-            features = measure(clouds[stamp], poses[stamp])
-            gaps[i] = features[INDEX["lid_gap_R"]], features[INDEX["lid_gap_L"]]
-    closure = 1.0 - gaps / np.nanmedian(gaps, axis=0)
-    out = {"R": closure[:, 0], "L": closure[:, 1]}
+            measured[i] = measure(clouds[stamp], poses[stamp])[[INDEX[name] for name in names]]
+    closure = 1.0 - measured[:, :2] / np.nanmedian(measured[:, :2], axis=0)
+    lift, tilt = (measured[:, 2:] - np.nanmedian(measured[:, 2:], axis=0)).T
+    out = {"R": closure[:, 0], "L": closure[:, 1], "corner_R": lift + tilt, "corner_L": lift - tilt}
     out.update({joint: np.array([commands[s][joint] for s in stamps]) for joint in CLOSED})
     return out
 
@@ -110,3 +115,19 @@ def test_wide_eyes_open_the_lids_beyond_neutral(clips):
         for frame in (84, 126, 252):
             widest = clip[lid][frame - 6:frame + 7].min()
             assert widest < neutral - 0.15 and widest < typical - 0.05, (lid, frame, widest, typical)
+
+
+def test_each_lip_corner_follows_its_own_side(clips):
+    """expressive_gaze_squint_tongue twists her lips (e.g. 586, 622, 640: her right corner up, her
+    left down): where one corner sits at least 0.04 IOD higher than the other (against their rest),
+    the robot's corner imitating it (the other side's under the mirror) is the higher one (both corners
+    answered one AU12 before: the same angle on both sides)."""
+    clip = clips("expressive_gaze_squint_tongue.mp4")
+    person = clip["corner_R"] - clip["corner_L"]
+    robot = clip[CORNER_OF_SIDE["R"]] - clip[CORNER_OF_SIDE["L"]]
+    twisted = np.abs(np.nan_to_num(person)) > 0.04
+    agree = np.sign(robot[twisted]) == np.sign(person[twisted])
+    assert twisted.sum() >= 20 and agree.mean() >= 0.8, (twisted.sum(), agree.mean())
+    assert np.abs(robot[twisted]).mean() > 0.05, np.abs(robot[twisted]).mean()
+    for frame in (586, 622, 640):
+        assert robot[frame - 2:frame + 6].max() > 0.05, (frame, robot[frame - 2:frame + 6])

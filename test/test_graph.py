@@ -101,7 +101,7 @@ def _bad_input(tmp_path, case):
     args, files, line = BAD_INPUTS[case]
     robot = config_file("robot_face.yaml").read_text()
     edits = {"constraint": robot.replace("\nconstraints:", "\nconstraint:"),
-             "AU62": robot.replace("jaw: {weights: {AU26: 0.07", "jaw: {weights: {AU62: 0.07")}
+             "AU62": robot.replace("jaw: {weights: {AU25: 0.06", "jaw: {weights: {AU62: 0.06")}
     for name, text in files.items():
         path = tmp_path / name
         path.write_text(edits.get(text, text))

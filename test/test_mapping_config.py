@@ -23,9 +23,9 @@ def raw():
 def test_shipped_config_uses_every_mapping_feature():
     config = load_robot_config(config_file("robot_face.yaml"))
     assert config.mapping.mirror is True
-    assert config.mapping["eyes_yaw"].weights == {"gaze_yaw": 1.0}
+    assert config.mapping["eyes_yaw"].weights == {"gaze_yaw": 0.7}
     assert config.mapping["neck_yaw"].weights == {"head_yaw": 1.0}
-    assert config.mapping.curve("AU45_L").points and config.mapping.curve("AU12").deadband > 0
+    assert config.mapping.curve("AU45_L").points and config.mapping.curve("AU12_L").deadband > 0
     assert config.mapping.curve("AU01") == Curve()
     assert {c.name for c in config.constraints.couplings} >= {"left lids never cross", "right lids never cross"}
     assert config.constraints.velocity["neck_yaw"] < 3.0
@@ -77,8 +77,8 @@ def test_sections_are_optional(raw):
 
 def test_channel_vocabulary_and_mirror_image():
     assert all(is_channel(c) for c in ("AU01", "AU45", "AU45_L", "AU45_R", "head_roll", "gaze_pitch"))
-    # names perception never publishes: AU62 has the AU shape, AU12_L is a side perception does not measure
-    assert not any(is_channel(c) for c in ("AU1", "AU62", "AU12_L", "AU12_X", "au12", "head_tilt", "gaze"))
+    # names perception never publishes: AU62 has the AU shape, AU14_L is a side perception does not measure
+    assert not any(is_channel(c) for c in ("AU1", "AU62", "AU14_L", "AU12_X", "au12", "head_tilt", "gaze"))
     assert len(CODES) == 17 and list(CODES) == sorted(CODES) and set(CODES) < set(PUBLISHED)
     assert list(action_units.CODES) == list(CODES)  # perception publishes the owner's vocabulary
     assert channel_range("AU45_L") == (0.0, 5.0) and channel_range("head_yaw") is None
@@ -92,8 +92,8 @@ def test_channel_vocabulary_and_mirror_image():
 @pytest.mark.parametrize("edit, line", [
     (lambda d: d["mapping"]["jaw"]["weights"].update(AU62=0.1),
      "mapping.jaw.weights.AU62: unknown channel, perception never publishes it (did you mean AU26?; known: AU01, "),
-    (lambda d: d["mapping"]["curves"].update(AU12_L={"gain": 2.0}),
-     "mapping.curves.AU12_L: unknown channel, perception never publishes it (did you mean AU12?; known: AU01, "),
+    (lambda d: d["mapping"]["curves"].update(AU14_L={"gain": 2.0}),
+     "mapping.curves.AU14_L: unknown channel, perception never publishes it (did you mean AU45_L?; known: AU01, "),
 ])
 def test_unpublished_channel_is_refused_with_the_known_ones(raw, edit, line):
     data = copy.deepcopy(raw)

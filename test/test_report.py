@@ -27,14 +27,15 @@ def test_report_renders_and_displays(sample_media, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frames"] == 24 and metrics["frames_with_face"] == 18
     assert metrics["latency_from_camera_stamp"]["/joint_commands"]["p50_ms"] == pytest.approx(11.0, abs=0.01)
-    # fidelity through the forward model: the recording's lip corners rise with AU12 while its jaw
-    # closes as AU26 falls, so the robot's expected AU12 follows the human's and its AU26 opposes it
+    # fidelity through the forward model: the recording's lip corner rises with AU12_R while its jaw
+    # closes as AU26 falls, so the robot's expected AU12_R (its mirrored left corner) follows the human's
+    # and its AU26 opposes it
     overall = {r["channel"]: r for r in metrics["fidelity"] if r["segment"] == "all"}
-    assert overall["AU12"]["pearson"] > 0.9 and overall["AU26"]["pearson"] < -0.5
+    assert overall["AU12_R"]["pearson"] > 0.9 and overall["AU26"]["pearson"] < -0.5
     assert {r["segment"] for r in metrics["fidelity"]} == {"all", "part 1/4", "part 2/4", "part 3/4", "part 4/4"}
     printed = {line.split()[0]: line.split()[1:] for line in summary_lines(metrics)}
     assert printed["/joint_commands"][0] == "11"  # p50 ms
-    assert float(printed["AU12"][0]) == pytest.approx(overall["AU12"]["pearson"], abs=1e-3)
+    assert float(printed["AU12_R"][0]) == pytest.approx(overall["AU12_R"]["pearson"], abs=1e-3)
     video = cv2.VideoCapture(str(out / "side_by_side.webm"))
     count = 0
     while True:

@@ -19,7 +19,7 @@ from humimic_retarget.onnx_export import export_onnx, network_to_onnx
 from humimic_retarget.retargeter import Retargeter, RetargetParams
 
 RAW = yaml.safe_load(config_file("robot_face.yaml").read_text())
-CHANNELS = ["AU12", "AU26", "head_yaw"]
+CHANNELS = ["AU12_L", "AU26", "head_yaw"]
 JOINTS = ["jaw", "lip_corner_left", "neck_yaw"]
 
 
@@ -42,16 +42,16 @@ def test_model_drives_its_joints_and_the_weights_the_rest(tmp_path):
     config = config_with_model(path)
     mapping = ExpressionMapping(config)
     assert mapping.model.providers[0] in ort.get_available_providers()
-    frame = {"AU12": 2.0, "AU26": 4.0, "head_yaw": 0.2, "AU01": 3.0}
+    frame = {"AU12_L": 2.0, "AU26": 4.0, "head_yaw": 0.2, "AU01": 3.0}
     targets, valid = mapping(frame)
     t = dict(zip(config.joint_names, targets))
-    # curves apply before the model (AU12 has a 0.3 deadband in the shipped config)
+    # curves apply before the model (AU12_L has a 0.3 deadband in the shipped config)
     expected = net.predict(np.array([[2.0 - 0.3, 4.0, 0.2]]))[0]
     assert [t[j] for j in JOINTS] == pytest.approx(expected.tolist(), abs=1e-5)
     assert t["brow_inner_left"] == pytest.approx(0.07 * 3.0), "joints outside the model keep their weights"
-    _, valid = mapping({"AU12": 2.0, "AU26": float("nan"), "head_yaw": 0.2})
+    _, valid = mapping({"AU12_L": 2.0, "AU26": float("nan"), "head_yaw": 0.2})
     assert not any(valid[config.joint_names.index(j)] for j in JOINTS), "a bad model input invalidates its joints"
-    _, valid = mapping({"AU12": 2.0, "AU26": 1.0})
+    _, valid = mapping({"AU12_L": 2.0, "AU26": 1.0})
     assert not any(valid[config.joint_names.index(j)] for j in JOINTS), "so does a missing one"
     r = Retargeter(config, RetargetParams(smoothing=0.0))
     for k in range(200):

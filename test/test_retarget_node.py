@@ -108,7 +108,8 @@ def test_live_tuning_through_set_parameters(node):
         assert set_params(node, setter, **{"gains.AU26": 1.0})[0].successful
         count = len(jaw)
         stream(node, publisher, {"AU26": 5.0}, 1.0)
-        assert max(jaw[count:]) == pytest.approx(0.35, abs=1e-3), "AU26 5 * 0.07"
+        weight = yaml.safe_load(config_file("robot_face.yaml").read_text())["mapping"]["jaw"]["weights"]["AU26"]
+        assert max(jaw[count:]) == pytest.approx(5.0 * weight, abs=1e-3), "AU26 5 * its jaw weight"
     finally:
         output = stop(proc)
     assert proc.returncode == 0, output
@@ -185,7 +186,7 @@ def test_node_keeps_imitating_through_late_future_and_stepped_back_stamps(node):
     node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: stamps_status.extend(
         s for s in m.status if s.name == "retarget: frame stamps"), RELIABLE_QOS)
     publisher = node.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
-    smile, jaw_open = {"AU12": 4.0}, {"AU26": 5.0}
+    smile, jaw_open = {"AU12_L": 4.0, "AU12_R": 4.0}, {"AU25": 5.0, "AU26": 5.0}
     try:
         deadline = time.time() + 30.0
         while time.time() < deadline and not (publisher.get_subscription_count() and stamps_status):
@@ -262,9 +263,9 @@ def test_node_on_sim_time_follows_a_replay_that_loops(node):
                                               and statuses):
             rclpy.spin_once(node, timeout_sec=0.1)
         assert statuses, stop(proc)
-        replay(1000.0, 1.0, {"AU12": 4.0})
+        replay(1000.0, 1.0, {"AU12_L": 4.0, "AU12_R": 4.0})
         assert commands and commands[-1]["lip_corner_left"] > 0.36
-        replay(1000.0, 1.0, {"AU26": 5.0})       # the replay starts again
+        replay(1000.0, 1.0, {"AU25": 5.0, "AU26": 5.0})       # the replay starts again
         assert commands[-1]["jaw"] > 0.3 and commands[-1]["lip_corner_left"] < 0.01
         replay(1001.0, 2.0, None)                # the replay goes on without faces
         assert commands[-1]["jaw"] == pytest.approx(0.0, abs=1e-9)

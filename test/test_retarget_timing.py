@@ -17,8 +17,8 @@ SEC = 1_000_000_000
 T0 = 1_765_000_000 * SEC          # a node clock of our time (ns)
 FRAME = SEC // 30                 # 30 fps
 TICK = SEC // 50                  # the node's 50 Hz timer
-SMILE = {"AU12": 4.0}
-OPEN = {"AU26": 5.0}
+SMILE = {"AU12_L": 4.0, "AU12_R": 4.0}
+OPEN = {"AU25": 5.0, "AU26": 5.0}  # a mouth wide open: lips apart and the jaw dropped
 NEUTRAL: Dict[str, float] = {}
 LIP, JAW = "lip_corner_left", "jaw"
 

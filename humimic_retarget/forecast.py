@@ -1,0 +1,235 @@
+"""Anticipation: the person's channels forecast ``horizon`` seconds ahead, fed to the retargeter.
+
+The robot trails the person by the pipeline's filtering (perception's One-Euro filters, the
+retargeter's smoothing and acceleration limits), transport and the servos' response. A forecaster
+sees each frame's channels (AUs, per-eye closure, head and gaze angles; humimic_core.channels) at
+its stream time and returns them as they are expected ``horizon`` s later; the retargeter then
+applies the same limits and smoothing to the forecast as to a measurement, so a forecast can never
+move the robot further or faster than a measurement could.
+
+Methods (vectorised over humimic_core.channels.PUBLISHED):
+
+- ``linear``: the slope of a least-squares line over the last WINDOW frames (two: the last
+  step), extrapolated;
+- ``kalman``: the measured value plus the speed of a constant-velocity Kalman filter
+  (white-acceleration process noise, KALMAN_Q times the measurement noise);
+- ``learned``: a ridge or MLP model over LEARNED_DEPTH frames of every channel's history
+  (LearnedForecaster; trained by humimic_experiments.forecast_train, run with ONNX Runtime).
+
+A frame without a face, or a gap of more than MAX_GAP s, restarts the history; action units stay
+in their range (0..5).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from humimic_core.channels import PUBLISHED, channel_range
+
+METHODS = ("linear", "kalman", "learned")
+#: The forecast channels (sensor_msgs/JointState, the measured frame's stamp) beside /face/action_units.
+FORECAST_TOPIC = "/face/forecast"
+#: Frames of the linear method's least-squares line.
+WINDOW = 2
+#: Kalman: process noise (white acceleration, per s^3) over measurement noise.
+KALMAN_Q = 1e4
+#: Seconds between frames beyond which the history restarts.
+MAX_GAP = 0.25
+#: Longest horizon (s) accepted.
+MAX_HORIZON = 0.5
+
+_INDEX = {name: i for i, name in enumerate(PUBLISHED)}
+_LOW = np.array([(channel_range(c) or (-math.inf, math.inf))[0] for c in PUBLISHED])
+_HIGH = np.array([(channel_range(c) or (-math.inf, math.inf))[1] for c in PUBLISHED])
+
+
+@dataclass
+class ForecastSettings:
+    """The retarget node's ``forecast.*`` parameters."""
+
+    enabled: bool = False
+    method: str = "linear"
+    horizon: float = 0.067  # s ahead
+    model: str = ""        # learned: the ONNX model (humimic-forecast-train)
+
+    def validate(self) -> None:
+        """ValueError naming the parameter when a value cannot be used."""
+        if self.method not in METHODS:
+            raise ValueError(f"forecast.method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not (math.isfinite(self.horizon) and 0.0 <= self.horizon <= MAX_HORIZON):
+            raise ValueError(f"forecast.horizon must be seconds in [0, {MAX_HORIZON}], got {self.horizon!r}")
+        if self.enabled and self.method == "learned" and not self.model:
+            raise ValueError("forecast.model: the learned method needs an ONNX model (humimic-forecast-train)")
+
+
+def forecast_settings(values: Mapping[str, object]) -> ForecastSettings:
+    """Settings from parameter values by name (``forecast.enabled`` ...); other names are ignored."""
+    fields = {k[len("forecast."):]: v for k, v in values.items() if k.startswith("forecast.")}
+    settings = ForecastSettings(**{k: v for k, v in fields.items() if k in ForecastSettings.__dataclass_fields__})
+    settings.validate()
+    return settings
+
+
+def to_vector(channels: Mapping[str, float]) -> np.ndarray:
+    """Channels in PUBLISHED order, NaN where absent (names not published are dropped)."""
+    x = np.full(len(PUBLISHED), np.nan)
+    for name, value in channels.items():
+        i = _INDEX.get(name)
+        if i is not None:
+            x[i] = value
+    return x
+
+
+class Forecaster:
+    """Base: a history of the last ``depth`` frames (times, values), restarted by a lost face or a gap."""
+
+    depth = WINDOW
+
+    def __init__(self, horizon: float) -> None:
+        self.horizon = float(horizon)
+        self.times = np.zeros(0)
+        self.values = np.zeros((0, len(PUBLISHED)))
+
+    def reset(self) -> None:
+        self.times, self.values = self.times[:0], self.values[:0]
+
+    def __call__(self, t: float, channels: Optional[Mapping[str, float]]) -> Optional[Dict[str, float]]:
+        """The forecast of a frame's channels at stream time ``t`` (None: no face, passed on)."""
+        if channels is None:
+            self.reset()
+            return None
+        x = to_vector(channels)
+        if self.times.size and not 0.0 < t - self.times[-1] <= MAX_GAP:
+            self.reset()
+        self.times = np.append(self.times[-(self.depth - 1):] if self.depth > 1 else self.times[:0], t)
+        self.values = np.vstack([self.values[-(self.depth - 1):] if self.depth > 1 else self.values[:0], x])
+        ahead = self.predict(x)
+        ahead = np.clip(np.where(np.isfinite(ahead), ahead, x), _LOW, _HIGH)
+        return {name: float(ahead[_INDEX[name]]) if name in _INDEX else value for name, value in channels.items()}
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class LinearForecaster(Forecaster):
+    """Least-squares line over the last WINDOW frames, extrapolated ``horizon`` ahead."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.times.size < 2:
+            return x
+        t = self.times - self.times.mean()
+        v = self.values - self.values.mean(axis=0)
+        slope = (t @ np.nan_to_num(v)) / (t @ t)
+        return x + slope * self.horizon
+
+
+class KalmanForecaster(Forecaster):
+    """The measured value plus the speed of a constant-velocity Kalman filter per channel; one
+    covariance serves every channel (same noise ratio, same steps), so a step is a few vector operations."""
+
+    depth = 1
+
+    def __init__(self, horizon: float, q: float = KALMAN_Q) -> None:
+        super().__init__(horizon)
+        self.q = q
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self._x: Optional[np.ndarray] = None
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        t = self.times[-1]
+        if self._x is None:
+            self._x, self._v, self._t = x.copy(), np.zeros_like(x), t
+            self._p = np.array([[1.0, 0.0], [0.0, 1e4]])
+            return x
+        h, self._t = t - self._t, t
+        f = np.array([[1.0, h], [0.0, 1.0]])
+        p = f @ self._p @ f.T + self.q * np.array([[h ** 3 / 3, h ** 2 / 2], [h ** 2 / 2, h]])
+        gain = p[:, 0] / (p[0, 0] + 1.0)
+        self._p = p - np.outer(gain, p[0])
+        predicted = self._x + self._v * h
+        innovation = x - predicted
+        tracked = np.isfinite(predicted)  # a channel that (re)appears starts from its value, at rest
+        self._x = np.where(tracked, predicted + gain[0] * innovation, x)
+        self._v = np.where(tracked, self._v + gain[1] * innovation, 0.0)
+        return x + self._v * self.horizon  # the measured level: the filter only estimates the speed
+
+
+#: Frames of history the learned model sees (the current one and LEARNED_DEPTH - 1 before it).
+LEARNED_DEPTH = 5
+#: ONNX metadata: the horizon (s) a learned model was trained for, and its history depth.
+HORIZON_KEY, DEPTH_KEY = "humimic.forecast_horizon", "humimic.forecast_depth"
+
+
+def feature_names(depth: int = LEARNED_DEPTH) -> list:
+    """Names of the learned model's inputs: each channel's level, then its extrapolations from k frames back."""
+    return list(PUBLISHED) + [f"{c}@-{k}" for k in range(1, depth) for c in PUBLISHED]
+
+
+class HistoryFeatures(Forecaster):
+    """The learned model's inputs of a frame (``features``): each channel's level and its straight-line
+    extrapolations ``trained_horizon`` ahead from each of the last depth - 1 frames (0 where the history
+    is shorter or a value is missing). Predicts no change; LearnedForecaster adds the model."""
+
+    depth = LEARNED_DEPTH
+
+    def __init__(self, horizon: float, trained_horizon: Optional[float] = None) -> None:
+        super().__init__(horizon)
+        self.trained_horizon = horizon if trained_horizon is None else trained_horizon
+        self.features = np.zeros(len(PUBLISHED) * self.depth)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        c = len(PUBLISHED)
+        out = np.zeros(c * self.depth)
+        out[:c] = x
+        n = self.times.size
+        for k in range(1, min(n, self.depth)):
+            dt = self.times[-1] - self.times[-1 - k]
+            out[c * k:c * (k + 1)] = (x - self.values[-1 - k]) * (self.trained_horizon / dt)
+        self.features = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+        return x
+
+
+class LearnedForecaster(HistoryFeatures):
+    """A trained model (ONNX: features -> change of each channel over its trained horizon), the change
+    scaled to this forecaster's horizon."""
+
+    def __init__(self, horizon: float, model: str) -> None:
+        from humimic_perception.onnx_session import create_session
+
+        try:
+            self.session = create_session(model, "cpu", threads=1)
+        except Exception as exc:  # a missing file, or not an ONNX model: onnx and onnxruntime raise their own
+            raise ValueError(f"forecast.model {model}: cannot load it ({str(exc).splitlines()[0][:200]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            trained, depth = float(meta[HORIZON_KEY]), int(meta[DEPTH_KEY])
+        except (KeyError, ValueError):
+            raise ValueError(f"forecast.model {model}: not a forecast model (no {HORIZON_KEY} / {DEPTH_KEY} "
+                             f"metadata; train one with humimic-forecast-train)") from None
+        if depth != LEARNED_DEPTH or self.session.get_inputs()[0].shape[-1] != len(feature_names()):
+            raise ValueError(f"forecast.model {model}: made for another history ({depth} frames) or other inputs")
+        super().__init__(horizon, trained)
+        self._input = self.session.get_inputs()[0].name
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        super().predict(x)
+        change = self.session.run(None, {self._input: self.features[None].astype(np.float32)})[0][0]
+        return x + change * (self.horizon / self.trained_horizon)
+
+
+def make_forecaster(settings: ForecastSettings) -> Optional[Forecaster]:
+    """The forecaster the settings ask for; None when anticipation is off."""
+    settings.validate()
+    if not settings.enabled:
+        return None
+    if settings.method == "linear":
+        return LinearForecaster(settings.horizon)
+    if settings.method == "kalman":
+        return KalmanForecaster(settings.horizon)
+    return LearnedForecaster(settings.horizon, settings.model)
