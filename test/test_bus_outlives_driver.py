@@ -19,7 +19,8 @@ pytestmark = pytest.mark.timeout(120)
 def test_ctrl_c_to_driver_and_bus_together_leaves_the_servos_safe(tmp_path):
     link = tmp_path / "servo_bus"
     specs = {s.name: s for s in imitation_graph({"serial_port": str(link)}, include_external=False)}
-    emulator_cmd = command(specs["servo_emulator"]) + ["--linger", "10"]
+    emulator_cmd = command(specs["servo_emulator"])
+    assert "--linger" in emulator_cmd  # as the launch file and humimic-run start it
     # both in one process group of their own, like a terminal's job
     emulator = subprocess.Popen(emulator_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 preexec_fn=lambda: os.setpgid(0, 0))

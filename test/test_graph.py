@@ -41,7 +41,8 @@ def test_record_and_camera_arguments():
     specs = by_name(imitation_graph({"record": "/tmp/rec", "camera": "false"}, include_external=False))
     assert "camera" not in specs
     recorder = specs["recorder"]
-    assert recorder.executable == "ros2" and recorder.arguments[:5] == ["bag", "record", "-s", "mcap", "-o"]
+    assert recorder.executable == "ros2" and recorder.arguments[:4] == ["bag", "record", "-s", "mcap"]
+    assert recorder.requires == ("ros2bag", "rosbag2_storage_mcap")  # ros2cli alone records nothing
     assert recorder.fallback.module == "humimic_experiments.record_node"
     with_camera = imitation_graph({"record": "/tmp/rec"}, include_external=False)
     add_camera_subscriber(with_camera)
@@ -172,8 +173,10 @@ def test_launch_file_checks_inputs_before_any_process(monkeypatch):
 
     anything = lambda *a, **k: made.append(a)  # noqa: E731
     stub("launch", LaunchDescription=anything)
-    stub("launch.actions", DeclareLaunchArgument=anything, ExecuteProcess=anything, OpaqueFunction=anything,
-         SetEnvironmentVariable=anything)
+    stub("launch.actions", DeclareLaunchArgument=anything, EmitEvent=anything, ExecuteProcess=anything,
+         LogInfo=anything, OpaqueFunction=anything, RegisterEventHandler=anything, SetEnvironmentVariable=anything)
+    stub("launch.event_handlers", OnProcessExit=anything)
+    stub("launch.events", Shutdown=anything)
     stub("launch.substitutions", LaunchConfiguration=LaunchConfiguration)
     stub("launch_ros")
     stub("launch_ros.actions", Node=anything)
