@@ -148,14 +148,21 @@ class SegmentedBagWriter:
         self.close()
 
 
+#: a segment bag of an older recording: <name>_NNNN
+_OLD_SEGMENT = re.compile(r"_\d{4}$")
+
+
 def segments(path: str | Path) -> List[Path]:
-    """The bag folders of a recording (a segmented folder, or one bag folder), in order."""
+    """The bag folders of a recording (one bag folder, or an older recording's folder of segment
+    bags `<name>_NNNN`), in order. A folder of other bags (a folder of recordings) is none."""
     path = Path(path)
     if (path / "metadata.yaml").is_file():
         return [path]
-    found = sorted(p for p in path.iterdir() if (p / "metadata.yaml").is_file()) if path.is_dir() else []
+    found = sorted(p for p in path.iterdir() if _OLD_SEGMENT.search(p.name) and (p / "metadata.yaml").is_file()) \
+        if path.is_dir() else []
     if not found:
-        raise FileNotFoundError(f"no rosbag2 bag in {path} (expected metadata.yaml in it or its sub-folders)")
+        raise FileNotFoundError(f"no rosbag2 bag in {path} (expected metadata.yaml in it or in <name>_NNNN "
+                                f"sub-folders)")
     return found
 
 

@@ -100,3 +100,17 @@ def test_refuses_to_overwrite_and_bad_arguments(tmp_path):
         SegmentedBagWriter(tmp_path / "other", storage="rosbag1")
     with pytest.raises(FileNotFoundError):
         list(read_messages(tmp_path / "empty_missing"))
+
+
+def test_older_segmented_recordings_are_read_and_a_folder_of_recordings_is_none(tmp_path):
+    old = tmp_path / "old"
+    for i in range(2):  # an older recording: one complete bag per segment
+        with SegmentedBagWriter(old / f"segment_{i:04d}", "mcap", split_seconds=3600.0) as writer:
+            writer.write("/joint_commands", "sensor_msgs/msg/JointState", 1_000_000_000 * (i + 1), joint_state(i))
+    assert segments(old) == [old / "segment_0000", old / "segment_0001"]
+    assert len(list(read_messages(old))) == 2
+    sessions = tmp_path / "sessions"
+    with SegmentedBagWriter(sessions / "s01", "mcap") as writer:
+        writer.write("/joint_commands", "sensor_msgs/msg/JointState", 1_000_000_000, joint_state(0))
+    with pytest.raises(FileNotFoundError):
+        segments(sessions)
