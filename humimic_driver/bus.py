@@ -27,7 +27,7 @@ from dynamixel_sdk import COMM_RX_CORRUPT, COMM_RX_TIMEOUT, GroupSyncRead, Group
 
 from humimic_core.robot_config import BusConfig, Servo
 from humimic_driver import protocol as p
-from humimic_driver.control_tables import (MAX_PROFILE_ACCELERATION, MODEL_BY_NUMBER, POSITION_CONTROL_MODE,
+from humimic_core.control_tables import (MAX_PROFILE_ACCELERATION, MODEL_BY_NUMBER, POSITION_CONTROL_MODE,
                                            RAD_PER_TICK, RAD_S2_PER_ACCELERATION_UNIT, RAD_S_PER_VELOCITY_UNIT,
                                            RETURN_DELAY_UNIT_S, VOLTS_PER_UNIT, X_SERIES_REGISTERS)
 from humimic_driver.serial_link import BusError, LinkError, SerialLink, usb_latency_timer_ms  # errors re-exported

@@ -74,7 +74,7 @@ def robot_expression(session: Session, config: RobotConfig) -> Dict[str, Tuple[n
     """channel -> (times s, values) the robot is expected to show from its achieved joint states
     (the commands in a re-run without servos), through the inverse of the config's mapping."""
     try:
-        from humimic_retarget.forward_model import ForwardModel
+        from humimic_retarget.offline.forward_model import ForwardModel
     except ImportError:
         return {}
     model = ForwardModel.from_config(config)

@@ -33,10 +33,11 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
-from humimic_perception import mesh_refinement, onnx_export
+from humimic_perception import mesh_refinement
+from humimic_perception.export import onnx_export
 from humimic_perception.face_detector import LEFT_EYE, RIGHT_EYE, Detection, FaceDetector, box_iou
 from humimic_perception.landmarks import FaceLandmarks
-from humimic_perception.onnx_export import FACE_DETECTOR, FACE_LANDMARKS
+from humimic_perception.export.onnx_export import FACE_DETECTOR, FACE_LANDMARKS
 from humimic_perception.onnx_session import create_session, input_contract
 
 #: ROI side / longer side of the face box (detection or landmarks).

@@ -1,6 +1,6 @@
 """Imitation pipeline: camera -> face perception -> retarget -> Dynamixel driver (+ emulated bus,
 robot_state_publisher, rviz2, ros2 bag record). Which processes run with which parameters is
-described once, in humimic_core.graph, and shared with the launch-free runner `humimic-run`.
+described once, in humimic_bringup.graph, and shared with the launch-free runner `humimic-run`.
 
     ros2 launch humimic imitate.launch.py [video:=/dev/video0] [sim:=false serial_port:=/dev/ttyUSB0]
                                           [rviz:=true] [record:=~/sessions/s01]
@@ -15,7 +15,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from humimic_core.graph import LAUNCH_ARGUMENTS, fastdds_profile, imitation_graph, validate_inputs
+from humimic_bringup.graph import LAUNCH_ARGUMENTS, fastdds_profile, imitation_graph, validate_inputs
 
 
 def _parameters(spec):

@@ -13,9 +13,9 @@ import pytest
 from humimic_core import paths
 from humimic_core.robot_config import load_robot_config
 from humimic_driver.bus import ServoBus
-from humimic_driver.control_tables import RAD_PER_TICK
+from humimic_core.control_tables import RAD_PER_TICK
 from humimic_driver.diagnostics import ERROR, OK, STALE_LEVEL, WARN
-from humimic_driver.emulated_bus import emulator_process, send_command
+from humimic_driver.sim.emulated_bus import emulator_process, send_command
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver
 from servo_loop import settle

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from humimic_core.graph import (LAUNCH_ARGUMENTS, InputError, add_camera_subscriber, imitation_graph,
+from humimic_bringup.graph import (LAUNCH_ARGUMENTS, InputError, add_camera_subscriber, imitation_graph,
                                 known_parameters, node_parameters, validate_inputs)
 from humimic_core.paths import config_file, share_dir
-from humimic_core.runner import command
+from humimic_bringup.runner import command
 
 
 def by_name(specs):
@@ -125,8 +125,8 @@ def test_good_inputs_pass():
 
 
 @pytest.mark.parametrize("program, cases", [
-    ("humimic_core.runner", sorted(BAD_INPUTS)),
-    ("humimic_core.demo", ["missing video", "misspelt robot config key", "unknown parameter", "missing serial port"]),
+    ("humimic_bringup.runner", sorted(BAD_INPUTS)),
+    ("humimic_bringup.demo", ["missing video", "misspelt robot config key", "unknown parameter", "missing serial port"]),
 ])
 def test_bad_input_ends_the_program_before_start(tmp_path, capsys, program, cases):
     """humimic-run / ./run demo: one line on stderr, exit code 2, nothing started, well under 2 s."""

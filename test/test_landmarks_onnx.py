@@ -25,7 +25,7 @@ from humimic_perception.face_detector import FaceDetector, box_iou, ssd_anchors
 from humimic_perception.landmarks import NUM_LANDMARKS, make_backend
 from humimic_perception.landmarks_onnx import OnnxLandmarks
 from humimic_perception.onnx_cpu_rewrites import optimize_for_cpu
-from humimic_perception.onnx_export import FACE_DETECTOR, FACE_LANDMARKS, export_models, models_dir
+from humimic_perception.export.onnx_export import FACE_DETECTOR, FACE_LANDMARKS, export_models, models_dir
 from humimic_perception.onnx_session import create_session, providers_for
 
 FRAME_TOL_IOD = 0.02

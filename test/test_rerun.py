@@ -39,7 +39,7 @@ def test_rerun_of_a_recording_keeps_its_stamps_and_renders(sample_media, tmp_pat
 def test_rerun_moves_as_the_live_node_with_every_retarget_parameter(sample_media, tmp_path):
     import yaml
 
-    from humimic_core.graph import node_parameters
+    from humimic_bringup.graph import node_parameters
     from humimic_core.paths import config_file
     from humimic_experiments.rerun import retarget_settings
 

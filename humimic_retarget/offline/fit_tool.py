@@ -21,10 +21,10 @@ import numpy as np
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_retarget.fitting import Network, block_split, choose_ridge, fit_mlp, rmse
+from humimic_retarget.offline.fitting import Network, block_split, choose_ridge, fit_mlp, rmse
 from humimic_retarget.learned_mapping import LearnedMapping
-from humimic_retarget.onnx_export import export_onnx
-from humimic_retarget.paired_data import PairedData, load_paired
+from humimic_retarget.offline.onnx_export import export_onnx
+from humimic_retarget.offline.paired_data import PairedData, load_paired
 
 #: A joint whose recorded angle varies less than this (rad, standard deviation) is not fitted.
 MIN_MOTION = 1e-3

@@ -17,9 +17,9 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from humimic_core.graph import add_camera_subscriber, imitation_graph, process_environment
-from humimic_core.monitor_stats import RunRecord
-from humimic_core.runner import INTERRUPTED, Pipeline, argument_parser, launch_values, preflight
+from humimic_bringup.graph import add_camera_subscriber, imitation_graph, process_environment
+from humimic_bringup.monitor_stats import RunRecord
+from humimic_bringup.runner import INTERRUPTED, Pipeline, argument_parser, launch_values, preflight
 
 TOPICS = ("/camera/image_raw", "/face/action_units", "/joint_commands", "/driver/written_goals", "/joint_states")
 #: joints drawn in the picture

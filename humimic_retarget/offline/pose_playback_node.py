@@ -24,8 +24,8 @@ from humimic_core.ros_util import RELIABLE_QOS, declare, matched_subscriber_node
 from humimic_core.stamps import to_ns
 from humimic_core.subscriber_gate import SubscriberGate
 from humimic_retarget.frame_channels import Frame, FrameChannels
-from humimic_retarget.paired_data import jsonl_line
-from humimic_retarget.pose_grid import PlaybackState, PosePlayback, pose_grid
+from humimic_retarget.offline.paired_data import jsonl_line
+from humimic_retarget.offline.pose_grid import PlaybackState, PosePlayback, pose_grid
 
 
 class PosePlaybackNode(Node):

@@ -1,4 +1,4 @@
-"""Start the imitation pipeline without ROS launch: the processes of humimic_core.graph, each a
+"""Start the imitation pipeline without ROS launch: the processes of humimic_bringup.graph, each a
 separate OS process with the same parameter files `imitate.launch.py` uses.
 
 Processes of other ROS packages (robot_state_publisher, rviz2) are started when their
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from humimic_core.graph import (LAUNCH_ARGUMENTS, InputError, ProcessSpec, imitation_graph, process_environment,
+from humimic_bringup.graph import (LAUNCH_ARGUMENTS, InputError, ProcessSpec, imitation_graph, process_environment,
                                  validate_inputs)
 
 #: Seconds a process gets to exit after SIGINT before SIGTERM, then SIGKILL.

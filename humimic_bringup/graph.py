@@ -152,7 +152,7 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
         bus = load_robot_config(robot_config).bus
         arguments = ["--link", str(driver.get("port") or bus.port), "--robot-config", robot_config,
                      "--baud", str(driver.get("baud_rate") or bus.baud_rate)]
-        specs.append(ProcessSpec("servo_emulator", "humimic-servo-emulator", "humimic_driver.emulated_bus",
+        specs.append(ProcessSpec("servo_emulator", "humimic-servo-emulator", "humimic_driver.sim.emulated_bus",
                                  ros_node=False, arguments=arguments))
     if args["record"]:
         from humimic_core.topics import TOPICS
@@ -172,7 +172,7 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
     if parse_bool(args["camera"], "camera"):
         specs.append(node("camera", "humimic_perception.camera_node", "humimic-camera"))
     if include_external:
-        from humimic_core.urdf import robot_urdf
+        from humimic_bringup.urdf import robot_urdf
 
         specs.append(ProcessSpec("robot_state_publisher", "robot_state_publisher", package="robot_state_publisher",
                                  parameters={"robot_description": robot_urdf(load_robot_config(robot_config)),

@@ -17,7 +17,7 @@ import mediapipe
 import onnx
 
 from humimic_core.paths import cache_dir
-from humimic_perception import onnx_mediapipe_ops, tflite_to_onnx
+from humimic_perception.export import onnx_mediapipe_ops, tflite_to_onnx
 
 IMAGE_INPUT = "image"
 
