@@ -15,6 +15,7 @@ import yaml
 
 from humimic_core.channels import PUBLISHED
 from humimic_core.known_keys import unknown, yaml_problem
+from humimic_core.parameters import flatten_parameters, node_parameters
 from humimic_core.paths import config_file, share_dir
 from humimic_core.robot_config import ConfigError, load_robot_config
 
@@ -98,27 +99,6 @@ def _typed(text: str, kind: type, name: str) -> Any:
         except ValueError:
             raise ValueError(f"launch argument {name}: expected an integer, got {text!r}") from None
     return text
-
-
-def _flatten(params: Any) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-
-    def flatten(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                flatten(f"{prefix}{key}.", item)
-        else:
-            out[prefix[:-1]] = value
-
-    flatten("", params or {})
-    return out
-
-
-def node_parameters(params_file: str | Path, node: str) -> Dict[str, Any]:
-    """The `ros__parameters` of one node in a ROS 2 parameter file, nested maps flattened into
-    dotted names as ROS does (smoothing: {enabled: true} -> "smoothing.enabled")."""
-    data = yaml.safe_load(Path(params_file).read_text()) or {}
-    return _flatten((data.get(node) or {}).get("ros__parameters"))
 
 
 def resolve_arguments(values: Mapping[str, str]) -> Dict[str, str]:
@@ -217,7 +197,7 @@ def known_parameters() -> Dict[str, Dict[str, Optional[type]]]:
     shipped = yaml.safe_load(config_file("humimic.yaml").read_text())
     known = {}
     for node, entry in shipped.items():
-        types = {name: type(value) for name, value in _flatten(entry["ros__parameters"]).items()}
+        types = {name: type(value) for name, value in flatten_parameters(entry["ros__parameters"]).items()}
         known[node] = {**types, **EXTRA_PARAMETERS["*"], **EXTRA_PARAMETERS.get(node, {})}
     return known
 
@@ -247,7 +227,7 @@ def check_parameter_file(path: str | Path) -> None:
         if not isinstance(entry, dict) or set(entry) != {"ros__parameters"}:
             raise InputError(f"params_file {path}: {node}: expected only ros__parameters")
         accepted = known.get(node) or {k: v for n in known.values() for k, v in n.items()}
-        for name, value in _flatten(entry["ros__parameters"]).items():
+        for name, value in flatten_parameters(entry["ros__parameters"]).items():
             where = f"{node}.ros__parameters.{name}"
             found, kind = _parameter_type(accepted, name)
             if not found:

@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from humimic_core.processes import STOP_GRACE, interrupt
 from humimic_bringup.graph import (LAUNCH_ARGUMENTS, InputError, ProcessSpec, imitation_graph, process_environment,
                                  validate_inputs)
 
-#: Seconds a process gets to exit after SIGINT before SIGTERM, then SIGKILL.
-STOP_GRACE = 8.0
 #: Seconds the driver waits for the emulator's port to appear.
 PORT_WAIT = 10.0
 #: Seconds the camera waits for the other nodes' topics to be discovered, then for matching.
@@ -36,22 +35,6 @@ BAD_INPUT = 2
 #: node -> topics it publishes that the camera's first frame must reach
 PUBLISHES = {"face_perception": ("/face/action_units",), "retarget": ("/joint_commands",),
              "dynamixel_driver": ("/joint_states", "/driver/written_goals")}
-
-
-def interrupt(proc: subprocess.Popen, grace: float = STOP_GRACE) -> int:
-    """Stop a process as Ctrl-C would (SIGINT: nodes leave hardware safe), then SIGTERM and SIGKILL
-    if it has not exited after ``grace`` and 2 more seconds; its exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            return proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-        try:
-            return proc.wait(2.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.wait()
 
 
 def ros_parameter_value(value) -> str:

@@ -23,7 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from humimic_bringup.graph import node_parameters
+from humimic_core.parameters import node_parameters
 from humimic_core.head_frame import quaternion_to_matrix
 from humimic_core.paths import config_file, media_dir, shared_media_dir
 from humimic_core.robot_config import RobotConfig, load_robot_config

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from humimic_bringup.graph import node_parameters
+from humimic_core.parameters import node_parameters
 from humimic_core.paths import config_file
 from humimic_core.robot_config import RobotConfig, load_robot_config
 from humimic_core.stamps import from_ns

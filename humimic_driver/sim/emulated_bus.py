@@ -34,7 +34,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 from humimic_core import paths
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_bringup.runner import interrupt
+from humimic_core.processes import interrupt
 from humimic_core.control_tables import BAUD_CODES
 from humimic_driver.sim.fault_injection import apply_fault, parse_schedule
 from humimic_driver.sim.servo_emulator import ServoEmulator, servos_from_config
