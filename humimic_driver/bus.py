@@ -30,7 +30,7 @@ from humimic_driver import protocol as p
 from humimic_core.control_tables import (MAX_PROFILE_ACCELERATION, MODEL_BY_NUMBER, POSITION_CONTROL_MODE,
                                            RAD_PER_TICK, RAD_S2_PER_ACCELERATION_UNIT, RAD_S_PER_VELOCITY_UNIT,
                                            RETURN_DELAY_UNIT_S, VOLTS_PER_UNIT, X_SERIES_REGISTERS)
-from humimic_driver.serial_link import BusError, LinkError, SerialLink, usb_latency_timer_ms  # errors re-exported
+from humimic_driver.serial_link import BusError, LinkError, SerialLink, usb_latency_timer_ms  # noqa: F401 (errors re-exported)
 
 _REG = X_SERIES_REGISTERS
 #: A joint counts as arrived within this many ticks of its goal ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import signal
 from typing import Dict, Iterator, Optional
 
@@ -46,13 +47,14 @@ def signals_deferred() -> Iterator[None]:
 class DriverNode(Node):
     def __init__(self) -> None:
         super().__init__("dynamixel_driver")
-        robot_config = declare(self, "robot_config", "", "robot config YAML; '' = the package's config/robot_face.yaml")
-        port = declare(self, "port", "", "serial port of the servo bus; '' = bus.port of the robot config")
-        baud = declare(self, "baud_rate", 0, "bus baud rate; 0 = bus.baud_rate of the robot config")
-        state_rate = declare(self, "state_rate", 50.0, "Hz of sync reads of position/velocity/current -> /joint_states")
-        health_rate = declare(self, "health_rate", 2.0, "Hz of sync reads of voltage, temperature and hardware "
+        fixed = functools.partial(declare, self, read_only=True)  # read once: not settable at run time
+        robot_config = fixed("robot_config", "", "robot config YAML; '' = the package's config/robot_face.yaml")
+        port = fixed("port", "", "serial port of the servo bus; '' = bus.port of the robot config")
+        baud = fixed("baud_rate", 0, "bus baud rate; 0 = bus.baud_rate of the robot config")
+        state_rate = fixed("state_rate", 50.0, "Hz of sync reads of position/velocity/current -> /joint_states")
+        health_rate = fixed("health_rate", 2.0, "Hz of sync reads of voltage, temperature and hardware "
                                                         "error, and of recovery steps (re-ping, reboot)")
-        settings = DriverSettings(**{name: declare(self, name, default, doc)
+        settings = DriverSettings(**{name: fixed(name, default, doc)
                                      for name, (default, doc) in DriverSettings.descriptions().items()})
         for name, value in (("state_rate", state_rate), ("health_rate", health_rate)):
             if value <= 0.0:

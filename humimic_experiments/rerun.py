@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -34,7 +34,7 @@ from humimic_core.stamps import from_ns
 from humimic_experiments.bag_io import SegmentedBagWriter, deserialize, from_rclpy, read_messages, topic_summary
 from humimic_experiments.metrics import latency_stats
 from humimic_experiments.session import image_array, stamp_ns
-from humimic_retarget.retargeter import RetargetParams, with_changes
+from humimic_retarget.retargeter import RetargetParams
 
 #: Stamp of a video's first frame: a fixed epoch, so re-runs of a video are identical.
 VIDEO_EPOCH_NS = 1_700_000_000 * 1_000_000_000
@@ -90,27 +90,21 @@ NOT_BACKEND_OPTIONS = {"backend", "neutral_frames", "publish_debug_image", "face
                        "max_frame_lag"}
 
 
-def retarget_settings(values: Mapping[str, Any]) -> RetargetParams:
-    """The retargeter's settings from the retarget node's parameters (the names the node declares:
-    max_velocity, max_acceleration, neutral_velocity, face_lost_timeout, smoothing, mirror,
-    gains.<channel>; robot_config and rate are not retargeter settings)."""
-    return with_changes(RetargetParams(), values)
-
-
 def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path] = None,
           config: Optional[RobotConfig] = None, backend: Optional[str] = None,
           write_images: bool = True, start_frame: int = 0) -> Dict[str, Any]:
     """Run perception + retargeting on every frame of `source` from `start_frame` on (frames before
     it are skipped, as if the clip began there); returns the metrics written."""
-    from humimic_perception import ros_convert
-    from humimic_perception.intrinsics import Intrinsics
-    from humimic_perception.landmarks import make_backend
-    from humimic_perception.face_selection import FaceSelector
-    from humimic_perception.perception import FacePerception, smoothing_from
-    from humimic_core.head_frame import head_angles
-    from humimic_retarget.retargeter import Retargeter
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Header
+
+    from humimic_core.head_frame import head_angles
+    from humimic_perception import ros_convert
+    from humimic_perception.face_selection import FaceSelector
+    from humimic_perception.intrinsics import Intrinsics
+    from humimic_perception.landmarks import make_backend
+    from humimic_perception.perception import FacePerception, smoothing_from
+    from humimic_retarget.retargeter import Retargeter
 
     source, out = Path(source), Path(out)
     params_file = Path(params_file or config_file("humimic.yaml"))
@@ -124,7 +118,7 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     smoothing = smoothing_from(perception_params) if "smoothing.enabled" in perception_params else None
     perception = FacePerception(landmarks, int(perception_params.get("neutral_frames", 10)), smoothing,
                                 FaceSelector(str(perception_params.get("face_selection", "same"))))
-    retargeter = Retargeter(config, retarget_settings(retarget_params))
+    retargeter = Retargeter(config, RetargetParams.from_parameters(retarget_params))
     count, frames = recording_frames(source) if source.is_dir() else video_frames(source)
     if start_frame:
         if not 0 < start_frame < (count or start_frame + 1):

@@ -10,6 +10,7 @@ folder ends the process (exit 0).
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Optional
 
@@ -34,20 +35,21 @@ BACKPRESSURE_POLL = 0.05
 class CameraNode(Node):
     def __init__(self) -> None:
         super().__init__("camera")
-        source = declare(self, "source", "", 'V4L2 index ("0"), /dev/videoN, a video file or an image folder; '
+        fixed = functools.partial(declare, self, read_only=True)  # read once: not settable at run time
+        source = fixed("source", "", 'V4L2 index ("0"), /dev/videoN, a video file or an image folder; '
                                              '"" = the sample video')
-        self.frame_id = declare(self, "frame_id", "camera_optical_frame", "REP-105 optical frame of the camera")
-        fps = declare(self, "fps", 0.0, "publish rate; 0 = the file's own rate (video) / the camera's or 30 "
+        self.frame_id = fixed("frame_id", "camera_optical_frame", "REP-105 optical frame of the camera")
+        fps = fixed("fps", 0.0, "publish rate; 0 = the file's own rate (video) / the camera's or 30 "
                                         "(camera, images)")
-        self.realtime = declare(self, "realtime", True, "video files: pace at fps (true) or publish the next "
+        self.realtime = fixed("realtime", True, "video files: pace at fps (true) or publish the next "
                                                         "frame when /face/action_units answered the last (false)")
-        loop = declare(self, "loop", False, "video files and image folders: start again at the end")
-        width = declare(self, "width", 0, "V4L2: requested capture width (0 = driver default)")
-        height = declare(self, "height", 0, "V4L2: requested capture height (0 = driver default)")
-        self.hfov = declare(self, "horizontal_fov_deg", 60.0, "horizontal field of view for CameraInfo")
-        min_subscribers = declare(self, "min_subscribers", 1, "nodes subscribed to the camera topics to wait for "
+        loop = fixed("loop", False, "video files and image folders: start again at the end")
+        width = fixed("width", 0, "V4L2: requested capture width (0 = driver default)")
+        height = fixed("height", 0, "V4L2: requested capture height (0 = driver default)")
+        self.hfov = fixed("horizontal_fov_deg", 60.0, "horizontal field of view for CameraInfo")
+        min_subscribers = fixed("min_subscribers", 1, "nodes subscribed to the camera topics to wait for "
                                   "before the first frame (perception, plus a recorder when recording)")
-        subscriber_timeout = declare(self, "subscriber_timeout", 10.0, "seconds to wait for them; then the frames "
+        subscriber_timeout = fixed("subscriber_timeout", 10.0, "seconds to wait for them; then the frames "
                                      "start anyway with a warning")
         try:
             self.source = FrameSource(source, fps=fps, loop=loop, width=width, height=height)

@@ -38,14 +38,20 @@ WARN_PERIOD = 5.0
 #: Range (s) of the stamp_tolerance parameter.
 TOLERANCE_RANGE = (0.01, 3600.0)
 
+#: settable parameter -> (description, range); RetargetParams.validate refuses what the range allows but
+#: the retargeter cannot use (a velocity of 0)
 _DESCRIPTIONS = {
-    "max_velocity": "Velocity limit (rad/s) of joints without a constraints.velocity entry in the robot config",
-    "max_acceleration": "Acceleration limit (rad/s^2) of joints without a constraints.acceleration entry",
-    "neutral_velocity": "Velocity of the glide to neutral (rad/s)",
-    "face_lost_timeout": "Seconds without valid input before a joint glides to neutral",
-    "smoothing": "Time constant (s) of the low-pass on targets of joints without a constraints.smoothing entry; "
-                 "0 = off",
+    "max_velocity": ("Velocity limit (rad/s) of joints without a constraints.velocity entry in the robot config",
+                     (0.0, 100.0)),
+    "max_acceleration": ("Acceleration limit (rad/s^2) of joints without a constraints.acceleration entry",
+                         (0.0, 10000.0)),
+    "neutral_velocity": ("Velocity of the glide to neutral (rad/s)", (0.0, 100.0)),
+    "face_lost_timeout": ("Seconds without valid input before a joint glides to neutral", (0.0, 60.0)),
+    "smoothing": ("Time constant (s) of the low-pass on targets of joints without a constraints.smoothing entry; "
+                  "0 = off", (0.0, 10.0)),
 }
+#: Range of every gains.<channel> parameter.
+GAIN_RANGE = (0.0, 100.0)
 
 
 class RetargetNode(Node):
@@ -54,17 +60,18 @@ class RetargetNode(Node):
         path = declare(self, "robot_config", "", "Robot config YAML; empty = the package's config/robot_face.yaml",
                        read_only=True)
         rate = declare(self, "rate", 50.0, "Hz of the timer that keeps commands flowing when frames are late",
-                       read_only=True)
+                       read_only=True, bounds=(1.0, 1000.0))
         self.config = load_robot_config(path or config_file("robot_face.yaml"))
         defaults = RetargetParams()
-        values = {name: declare(self, name, getattr(defaults, name), text) for name, text in _DESCRIPTIONS.items()}
+        values = {name: declare(self, name, getattr(defaults, name), text, bounds=bounds)
+                  for name, (text, bounds) in _DESCRIPTIONS.items()}
         values["mirror"] = declare(self, "mirror", self.config.mapping.mirror,
                                    "true: mirror image (the person's left is the robot's right); false: same side")
-        self.retargeter = Retargeter(self.config, RetargetParams(**values))
-        gains = {f"gains.{c}": declare(self, f"gains.{c}", self.config.mapping.curve(c).gain,
-                                       f"Gain of channel {c}: multiplies its response curve")
-                 for c in self.retargeter.mapping.channels}
-        self.retargeter.set_params(with_changes(self.retargeter.params, gains))
+        self.retargeter = Retargeter(self.config, RetargetParams.from_parameters(values))
+        values.update({f"gains.{c}": declare(self, f"gains.{c}", self.config.mapping.curve(c).gain,
+                                             f"Gain of channel {c}: multiplies its response curve", bounds=GAIN_RANGE)
+                       for c in self.retargeter.mapping.channels})  # the learned model's channels too
+        self.retargeter.set_params(RetargetParams.from_parameters(values))
         low, high = TOLERANCE_RANGE
         tolerance = self.declare_parameter("stamp_tolerance", 1.0, ParameterDescriptor(
             description="Seconds a frame stamp may be ahead of this node's clock (further: refused) and jump ahead "

@@ -101,7 +101,7 @@ def _bad_input(tmp_path, case):
     args, files, line = BAD_INPUTS[case]
     robot = config_file("robot_face.yaml").read_text()
     edits = {"constraint": robot.replace("\nconstraints:", "\nconstraint:"),
-             "AU62": robot.replace("jaw: {weights: {AU26: 0.07", "jaw: {weights: {AU62: 0.07")}
+             "AU62": robot.replace("jaw: {weights: {AU25: 0.06", "jaw: {weights: {AU62: 0.06")}
     for name, text in files.items():
         path = tmp_path / name
         path.write_text(edits.get(text, text))
@@ -222,3 +222,62 @@ def test_known_parameters_are_what_the_nodes_declare():
 
 def _accepted(known, name):
     return name in known or any(k.endswith(".") and name.startswith(k) for k in known)
+
+
+def test_code_defaults_equal_the_parameter_file():
+    """A node started without a parameter file behaves as with config/humimic.yaml: every default the
+    nodes declare (the driver: its settings dataclass) is the file's value."""
+    import rclpy
+
+    from humimic_core.parameters import node_parameters
+    from humimic_driver.driver_settings import DriverSettings
+    from humimic_perception.camera_node import CameraNode
+    from humimic_perception.perception_node import PerceptionNode
+    from humimic_retarget.retarget_node import RetargetNode
+
+    shipped = config_file("humimic.yaml")
+    driver = node_parameters(shipped, "dynamixel_driver")
+    assert {n: driver[n] for n in DriverSettings.descriptions()} == {
+        n: default for n, (default, _) in DriverSettings.descriptions().items()}
+    rclpy.init()
+    try:
+        for factory in (CameraNode, PerceptionNode, RetargetNode):
+            node = factory()
+            try:
+                values = node_parameters(shipped, node.get_name())
+                assert {n: node.get_parameter(n).value for n in values} == values, node.get_name()
+            finally:
+                node.destroy_node()
+    finally:
+        rclpy.shutdown()
+
+
+def test_parameters_that_cannot_change_live_are_read_only_and_numbers_have_ranges():
+    """`ros2 param set` on a value a node reads once is refused, not accepted and ignored; a retarget
+    value out of its descriptor's range is refused by ROS before the node sees it."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from humimic_perception.camera_node import CameraNode
+    from humimic_retarget.retarget_node import RetargetNode
+
+    rclpy.init()
+    try:
+        camera = CameraNode()
+        try:
+            assert all(d.read_only for d in camera.describe_parameters(list(camera._parameters))
+                       if d.name != "use_sim_time")
+            assert not camera.set_parameters([Parameter("fps", value=5.0)])[0].successful
+        finally:
+            camera.destroy_node()
+        node = RetargetNode()
+        try:
+            described = {d.name: d for d in node.describe_parameters(list(node._parameters))}
+            assert described["smoothing"].floating_point_range[0].to_value == 10.0
+            assert described["gains.AU12"].floating_point_range
+            assert not node.set_parameters([Parameter("smoothing", value=50.0)])[0].successful
+            assert node.set_parameters([Parameter("smoothing", value=0.1)])[0].successful
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown()

@@ -21,7 +21,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
-from humimic_bringup.runner import interrupt
+from humimic_core.processes import interrupt  # noqa: E402
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
 from humimic_core.ros_util import RELIABLE_QOS  # noqa: E402
