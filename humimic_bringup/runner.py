@@ -20,9 +20,16 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from humimic_bringup.graph import (
+    LAUNCH_ARGUMENTS,
+    InputError,
+    ProcessSpec,
+    imitation_graph,
+    process_environment,
+    validate_inputs,
+)
 from humimic_core.processes import STOP_GRACE, interrupt
-from humimic_bringup.graph import (LAUNCH_ARGUMENTS, InputError, ProcessSpec, imitation_graph, process_environment,
-                                 validate_inputs)
+from humimic_core.topics import ACTION_UNITS, CAMERA_IMAGE, JOINT_COMMANDS, JOINT_STATES, WRITTEN_GOALS, absolute
 
 #: Seconds the driver waits for the emulator's port to appear.
 PORT_WAIT = 10.0
@@ -33,8 +40,8 @@ INTERRUPTED = 128 + signal.SIGINT
 #: Exit code of a run refused before start (bad argument, file, config, source or port).
 BAD_INPUT = 2
 #: node -> topics it publishes that the camera's first frame must reach
-PUBLISHES = {"face_perception": ("/face/action_units",), "retarget": ("/joint_commands",),
-             "dynamixel_driver": ("/joint_states", "/driver/written_goals")}
+PUBLISHES = {"face_perception": (absolute(ACTION_UNITS),), "retarget": (absolute(JOINT_COMMANDS),),
+             "dynamixel_driver": (absolute(JOINT_STATES), absolute(WRITTEN_GOALS))}
 
 
 def ros_parameter_value(value) -> str:
@@ -93,7 +100,7 @@ class Pipeline:
         """Wait until the running nodes' publishers and subscribers are discovered."""
         names = set(self.processes)
         publishers = [t for n in names for t in PUBLISHES.get(n, ())]
-        subscribers = {"/camera/image_raw": ("face_perception" in names) + ("recorder" in names)}
+        subscribers = {absolute(CAMERA_IMAGE): ("face_perception" in names) + ("recorder" in names)}
         if "recorder" in names:
             subscribers.update({t: 1 for t in publishers})
         if not publishers and not any(subscribers.values()):

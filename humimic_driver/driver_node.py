@@ -21,6 +21,7 @@ from humimic_core import paths
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
 from humimic_core.stamps import to_ns
+from humimic_core.topics import DIAGNOSTICS, JOINT_COMMANDS, JOINT_STATES, WRITTEN_GOALS
 from humimic_driver.bus import BusError, ServoBus
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver
@@ -66,10 +67,10 @@ class DriverNode(Node):
                                    caps=config.motion_caps(settings.max_velocity, settings.max_acceleration))
         self._read_budget_s = READ_BUDGET / state_rate
         self._joints = [s.joint for s in config.servos]
-        self._states = self.create_publisher(JointState, "/joint_states", RELIABLE_QOS)
-        self._written = self.create_publisher(JointState, "/driver/written_goals", RELIABLE_QOS)
-        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointState, "/joint_commands", self._on_command, RELIABLE_QOS)
+        self._states = self.create_publisher(JointState, JOINT_STATES, RELIABLE_QOS)
+        self._written = self.create_publisher(JointState, WRITTEN_GOALS, RELIABLE_QOS)
+        self._diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
+        self.create_subscription(JointState, JOINT_COMMANDS, self._on_command, RELIABLE_QOS)
         self.create_timer(1.0 / state_rate, self._on_state_timer)
         self.create_timer(1.0 / health_rate, self._on_health_timer)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)

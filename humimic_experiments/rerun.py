@@ -31,6 +31,16 @@ from humimic_core.parameters import node_parameters
 from humimic_core.paths import config_file
 from humimic_core.robot_config import RobotConfig, load_robot_config
 from humimic_core.stamps import from_ns
+from humimic_core.topics import (
+    ACTION_UNITS,
+    CAMERA_IMAGE,
+    CAMERA_INFO,
+    GAZE,
+    HEAD_POSE,
+    JOINT_COMMANDS,
+    LANDMARKS,
+    absolute,
+)
 from humimic_experiments.bag_io import SegmentedBagWriter, deserialize, from_rclpy, read_messages, topic_summary
 from humimic_experiments.metrics import latency_stats
 from humimic_experiments.session import image_array, stamp_ns
@@ -71,18 +81,18 @@ def video_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
 def recording_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
     """(frame count, frames) of a recording's /camera/image_raw with their original stamps."""
     topics = topic_summary(path)
-    if "/camera/image_raw" not in topics:
+    if absolute(CAMERA_IMAGE) not in topics:
         raise ValueError(f"{path}: no /camera/image_raw in the recording (it has {sorted(topics)})")
 
     def frames() -> Iterator[InputFrame]:
         k = None
-        for m in read_messages(path, ["/camera/image_raw", "/camera/camera_info"]):
-            if m.topic == "/camera/camera_info":
+        for m in read_messages(path, [absolute(CAMERA_IMAGE), absolute(CAMERA_INFO)]):
+            if m.topic == absolute(CAMERA_INFO):
                 k = list(deserialize(m).k)
                 continue
             yield InputFrame(stamp_ns(deserialize(m)), image_array(m), k)
 
-    return topics["/camera/image_raw"][1], frames()
+    return topics[absolute(CAMERA_IMAGE)][1], frames()
 
 
 #: face_perception parameters that are not landmark-backend options
@@ -152,22 +162,22 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
             stage_ms["perception"].append((t1 - t0) * 1e3)
             stage_ms["retarget"].append((t2 - t1) * 1e3)
             if write_images:
-                write("/camera/image_raw", "sensor_msgs/msg/Image", frame.stamp,
+                write(absolute(CAMERA_IMAGE), "sensor_msgs/msg/Image", frame.stamp,
                       ros_convert.image_to_msg(frame.image, header))
-            write("/camera/camera_info", "sensor_msgs/msg/CameraInfo", frame.stamp,
+            write(absolute(CAMERA_INFO), "sensor_msgs/msg/CameraInfo", frame.stamp,
                   ros_convert.camera_info_msg(intrinsics, header))
-            write("/face/action_units", "sensor_msgs/msg/JointState", frame.stamp,
+            write(absolute(ACTION_UNITS), "sensor_msgs/msg/JointState", frame.stamp,
                   ros_convert.action_units_msg(result.action_units, header))
             if result.face:
                 faces += 1
-                write("/face/head_pose", "geometry_msgs/msg/PoseStamped", frame.stamp,
+                write(absolute(HEAD_POSE), "geometry_msgs/msg/PoseStamped", frame.stamp,
                       ros_convert.head_pose_msg(result.head_pose, header))
-                write("/face/landmarks", "sensor_msgs/msg/PointCloud2", frame.stamp,
+                write(absolute(LANDMARKS), "sensor_msgs/msg/PointCloud2", frame.stamp,
                       ros_convert.cloud_msg(result.points, header))
                 if result.gaze is not None:
-                    write("/face/gaze", "geometry_msgs/msg/Vector3Stamped", frame.stamp,
+                    write(absolute(GAZE), "geometry_msgs/msg/Vector3Stamped", frame.stamp,
                           ros_convert.gaze_msg(result.gaze.combined, header))
-            write("/joint_commands", "sensor_msgs/msg/JointState", frame.stamp,
+            write(absolute(JOINT_COMMANDS), "sensor_msgs/msg/JointState", frame.stamp,
                   JointState(header=Header(stamp=header.stamp), name=list(command),
                              position=[float(v) for v in command.values()]))
             processed += 1

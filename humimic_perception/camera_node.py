@@ -22,6 +22,7 @@ from std_msgs.msg import Header
 from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, matched_subscriber_nodes, run_node
 from humimic_core.stamps import to_ns
 from humimic_core.subscriber_gate import SubscriberGate
+from humimic_core.topics import ACTION_UNITS, CAMERA_IMAGE, CAMERA_INFO
 from humimic_perception.frame_source import FrameSource, FrameSourceError
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.ros_convert import camera_info_msg, image_to_msg
@@ -56,8 +57,8 @@ class CameraNode(Node):
         except FrameSourceError as exc:
             self.get_logger().fatal(str(exc))
             raise SystemExit(1) from None
-        self.image_pub = self.create_publisher(Image, "/camera/image_raw", SENSOR_QOS)
-        self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", SENSOR_QOS)
+        self.image_pub = self.create_publisher(Image, CAMERA_IMAGE, SENSOR_QOS)
+        self.info_pub = self.create_publisher(CameraInfo, CAMERA_INFO, SENSOR_QOS)
         self.published = 0
         self._skipped_logged = 0
         self._early_end_logged = False
@@ -72,7 +73,7 @@ class CameraNode(Node):
             self.create_timer(1.0 / self.source.fps, self.on_tick, clock=steady)
             mode = f"{self.source.fps:.2f} fps"
         else:
-            self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
+            self.create_subscription(JointState, ACTION_UNITS, self.on_action_units, RELIABLE_QOS)
             self.create_timer(BACKPRESSURE_POLL, self.on_poll, clock=steady)
             mode = "backpressure from /face/action_units"
         self.get_logger().info(f"publishing {self.source.kind} {self.source.name} ({mode})")

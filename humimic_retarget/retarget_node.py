@@ -27,6 +27,7 @@ from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
 from humimic_core.stamps import from_ns, to_ns
+from humimic_core.topics import ACTION_UNITS, DIAGNOSTICS, GAZE, HEAD_POSE, JOINT_COMMANDS
 from humimic_retarget.learned_mapping import LearnedModelError
 from humimic_retarget.retarget_stream import Command, RetargetStream
 from humimic_retarget.retargeter import Retargeter, RetargetParams, with_changes
@@ -82,11 +83,11 @@ class RetargetNode(Node):
         self.stream = RetargetStream(self.retargeter, tolerance, 2.0 / rate, self.warn)
         self._warned: Dict[str, float] = {}
         self._reported = dataclasses.replace(self.stream.time.counts)
-        self.publisher = self.create_publisher(JointState, "/joint_commands", RELIABLE_QOS)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
-        self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
-        self.create_subscription(PoseStamped, "/face/head_pose", self.on_head_pose, RELIABLE_QOS)
-        self.create_subscription(Vector3Stamped, "/face/gaze", self.on_gaze, RELIABLE_QOS)
+        self.publisher = self.create_publisher(JointState, JOINT_COMMANDS, RELIABLE_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, RELIABLE_QOS)
+        self.create_subscription(JointState, ACTION_UNITS, self.on_action_units, RELIABLE_QOS)
+        self.create_subscription(PoseStamped, HEAD_POSE, self.on_head_pose, RELIABLE_QOS)
+        self.create_subscription(Vector3Stamped, GAZE, self.on_gaze, RELIABLE_QOS)
         self.create_timer(1.0 / rate, self.on_timer)
         self.create_timer(DIAGNOSTICS_PERIOD, self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._jump_handle = self.get_clock().create_jump_callback(
