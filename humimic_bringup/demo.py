@@ -31,7 +31,7 @@ from humimic_core.topics import (
     absolute,
 )
 
-TOPICS = (absolute(CAMERA_IMAGE), absolute(ACTION_UNITS), absolute(JOINT_COMMANDS), absolute(WRITTEN_GOALS), absolute(JOINT_STATES))
+TOPICS = tuple(absolute(t) for t in (CAMERA_IMAGE, ACTION_UNITS, JOINT_COMMANDS, WRITTEN_GOALS, JOINT_STATES))
 #: joints drawn in the picture
 PLOT_JOINTS = ("jaw", "lip_corner_left", "brow_inner_left", "upper_lid_left", "neck_yaw", "neck_pitch")
 SNAPSHOTS = 6

@@ -249,14 +249,10 @@ def _robot_config(path: str) -> Any:
 
 
 def _check_video(spec: str, what: str) -> None:
-    from humimic_perception.frame_source import FrameSource, FrameSourceError, resolve
+    from humimic_perception.frame_source import FrameSourceError, check_source
 
     try:
-        target = resolve(spec)
-        if isinstance(target, Path):
-            FrameSource(spec).close()
-        elif not Path(f"/dev/video{target}" if isinstance(target, int) else target).exists():
-            raise FrameSourceError(f"no camera {spec!r} (no such device)")
+        check_source(spec)
     except FrameSourceError as exc:
         raise InputError(f"{what}: {exc}") from None
 

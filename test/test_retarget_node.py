@@ -88,7 +88,9 @@ def test_live_tuning_through_set_parameters(node):
         setter = node.create_client(SetParameters, "/retarget/set_parameters")
         getter = node.create_client(GetParameters, "/retarget/get_parameters")
         assert setter.wait_for_service(timeout_sec=30.0), stop(proc)
-        refused = set_params(node, setter, max_velocity=-1.0)
+        refused = set_params(node, setter, max_velocity=-1.0)  # outside the descriptor's range: ROS refuses
+        assert not refused[0].successful and "max_velocity out of range" in refused[0].reason
+        refused = set_params(node, setter, max_velocity=0.0)  # in the range, but no velocity: the node refuses
         assert not refused[0].successful and "max_velocity must be a positive" in refused[0].reason
         refused = set_params(node, setter, **{"gains.AU26": float("nan")})
         assert not refused[0].successful and "gains.AU26" in refused[0].reason
