@@ -188,7 +188,7 @@ def test_node_keeps_imitating_through_late_future_and_stepped_back_stamps(node):
     node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: stamps_status.extend(
         s for s in m.status if s.name == "retarget: frame stamps"), RELIABLE_QOS)
     publisher = node.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
-    smile, jaw_open = {"AU12": 4.0}, {"AU26": 5.0}
+    smile, jaw_open = {"AU12": 4.0}, {"AU25": 5.0, "AU26": 5.0}  # jaw 0.45 (weights 0.06, 0.03)
     try:
         deadline = time.time() + 30.0
         while time.time() < deadline and not (publisher.get_subscription_count() and stamps_status):
@@ -267,7 +267,7 @@ def test_node_on_sim_time_follows_a_replay_that_loops(node):
         assert statuses, stop(proc)
         replay(1000.0, 1.0, {"AU12": 4.0})
         assert commands and commands[-1]["lip_corner_left"] > 0.36
-        replay(1000.0, 1.0, {"AU26": 5.0})       # the replay starts again
+        replay(1000.0, 1.0, {"AU25": 5.0, "AU26": 5.0})  # the replay starts again (jaw 0.45)
         assert commands[-1]["jaw"] > 0.3 and commands[-1]["lip_corner_left"] < 0.01
         replay(1001.0, 2.0, None)                # the replay goes on without faces
         assert commands[-1]["jaw"] == pytest.approx(0.0, abs=1e-9)
