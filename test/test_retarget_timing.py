@@ -18,7 +18,7 @@ T0 = 1_765_000_000 * SEC          # a node clock of our time (ns)
 FRAME = SEC // 30                 # 30 fps
 TICK = SEC // 50                  # the node's 50 Hz timer
 SMILE = {"AU12": 4.0}
-OPEN = {"AU26": 5.0}
+OPEN = {"AU25": 5.0, "AU26": 5.0}  # jaw 0.45 (weights 0.06, 0.03)
 NEUTRAL: Dict[str, float] = {}
 LIP, JAW = "lip_corner_left", "jaw"
 
