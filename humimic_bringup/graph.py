@@ -35,6 +35,8 @@ LAUNCH_ARGUMENTS: Dict[str, Tuple[str, str]] = {
     "use_sim_time": ("false", "All nodes take time from /clock (bag replay)"),
     "record": ("", "Record every humimic topic into this folder (ros2 bag record, MCAP); empty = no recording"),
     "camera": ("true", "Start the camera node (false: frames come from elsewhere, e.g. a bag replay)"),
+    "remap": ("", "Topic remappings of every humimic node, 'from:=to' separated by spaces, names as in "
+                  "humimic_core/topics.py (e.g. joint_commands:=/robot2/joint_commands)"),
 }
 
 # launch argument -> [(node, parameter, type)] it overrides when not empty
@@ -67,6 +69,8 @@ class ProcessSpec:
     arguments: List[str] = field(default_factory=list)
     #: what runs instead where `executable` is not installed (no ROS install)
     fallback: Optional["ProcessSpec"] = None
+    #: (from, to) topic remappings of a ROS node
+    remappings: List[Tuple[str, str]] = field(default_factory=list)
 
 
 def fastdds_profile() -> Path:
@@ -88,6 +92,17 @@ def parse_bool(text: str, name: str) -> bool:
     if value in ("false", "0", "no", "off"):
         return False
     raise ValueError(f"launch argument {name}: expected true or false, got {text!r}")
+
+
+def parse_remaps(text: str) -> List[Tuple[str, str]]:
+    """The (from, to) pairs of the remap launch argument ('a:=b c:=d')."""
+    pairs = []
+    for item in text.split():
+        source, sep, target = item.partition(":=")
+        if not (sep and source and target):
+            raise ValueError(f"launch argument remap: expected from:=to, got {item!r}")
+        pairs.append((source, target))
+    return pairs
 
 
 def _typed(text: str, kind: type, name: str) -> Any:
@@ -122,9 +137,12 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
             for node, param, kind in targets:
                 overrides.setdefault(node, {})[param] = _typed(args[arg], kind, arg)
 
+    remaps = parse_remaps(args["remap"])
+
     def node(name: str, module: str, executable: str) -> ProcessSpec:
         parameters = {"use_sim_time": sim_time, **overrides.get(name, {})}
-        return ProcessSpec(name, executable, module, params_file=params_file, parameters=parameters)
+        return ProcessSpec(name, executable, module, params_file=params_file, parameters=parameters,
+                           remappings=list(remaps))
 
     specs: List[ProcessSpec] = []
     if parse_bool(args["sim"], "sim"):
@@ -272,6 +290,7 @@ def validate_inputs(values: Mapping[str, str]) -> None:
     try:
         args = resolve_arguments(values)
         flags = {name: parse_bool(args[name], name) for name in ("sim", "rviz", "use_sim_time", "camera")}
+        parse_remaps(args["remap"])
         for arg, targets in _OVERRIDES.items():
             if args[arg]:
                 _typed(args[arg], targets[0][2], arg)

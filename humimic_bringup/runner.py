@@ -64,6 +64,8 @@ def command(spec: ProcessSpec) -> Optional[List[str]]:
         cmd = [sys.executable, "-u", "-m", spec.module, *spec.arguments]
     if spec.ros_node:
         cmd += ["--ros-args", "-r", f"__node:={spec.name}"]
+        for source, target in spec.remappings:
+            cmd += ["-r", f"{source}:={target}"]
         if spec.params_file:
             cmd += ["--params-file", spec.params_file]
         for name, value in spec.parameters.items():
@@ -99,8 +101,10 @@ class Pipeline:
     def _wait_for_graph(self) -> None:
         """Wait until the running nodes' publishers and subscribers are discovered."""
         names = set(self.processes)
-        publishers = [t for n in names for t in PUBLISHES.get(n, ())]
-        subscribers = {absolute(CAMERA_IMAGE): ("face_perception" in names) + ("recorder" in names)}
+        remapped = {absolute(a): absolute(b) for spec in self.specs for a, b in spec.remappings}
+        publishers = [remapped.get(t, t) for n in names for t in PUBLISHES.get(n, ())]
+        image = remapped.get(absolute(CAMERA_IMAGE), absolute(CAMERA_IMAGE))
+        subscribers = {image: ("face_perception" in names) + ("recorder" in names)}
         if "recorder" in names:
             subscribers.update({t: 1 for t in publishers})
         if not publishers and not any(subscribers.values()):

@@ -28,7 +28,8 @@ def _action(spec):
         spec = spec.fallback
     if spec.ros_node:
         return Node(package=spec.package, executable=spec.executable, name=spec.name,
-                    parameters=_parameters(spec), arguments=spec.arguments, output="screen")
+                    parameters=_parameters(spec), arguments=spec.arguments, remappings=spec.remappings,
+                    output="screen")
     cmd = [sys.executable, "-m", spec.module] if spec.package == "humimic" else [spec.executable]
     return ExecuteProcess(cmd=cmd + spec.arguments, name=spec.name, output="screen", sigterm_timeout="10")
 

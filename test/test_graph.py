@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import py_compile
+from pathlib import Path
 import subprocess
 import sys
 import time
@@ -281,3 +282,19 @@ def test_parameters_that_cannot_change_live_are_read_only_and_numbers_have_range
             node.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+def test_remap_reaches_every_humimic_node_from_the_runner_and_the_launch_file():
+    """`remap` (launch argument and humimic-run option) remaps the relative topic names of every
+    humimic node; a malformed one is refused before start."""
+    specs = imitation_graph({"remap": "joint_commands:=/robot2/joint_commands"}, include_external=False)
+    nodes = [s for s in specs if s.ros_node]
+    assert {s.name for s in nodes} == {"dynamixel_driver", "retarget", "face_perception", "camera"}
+    for spec in nodes:
+        assert spec.remappings == [("joint_commands", "/robot2/joint_commands")]
+        line = command(spec)
+        assert line[line.index("--ros-args"):][3:5] == ["-r", "joint_commands:=/robot2/joint_commands"]
+    launch = (Path(__file__).resolve().parent.parent / "launch" / "imitate.launch.py").read_text()
+    assert "remappings=spec.remappings" in launch
+    with pytest.raises(InputError, match="launch argument remap: expected from:=to, got 'joint_commands'"):
+        validate_inputs({"remap": "joint_commands"})
