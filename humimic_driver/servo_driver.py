@@ -149,7 +149,7 @@ class ServoDriver:
                 if not exc.no_reply or attempt == self.settings.startup_attempts:
                     raise
                 self._event("warn", f"start-up attempt {attempt}: {exc}; starting this servo again")
-                time.sleep(STARTUP_PAUSE_S)
+                self.bus.sleep(STARTUP_PAUSE_S)
 
     # --- goals -------------------------------------------------------------------------------
 
