@@ -1,6 +1,6 @@
 """Imitation pipeline: camera -> face perception -> retarget -> Dynamixel driver (+ emulated bus,
 robot_state_publisher, rviz2, ros2 bag record). Which processes run with which parameters is
-described once, in humimic_core.graph, and shared with the launch-free runner `humimic-run`.
+described once, in humimic_bringup.graph, and shared with the launch-free runner `humimic-run`.
 
     ros2 launch humimic imitate.launch.py [video:=/dev/video0] [sim:=false serial_port:=/dev/ttyUSB0]
                                           [rviz:=true] [record:=~/sessions/s01]
@@ -15,7 +15,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from humimic_core.graph import LAUNCH_ARGUMENTS, fastdds_profile, imitation_graph, validate_inputs
+from humimic_bringup.graph import LAUNCH_ARGUMENTS, fastdds_profile, imitation_graph, validate_inputs
 
 
 def _parameters(spec):
@@ -28,7 +28,8 @@ def _action(spec):
         spec = spec.fallback
     if spec.ros_node:
         return Node(package=spec.package, executable=spec.executable, name=spec.name,
-                    parameters=_parameters(spec), arguments=spec.arguments, output="screen")
+                    parameters=_parameters(spec), arguments=spec.arguments, remappings=spec.remappings,
+                    output="screen")
     cmd = [sys.executable, "-m", spec.module] if spec.package == "humimic" else [spec.executable]
     return ExecuteProcess(cmd=cmd + spec.arguments, name=spec.name, output="screen", sigterm_timeout="10")
 

@@ -16,11 +16,11 @@ from dynamixel_sdk import COMM_RX_TIMEOUT, COMM_SUCCESS, GroupSyncRead, GroupSyn
 from humimic_core import paths
 from humimic_core.robot_config import load_robot_config
 from humimic_driver import protocol as p
-from humimic_driver.control_tables import HW_INPUT_VOLTAGE, HW_OVERHEATING, HW_OVERLOAD, MODELS
-from humimic_driver.control_tables import X_SERIES_REGISTERS as REG
-from humimic_driver.emulated_bus import control_address, control_dir, emulator_process, main, send_command
-from humimic_driver.fault_injection import apply_fault
-from humimic_driver.servo_emulator import BOOT_TIME_S, TICKS_S_PER_VELOCITY_UNIT, EmulatedServo, ServoEmulator
+from humimic_core.control_tables import HW_INPUT_VOLTAGE, HW_OVERHEATING, HW_OVERLOAD, MODELS
+from humimic_core.control_tables import X_SERIES_REGISTERS as REG
+from humimic_driver.sim.emulated_bus import control_address, control_dir, emulator_process, main, send_command
+from humimic_driver.sim.fault_injection import apply_fault
+from humimic_driver.sim.servo_emulator import BOOT_TIME_S, TICKS_S_PER_VELOCITY_UNIT, EmulatedServo, ServoEmulator
 
 pytestmark = pytest.mark.timeout(60)
 
