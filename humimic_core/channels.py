@@ -14,9 +14,29 @@ from __future__ import annotations
 
 from typing import Dict, Mapping, Optional, Tuple
 
-#: The action units perception publishes (OpenFace's 17 intensity AUs), sorted.
-CODES: Tuple[str, ...] = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14",
-                          "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45")
+#: The action units perception publishes (OpenFace's 17 intensity AUs) -> what each looks like in
+#: plain words (FACS names), top of the face to the bottom; the describer and the report word them so.
+MEANINGS: Dict[str, str] = {
+    "AU01": "inner brows raised",
+    "AU02": "outer brows raised",
+    "AU04": "brows lowered",
+    "AU05": "upper lids raised",
+    "AU06": "cheeks raised",
+    "AU07": "lids tightened",
+    "AU09": "nose wrinkled",
+    "AU10": "upper lip raised",
+    "AU12": "lip corners pulled up",
+    "AU14": "mouth corners dimpled",
+    "AU15": "lip corners pulled down",
+    "AU17": "chin raised",
+    "AU20": "lips stretched",
+    "AU23": "lips tightened",
+    "AU25": "lips parted",
+    "AU26": "jaw dropped",
+    "AU45": "eyes closed",
+}
+#: The action units perception publishes, sorted.
+CODES: Tuple[str, ...] = tuple(MEANINGS)
 #: One-side action units perception publishes (L = the person's own left).
 SIDED_CODES: Tuple[str, ...] = ("AU12_L", "AU12_R", "AU15_L", "AU15_R", "AU45_L", "AU45_R")
 HEAD_CHANNELS = ("head_yaw", "head_pitch", "head_roll")

@@ -2,7 +2,7 @@
 
 Loaded once and validated here; every node and tool reads the robot from this one file.
 Errors name the offending field, e.g. ``servos[3].max``. The schema of the ``mapping:`` and
-``constraints:`` sections lives with the retargeting (humimic_retarget/mapping_config.py).
+``constraints:`` sections lives with the retargeting (humimic_core/mapping_config.py).
 """
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Tuple
 
 import yaml
 
-from humimic_driver.control_tables import (BAUD_CODES, MAX_PROFILE_ACCELERATION, MAX_RETURN_DELAY,
+from humimic_core.control_tables import (BAUD_CODES, MAX_PROFILE_ACCELERATION, MAX_RETURN_DELAY,
                                            RAD_PER_TICK, RAD_S2_PER_ACCELERATION_UNIT, RETURN_DELAY_UNIT_S,
                                            ModelSpec, model)
 from humimic_core.known_keys import check_keys, yaml_problem
-from humimic_retarget.mapping_config import (Constraints, MappingConfig, MappingError, parse_constraints,
+from humimic_core.mapping_config import (Constraints, MappingConfig, MappingError, parse_constraints,
                                              parse_mapping)
 
 
@@ -25,7 +25,7 @@ class ConfigError(ValueError):
     """A robot config that cannot be used; the message names the field."""
 
 
-#: Known keys at each level of the robot config (mapping/constraints: humimic_retarget.mapping_config).
+#: Known keys at each level of the robot config (mapping/constraints: humimic_core.mapping_config).
 TOP_KEYS = ("robot", "bus", "servos", "fixed_links", "mapping", "constraints")
 ROBOT_KEYS = ("name", "base_link")
 BUS_KEYS = ("port", "baud_rate", "latency_timer_ms")

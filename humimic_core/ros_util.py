@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Optional, Tuple, Type
 
 import rclpy
 from rclpy.signals import SignalHandlerOptions
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -32,9 +32,15 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, histor
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def declare(node: Node, name: str, default: Any, description: str, read_only: bool = False) -> Any:
-    """Declare a parameter with a description and return its value."""
+def declare(node: Node, name: str, default: Any, description: str, read_only: bool = False,
+            bounds: Optional[Tuple[float, float]] = None) -> Any:
+    """Declare a parameter with a description (read-only where it cannot change at run time, and
+    the ``bounds`` of a number as its descriptor's range) and return its value."""
     desc = ParameterDescriptor(description=description, read_only=read_only)
+    if bounds is not None and isinstance(default, int):
+        desc.integer_range = [IntegerRange(from_value=int(bounds[0]), to_value=int(bounds[1]))]
+    elif bounds is not None:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(bounds[0]), to_value=float(bounds[1]))]
     return node.declare_parameter(name, default, desc).value
 
 

@@ -7,31 +7,65 @@ from typing import Dict, Tuple
 #: QoS kinds: sensor data (best effort), reliable, latched (reliable, transient local, keep last 1)
 SENSOR, RELIABLE, LATCHED = "sensor", "reliable", "latched"
 
-#: topic -> (ROS 2 message type, QoS kind)
-TOPICS: Dict[str, Tuple[str, str]] = {
-    "/camera/image_raw": ("sensor_msgs/msg/Image", SENSOR),
-    "/camera/camera_info": ("sensor_msgs/msg/CameraInfo", SENSOR),
-    "/face/landmarks": ("sensor_msgs/msg/PointCloud2", SENSOR),
-    "/face/action_units": ("sensor_msgs/msg/JointState", RELIABLE),
-    "/face/head_pose": ("geometry_msgs/msg/PoseStamped", RELIABLE),
-    "/face/gaze": ("geometry_msgs/msg/Vector3Stamped", RELIABLE),
-    "/face/gaze/right": ("geometry_msgs/msg/Vector3Stamped", RELIABLE),
-    "/face/gaze/left": ("geometry_msgs/msg/Vector3Stamped", RELIABLE),
-    "/face/mesh_markers": ("visualization_msgs/msg/MarkerArray", RELIABLE),
-    "/face/boxes": ("visualization_msgs/msg/MarkerArray", RELIABLE),
-    "/face/debug_image": ("sensor_msgs/msg/Image", SENSOR),
-    "/face/forecast": ("sensor_msgs/msg/JointState", RELIABLE),  # retarget node, forecast.enabled
-    "/joint_commands": ("sensor_msgs/msg/JointState", RELIABLE),
-    "/driver/written_goals": ("sensor_msgs/msg/JointState", RELIABLE),
-    "/joint_states": ("sensor_msgs/msg/JointState", RELIABLE),
-    "/diagnostics": ("diagnostic_msgs/msg/DiagnosticArray", RELIABLE),
-    "/tf": ("tf2_msgs/msg/TFMessage", RELIABLE),
-    "/tf_static": ("tf2_msgs/msg/TFMessage", LATCHED),
-    "/robot_description": ("std_msgs/msg/String", LATCHED),
-}
+# The pipeline's topic names, relative (ROS 2 naming): they resolve in each node's namespace ("/" by
+# default: /camera/image_raw, ...) and can be remapped (`--ros-args -r joint_commands:=/robot2/joint_commands`,
+# or a namespace for all: `-r __ns:=/robot2`). This module is the one place that names them.
+CAMERA_IMAGE = "camera/image_raw"
+CAMERA_INFO = "camera/camera_info"
+LANDMARKS = "face/landmarks"
+ACTION_UNITS = "face/action_units"
+HEAD_POSE = "face/head_pose"
+GAZE = "face/gaze"
+GAZE_RIGHT = "face/gaze/right"
+GAZE_LEFT = "face/gaze/left"
+MESH_MARKERS = "face/mesh_markers"
+BOXES = "face/boxes"
+DEBUG_IMAGE = "face/debug_image"
+FORECAST = "face/forecast"  # retarget node, forecast.enabled
+JOINT_COMMANDS = "joint_commands"
+WRITTEN_GOALS = "driver/written_goals"
+JOINT_STATES = "joint_states"
+#: perception's service that starts a new neutral-face capture
+RECAPTURE_NEUTRAL = "face/recapture_neutral"
+#: diagnostics stay absolute, where diagnostic aggregators and rqt look for them (REP-107)
+DIAGNOSTICS = "/diagnostics"
+#: TF stays absolute too, where tf2 listeners and rviz look for it
+TF = "/tf"
+TF_STATIC = "/tf_static"
+#: robot_state_publisher's URDF (relative, like robot_state_publisher names it)
+ROBOT_DESCRIPTION = "robot_description"
+
+
+def absolute(name: str) -> str:
+    """A topic's name in the root namespace: how recordings, the runner and the demo name it."""
+    return name if name.startswith("/") else "/" + name
+
+
+#: recorded topic (absolute name) -> (ROS 2 message type, QoS kind)
+TOPICS: Dict[str, Tuple[str, str]] = {absolute(name): kind for name, kind in (
+    (CAMERA_IMAGE, ("sensor_msgs/msg/Image", SENSOR)),
+    (CAMERA_INFO, ("sensor_msgs/msg/CameraInfo", SENSOR)),
+    (LANDMARKS, ("sensor_msgs/msg/PointCloud2", SENSOR)),
+    (ACTION_UNITS, ("sensor_msgs/msg/JointState", RELIABLE)),
+    (HEAD_POSE, ("geometry_msgs/msg/PoseStamped", RELIABLE)),
+    (GAZE, ("geometry_msgs/msg/Vector3Stamped", RELIABLE)),
+    (GAZE_RIGHT, ("geometry_msgs/msg/Vector3Stamped", RELIABLE)),
+    (GAZE_LEFT, ("geometry_msgs/msg/Vector3Stamped", RELIABLE)),
+    (MESH_MARKERS, ("visualization_msgs/msg/MarkerArray", RELIABLE)),
+    (BOXES, ("visualization_msgs/msg/MarkerArray", RELIABLE)),
+    (DEBUG_IMAGE, ("sensor_msgs/msg/Image", SENSOR)),
+    (FORECAST, ("sensor_msgs/msg/JointState", RELIABLE)),
+    (JOINT_COMMANDS, ("sensor_msgs/msg/JointState", RELIABLE)),
+    (WRITTEN_GOALS, ("sensor_msgs/msg/JointState", RELIABLE)),
+    (JOINT_STATES, ("sensor_msgs/msg/JointState", RELIABLE)),
+    (DIAGNOSTICS, ("diagnostic_msgs/msg/DiagnosticArray", RELIABLE)),
+    (TF, ("tf2_msgs/msg/TFMessage", RELIABLE)),
+    (TF_STATIC, ("tf2_msgs/msg/TFMessage", LATCHED)),
+    (ROBOT_DESCRIPTION, ("std_msgs/msg/String", LATCHED)),
+)}
 
 #: the topics a camera source produces: what a replay feeds back into the pipeline
-CAMERA_TOPICS = ("/camera/image_raw", "/camera/camera_info")
+CAMERA_TOPICS = (absolute(CAMERA_IMAGE), absolute(CAMERA_INFO))
 
 
 def message_class(msgtype: str) -> type:

@@ -27,10 +27,10 @@ from dynamixel_sdk import COMM_RX_CORRUPT, COMM_RX_TIMEOUT, GroupSyncRead, Group
 
 from humimic_core.robot_config import BusConfig, Servo
 from humimic_driver import protocol as p
-from humimic_driver.control_tables import (MAX_PROFILE_ACCELERATION, MODEL_BY_NUMBER, POSITION_CONTROL_MODE,
+from humimic_core.control_tables import (MAX_PROFILE_ACCELERATION, MODEL_BY_NUMBER, POSITION_CONTROL_MODE,
                                            RAD_PER_TICK, RAD_S2_PER_ACCELERATION_UNIT, RAD_S_PER_VELOCITY_UNIT,
                                            RETURN_DELAY_UNIT_S, VOLTS_PER_UNIT, X_SERIES_REGISTERS)
-from humimic_driver.serial_link import BusError, LinkError, SerialLink, usb_latency_timer_ms  # errors re-exported
+from humimic_driver.serial_link import BusError, LinkError, SerialLink, usb_latency_timer_ms  # noqa: F401 (errors re-exported)
 
 _REG = X_SERIES_REGISTERS
 #: A joint counts as arrived within this many ticks of its goal ...
@@ -135,14 +135,18 @@ class ServoBus:
     """The configured servos on one serial port; ``open()``, ``configure()`` each servo, then goals and reads."""
 
     def __init__(self, servos: Sequence[Servo], config: BusConfig, retries: int = DEFAULT_RETRIES,
-                 timeout_margin_s: float = DEFAULT_TIMEOUT_MARGIN_S) -> None:
+                 timeout_margin_s: float = DEFAULT_TIMEOUT_MARGIN_S, link: Optional[SerialLink] = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        """``link``: the serial port of ``config`` unless given (an in-process EmulatorLink in tests);
+        ``clock`` and ``sleep`` time the retries and waits (the link's simulated clock with it)."""
         if not servos:
             raise ValueError("ServoBus needs at least one servo")
         self.servos: Tuple[Servo, ...] = tuple(servos)
         self.config = config
         self.retries = retries
         self.timeout_margin_s = timeout_margin_s
-        self.link = SerialLink(config.port, config.baud_rate)
+        self.link = link or SerialLink(config.port, config.baud_rate)
+        self.clock, self.sleep = clock, sleep
         goal = _REG["goal_position"]
         self._goal_writer = GroupSyncWrite(self.link.port_handler, self.link.packet_handler, goal.address, goal.size)
         self._goal_ids: Set[int] = set()  # the IDs in _goal_writer
@@ -230,14 +234,14 @@ class ServoBus:
     def sync_read(self, block: Block, servos: Sequence[Servo], retries: Optional[int] = None,
                   deadline: float = float("inf")) -> SyncRead:
         """Sync-read ``block`` from ``servos``; missing or corrupt replies are asked again (only those)
-        up to ``retries`` times while a retry still fits before ``deadline`` (time.monotonic)."""
+        up to ``retries`` times while a retry still fits before ``deadline`` (the bus's clock)."""
         result = SyncRead()
         pending = list(servos)
         for attempt in range(1 + (self.retries if retries is None else retries)):
             if not pending:
                 break
             budget = self._budget(_SYNC_READ_OVERHEAD + len(pending), [(s, block.length) for s in pending])
-            if attempt and time.monotonic() + budget > deadline:
+            if attempt and self.clock() + budget > deadline:
                 break
             reader = GroupSyncRead(self.link.port_handler, self.link.packet_handler, block.address, block.length)
             for servo in pending:
@@ -319,16 +323,16 @@ class ServoBus:
         """Write neutral to ``servos`` and wait up to ``timeout`` s for them to be there at rest (a servo
         braking at its profile acceleration may pass it first); joints that did not arrive."""
         self.write_goals({s.joint: s.neutral for s in servos})
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         pending = list(servos)
         while pending:
             states, _ = self.read_states(pending, retries=0)
             pending = [s for s in pending if s.joint not in states
                        or abs(states[s.joint].position - s.neutral) > ARRIVED_TICKS * RAD_PER_TICK
                        or abs(states[s.joint].velocity) > AT_REST_UNITS * RAD_S_PER_VELOCITY_UNIT]
-            if not pending or time.monotonic() > deadline:
+            if not pending or self.clock() > deadline:
                 break
-            time.sleep(0.01)
+            self.sleep(0.01)
         return [s.joint for s in pending]
 
     # --- internals -------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from humimic_driver.control_tables import VOLTS_PER_UNIT, hardware_error_words
+from humimic_core.control_tables import VOLTS_PER_UNIT, hardware_error_words
 from humimic_driver.servo_health import ACTIVE, FAULT, REBOOTING, STALE, ServoHealth
 
 OK, WARN, ERROR, STALE_LEVEL = 0, 1, 2, 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import signal
 from typing import Dict, Iterator, Optional
 
@@ -20,6 +21,7 @@ from humimic_core import paths
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
 from humimic_core.stamps import to_ns
+from humimic_core.topics import DIAGNOSTICS, JOINT_COMMANDS, JOINT_STATES, WRITTEN_GOALS
 from humimic_driver.bus import BusError, ServoBus
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver
@@ -46,13 +48,14 @@ def signals_deferred() -> Iterator[None]:
 class DriverNode(Node):
     def __init__(self) -> None:
         super().__init__("dynamixel_driver")
-        robot_config = declare(self, "robot_config", "", "robot config YAML; '' = the package's config/robot_face.yaml")
-        port = declare(self, "port", "", "serial port of the servo bus; '' = bus.port of the robot config")
-        baud = declare(self, "baud_rate", 0, "bus baud rate; 0 = bus.baud_rate of the robot config")
-        state_rate = declare(self, "state_rate", 50.0, "Hz of sync reads of position/velocity/current -> /joint_states")
-        health_rate = declare(self, "health_rate", 2.0, "Hz of sync reads of voltage, temperature and hardware "
+        fixed = functools.partial(declare, self, read_only=True)  # read once: not settable at run time
+        robot_config = fixed("robot_config", "", "robot config YAML; '' = the package's config/robot_face.yaml")
+        port = fixed("port", "", "serial port of the servo bus; '' = bus.port of the robot config")
+        baud = fixed("baud_rate", 0, "bus baud rate; 0 = bus.baud_rate of the robot config")
+        state_rate = fixed("state_rate", 50.0, "Hz of sync reads of position/velocity/current -> /joint_states")
+        health_rate = fixed("health_rate", 2.0, "Hz of sync reads of voltage, temperature and hardware "
                                                         "error, and of recovery steps (re-ping, reboot)")
-        settings = DriverSettings(**{name: declare(self, name, default, doc)
+        settings = DriverSettings(**{name: fixed(name, default, doc)
                                      for name, (default, doc) in DriverSettings.descriptions().items()})
         for name, value in (("state_rate", state_rate), ("health_rate", health_rate)):
             if value <= 0.0:
@@ -64,10 +67,10 @@ class DriverNode(Node):
                                    caps=config.motion_caps(settings.max_velocity, settings.max_acceleration))
         self._read_budget_s = READ_BUDGET / state_rate
         self._joints = [s.joint for s in config.servos]
-        self._states = self.create_publisher(JointState, "/joint_states", RELIABLE_QOS)
-        self._written = self.create_publisher(JointState, "/driver/written_goals", RELIABLE_QOS)
-        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointState, "/joint_commands", self._on_command, RELIABLE_QOS)
+        self._states = self.create_publisher(JointState, JOINT_STATES, RELIABLE_QOS)
+        self._written = self.create_publisher(JointState, WRITTEN_GOALS, RELIABLE_QOS)
+        self._diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
+        self.create_subscription(JointState, JOINT_COMMANDS, self._on_command, RELIABLE_QOS)
         self.create_timer(1.0 / state_rate, self._on_state_timer)
         self.create_timer(1.0 / health_rate, self._on_health_timer)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)

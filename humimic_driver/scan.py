@@ -16,7 +16,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence
 from dynamixel_sdk import COMM_SUCCESS
 
 from humimic_driver.bus import model_name
-from humimic_driver.control_tables import BAUD_CODES
+from humimic_core.control_tables import BAUD_CODES
 from humimic_driver.serial_link import LinkError, SerialLink, usb_latency_timer_ms
 
 #: Slack of a ping's reply besides its bytes and the USB latency timer: the longest return delay

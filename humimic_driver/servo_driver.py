@@ -19,7 +19,7 @@ from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tup
 from humimic_core.robot_config import MotionCaps, Servo, motion_caps
 from humimic_driver.bus import (ARRIVED_TICKS, HARDWARE_ERROR, HEALTH, BusError, LinkError, ServoBus, ServoError,
                                 ServoReading, decode_health, velocity_units)
-from humimic_driver.control_tables import HW_OVERHEATING, RAD_PER_TICK, hardware_error_words
+from humimic_core.control_tables import HW_OVERHEATING, RAD_PER_TICK, hardware_error_words
 from humimic_driver.diagnostics import Report, bus_report, servo_report
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.motion_limits import SetpointLimiter
@@ -149,7 +149,7 @@ class ServoDriver:
                 if not exc.no_reply or attempt == self.settings.startup_attempts:
                     raise
                 self._event("warn", f"start-up attempt {attempt}: {exc}; starting this servo again")
-                time.sleep(STARTUP_PAUSE_S)
+                self.bus.sleep(STARTUP_PAUSE_S)
 
     # --- goals -------------------------------------------------------------------------------
 

@@ -190,12 +190,11 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
             config: Optional[RobotConfig] = None, log=print) -> Dict[str, object]:
     """Figures of each (name, settings) variant over every re-run in ``reruns``; ``learned``: clip
     label -> its held-out model, measured as one more variant per horizon of the learned settings."""
-    from humimic_core.graph import node_parameters
-    from humimic_experiments.rerun import retarget_settings
+    from humimic_core.parameters import node_parameters
 
     params_file = Path(params_file or config_file("humimic.yaml"))
     config = config or load_robot_config(config_file("robot_face.yaml"))
-    params = retarget_settings(node_parameters(params_file, "retarget"))
+    params = RetargetParams.from_parameters(node_parameters(params_file, "retarget"))
     mirror = config.mapping.mirror if params.mirror is None else bool(params.mirror)
     pairing = evaluate.load_pairing(config_file("fidelity.yaml"), config, mirror)
     clips = [load_clip(p) for p in sorted(reruns.iterdir()) if (p / "metrics.json").is_file()]

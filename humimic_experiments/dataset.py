@@ -22,9 +22,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from humimic_core.head_frame import head_angles, quaternion_to_matrix
+from humimic_core.topics import ACTION_UNITS, JOINT_COMMANDS, JOINT_STATES, absolute
 from humimic_experiments.describe import describe
 from humimic_experiments.session import as_mapping, load_session
-from humimic_core.head_frame import head_angles, quaternion_to_matrix
 
 DATASET_FILE = "dataset.jsonl"
 
@@ -38,9 +39,9 @@ def export_dataset(recording: str | Path, out: str | Path, levels: int = 5, thre
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     session = load_session(recording)
-    aus = as_mapping(session.series.get("/face/action_units", []))
-    commands = as_mapping(session.series.get("/joint_commands", []))
-    arrivals = {s.stamp: s.arrival for s in session.series.get("/joint_commands", [])}
+    aus = as_mapping(session.series.get(absolute(ACTION_UNITS), []))
+    commands = as_mapping(session.series.get(absolute(JOINT_COMMANDS), []))
+    arrivals = {s.stamp: s.arrival for s in session.series.get(absolute(JOINT_COMMANDS), [])}
     poses = dict(session.head_pose)
     count = 0
     with open(out / DATASET_FILE, "w") as jsonl:
@@ -59,7 +60,7 @@ def export_dataset(recording: str | Path, out: str | Path, levels: int = 5, thre
             record = {
                 "image": name, "stamp_ns": stamp, "action_units": face, "head": head,
                 "joint_commands": commands.get(stamp, {}),
-                "joint_states": session.state_at("/joint_states", arrivals.get(stamp, stamp)) or {},
+                "joint_states": session.state_at(absolute(JOINT_STATES), arrivals.get(stamp, stamp)) or {},
                 "text": describe(face, levels, threshold, words, head),
             }
             jsonl.write(json.dumps(record) + "\n")

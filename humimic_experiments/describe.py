@@ -1,6 +1,7 @@
 """Text descriptions of facial expressions from action-unit intensities, for expression datasets.
 
-The vocabulary (AU code -> what it looks like) follows FACS names in plain words; intensities
+The vocabulary (AU code -> what it looks like, humimic_core.channels.MEANINGS) follows FACS names
+in plain words; intensities
 0..5 are quantised into `levels` steps and stated as "k/levels" (levels = 5 gives the FACS-like
 scale, e.g. "lip corners pulled up 4/5"), or in words with `words=True`
 ("slightly", "clearly", "strongly" for levels = 3). Channels below `threshold` are not mentioned;
@@ -9,34 +10,17 @@ a face with none above it is "neutral face".
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
-#: AU code -> plain description (the documented vocabulary)
-VOCABULARY: Dict[str, str] = {
-    "AU01": "inner brows raised",
-    "AU02": "outer brows raised",
-    "AU04": "brows lowered",
-    "AU05": "upper lids raised",
-    "AU06": "cheeks raised",
-    "AU07": "lids tightened",
-    "AU09": "nose wrinkled",
-    "AU10": "upper lip raised",
-    "AU12": "lip corners pulled up",
-    "AU14": "mouth corners dimpled",
-    "AU15": "lip corners pulled down",
-    "AU17": "chin raised",
-    "AU20": "lips stretched",
-    "AU23": "lips tightened",
-    "AU25": "lips parted",
-    "AU26": "jaw dropped",
-    "AU45": "eyes closed",
-}
-#: order of mention: top of the face to the bottom
-ORDER: Sequence[str] = tuple(VOCABULARY)
+from humimic_core import channels
+
+#: AU code -> plain description, in order of mention (top of the face to the bottom)
+VOCABULARY: Mapping[str, str] = channels.MEANINGS
+ORDER: Sequence[str] = channels.CODES
 _WORDS = {2: ("slightly", "strongly"), 3: ("slightly", "clearly", "strongly"),
           4: ("slightly", "moderately", "clearly", "strongly"),
           5: ("trace of", "slightly", "moderately", "clearly", "strongly")}
-MAX_INTENSITY = 5.0
+MAX_INTENSITY = channels.AU_RANGE[1]
 
 
 def level(intensity: float, levels: int) -> int:

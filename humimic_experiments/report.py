@@ -20,12 +20,22 @@ from tqdm import tqdm
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import RobotConfig, load_robot_config
+from humimic_core.topics import (
+    ACTION_UNITS,
+    CAMERA_IMAGE,
+    DEBUG_IMAGE,
+    FORECAST,
+    JOINT_COMMANDS,
+    JOINT_STATES,
+    WRITTEN_GOALS,
+    absolute,
+)
 from humimic_experiments.bag_io import topic_summary
 from humimic_experiments.face_drawing import draw_robot_face
 from humimic_experiments.metrics import drop_rate, fidelity_table, stage_latencies
 from humimic_experiments.session import Session, load_session
 
-STAGES = ("/face/action_units", "/joint_commands", "/driver/written_goals")
+STAGES = (absolute(ACTION_UNITS), absolute(JOINT_COMMANDS), absolute(WRITTEN_GOALS))
 VIDEO = "side_by_side.webm"
 #: equal parts of a session its fidelity is also reported for
 SEGMENTS = 4
@@ -50,7 +60,7 @@ def session_metrics(session: Session, config: RobotConfig) -> Dict[str, object]:
     reached = {topic: [s.stamp for s in session.series.get(topic, [])] for topic in STAGES}
     out: Dict[str, object] = {
         "frames": len(frames),
-        "frames_with_face": sum(1 for s in session.series.get("/face/action_units", []) if s.values),
+        "frames_with_face": sum(1 for s in session.series.get(absolute(ACTION_UNITS), []) if s.values),
         "latency_from_camera_stamp": {t: v for t, v in stage_latencies(session.arrivals()).items() if t in STAGES},
         "drop_rate": {topic: drop_rate(frames, stamps) for topic, stamps in reached.items()},
     }
@@ -74,11 +84,11 @@ def robot_expression(session: Session, config: RobotConfig) -> Dict[str, Tuple[n
     """channel -> (times s, values) the robot is expected to show from its achieved joint states
     (the commands in a re-run without servos), through the inverse of the config's mapping."""
     try:
-        from humimic_retarget.forward_model import ForwardModel
+        from humimic_retarget.offline.forward_model import ForwardModel
     except ImportError:
         return {}
     model = ForwardModel.from_config(config)
-    states = session.series.get("/joint_states") or session.series.get("/joint_commands", [])
+    states = session.series.get(absolute(JOINT_STATES)) or session.series.get(absolute(JOINT_COMMANDS), [])
     acc: Dict[str, Tuple[List[float], List[float]]] = {}
     for s in states:
         for channel, value in model.expression(s.values).items():
@@ -96,8 +106,8 @@ def plot_curves(session: Session, config: RobotConfig, path: Path) -> None:
 
     pairs = channel_joint_pairs(config)
     human = session.human_curves()
-    forecast = session.curves("/face/forecast")
-    states = session.curves("/joint_states", by="arrival")
+    forecast = session.curves(absolute(FORECAST))
+    states = session.curves(absolute(JOINT_STATES), by="arrival")
     t0 = session.frames[0][0] * 1e-9 if session.frames else 0.0
     fig, axes = plt.subplots(len(pairs), 1, figsize=(12, 1.8 * len(pairs) + 1), sharex=True, squeeze=False)
     for ax, (channel, joint) in zip(axes[:, 0], pairs):
@@ -144,14 +154,14 @@ def plot_latency(session: Session, path: Path) -> None:
 def render_video(session: Session, config: RobotConfig, path: Path, height: int = 360) -> int:
     """Side-by-side video; returns the number of frames written."""
     topics = topic_summary(session.path)
-    source = "/face/debug_image" if "/face/debug_image" in topics else "/camera/image_raw"
+    source = absolute(DEBUG_IMAGE) if absolute(DEBUG_IMAGE) in topics else absolute(CAMERA_IMAGE)
     total = topics.get(source, ("", 0))[1]
     fps = 30.0
     if len(session.frames) > 2:
         span = (session.frames[-1][1] - session.frames[0][1]) * 1e-9
         fps = (len(session.frames) - 1) / span if span > 0 else fps
     # achieved positions where the servos reported them, else the commands (offline re-runs)
-    joint_topic = "/joint_states" if session.series.get("/joint_states") else "/joint_commands"
+    joint_topic = absolute(JOINT_STATES) if session.series.get(absolute(JOINT_STATES)) else absolute(JOINT_COMMANDS)
     writer, written = None, 0
     for arrival, stamp, img in tqdm(session.frames_of(source), total=total, desc="side-by-side video",
                                     unit="frame"):

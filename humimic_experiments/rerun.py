@@ -22,21 +22,32 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from humimic_core.graph import node_parameters
+from humimic_core.parameters import node_parameters
 from humimic_core.paths import config_file
 from humimic_core.robot_config import RobotConfig, load_robot_config
 from humimic_core.stamps import from_ns
+from humimic_core.topics import (
+    ACTION_UNITS,
+    FORECAST,
+    CAMERA_IMAGE,
+    CAMERA_INFO,
+    GAZE,
+    HEAD_POSE,
+    JOINT_COMMANDS,
+    LANDMARKS,
+    absolute,
+)
 from humimic_experiments.bag_io import SegmentedBagWriter, deserialize, from_rclpy, read_messages, topic_summary
 from humimic_experiments.metrics import latency_stats
 from humimic_experiments.session import image_array, stamp_ns
-from humimic_retarget.forecast import FORECAST_TOPIC, forecast_settings, make_forecaster
-from humimic_retarget.retargeter import RetargetParams, with_changes
+from humimic_retarget.forecast import forecast_settings, make_forecaster
+from humimic_retarget.retargeter import RetargetParams
 
 #: Stamp of a video's first frame: a fixed epoch, so re-runs of a video are identical.
 VIDEO_EPOCH_NS = 1_700_000_000 * 1_000_000_000
@@ -73,18 +84,18 @@ def video_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
 def recording_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
     """(frame count, frames) of a recording's /camera/image_raw with their original stamps."""
     topics = topic_summary(path)
-    if "/camera/image_raw" not in topics:
+    if absolute(CAMERA_IMAGE) not in topics:
         raise ValueError(f"{path}: no /camera/image_raw in the recording (it has {sorted(topics)})")
 
     def frames() -> Iterator[InputFrame]:
         k = None
-        for m in read_messages(path, ["/camera/image_raw", "/camera/camera_info"]):
-            if m.topic == "/camera/camera_info":
+        for m in read_messages(path, [absolute(CAMERA_IMAGE), absolute(CAMERA_INFO)]):
+            if m.topic == absolute(CAMERA_INFO):
                 k = list(deserialize(m).k)
                 continue
             yield InputFrame(stamp_ns(deserialize(m)), image_array(m), k)
 
-    return topics["/camera/image_raw"][1], frames()
+    return topics[absolute(CAMERA_IMAGE)][1], frames()
 
 
 #: face_perception parameters that are not landmark-backend options
@@ -92,27 +103,21 @@ NOT_BACKEND_OPTIONS = {"backend", "neutral_frames", "publish_debug_image", "face
                        "max_frame_lag"}
 
 
-def retarget_settings(values: Mapping[str, Any]) -> RetargetParams:
-    """The retargeter's settings from the retarget node's parameters (the names the node declares:
-    max_velocity, max_acceleration, neutral_velocity, face_lost_timeout, smoothing, mirror,
-    gains.<channel>; robot_config and rate are not retargeter settings)."""
-    return with_changes(RetargetParams(), values)
-
-
 def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path] = None,
           config: Optional[RobotConfig] = None, backend: Optional[str] = None,
           write_images: bool = True, start_frame: int = 0) -> Dict[str, Any]:
     """Run perception + retargeting on every frame of `source` from `start_frame` on (frames before
     it are skipped, as if the clip began there); returns the metrics written."""
-    from humimic_perception import ros_convert
-    from humimic_perception.intrinsics import Intrinsics
-    from humimic_perception.landmarks import make_backend
-    from humimic_perception.face_selection import FaceSelector
-    from humimic_perception.perception import FacePerception, smoothing_from
-    from humimic_core.head_frame import head_angles
-    from humimic_retarget.retargeter import Retargeter
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Header
+
+    from humimic_core.head_frame import head_angles
+    from humimic_perception import ros_convert
+    from humimic_perception.face_selection import FaceSelector
+    from humimic_perception.intrinsics import Intrinsics
+    from humimic_perception.landmarks import make_backend
+    from humimic_perception.perception import FacePerception, smoothing_from
+    from humimic_retarget.retargeter import Retargeter
 
     source, out = Path(source), Path(out)
     params_file = Path(params_file or config_file("humimic.yaml"))
@@ -126,7 +131,7 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     smoothing = smoothing_from(perception_params) if "smoothing.enabled" in perception_params else None
     perception = FacePerception(landmarks, int(perception_params.get("neutral_frames", 10)), smoothing,
                                 FaceSelector(str(perception_params.get("face_selection", "same"))))
-    retargeter = Retargeter(config, retarget_settings(retarget_params))
+    retargeter = Retargeter(config, RetargetParams.from_parameters(retarget_params))
     forecaster = make_forecaster(forecast_settings(retarget_params))
     count, frames = recording_frames(source) if source.is_dir() else video_frames(source)
     if start_frame:
@@ -162,25 +167,25 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
             stage_ms["perception"].append((t1 - t0) * 1e3)
             stage_ms["retarget"].append((t2 - t1) * 1e3)
             if write_images:
-                write("/camera/image_raw", "sensor_msgs/msg/Image", frame.stamp,
+                write(absolute(CAMERA_IMAGE), "sensor_msgs/msg/Image", frame.stamp,
                       ros_convert.image_to_msg(frame.image, header))
-            write("/camera/camera_info", "sensor_msgs/msg/CameraInfo", frame.stamp,
+            write(absolute(CAMERA_INFO), "sensor_msgs/msg/CameraInfo", frame.stamp,
                   ros_convert.camera_info_msg(intrinsics, header))
-            write("/face/action_units", "sensor_msgs/msg/JointState", frame.stamp,
+            write(absolute(ACTION_UNITS), "sensor_msgs/msg/JointState", frame.stamp,
                   ros_convert.action_units_msg(result.action_units, header))
             if result.face:
                 faces += 1
-                write("/face/head_pose", "geometry_msgs/msg/PoseStamped", frame.stamp,
+                write(absolute(HEAD_POSE), "geometry_msgs/msg/PoseStamped", frame.stamp,
                       ros_convert.head_pose_msg(result.head_pose, header))
-                write("/face/landmarks", "sensor_msgs/msg/PointCloud2", frame.stamp,
+                write(absolute(LANDMARKS), "sensor_msgs/msg/PointCloud2", frame.stamp,
                       ros_convert.cloud_msg(result.points, header))
                 if result.gaze is not None:
-                    write("/face/gaze", "geometry_msgs/msg/Vector3Stamped", frame.stamp,
+                    write(absolute(GAZE), "geometry_msgs/msg/Vector3Stamped", frame.stamp,
                           ros_convert.gaze_msg(result.gaze.combined, header))
             if forecaster is not None and ahead is not None:
-                write(FORECAST_TOPIC, "sensor_msgs/msg/JointState", frame.stamp,
+                write(absolute(FORECAST), "sensor_msgs/msg/JointState", frame.stamp,
                       JointState(header=header, name=list(ahead), position=[float(v) for v in ahead.values()]))
-            write("/joint_commands", "sensor_msgs/msg/JointState", frame.stamp,
+            write(absolute(JOINT_COMMANDS), "sensor_msgs/msg/JointState", frame.stamp,
                   JointState(header=Header(stamp=header.stamp), name=list(command),
                              position=[float(v) for v in command.values()]))
             processed += 1

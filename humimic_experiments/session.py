@@ -11,9 +11,21 @@ from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from humimic_core.topics import (
+    ACTION_UNITS,
+    FORECAST,
+    CAMERA_IMAGE,
+    GAZE,
+    HEAD_POSE,
+    JOINT_COMMANDS,
+    JOINT_STATES,
+    WRITTEN_GOALS,
+    absolute,
+)
 from humimic_experiments.bag_io import BagMessage, deserialize, read_messages
 
-JOINT_TOPICS = ("/face/action_units", "/face/forecast", "/joint_commands", "/driver/written_goals", "/joint_states")
+JOINT_TOPICS = (absolute(ACTION_UNITS), absolute(FORECAST), absolute(JOINT_COMMANDS), absolute(WRITTEN_GOALS),
+                absolute(JOINT_STATES))
 
 
 def stamp_ns(msg) -> int:
@@ -39,7 +51,7 @@ class Session:
 
     def arrivals(self) -> Dict[str, List[Tuple[int, int]]]:
         """topic -> [(arrival ns, stamp ns)] for latency metrics."""
-        out = {"/camera/image_raw": list(self.frames)}
+        out = {absolute(CAMERA_IMAGE): list(self.frames)}
         for topic, samples in self.series.items():
             out[topic] = [(s.arrival, s.stamp) for s in samples]
         return out
@@ -67,7 +79,7 @@ class Session:
 
     def human_curves(self) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
         """Every channel the person showed: AUs, head angles and gaze, over header-stamp time."""
-        curves = {**self.curves("/face/action_units"), **self.head_curves()}
+        curves = {**self.curves(absolute(ACTION_UNITS)), **self.head_curves()}
         if self.gaze:
             t = np.array([s * 1e-9 for s, _, _ in self.gaze])
             curves["gaze_yaw"] = (t, np.array([y for _, y, _ in self.gaze]))
@@ -81,7 +93,7 @@ class Session:
         i = int(np.searchsorted(times, arrival, side="right")) - 1
         return samples[i].values if i >= 0 else None
 
-    def frames_of(self, topic: str = "/camera/image_raw") -> Iterator[Tuple[int, int, np.ndarray]]:
+    def frames_of(self, topic: str = absolute(CAMERA_IMAGE)) -> Iterator[Tuple[int, int, np.ndarray]]:
         """(arrival, stamp, BGR image) of every image on a topic, streamed from the bag."""
         for m in read_messages(self.path, [topic]):
             yield m.timestamp, stamp_ns(deserialize(m)), image_array(m)
@@ -105,13 +117,13 @@ def image_array(message: BagMessage) -> np.ndarray:
 def load_session(path: str | Path) -> Session:
     """Read a recording's non-image topics into memory."""
     session = Session(Path(path))
-    for m in read_messages(path, ["/camera/image_raw", "/face/head_pose", "/face/gaze", *JOINT_TOPICS]):
+    for m in read_messages(path, [absolute(CAMERA_IMAGE), absolute(HEAD_POSE), absolute(GAZE), *JOINT_TOPICS]):
         msg = deserialize(m)
-        if m.topic == "/camera/image_raw":
+        if m.topic == absolute(CAMERA_IMAGE):
             session.frames.append((m.timestamp, stamp_ns(msg)))
-        elif m.topic == "/face/gaze":
+        elif m.topic == absolute(GAZE):
             session.gaze.append((stamp_ns(msg), float(msg.vector.x), float(msg.vector.y)))
-        elif m.topic == "/face/head_pose":
+        elif m.topic == absolute(HEAD_POSE):
             q = msg.pose.orientation
             session.head_pose.append((stamp_ns(msg), np.array([q.x, q.y, q.z, q.w])))
         else:

@@ -10,6 +10,7 @@ folder ends the process (exit 0).
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Optional
 
@@ -21,6 +22,7 @@ from std_msgs.msg import Header
 from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, matched_subscriber_nodes, run_node
 from humimic_core.stamps import to_ns
 from humimic_core.subscriber_gate import SubscriberGate
+from humimic_core.topics import ACTION_UNITS, CAMERA_IMAGE, CAMERA_INFO
 from humimic_perception.frame_source import FrameSource, FrameSourceError
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.ros_convert import camera_info_msg, image_to_msg
@@ -34,28 +36,29 @@ BACKPRESSURE_POLL = 0.05
 class CameraNode(Node):
     def __init__(self) -> None:
         super().__init__("camera")
-        source = declare(self, "source", "", 'V4L2 index ("0"), /dev/videoN, a video file or an image folder; '
+        fixed = functools.partial(declare, self, read_only=True)  # read once: not settable at run time
+        source = fixed("source", "", 'V4L2 index ("0"), /dev/videoN, a video file or an image folder; '
                                              '"" = the sample video')
-        self.frame_id = declare(self, "frame_id", "camera_optical_frame", "REP-105 optical frame of the camera")
-        fps = declare(self, "fps", 0.0, "publish rate; 0 = the file's own rate (video) / the camera's or 30 "
+        self.frame_id = fixed("frame_id", "camera_optical_frame", "REP-105 optical frame of the camera")
+        fps = fixed("fps", 0.0, "publish rate; 0 = the file's own rate (video) / the camera's or 30 "
                                         "(camera, images)")
-        self.realtime = declare(self, "realtime", True, "video files: pace at fps (true) or publish the next "
+        self.realtime = fixed("realtime", True, "video files: pace at fps (true) or publish the next "
                                                         "frame when /face/action_units answered the last (false)")
-        loop = declare(self, "loop", False, "video files and image folders: start again at the end")
-        width = declare(self, "width", 0, "V4L2: requested capture width (0 = driver default)")
-        height = declare(self, "height", 0, "V4L2: requested capture height (0 = driver default)")
-        self.hfov = declare(self, "horizontal_fov_deg", 60.0, "horizontal field of view for CameraInfo")
-        min_subscribers = declare(self, "min_subscribers", 1, "nodes subscribed to the camera topics to wait for "
+        loop = fixed("loop", False, "video files and image folders: start again at the end")
+        width = fixed("width", 0, "V4L2: requested capture width (0 = driver default)")
+        height = fixed("height", 0, "V4L2: requested capture height (0 = driver default)")
+        self.hfov = fixed("horizontal_fov_deg", 60.0, "horizontal field of view for CameraInfo")
+        min_subscribers = fixed("min_subscribers", 1, "nodes subscribed to the camera topics to wait for "
                                   "before the first frame (perception, plus a recorder when recording)")
-        subscriber_timeout = declare(self, "subscriber_timeout", 10.0, "seconds to wait for them; then the frames "
+        subscriber_timeout = fixed("subscriber_timeout", 10.0, "seconds to wait for them; then the frames "
                                      "start anyway with a warning")
         try:
             self.source = FrameSource(source, fps=fps, loop=loop, width=width, height=height)
         except FrameSourceError as exc:
             self.get_logger().fatal(str(exc))
             raise SystemExit(1) from None
-        self.image_pub = self.create_publisher(Image, "/camera/image_raw", SENSOR_QOS)
-        self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", SENSOR_QOS)
+        self.image_pub = self.create_publisher(Image, CAMERA_IMAGE, SENSOR_QOS)
+        self.info_pub = self.create_publisher(CameraInfo, CAMERA_INFO, SENSOR_QOS)
         self.published = 0
         self._skipped_logged = 0
         self._early_end_logged = False
@@ -70,7 +73,7 @@ class CameraNode(Node):
             self.create_timer(1.0 / self.source.fps, self.on_tick, clock=steady)
             mode = f"{self.source.fps:.2f} fps"
         else:
-            self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
+            self.create_subscription(JointState, ACTION_UNITS, self.on_action_units, RELIABLE_QOS)
             self.create_timer(BACKPRESSURE_POLL, self.on_poll, clock=steady)
             mode = "backpressure from /face/action_units"
         self.get_logger().info(f"publishing {self.source.kind} {self.source.name} ({mode})")

@@ -63,6 +63,16 @@ def resolve(spec: str) -> Union[int, str, Path]:
     return path
 
 
+def check_source(spec: str) -> None:
+    """FrameSourceError unless ``spec`` names a usable source: a file or folder that opens, or a
+    camera device that exists (opening a camera would take it from the pipeline)."""
+    target = resolve(spec)
+    if isinstance(target, Path):
+        FrameSource(spec).close()
+    elif not Path(f"/dev/video{target}" if isinstance(target, int) else target).exists():
+        raise FrameSourceError(f"no camera {spec!r} (no such device)")
+
+
 class _Capture:
     """cv2.VideoCapture over a video file or a V4L2 camera."""
 

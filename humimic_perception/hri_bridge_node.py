@@ -24,6 +24,7 @@ from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
 from std_msgs.msg import Header
 
 from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, run_node
+from humimic_core.topics import ACTION_UNITS, CAMERA_INFO, GAZE, HEAD_POSE, LANDMARKS, TF
 from humimic_perception import hri, ros_convert
 from humimic_perception.head_pose import rotation_to_quaternion
 
@@ -47,12 +48,12 @@ class HriBridge(Node):
         self.face_id: Optional[str] = None
         self.face: Dict[str, Publisher] = {}
         self.tracked_pub = self.create_publisher(IdsList, hri.TRACKED_TOPIC, RELIABLE_QOS)
-        self.tf_pub = self.create_publisher(TFMessage, "/tf", RELIABLE_QOS)
-        self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS)
-        self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
-        self.create_subscription(PointCloud2, "/face/landmarks", self.on_landmarks, SENSOR_QOS)
-        self.create_subscription(PoseStamped, "/face/head_pose", self.on_head_pose, RELIABLE_QOS)
-        self.create_subscription(Vector3Stamped, "/face/gaze", self.on_gaze, RELIABLE_QOS)
+        self.tf_pub = self.create_publisher(TFMessage, TF, RELIABLE_QOS)
+        self.create_subscription(CameraInfo, CAMERA_INFO, self.on_camera_info, SENSOR_QOS)
+        self.create_subscription(JointState, ACTION_UNITS, self.on_action_units, RELIABLE_QOS)
+        self.create_subscription(PointCloud2, LANDMARKS, self.on_landmarks, SENSOR_QOS)
+        self.create_subscription(PoseStamped, HEAD_POSE, self.on_head_pose, RELIABLE_QOS)
+        self.create_subscription(Vector3Stamped, GAZE, self.on_gaze, RELIABLE_QOS)
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self.camera = msg

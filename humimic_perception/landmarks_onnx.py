@@ -33,10 +33,10 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 
-from humimic_perception import mesh_refinement, onnx_export
+from humimic_perception import mesh_refinement, onnx_models
 from humimic_perception.face_detector import LEFT_EYE, RIGHT_EYE, Detection, FaceDetector, box_iou
 from humimic_perception.landmarks import FaceLandmarks
-from humimic_perception.onnx_export import FACE_DETECTOR, FACE_LANDMARKS
+from humimic_perception.onnx_models import FACE_DETECTOR, FACE_LANDMARKS
 from humimic_perception.onnx_session import create_session, input_contract
 
 #: ROI side / longer side of the face box (detection or landmarks).
@@ -104,7 +104,7 @@ class OnnxLandmarks:
     ``max_faces`` faces are tracked), ``device`` ("auto", "cpu", "cuda"), ``threads`` (onnxruntime
     intra-op threads; 0 = one per core, which is slower than 1 when other processes keep a core busy),
     ``models_dir`` (folder of face_detector.onnx and face_landmarks.onnx;
-    default: the export cache, exported there when missing or stale), ``landmark_model`` (a model of
+    default: the export cache that tools/export_onnx.py fills), ``landmark_model`` (a model of
     your own, see the module docstring). ``timings_ms`` holds the last frame's stage times:
     detect, track (ROIs from landmarks), crop, landmarks (model and mesh assembly).
     """
@@ -233,7 +233,10 @@ class OnnxLandmarks:
 
 
 def _default_models() -> Path:
-    """The export cache, (re-)exported when a model is missing or stale."""
-    folder = onnx_export.models_dir()
-    onnx_export.export_models(folder)
+    """The export cache; FileNotFoundError naming the export command when a model is missing."""
+    folder = onnx_models.models_dir()
+    missing = [spec.onnx_name for spec in onnx_models.MODELS if not (folder / spec.onnx_name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"ONNX model {', '.join(missing)} missing in {folder}: "
+                                "run tools/export_onnx.py (`./run setup` does)")
     return folder

@@ -41,13 +41,29 @@ from visualization_msgs.msg import MarkerArray
 
 from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, run_node
 from humimic_core.stamps import to_ns
+from humimic_core.topics import (
+    ACTION_UNITS,
+    BOXES,
+    CAMERA_IMAGE,
+    CAMERA_INFO,
+    DEBUG_IMAGE,
+    DIAGNOSTICS,
+    GAZE,
+    GAZE_LEFT,
+    GAZE_RIGHT,
+    HEAD_POSE,
+    LANDMARKS,
+    MESH_MARKERS,
+    RECAPTURE_NEUTRAL,
+    TF,
+)
+from humimic_perception import ros_convert
+from humimic_perception.face_selection import FaceSelector
+from humimic_perception.frame_queue import FrameCounts, FrameQueue
 from humimic_perception.intrinsics import NOMINAL_HFOV_DEG, Intrinsics
 from humimic_perception.landmarks import make_backend
 from humimic_perception.mesh_markers import MeshMarkers, face_boxes
-from humimic_perception.face_selection import FaceSelector
-from humimic_perception.frame_queue import FrameCounts, FrameQueue
 from humimic_perception.perception import FacePerception, draw_debug, face_box, smoothing_from
-from humimic_perception import ros_convert
 
 try:
     from tf2_msgs.msg import TFMessage
@@ -128,21 +144,21 @@ class PerceptionNode(Node):
             raise SystemExit(1) from None
         self.markers = MeshMarkers()
         self.camera_info: Optional[CameraInfo] = None
-        self.au_pub = self.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
-        self.pose_pub = self.create_publisher(PoseStamped, "/face/head_pose", RELIABLE_QOS)
+        self.au_pub = self.create_publisher(JointState, ACTION_UNITS, RELIABLE_QOS)
+        self.pose_pub = self.create_publisher(PoseStamped, HEAD_POSE, RELIABLE_QOS)
         self.gaze_pubs = [self.create_publisher(Vector3Stamped, topic, RELIABLE_QOS)
-                          for topic in ("/face/gaze", "/face/gaze/right", "/face/gaze/left")]
-        self.cloud_pub = self.create_publisher(PointCloud2, "/face/landmarks", SENSOR_QOS)
-        self.debug_pub = self.create_publisher(Image, "/face/debug_image", SENSOR_QOS)
-        self.marker_pub = self.create_publisher(MarkerArray, "/face/mesh_markers", RELIABLE_QOS)
-        self.boxes_pub = self.create_publisher(MarkerArray, "/face/boxes", RELIABLE_QOS)
-        self.tf_pub = self.create_publisher(TFMessage, "/tf", RELIABLE_QOS) if TFMessage else None
+                          for topic in (GAZE, GAZE_RIGHT, GAZE_LEFT)]
+        self.cloud_pub = self.create_publisher(PointCloud2, LANDMARKS, SENSOR_QOS)
+        self.debug_pub = self.create_publisher(Image, DEBUG_IMAGE, SENSOR_QOS)
+        self.marker_pub = self.create_publisher(MarkerArray, MESH_MARKERS, RELIABLE_QOS)
+        self.boxes_pub = self.create_publisher(MarkerArray, BOXES, RELIABLE_QOS)
+        self.tf_pub = self.create_publisher(TFMessage, TF, RELIABLE_QOS) if TFMessage else None
         if TFMessage is None:
             self.get_logger().info("tf2_msgs not installed: the head pose is not published on /tf")
-        self.create_subscription(CameraInfo, "/camera/camera_info", self.on_camera_info, SENSOR_QOS)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
-        self.image_sub = self.create_subscription(Image, "/camera/image_raw", self.on_image, IMAGE_QOS)
-        self.create_service(Trigger, "/face/recapture_neutral", self.on_recapture)
+        self.create_subscription(CameraInfo, CAMERA_INFO, self.on_camera_info, SENSOR_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, RELIABLE_QOS)
+        self.image_sub = self.create_subscription(Image, CAMERA_IMAGE, self.on_image, IMAGE_QOS)
+        self.create_service(Trigger, RECAPTURE_NEUTRAL, self.on_recapture)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self._had_face: Optional[bool] = None
         self._last_frame = time.monotonic()

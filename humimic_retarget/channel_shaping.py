@@ -6,7 +6,7 @@ from typing import Mapping, Sequence, Tuple
 import numpy as np
 
 from humimic_core.channels import mirror_source
-from humimic_retarget.response_curve import Curve
+from humimic_core.response_curve import Curve
 
 
 class ChannelShaper:

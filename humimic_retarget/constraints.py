@@ -27,7 +27,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from humimic_retarget.mapping_config import Coupling
+from humimic_core.mapping_config import Coupling
 
 #: Bisection steps for the fraction of a coupled step that keeps the couplings.
 BISECTIONS = 16

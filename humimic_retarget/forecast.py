@@ -30,8 +30,6 @@ import numpy as np
 from humimic_core.channels import PUBLISHED, channel_range
 
 METHODS = ("linear", "kalman", "learned")
-#: The forecast channels (sensor_msgs/JointState, the measured frame's stamp) beside /face/action_units.
-FORECAST_TOPIC = "/face/forecast"
 #: Frames of the linear method's least-squares line.
 WINDOW = 2
 #: Kalman: process noise (white acceleration, per s^3) over measurement noise.

@@ -30,7 +30,8 @@ from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
 from humimic_core.stamps import from_ns, to_ns
-from humimic_retarget.forecast import FORECAST_TOPIC, ForecastSettings, forecast_settings, make_forecaster
+from humimic_core.topics import ACTION_UNITS, DIAGNOSTICS, FORECAST, GAZE, HEAD_POSE, JOINT_COMMANDS
+from humimic_retarget.forecast import ForecastSettings, forecast_settings, make_forecaster
 from humimic_retarget.learned_mapping import LearnedModelError
 from humimic_retarget.retarget_stream import Command, RetargetStream
 from humimic_retarget.retargeter import Retargeter, RetargetParams, with_changes
@@ -42,14 +43,20 @@ WARN_PERIOD = 5.0
 #: Range (s) of the stamp_tolerance parameter.
 TOLERANCE_RANGE = (0.01, 3600.0)
 
+#: settable parameter -> (description, range); RetargetParams.validate refuses what the range allows but
+#: the retargeter cannot use (a velocity of 0)
 _DESCRIPTIONS = {
-    "max_velocity": "Velocity limit (rad/s) of joints without a constraints.velocity entry in the robot config",
-    "max_acceleration": "Acceleration limit (rad/s^2) of joints without a constraints.acceleration entry",
-    "neutral_velocity": "Velocity of the glide to neutral (rad/s)",
-    "face_lost_timeout": "Seconds without valid input before a joint glides to neutral",
-    "smoothing": "Time constant (s) of the low-pass on targets of joints without a constraints.smoothing entry; "
-                 "0 = off",
+    "max_velocity": ("Velocity limit (rad/s) of joints without a constraints.velocity entry in the robot config",
+                     (0.0, 100.0)),
+    "max_acceleration": ("Acceleration limit (rad/s^2) of joints without a constraints.acceleration entry",
+                         (0.0, 10000.0)),
+    "neutral_velocity": ("Velocity of the glide to neutral (rad/s)", (0.0, 100.0)),
+    "face_lost_timeout": ("Seconds without valid input before a joint glides to neutral", (0.0, 60.0)),
+    "smoothing": ("Time constant (s) of the low-pass on targets of joints without a constraints.smoothing entry; "
+                  "0 = off", (0.0, 10.0)),
 }
+#: Range of every gains.<channel> parameter.
+GAIN_RANGE = (0.0, 100.0)
 
 
 _FORECAST_DESCRIPTIONS = {
@@ -67,17 +74,18 @@ class RetargetNode(Node):
         path = declare(self, "robot_config", "", "Robot config YAML; empty = the package's config/robot_face.yaml",
                        read_only=True)
         rate = declare(self, "rate", 50.0, "Hz of the timer that keeps commands flowing when frames are late",
-                       read_only=True)
+                       read_only=True, bounds=(1.0, 1000.0))
         self.config = load_robot_config(path or config_file("robot_face.yaml"))
         defaults = RetargetParams()
-        values = {name: declare(self, name, getattr(defaults, name), text) for name, text in _DESCRIPTIONS.items()}
+        values = {name: declare(self, name, getattr(defaults, name), text, bounds=bounds)
+                  for name, (text, bounds) in _DESCRIPTIONS.items()}
         values["mirror"] = declare(self, "mirror", self.config.mapping.mirror,
                                    "true: mirror image (the person's left is the robot's right); false: same side")
-        self.retargeter = Retargeter(self.config, RetargetParams(**values))
-        gains = {f"gains.{c}": declare(self, f"gains.{c}", self.config.mapping.curve(c).gain,
-                                       f"Gain of channel {c}: multiplies its response curve")
-                 for c in self.retargeter.mapping.channels}
-        self.retargeter.set_params(with_changes(self.retargeter.params, gains))
+        self.retargeter = Retargeter(self.config, RetargetParams.from_parameters(values))
+        values.update({f"gains.{c}": declare(self, f"gains.{c}", self.config.mapping.curve(c).gain,
+                                             f"Gain of channel {c}: multiplies its response curve", bounds=GAIN_RANGE)
+                       for c in self.retargeter.mapping.channels})  # the learned model's channels too
+        self.retargeter.set_params(RetargetParams.from_parameters(values))
         low, high = TOLERANCE_RANGE
         tolerance = self.declare_parameter("stamp_tolerance", 1.0, ParameterDescriptor(
             description="Seconds a frame stamp may be ahead of this node's clock (further: refused) and jump ahead "
@@ -92,14 +100,14 @@ class RetargetNode(Node):
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.stream = RetargetStream(self.retargeter, tolerance, 2.0 / rate, self.warn, forecaster)
-        self.forecast_pub = self.create_publisher(JointState, FORECAST_TOPIC, RELIABLE_QOS) if forecaster else None
+        self.forecast_pub = self.create_publisher(JointState, FORECAST, RELIABLE_QOS) if forecaster else None
         self._warned: Dict[str, float] = {}
         self._reported = dataclasses.replace(self.stream.time.counts)
-        self.publisher = self.create_publisher(JointState, "/joint_commands", RELIABLE_QOS)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
-        self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
-        self.create_subscription(PoseStamped, "/face/head_pose", self.on_head_pose, RELIABLE_QOS)
-        self.create_subscription(Vector3Stamped, "/face/gaze", self.on_gaze, RELIABLE_QOS)
+        self.publisher = self.create_publisher(JointState, JOINT_COMMANDS, RELIABLE_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, RELIABLE_QOS)
+        self.create_subscription(JointState, ACTION_UNITS, self.on_action_units, RELIABLE_QOS)
+        self.create_subscription(PoseStamped, HEAD_POSE, self.on_head_pose, RELIABLE_QOS)
+        self.create_subscription(Vector3Stamped, GAZE, self.on_gaze, RELIABLE_QOS)
         self.create_timer(1.0 / rate, self.on_timer)
         self.create_timer(DIAGNOSTICS_PERIOD, self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._jump_handle = self.get_clock().create_jump_callback(

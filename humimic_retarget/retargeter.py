@@ -44,6 +44,13 @@ class RetargetParams:
     mirror: Optional[bool] = None    # None: the robot config's mapping.mirror
     gains: Dict[str, float] = field(default_factory=dict)  # channel -> gain; others: the config's curves
 
+    @classmethod
+    def from_parameters(cls, values: Mapping[str, object]) -> "RetargetParams":
+        """The settings from the retarget node's parameters by name (``gains.<channel>`` for gains;
+        names that are not settings, such as robot_config and rate, are ignored): the one way the
+        live node and the offline re-run build them."""
+        return with_changes(cls(), values)
+
     def validate(self, channels: Sequence[str]) -> None:
         """ValueError naming the parameter when a value cannot be used."""
         for name in ("max_velocity", "max_acceleration", "neutral_velocity"):

@@ -1,6 +1,6 @@
 """Imitation pipeline: camera -> face perception -> retarget -> Dynamixel driver (+ emulated bus,
 robot_state_publisher, rviz2, the ROS4HRI bridge, a recorder). Which processes run with which
-parameters is described once, in humimic_core.graph, and shared with the launch-free runner
+parameters is described once, in humimic_bringup.graph, and shared with the launch-free runner
 `humimic-run`.
 
 Every humimic process (and the recorder) is required: when one exits, the launch ends and stops
@@ -24,8 +24,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from humimic_core.graph import (BUS_LINGER, LAUNCH_ARGUMENTS, fastdds_profile, imitation_graph, installed,
-                                not_installed, validate_inputs)
+from humimic_bringup.graph import (BUS_LINGER, LAUNCH_ARGUMENTS, fastdds_profile, imitation_graph, installed,
+                                   not_installed, validate_inputs)
 
 
 def _parameters(spec):
@@ -36,7 +36,8 @@ def _parameters(spec):
 def _action(spec):
     if spec.ros_node:
         return Node(package=spec.package, executable=spec.executable, name=spec.name,
-                    parameters=_parameters(spec), arguments=spec.arguments, output="screen")
+                    parameters=_parameters(spec), arguments=spec.arguments, remappings=spec.remappings,
+                    output="screen")
     cmd = [sys.executable, "-m", spec.module] if spec.package == "humimic" else [spec.executable]
     # SIGTERM only after the emulated bus has had its linger (the driver's safe shutdown)
     return ExecuteProcess(cmd=cmd + spec.arguments, name=spec.name, output="screen",

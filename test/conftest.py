@@ -73,7 +73,7 @@ def shared_media() -> Path:
 @pytest.fixture
 def link(tmp_path):
     """An emulated servo bus (the robot config's servos) on a pseudo-terminal; its path."""
-    from humimic_driver.emulated_bus import emulator_process
+    from humimic_driver.sim.emulated_bus import emulator_process
 
     path = tmp_path / "servo_bus"
     with emulator_process(path):

@@ -16,8 +16,8 @@ from dynamixel_sdk import COMM_SUCCESS, PacketHandler, PortHandler
 from humimic_core import paths
 from humimic_core.robot_config import load_robot_config, parse_robot_config
 from humimic_driver.bus import STATE, LinkError, ServoBus, ServoError, velocity_units
-from humimic_driver.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
-from humimic_driver.emulated_bus import emulator_process, send_command
+from humimic_core.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
+from humimic_driver.sim.emulated_bus import emulator_process, send_command
 from humimic_driver.serial_link import SerialLink, usb_latency_timer_ms
 
 pytestmark = pytest.mark.timeout(60)

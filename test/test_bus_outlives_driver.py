@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from humimic_core.graph import imitation_graph
-from humimic_core.runner import command
+from humimic_bringup.graph import imitation_graph
+from humimic_bringup.runner import command
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,10 +12,10 @@ import yaml
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_driver.control_tables import RAD_PER_TICK
-from humimic_driver.emulated_bus import emulator_process
-from humimic_retarget.calibration import Calibration
-from humimic_retarget.calibration_yaml import patch_servo_fields, write_servo_fields
+from humimic_core.control_tables import RAD_PER_TICK
+from humimic_driver.sim.emulated_bus import emulator_process
+from humimic_retarget.offline.calibration import Calibration
+from humimic_retarget.offline.calibration_yaml import patch_servo_fields, write_servo_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = config_file("robot_face.yaml").read_text()
@@ -84,7 +84,7 @@ def test_jog_range_and_recorded_values():
 
 def run_tool(link: Path, robot_yaml: Path, script: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, "-m", "humimic_retarget.calibrate_tool", "--robot-config", str(robot_yaml),
+    return subprocess.run([sys.executable, "-m", "humimic_retarget.offline.calibrate_tool", "--robot-config", str(robot_yaml),
                            "--port", str(link), "--speed", "3.0"],
                           input=script, capture_output=True, text=True, timeout=60, env=env)
 

@@ -13,8 +13,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from humimic_core.demo import TOPICS
-from humimic_core.monitor_stats import LatencyHistogram, RunRecord, Thinned
+from humimic_bringup.demo import TOPICS
+from humimic_bringup.monitor_stats import LatencyHistogram, RunRecord, Thinned
 
 
 def feed(record: RunRecord, seconds: float, t0: float = 0.0) -> float:
@@ -96,7 +96,7 @@ def test_ctrl_c_prints_the_summary_and_exits_130(sample_media, tmp_path):
     """A real SIGINT to ./run demo (humimic-demo) while frames stream: the pipeline stops (the driver
     takes the servos to neutral and exits 0), the summary is printed and written, no traceback."""
     out = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "humimic_core.demo", "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "humimic_bringup.demo", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         started = proc.stdout.readline()

@@ -1,7 +1,7 @@
 """The demo summary keeps frames perception dropped apart from frames without a face."""
 from __future__ import annotations
 
-from humimic_core.demo import frame_counts
+from humimic_bringup.demo import frame_counts
 
 
 def test_dropped_frames_are_not_counted_as_frames_without_a_face():

@@ -29,3 +29,14 @@ def test_levels_are_monotonic_and_bounded():
     values = [level(x / 10, 5) for x in range(0, 80)]
     assert values == sorted(values) and values[0] == 0 and values[-1] == 5
     assert len(VOCABULARY) == 17
+
+
+def test_the_vocabulary_has_one_owner():
+    """The AU codes and their words live in humimic_core.channels; the describer and perception read them."""
+    from humimic_core import channels
+    from humimic_experiments import describe as describer
+    from humimic_perception import action_units
+
+    assert describer.VOCABULARY is channels.MEANINGS and tuple(describer.ORDER) == channels.CODES
+    assert list(action_units.SCALES) == list(channels.CODES) == action_units.CODES
+    assert describer.describe({"AU26": 5.0}) == f"{channels.MEANINGS['AU26']} 5/5"

@@ -22,8 +22,8 @@ from humimic_core.robot_config import load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS
 from humimic_core.stamps import from_ns, to_ns
 from humimic_driver.bus import ARRIVED_TICKS
-from humimic_driver.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
-from humimic_driver.emulated_bus import send_command
+from humimic_core.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
+from humimic_driver.sim.emulated_bus import send_command
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -16,13 +16,13 @@ from sensor_msgs.msg import JointState
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import load_robot_config, parse_robot_config
-from humimic_retarget.fit_tool import fit, main
-from humimic_retarget.fitting import block_split, fit_ridge, rmse
+from humimic_retarget.offline.fit_tool import fit, main
+from humimic_retarget.offline.fitting import block_split, fit_ridge, rmse
 from humimic_retarget.learned_mapping import LearnedMapping
-from humimic_retarget.onnx_export import export_onnx
-from humimic_retarget.paired_data import PairedData, jsonl_line, load_paired, paired
+from humimic_retarget.offline.onnx_export import export_onnx
+from humimic_retarget.offline.paired_data import PairedData, jsonl_line, load_paired, paired
 from humimic_retarget.retargeter import Retargeter, RetargetParams
-from humimic_retarget.synthetic_pairs import synthetic_session, true_joints
+from humimic_retarget.offline.synthetic_pairs import synthetic_session, true_joints
 
 CONFIG = load_robot_config(config_file("robot_face.yaml"))
 

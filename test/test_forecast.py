@@ -8,7 +8,8 @@ import yaml
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import load_robot_config
-from humimic_retarget.forecast import (FORECAST_TOPIC, ForecastSettings, KalmanForecaster, LinearForecaster,
+from humimic_core.topics import FORECAST, absolute
+from humimic_retarget.forecast import (ForecastSettings, KalmanForecaster, LinearForecaster,
                                        forecast_settings, make_forecaster)
 from humimic_retarget.retarget_stream import RetargetStream
 from humimic_retarget.retargeter import Retargeter, RetargetParams
@@ -101,15 +102,15 @@ def test_forecast_on_real_video_leads_the_measured_channels_and_the_robot_lags_l
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     rerun(shared_media / "pucker_then_mouth_open.mp4", tmp_path / "out", path, write_images=False)
-    series = {"/face/action_units": {}, FORECAST_TOPIC: {}}
+    series = {"/face/action_units": {}, absolute(FORECAST): {}}
     for m in read_messages(tmp_path / "out", list(series)):
         msg = deserialize(m)
         if "AU26" in msg.name:
             series[m.topic][stamp_ns(msg)] = msg.position[list(msg.name).index("AU26")]
-    stamps = sorted(series[FORECAST_TOPIC])
+    stamps = sorted(series[absolute(FORECAST)])
     assert len(stamps) > 150
     measured = np.array([series["/face/action_units"][s] for s in stamps])
-    ahead = np.array([series[FORECAST_TOPIC][s] for s in stamps])
+    ahead = np.array([series[absolute(FORECAST)][s] for s in stamps])
 
     def r(lag):
         return np.corrcoef(ahead[:len(ahead) - lag], measured[lag:])[0, 1]
@@ -117,7 +118,7 @@ def test_forecast_on_real_video_leads_the_measured_channels_and_the_robot_lags_l
     assert max(range(4), key=r) >= 1, [round(r(k), 4) for k in range(4)]
     from humimic_experiments.session import load_session
 
-    assert "AU26" in load_session(tmp_path / "out").curves(FORECAST_TOPIC), "the report's curves read the forecast"
+    assert "AU26" in load_session(tmp_path / "out").curves(absolute(FORECAST)), "the report's curves read the forecast"
 
     from humimic_experiments import anticipation, evaluate
 
@@ -138,7 +139,7 @@ def test_training_samples_and_the_onnx_model_are_what_the_forecaster_runs(tmp_pa
     from humimic_experiments.anticipation import ClipData
     from humimic_experiments.evaluate import Recording
     from humimic_experiments.forecast_train import export, samples
-    from humimic_retarget.fitting import fit_ridge
+    from humimic_retarget.offline.fitting import fit_ridge
     from humimic_retarget.forecast import HistoryFeatures, LearnedForecaster, to_vector
 
     n = 60
@@ -166,7 +167,7 @@ def test_training_samples_and_the_onnx_model_are_what_the_forecaster_runs(tmp_pa
 
 
 def test_a_bad_forecast_parameter_is_refused_before_anything_starts(tmp_path):
-    from humimic_core.graph import InputError, validate_inputs
+    from humimic_bringup.graph import InputError, validate_inputs
 
     params = yaml.safe_load(config_file("humimic.yaml").read_text())
     params["retarget"]["ros__parameters"]["forecast"].update(enabled=True, method="learned",
@@ -198,7 +199,7 @@ def test_the_live_node_publishes_its_forecast_and_refuses_a_bad_method():
     proc = start("humimic_retarget.retarget_node", "-p", "forecast.enabled:=true", "-p", "forecast.horizon:=0.1")
     try:
         forecasts = {}
-        node.create_subscription(JointState, FORECAST_TOPIC, lambda m: forecasts.update(
+        node.create_subscription(JointState, FORECAST, lambda m: forecasts.update(
             {(m.header.stamp.sec, m.header.stamp.nanosec): dict(zip(m.name, m.position))}), RELIABLE_QOS)
         publisher = node.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
         deadline = time.time() + 30.0

@@ -20,12 +20,12 @@ from humimic_core import paths
 from humimic_core.robot_config import load_robot_config
 from humimic_driver import protocol as p
 from humimic_driver.bus import ServoBus
-from humimic_driver.control_tables import X_SERIES_REGISTERS as REG
-from humimic_driver.emulated_bus import emulator_process, send_command
+from humimic_core.control_tables import X_SERIES_REGISTERS as REG
+from humimic_driver.sim.emulated_bus import emulator_process, send_command
 from humimic_driver.serial_link import SerialLink
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver
-from humimic_driver.servo_emulator import EmulatedServo, ServoEmulator
+from humimic_driver.sim.servo_emulator import EmulatedServo, ServoEmulator
 
 pytestmark = pytest.mark.timeout(120)
 

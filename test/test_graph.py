@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import py_compile
+from pathlib import Path
 import subprocess
 import sys
 import time
 
 import pytest
 
-from humimic_core.graph import (LAUNCH_ARGUMENTS, InputError, add_camera_subscriber, imitation_graph,
+from humimic_bringup.graph import (LAUNCH_ARGUMENTS, InputError, add_camera_subscriber, imitation_graph,
                                 known_parameters, node_parameters, validate_inputs)
 from humimic_core.paths import config_file, share_dir
-from humimic_core.runner import command
+from humimic_bringup.runner import command
 
 
 def by_name(specs):
@@ -126,8 +127,8 @@ def test_good_inputs_pass():
 
 
 @pytest.mark.parametrize("program, cases", [
-    ("humimic_core.runner", sorted(BAD_INPUTS)),
-    ("humimic_core.demo", ["missing video", "misspelt robot config key", "unknown parameter", "missing serial port"]),
+    ("humimic_bringup.runner", sorted(BAD_INPUTS)),
+    ("humimic_bringup.demo", ["missing video", "misspelt robot config key", "unknown parameter", "missing serial port"]),
 ])
 def test_bad_input_ends_the_program_before_start(tmp_path, capsys, program, cases):
     """humimic-run / ./run demo: one line on stderr, exit code 2, nothing started, well under 2 s."""
@@ -225,3 +226,78 @@ def test_known_parameters_are_what_the_nodes_declare():
 
 def _accepted(known, name):
     return name in known or any(k.endswith(".") and name.startswith(k) for k in known)
+
+
+def test_code_defaults_equal_the_parameter_file():
+    """A node started without a parameter file behaves as with config/humimic.yaml: every default the
+    nodes declare (the driver: its settings dataclass) is the file's value."""
+    import rclpy
+
+    from humimic_core.parameters import node_parameters
+    from humimic_driver.driver_settings import DriverSettings
+    from humimic_perception.camera_node import CameraNode
+    from humimic_perception.perception_node import PerceptionNode
+    from humimic_retarget.retarget_node import RetargetNode
+
+    shipped = config_file("humimic.yaml")
+    driver = node_parameters(shipped, "dynamixel_driver")
+    assert {n: driver[n] for n in DriverSettings.descriptions()} == {
+        n: default for n, (default, _) in DriverSettings.descriptions().items()}
+    rclpy.init()
+    try:
+        for factory in (CameraNode, PerceptionNode, RetargetNode):
+            node = factory()
+            try:
+                values = node_parameters(shipped, node.get_name())
+                assert {n: node.get_parameter(n).value for n in values} == values, node.get_name()
+            finally:
+                node.destroy_node()
+    finally:
+        rclpy.shutdown()
+
+
+def test_parameters_that_cannot_change_live_are_read_only_and_numbers_have_ranges():
+    """`ros2 param set` on a value a node reads once is refused, not accepted and ignored; a retarget
+    value out of its descriptor's range is refused by ROS before the node sees it."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from humimic_perception.camera_node import CameraNode
+    from humimic_retarget.retarget_node import RetargetNode
+
+    rclpy.init()
+    try:
+        camera = CameraNode()
+        try:
+            assert all(d.read_only for d in camera.describe_parameters(list(camera._parameters))
+                       if d.name != "use_sim_time")
+            assert not camera.set_parameters([Parameter("fps", value=5.0)])[0].successful
+        finally:
+            camera.destroy_node()
+        node = RetargetNode()
+        try:
+            described = {d.name: d for d in node.describe_parameters(list(node._parameters))}
+            assert described["smoothing"].floating_point_range[0].to_value == 10.0
+            assert described["gains.AU12"].floating_point_range
+            assert not node.set_parameters([Parameter("smoothing", value=50.0)])[0].successful
+            assert node.set_parameters([Parameter("smoothing", value=0.1)])[0].successful
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown()
+
+
+def test_remap_reaches_every_humimic_node_from_the_runner_and_the_launch_file():
+    """`remap` (launch argument and humimic-run option) remaps the relative topic names of every
+    humimic node; a malformed one is refused before start."""
+    specs = imitation_graph({"remap": "joint_commands:=/robot2/joint_commands"}, include_external=False)
+    nodes = [s for s in specs if s.ros_node]
+    assert {s.name for s in nodes} == {"dynamixel_driver", "retarget", "face_perception", "camera"}
+    for spec in nodes:
+        assert spec.remappings == [("joint_commands", "/robot2/joint_commands")]
+        line = command(spec)
+        assert line[line.index("--ros-args"):][3:5] == ["-r", "joint_commands:=/robot2/joint_commands"]
+    launch = (Path(__file__).resolve().parent.parent / "launch" / "imitate.launch.py").read_text()
+    assert "remappings=spec.remappings" in launch
+    with pytest.raises(InputError, match="launch argument remap: expected from:=to, got 'joint_commands'"):
+        validate_inputs({"remap": "joint_commands"})

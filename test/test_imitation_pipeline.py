@@ -12,13 +12,13 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from sensor_msgs.msg import CameraInfo, JointState  # noqa: E402
 
-from humimic_core.graph import add_camera_subscriber, imitation_graph  # noqa: E402
+from humimic_bringup.graph import add_camera_subscriber, imitation_graph  # noqa: E402
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
 from humimic_core.ros_util import RECORDER_RELIABLE_QOS, RECORDER_SENSOR_QOS  # noqa: E402
-from humimic_core.runner import Pipeline  # noqa: E402
+from humimic_bringup.runner import Pipeline  # noqa: E402
 from humimic_core.stamps import to_ns  # noqa: E402
-from humimic_driver.control_tables import RAD_PER_TICK  # noqa: E402
+from humimic_core.control_tables import RAD_PER_TICK  # noqa: E402
 
 ROBOT = load_robot_config(config_file("robot_face.yaml"))
 

@@ -25,7 +25,8 @@ from humimic_perception.face_detector import FaceDetector, box_iou, ssd_anchors
 from humimic_perception.landmarks import NUM_LANDMARKS, make_backend
 from humimic_perception.landmarks_onnx import OnnxLandmarks
 from humimic_perception.onnx_cpu_rewrites import optimize_for_cpu
-from humimic_perception.onnx_export import FACE_DETECTOR, FACE_LANDMARKS, export_models, models_dir
+from humimic_perception.export.onnx_export import export_models
+from humimic_perception.onnx_models import FACE_DETECTOR, FACE_LANDMARKS, models_dir
 from humimic_perception.onnx_session import create_session, providers_for
 
 FRAME_TOL_IOD = 0.02
@@ -228,3 +229,10 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
         make_backend("onnx", max_faces=0)
     with pytest.raises(ValueError, match="BGR uint8"):
         make_backend("onnx").process(np.zeros((4, 4), np.uint8))
+
+
+def test_a_missing_model_is_one_line_naming_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live backend loads exported models only; a missing one names the command that exports it."""
+    monkeypatch.setenv("HUMIMIC_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"face_detector.onnx, face_landmarks.onnx missing .*export_onnx"):
+        OnnxLandmarks()

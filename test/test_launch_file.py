@@ -12,7 +12,7 @@ import types
 import pytest
 
 from humimic_core import graph
-from humimic_core.graph import LAUNCH_ARGUMENTS
+from humimic_bringup.graph import LAUNCH_ARGUMENTS
 from humimic_core.paths import share_dir
 
 HUMIMIC = ("servo_emulator", "dynamixel_driver", "retarget", "face_perception", "camera")
@@ -144,7 +144,7 @@ def test_hri_bridge_is_optional(launch_file, monkeypatch, sample_media, tmp_path
 @pytest.mark.parametrize("installed, program", [(("ros2",), "record_node"),
                                                 (("ros2", "ros2bag", "rosbag2_storage_mcap"), "ros2")])
 def test_runner_records_with_ros2_bag_only_where_it_is_installed(monkeypatch, tmp_path, installed, program):
-    from humimic_core.runner import command
+    from humimic_bringup.runner import command
 
     monkeypatch.setattr(graph, "ament_package_found", lambda name: name in installed)
     monkeypatch.setattr(graph, "executable_on_path", lambda name: name in installed)

@@ -12,7 +12,7 @@ from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config, parse_robot_config
 from humimic_perception import action_units
 from humimic_core.channels import CODES, PUBLISHED, channel_range, is_channel, mirrored
-from humimic_retarget.response_curve import Curve
+from humimic_core.response_curve import Curve
 
 
 @pytest.fixture()

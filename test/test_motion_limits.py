@@ -8,7 +8,7 @@ import pytest
 
 from humimic_core.robot_config import MotionCaps
 from humimic_driver.motion_limits import MAX_GAP_S, STEP_S, SetpointLimiter
-from humimic_driver.servo_emulator import TICKS_S2_PER_ACCELERATION_UNIT, TICKS_S_PER_VELOCITY_UNIT, EmulatedServo
+from humimic_driver.sim.servo_emulator import TICKS_S2_PER_ACCELERATION_UNIT, TICKS_S_PER_VELOCITY_UNIT, EmulatedServo
 
 CAPS = {"neck": MotionCaps(1.5, 8.0), "lid": MotionCaps(10.0, 40.0), "brow": MotionCaps(3.0, 40.0)}
 LIMITS = {j: (-1.0, 1.0) for j in CAPS}

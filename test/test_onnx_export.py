@@ -20,8 +20,9 @@ import pytest
 from flatbuffers import flexbuffers
 from mediapipe.tasks.metadata import schema_py_generated as tfl
 
-from humimic_perception.onnx_export import FACE_DETECTOR, FACE_LANDMARKS, ModelSpec, export_models, mediapipe_dir
-from humimic_perception.tflite_to_onnx import UnsupportedOperatorError, convert_tflite
+from humimic_perception.export.onnx_export import export_models, mediapipe_dir
+from humimic_perception.onnx_models import FACE_DETECTOR, FACE_LANDMARKS, ModelSpec
+from humimic_perception.export.tflite_to_onnx import UnsupportedOperatorError, convert_tflite
 
 LANDMARK_TOL_PX = 0.01  # max abs diff of landmark outputs, pixels of the 192x192 model input
 DETECTOR_TOL = 0.01  # max abs diff of regressors (pixels of the 128x128 input) and of score logits

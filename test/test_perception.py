@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from humimic_core.graph import node_parameters
+from humimic_bringup.graph import node_parameters
 from humimic_core.paths import config_file, shared_media_dir
 from humimic_perception.action_units import CODES
 from humimic_perception.frame_source import FrameSource

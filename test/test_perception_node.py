@@ -28,7 +28,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from humimic_core.paths import config_file, media_dir
 from humimic_core.ros_util import SENSOR_QOS
-from humimic_core.runner import interrupt
+from humimic_core.processes import interrupt
 from humimic_core.stamps import from_ns, to_ns
 from humimic_perception.action_units import CHANNELS
 from humimic_perception import ros_convert

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from humimic_core.graph import imitation_graph
-from humimic_core.runner import Pipeline
+from humimic_bringup.graph import imitation_graph
+from humimic_bringup.runner import Pipeline
 from humimic_experiments.bag_io import topic_summary
 from humimic_experiments.session import as_mapping, load_session
 

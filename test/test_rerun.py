@@ -39,9 +39,9 @@ def test_rerun_of_a_recording_keeps_its_stamps_and_renders(sample_media, tmp_pat
 def test_rerun_moves_as_the_live_node_with_every_retarget_parameter(sample_media, tmp_path):
     import yaml
 
-    from humimic_core.graph import node_parameters
+    from humimic_core.parameters import node_parameters
     from humimic_core.paths import config_file
-    from humimic_experiments.rerun import retarget_settings
+    from humimic_retarget.retargeter import RetargetParams
 
     shipped = yaml.safe_load(config_file("humimic.yaml").read_text())
 
@@ -51,8 +51,9 @@ def test_rerun_moves_as_the_live_node_with_every_retarget_parameter(sample_media
         (tmp_path / name).write_text(yaml.safe_dump(data))
         return str(tmp_path / name)
 
-    settings = retarget_settings(node_parameters(params_file("all.yaml", mirror=False, smoothing=0.2,
-                                                             max_acceleration=5.0, gains={"AU12": 2.0}), "retarget"))
+    settings = RetargetParams.from_parameters(node_parameters(params_file("all.yaml", mirror=False, smoothing=0.2,
+                                                                          max_acceleration=5.0, gains={"AU12": 2.0}),
+                                                              "retarget"))
     assert (settings.mirror, settings.smoothing, settings.max_acceleration, settings.gains) == (False, 0.2, 5.0,
                                                                                                {"AU12": 2.0})
     video = sample_media / "single_face.mp4"
@@ -67,3 +68,51 @@ def test_rerun_moves_as_the_live_node_with_every_retarget_parameter(sample_media
     assert abs(yaw).max() > 0.02 and (runs["same_side"]["neck_yaw"][1] == -yaw).all()  # mirror undone
     travel = {name: sum(abs(c[1][1:] - c[1][:-1]).sum() for c in run.values()) for name, run in runs.items()}
     assert travel["smooth"] < 0.7 * travel["shipped"]  # a slower low-pass moves the joints less
+
+
+def test_a_rerun_and_the_live_node_give_the_same_commands(tmp_path):
+    """The re-run builds the retargeter's settings as the live node does (RetargetParams.from_parameters):
+    with smoothing, mirror or a gain changed in the parameter file, the retarget node started on that
+    file and the re-run's retargeter turn the same frames into the same commands, and into other
+    commands than the shipped file gives."""
+    import math
+
+    import rclpy
+    import yaml
+
+    from humimic_core.parameters import node_parameters
+    from humimic_core.paths import config_file
+    from humimic_core.robot_config import load_robot_config
+    from humimic_retarget.retarget_node import RetargetNode
+    from humimic_retarget.retargeter import Retargeter, RetargetParams
+
+    config = load_robot_config(config_file("robot_face.yaml"))
+    shipped = yaml.safe_load(config_file("humimic.yaml").read_text())
+
+    def commands(retargeter: Retargeter) -> list:
+        channels = retargeter.mapping.channels
+        frames = [{c: (1.5 + 1.5 * math.sin(0.3 * i + k) if c.startswith("AU") else 0.3 * math.sin(0.2 * i + k))
+                   for k, c in enumerate(channels)} for i in range(60)]
+        return [retargeter.update(i / 30.0, frame) for i, frame in enumerate(frames)]
+
+    def offline(path) -> list:
+        return commands(Retargeter(config, RetargetParams.from_parameters(node_parameters(path, "retarget"))))
+
+    reference = offline(config_file("humimic.yaml"))
+    for name, change in (("smoothing", {"smoothing": 0.3}), ("mirror", {"mirror": not config.mapping.mirror}),
+                         ("gains", {"gains": {"AU12": 2.5, "AU26": 0.5}})):
+        data = yaml.safe_load(yaml.safe_dump(shipped))
+        data["retarget"]["ros__parameters"].update(change)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        rclpy.init(args=["--ros-args", "--params-file", str(path)])
+        try:
+            node = RetargetNode()
+            try:
+                live = commands(node.retargeter)
+            finally:
+                node.destroy_node()
+        finally:
+            rclpy.shutdown()
+        assert live == offline(path), name
+        assert live != reference, f"{name}: the change had no effect, the test proves nothing"

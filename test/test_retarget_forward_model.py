@@ -10,8 +10,8 @@ import yaml
 from humimic_core.paths import config_file
 from humimic_core.robot_config import parse_robot_config
 from humimic_retarget.expression_mapping import ExpressionMapping
-from humimic_retarget.forward_model import ForwardModel
-from humimic_retarget.synthetic_pairs import synthetic_session
+from humimic_retarget.offline.forward_model import ForwardModel
+from humimic_retarget.offline.synthetic_pairs import synthetic_session
 
 RAW = yaml.safe_load(config_file("robot_face.yaml").read_text())
 #: Channels the shipped mapping can tell apart from the joints (AU25/AU26 both only open the jaw,

@@ -13,9 +13,9 @@ import yaml
 from humimic_core.paths import config_file
 from humimic_core.robot_config import parse_robot_config
 from humimic_retarget.expression_mapping import ExpressionMapping
-from humimic_retarget.fitting import Network
+from humimic_retarget.offline.fitting import Network
 from humimic_retarget.learned_mapping import CHANNELS_KEY, LearnedMapping, LearnedModelError
-from humimic_retarget.onnx_export import export_onnx, network_to_onnx
+from humimic_retarget.offline.onnx_export import export_onnx, network_to_onnx
 from humimic_retarget.retargeter import Retargeter, RetargetParams
 
 RAW = yaml.safe_load(config_file("robot_face.yaml").read_text())

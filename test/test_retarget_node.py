@@ -21,14 +21,14 @@ from rclpy.parameter import Parameter  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
-from humimic_core.runner import interrupt
+from humimic_core.processes import interrupt  # noqa: E402
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
 from humimic_core.ros_util import RELIABLE_QOS  # noqa: E402
 from humimic_core.stamps import from_ns, to_ns  # noqa: E402
-from humimic_retarget.fitting import Network  # noqa: E402
-from humimic_retarget.onnx_export import export_onnx  # noqa: E402
-from humimic_retarget.pose_grid import pose_grid  # noqa: E402
+from humimic_retarget.offline.fitting import Network  # noqa: E402
+from humimic_retarget.offline.onnx_export import export_onnx  # noqa: E402
+from humimic_retarget.offline.pose_grid import pose_grid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = load_robot_config(config_file("robot_face.yaml"))
@@ -88,7 +88,9 @@ def test_live_tuning_through_set_parameters(node):
         setter = node.create_client(SetParameters, "/retarget/set_parameters")
         getter = node.create_client(GetParameters, "/retarget/get_parameters")
         assert setter.wait_for_service(timeout_sec=30.0), stop(proc)
-        refused = set_params(node, setter, max_velocity=-1.0)
+        refused = set_params(node, setter, max_velocity=-1.0)  # outside the descriptor's range: ROS refuses
+        assert not refused[0].successful and "max_velocity out of range" in refused[0].reason
+        refused = set_params(node, setter, max_velocity=0.0)  # in the range, but no velocity: the node refuses
         assert not refused[0].successful and "max_velocity must be a positive" in refused[0].reason
         refused = set_params(node, setter, **{"gains.AU26": float("nan")})
         assert not refused[0].successful and "gains.AU26" in refused[0].reason
@@ -132,7 +134,7 @@ def test_node_refuses_a_model_that_does_not_fit_the_robot(tmp_path):
 
 def test_pose_playback_plays_the_grid_and_records_pairs(node, tmp_path):
     record = tmp_path / "session.jsonl"
-    proc = start("humimic_retarget.pose_playback_node", "-p", "levels:=1", "-p", "move_time:=0.05",
+    proc = start("humimic_retarget.offline.pose_playback_node", "-p", "levels:=1", "-p", "move_time:=0.05",
                  "-p", "hold_time:=0.2", "-p", "settle_time:=0.05", "-p", f"record:={record}")
     commands = []
     node.create_subscription(JointState, "/joint_commands", lambda m: commands.append(dict(zip(m.name, m.position))),

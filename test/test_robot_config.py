@@ -10,8 +10,8 @@ import yaml
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config, parse_robot_config
-from humimic_core.urdf import default_urdf_path, robot_urdf
-from humimic_driver.control_tables import RAD_PER_TICK
+from humimic_bringup.urdf import default_urdf_path, robot_urdf
+from humimic_core.control_tables import RAD_PER_TICK
 
 
 @pytest.fixture()
@@ -112,4 +112,4 @@ def test_urdf_joints_are_the_config_joints():
 
 def test_committed_urdf_is_generated_from_the_config():
     generated = robot_urdf(load_robot_config(config_file("robot_face.yaml")))
-    assert default_urdf_path().read_text() == generated, "urdf/ is stale: run `python -m humimic_core.urdf`"
+    assert default_urdf_path().read_text() == generated, "urdf/ is stale: run `python -m humimic_bringup.urdf`"

@@ -10,7 +10,7 @@ from humimic_core import paths
 from humimic_core.robot_config import load_robot_config
 from humimic_driver.bus import BusError, ServoBus
 from humimic_driver.driver_settings import DriverSettings
-from humimic_driver.emulated_bus import emulator_process
+from humimic_driver.sim.emulated_bus import emulator_process
 from humimic_driver.scan import id_ranges, main, parse_ids
 from humimic_driver.servo_driver import ServoDriver
 

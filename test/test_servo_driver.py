@@ -12,9 +12,9 @@ from dynamixel_sdk import PacketHandler, PortHandler
 from humimic_core import paths
 from humimic_core.robot_config import load_robot_config
 from humimic_driver.bus import BusError, ServoBus, velocity_units
-from humimic_driver.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
+from humimic_core.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
 from humimic_driver.diagnostics import OK
-from humimic_driver.emulated_bus import send_command
+from humimic_driver.sim.emulated_bus import send_command
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver, percentile
 from servo_loop import settle

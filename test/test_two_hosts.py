@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from humimic_bringup.two_hosts import run_split
 from humimic_experiments import two_hosts
 from humimic_experiments.bag_io import deserialize, read_messages
 from humimic_experiments.session import load_session, stamp_ns
@@ -59,7 +60,7 @@ def sent_bytes(host: two_hosts.Host) -> int:
 def test_frames_cross_and_the_robot_follows(hosts, sample_media, tmp_path):
     workstation, robot = hosts
     before = sent_bytes(robot), sent_bytes(workstation)
-    recording = two_hosts.run_split(str(sample_media / "single_face.mp4"), tmp_path, hosts)
+    recording = run_split(str(sample_media / "single_face.mp4"), tmp_path, hosts)
     robot_sent, workstation_sent = sent_bytes(robot) - before[0], sent_bytes(workstation) - before[1]
     session = load_session(recording)
     frames = {stamp_ns(deserialize(m)) for m in read_messages(recording, ["/camera/camera_info"])}

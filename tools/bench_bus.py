@@ -26,8 +26,8 @@ from humimic_core import paths  # noqa: E402
 from humimic_core.robot_config import RobotConfig, Servo, load_robot_config, parse_robot_config  # noqa: E402
 from humimic_driver import protocol as p  # noqa: E402
 from humimic_driver.bus import STATE, ServoBus  # noqa: E402
-from humimic_driver.control_tables import X_SERIES_REGISTERS as REG  # noqa: E402
-from humimic_driver.emulated_bus import emulator_process  # noqa: E402
+from humimic_core.control_tables import X_SERIES_REGISTERS as REG  # noqa: E402
+from humimic_driver.sim.emulated_bus import emulator_process  # noqa: E402
 from humimic_driver.driver_settings import DriverSettings  # noqa: E402
 from humimic_driver.servo_driver import ServoDriver, percentile  # noqa: E402
 

@@ -20,7 +20,7 @@ from humimic_core.channels import PUBLISHED  # noqa: E402
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
 from humimic_experiments.forecast_train import export  # noqa: E402
-from humimic_retarget.fitting import fit_ridge  # noqa: E402
+from humimic_retarget.offline.fitting import fit_ridge  # noqa: E402
 from humimic_retarget.forecast import KalmanForecaster, LearnedForecaster, LinearForecaster, feature_names  # noqa: E402
 from humimic_retarget.retargeter import Retargeter, RetargetParams  # noqa: E402
 

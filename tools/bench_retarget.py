@@ -25,11 +25,11 @@ sys.path.insert(0, str(ROOT))
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import RobotConfig, load_robot_config, parse_robot_config  # noqa: E402
 from humimic_retarget.expression_mapping import ExpressionMapping  # noqa: E402
-from humimic_retarget.fit_tool import fit  # noqa: E402
-from humimic_retarget.onnx_export import export_onnx  # noqa: E402
-from humimic_retarget.paired_data import PairedData  # noqa: E402
+from humimic_retarget.offline.fit_tool import fit  # noqa: E402
+from humimic_retarget.offline.onnx_export import export_onnx  # noqa: E402
+from humimic_retarget.offline.paired_data import PairedData  # noqa: E402
 from humimic_retarget.retargeter import Retargeter, RetargetParams  # noqa: E402
-from humimic_retarget.synthetic_pairs import synthetic_session  # noqa: E402
+from humimic_retarget.offline.synthetic_pairs import synthetic_session  # noqa: E402
 
 
 def timed(fn: Callable[[int], object], n: int) -> np.ndarray:

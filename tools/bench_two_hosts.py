@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from humimic_core.paths import media_dir, shared_media_dir  # noqa: E402
+from humimic_bringup.two_hosts import run_split  # noqa: E402
 from humimic_experiments import two_hosts  # noqa: E402
 from humimic_experiments.metrics import latency_stats  # noqa: E402
 
@@ -38,7 +39,7 @@ def measure(video: str, runs: int, setup: str, delay: bool = False) -> Dict[str,
                     problem = two_hosts.add_delay(host, DELAY_MS)
                     if problem:
                         raise OSError(problem)
-            recording = two_hosts.run_split(video, Path(tmp), hosts if setup == "two" else None,
+            recording = run_split(video, Path(tmp), hosts if setup == "two" else None,
                                             single=hosts[1], timeout=600.0)
             for topic, values in two_hosts.latencies_ms(recording).items():
                 pooled[topic] += values

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from humimic_perception.onnx_export import export_models, models_dir  # noqa: E402
+from humimic_perception.export.onnx_export import export_models, models_dir  # noqa: E402
 
 
 def benchmark(path: Path, calls: int) -> float:

@@ -22,9 +22,10 @@ from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from humimic_core.channels import is_channel
+from humimic_core.topics import ACTION_UNITS, GAZE, HEAD_POSE, JOINT_STATES, absolute
 from humimic_experiments.bag_io import deserialize, read_messages
 from humimic_experiments.session import stamp_ns
-from humimic_core.channels import is_channel
 from humimic_retarget.frame_channels import FrameChannels
 
 Row = Tuple[Dict[str, float], Dict[str, float]]
@@ -77,15 +78,15 @@ def read_csv(path: Path, robot_joints: Sequence[str]) -> List[Row]:
     return rows
 
 
-def read_rosbag(path: Path, joint_topic: str = "/joint_states", max_age: float = 0.1) -> List[Row]:
+def read_rosbag(path: Path, joint_topic: str = absolute(JOINT_STATES), max_age: float = 0.1) -> List[Row]:
     events, states = [], []
-    for m in read_messages(path, ["/face/action_units", "/face/head_pose", "/face/gaze", joint_topic]):
+    for m in read_messages(path, [absolute(ACTION_UNITS), absolute(HEAD_POSE), absolute(GAZE), joint_topic]):
         msg = deserialize(m)
         stamp = stamp_ns(msg)
         if m.topic == joint_topic:
             states.append((stamp, dict(zip(msg.name, (float(p) for p in msg.position)))))
         else:
-            events.append((stamp, int(m.topic == "/face/action_units"), m.topic, msg))
+            events.append((stamp, int(m.topic == absolute(ACTION_UNITS)), m.topic, msg))
     if not states:
         raise ValueError(f"{path}: no {joint_topic} messages to pair with")
     states.sort(key=lambda s: s[0])
@@ -94,10 +95,10 @@ def read_rosbag(path: Path, joint_topic: str = "/joint_states", max_age: float =
     rows = []
     released = []
     for stamp, _, topic, msg in sorted(events, key=lambda e: e[:2]):  # a frame's pose and gaze before its AUs
-        if topic == "/face/head_pose":
+        if topic == absolute(HEAD_POSE):
             q = msg.pose.orientation
             released += frames.head_pose(stamp, (q.x, q.y, q.z, q.w))
-        elif topic == "/face/gaze":
+        elif topic == absolute(GAZE):
             released += frames.gaze(stamp, msg.vector.x, msg.vector.y)
         else:
             released += frames.action_units(stamp, list(msg.name), list(msg.position))
@@ -138,7 +139,7 @@ def paired(rows: Iterable[Row], robot_joints: Sequence[str]) -> PairedData:
     return PairedData(channels, joints, np.array(x), np.array(y), len(rows) - len(x))
 
 
-def load_paired(paths: Sequence[str | Path], robot_joints: Sequence[str], joint_topic: str = "/joint_states",
+def load_paired(paths: Sequence[str | Path], robot_joints: Sequence[str], joint_topic: str = absolute(JOINT_STATES),
                 max_age: float = 0.1) -> PairedData:
     """Samples of every source (JSONL, CSV or rosbag2 by what the path is), in order."""
     rows: List[Row] = []

@@ -5,7 +5,7 @@ import dataclasses
 from typing import Dict, List, Optional
 
 from humimic_core.robot_config import RobotConfig, Servo
-from humimic_retarget.calibration_yaml import DECIMALS
+from humimic_retarget.offline.calibration_yaml import DECIMALS
 
 FIELDS = ("min", "neutral", "max")
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 from typing import Callable, Dict, List, Optional, Protocol, Tuple
 
-from humimic_driver.control_tables import HW_ELECTRICAL_SHOCK, HW_ENCODER, HW_OVERLOAD
-from humimic_driver.servo_emulator import EmulatedServo, ServoEmulator
+from humimic_core.control_tables import HW_ELECTRICAL_SHOCK, HW_ENCODER, HW_OVERLOAD
+from humimic_driver.sim.servo_emulator import EmulatedServo, ServoEmulator
 
 #: Registers reported by `state ID`.
 STATE_REGISTERS = ("torque_enable", "goal_position", "present_position", "present_velocity", "present_current",

@@ -1,4 +1,4 @@
-"""Start the imitation pipeline without ROS launch: the processes of humimic_core.graph, each a
+"""Start the imitation pipeline without ROS launch: the processes of humimic_bringup.graph, each a
 separate OS process with the same parameter files `imitate.launch.py` uses.
 
 Processes of other ROS packages (robot_state_publisher, rviz2) are started when installed (a
@@ -20,11 +20,19 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from humimic_core.graph import (LAUNCH_ARGUMENTS, InputError, ProcessSpec, imitation_graph, installed,
-                                 not_installed, process_environment, validate_inputs)
+from humimic_bringup.graph import (
+    LAUNCH_ARGUMENTS,
+    InputError,
+    ProcessSpec,
+    imitation_graph,
+    installed,
+    not_installed,
+    process_environment,
+    validate_inputs,
+)
+from humimic_core.processes import STOP_GRACE, interrupt
+from humimic_core.topics import ACTION_UNITS, CAMERA_IMAGE, JOINT_COMMANDS, JOINT_STATES, WRITTEN_GOALS, absolute
 
-#: Seconds a process gets to exit after SIGINT before SIGTERM, then SIGKILL.
-STOP_GRACE = 8.0
 #: Seconds the driver waits for the emulator's port to appear.
 PORT_WAIT = 10.0
 #: Seconds the camera waits for the other nodes' topics to be discovered, then for matching.
@@ -34,24 +42,8 @@ INTERRUPTED = 128 + signal.SIGINT
 #: Exit code of a run refused before start (bad argument, file, config, source or port).
 BAD_INPUT = 2
 #: node -> topics it publishes that the camera's first frame must reach
-PUBLISHES = {"face_perception": ("/face/action_units",), "retarget": ("/joint_commands",),
-             "dynamixel_driver": ("/joint_states", "/driver/written_goals")}
-
-
-def interrupt(proc: subprocess.Popen, grace: float = STOP_GRACE) -> int:
-    """Stop a process as Ctrl-C would (SIGINT: nodes leave hardware safe), then SIGTERM and SIGKILL
-    if it has not exited after ``grace`` and 2 more seconds; its exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            return proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-        try:
-            return proc.wait(2.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.wait()
+PUBLISHES = {"face_perception": (absolute(ACTION_UNITS),), "retarget": (absolute(JOINT_COMMANDS),),
+             "dynamixel_driver": (absolute(JOINT_STATES), absolute(WRITTEN_GOALS))}
 
 
 def ros_parameter_value(value) -> str:
@@ -78,6 +70,8 @@ def command(spec: ProcessSpec) -> Optional[List[str]]:
         cmd = [str(shutil.which(spec.executable)), *spec.arguments]
     if spec.ros_node:
         cmd += ["--ros-args", "-r", f"__node:={spec.name}"]
+        for source, target in spec.remappings:
+            cmd += ["-r", f"{source}:={target}"]
         if spec.params_file:
             cmd += ["--params-file", spec.params_file]
         for name, value in spec.parameters.items():
@@ -113,8 +107,10 @@ class Pipeline:
     def _wait_for_graph(self) -> None:
         """Wait until the running nodes' publishers and subscribers are discovered."""
         names = set(self.processes)
-        publishers = [t for n in names for t in PUBLISHES.get(n, ())]
-        subscribers = {"/camera/image_raw": ("face_perception" in names) + ("recorder" in names)}
+        remapped = {absolute(a): absolute(b) for spec in self.specs for a, b in spec.remappings}
+        publishers = [remapped.get(t, t) for n in names for t in PUBLISHES.get(n, ())]
+        image = remapped.get(absolute(CAMERA_IMAGE), absolute(CAMERA_IMAGE))
+        subscribers = {image: ("face_perception" in names) + ("recorder" in names)}
         if "recorder" in names:
             subscribers.update({t: 1 for t in publishers})
         if not publishers and not any(subscribers.values()):

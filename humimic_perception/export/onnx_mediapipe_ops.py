@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from humimic_perception.tflite_to_onnx import NCHW, NHWC, Converter, Op
+from humimic_perception.export.tflite_to_onnx import NCHW, NHWC, Converter, Op
 
 F32 = np.float32
 

@@ -21,10 +21,11 @@ import numpy as np
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_retarget.fitting import Network, block_split, choose_ridge, fit_mlp, rmse
+from humimic_core.topics import JOINT_STATES, absolute
 from humimic_retarget.learned_mapping import LearnedMapping
-from humimic_retarget.onnx_export import export_onnx
-from humimic_retarget.paired_data import PairedData, load_paired
+from humimic_retarget.offline.fitting import Network, block_split, choose_ridge, fit_mlp, rmse
+from humimic_retarget.offline.onnx_export import export_onnx
+from humimic_retarget.offline.paired_data import PairedData, load_paired
 
 #: A joint whose recorded angle varies less than this (rad, standard deviation) is not fitted.
 MIN_MOTION = 1e-3
@@ -80,7 +81,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--hidden", type=int, nargs="+", default=[32], help="MLP hidden layer sizes")
     parser.add_argument("--epochs", type=int, default=400, help="MLP training epochs (at most)")
     parser.add_argument("--seed", type=int, default=0, help="MLP initialisation and shuffling seed")
-    parser.add_argument("--joint-topic", default="/joint_states", help="bags: topic of the joint angles")
+    parser.add_argument("--joint-topic", default=absolute(JOINT_STATES), help="bags: topic of the joint angles")
     parser.add_argument("--report", default=None, help="also write the held-out errors as JSON here")
     args = parser.parse_args(argv)
     try:

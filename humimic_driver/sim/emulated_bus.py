@@ -11,7 +11,7 @@ With ``--linger SECONDS`` a SIGINT does not stop the bus while a client still ho
 open (at most SECONDS): a Ctrl-C that reaches the driver and the emulator together, as under
 ``ros2 launch``, leaves the driver its move to neutral and torque-off. SIGTERM stops at once.
 
-Faults (see humimic_driver/fault_injection.py for the commands): ``--fault CMD`` at start,
+Faults (see humimic_driver/sim/fault_injection.py for the commands): ``--fault CMD`` at start,
 ``--at SECONDS CMD`` later, or ``--send CMD`` to a running emulator, which listens on a UNIX
 socket named after its link (``control_address()``), mode 0600 in a directory only its owner may
 enter (0700), so other local users cannot inject faults.
@@ -38,10 +38,10 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 from humimic_core import paths
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_core.runner import interrupt
-from humimic_driver.control_tables import BAUD_CODES
-from humimic_driver.fault_injection import apply_fault, parse_schedule
-from humimic_driver.servo_emulator import ServoEmulator, servos_from_config
+from humimic_core.processes import interrupt
+from humimic_core.control_tables import BAUD_CODES
+from humimic_driver.sim.fault_injection import apply_fault, parse_schedule
+from humimic_driver.sim.servo_emulator import ServoEmulator, servos_from_config
 
 READY_PREFIX = "humimic-servo-emulator: serving"
 #: Replies due within this many seconds of each other go out in one write.
@@ -376,11 +376,11 @@ def emulator_process(link: str | Path, robot_config: Optional[str | Path] = None
 
     Returns once it is ready; RuntimeError with its output if it does not get ready in ``timeout`` s.
     """
-    cmd = [sys.executable, "-m", "humimic_driver.emulated_bus", "--link", str(link), *args]
+    cmd = [sys.executable, "-m", "humimic_driver.sim.emulated_bus", "--link", str(link), *args]
     if robot_config is not None:
         cmd += ["--robot-config", str(robot_config)]
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:

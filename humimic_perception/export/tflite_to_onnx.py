@@ -5,7 +5,7 @@ ops are folded into float32 initializers. 4-D feature maps are kept NCHW inside 
 graph input and outputs keep the TFLite shapes (NHWC image in), so the ONNX model is a drop-in for
 the TFLite one, except that their leading axis of 1 becomes the dynamic batch axis ``N``: the ops
 keep the batch axis (reshapes copy it, slices take all of it), so one call can run several inputs.
-MediaPipe's custom ops are lowered by humimic_perception.onnx_mediapipe_ops.
+MediaPipe's custom ops are lowered by humimic_perception.export.onnx_mediapipe_ops.
 """
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ class Converter:
 
     def convert(self, input_name: str | None, output_names: Mapping[str, str]) -> onnx.ModelProto:
         """The checked ONNX model; raises UnsupportedOperatorError naming every op it cannot lower."""
-        from humimic_perception.onnx_mediapipe_ops import CUSTOM_OPS  # that module builds on this one
+        from humimic_perception.export.onnx_mediapipe_ops import CUSTOM_OPS  # that module builds on this one
 
         lowerings: dict[str, Callable[[Converter, Op], None]] = {**BUILTIN_OPS, **CUSTOM_OPS}
         ops = self.operators()

@@ -17,11 +17,21 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from humimic_core.graph import add_camera_subscriber, imitation_graph, process_environment
-from humimic_core.monitor_stats import RunRecord
-from humimic_core.runner import INTERRUPTED, Pipeline, argument_parser, launch_values, preflight
+from humimic_bringup.graph import add_camera_subscriber, imitation_graph, process_environment
+from humimic_bringup.monitor_stats import RunRecord
+from humimic_bringup.runner import INTERRUPTED, Pipeline, argument_parser, launch_values, preflight
+from humimic_core.topics import (
+    ACTION_UNITS,
+    CAMERA_IMAGE,
+    DEBUG_IMAGE,
+    DIAGNOSTICS,
+    JOINT_COMMANDS,
+    JOINT_STATES,
+    WRITTEN_GOALS,
+    absolute,
+)
 
-TOPICS = ("/camera/image_raw", "/face/action_units", "/joint_commands", "/driver/written_goals", "/joint_states")
+TOPICS = tuple(absolute(t) for t in (CAMERA_IMAGE, ACTION_UNITS, JOINT_COMMANDS, WRITTEN_GOALS, JOINT_STATES))
 #: joints drawn in the picture
 PLOT_JOINTS = ("jaw", "lip_corner_left", "brow_inner_left", "upper_lid_left", "neck_yaw", "neck_pitch")
 SNAPSHOTS = 6
@@ -73,7 +83,8 @@ class Monitor:
         from rclpy.signals import SignalHandlerOptions
         from sensor_msgs.msg import Image, JointState
 
-        from humimic_core.ros_util import RECORDER_RELIABLE_QOS as RELIABLE_QOS, RECORDER_SENSOR_QOS as SENSOR_QOS
+        from humimic_core.ros_util import RECORDER_RELIABLE_QOS as RELIABLE_QOS
+        from humimic_core.ros_util import RECORDER_SENSOR_QOS as SENSOR_QOS
 
         # Ctrl-C raises KeyboardInterrupt (the demo stops the pipeline and prints its summary)
         # instead of shutting rclpy down under the monitor
@@ -82,30 +93,30 @@ class Monitor:
         self.record = RunRecord(TOPICS)
         self.diagnostics: Dict[str, str] = {}
         sub = self.node.create_subscription
-        sub(Image, "/camera/image_raw", lambda m: self._seen("/camera/image_raw", m), SENSOR_QOS)
-        sub(Image, "/face/debug_image", self._debug_image, SENSOR_QOS)
-        sub(JointState, "/face/action_units", self._action_units, RELIABLE_QOS)
-        sub(JointState, "/joint_commands", self._command, RELIABLE_QOS)
-        sub(JointState, "/driver/written_goals", lambda m: self._seen("/driver/written_goals", m), RELIABLE_QOS)
-        sub(JointState, "/joint_states", self._joint_states, RELIABLE_QOS)
-        sub(DiagnosticArray, "/diagnostics", self._diagnostics, RELIABLE_QOS)
+        sub(Image, absolute(CAMERA_IMAGE), lambda m: self._seen(absolute(CAMERA_IMAGE), m), SENSOR_QOS)
+        sub(Image, absolute(DEBUG_IMAGE), self._debug_image, SENSOR_QOS)
+        sub(JointState, absolute(ACTION_UNITS), self._action_units, RELIABLE_QOS)
+        sub(JointState, absolute(JOINT_COMMANDS), self._command, RELIABLE_QOS)
+        sub(JointState, absolute(WRITTEN_GOALS), lambda m: self._seen(absolute(WRITTEN_GOALS), m), RELIABLE_QOS)
+        sub(JointState, absolute(JOINT_STATES), self._joint_states, RELIABLE_QOS)
+        sub(DiagnosticArray, DIAGNOSTICS, self._diagnostics, RELIABLE_QOS)
 
     def _seen(self, topic: str, msg) -> float:
         now = time.time()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        self.record.message(topic, stamp, now, latency=topic != "/joint_states")
+        self.record.message(topic, stamp, now, latency=topic != absolute(JOINT_STATES))
         return now
 
     def _action_units(self, msg) -> None:
-        now = self._seen("/face/action_units", msg)
+        now = self._seen(absolute(ACTION_UNITS), msg)
         self.record.action_units(now, dict(zip(msg.name, msg.position)))
 
     def _command(self, msg) -> None:
-        now = self._seen("/joint_commands", msg)
+        now = self._seen(absolute(JOINT_COMMANDS), msg)
         self.record.commands.add((now, dict(zip(msg.name, msg.position))))
 
     def _joint_states(self, msg) -> None:
-        now = self._seen("/joint_states", msg)
+        now = self._seen(absolute(JOINT_STATES), msg)
         self.record.joints.add((now, dict(zip(msg.name, msg.position))))
 
     def _debug_image(self, msg) -> None:
@@ -270,7 +281,7 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
     summary = {
         "video": values["video"] or "sample (camera.source of config/humimic.yaml)",
         "interrupted": interrupted,
-        **frame_counts(record.frames, record.counts.get("/face/action_units", 0), record.frames_with_face,
+        **frame_counts(record.frames, record.counts.get(absolute(ACTION_UNITS), 0), record.frames_with_face,
                        monitor.diagnostics),
         "duration_s": round(wall, 2),
         "rates_hz": {k: round(v, 2) for k, v in record.rates().items()},
@@ -288,8 +299,8 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
     print(f"\n{'topic':28s} {'rate (Hz)':>10s} {'latency p50 (ms)':>17s} {'p99 (ms)':>9s}")
     for topic in TOPICS:
         lat = summary["latency_from_camera_stamp"].get(topic, {})
-        p50 = f"{lat['p50_ms']:.1f}" if lat.get("n") and topic != "/joint_states" else "-"
-        p99 = f"{lat['p99_ms']:.1f}" if lat.get("n") and topic != "/joint_states" else "-"
+        p50 = f"{lat['p50_ms']:.1f}" if lat.get("n") and topic != absolute(JOINT_STATES) else "-"
+        p99 = f"{lat['p99_ms']:.1f}" if lat.get("n") and topic != absolute(JOINT_STATES) else "-"
         print(f"{topic:28s} {summary['rates_hz'][topic]:10.1f} {p50:>17s} {p99:>9s}")
     print("end-to-end = camera stamp -> /driver/written_goals (driver's bus write, +1 DDS hop)")
     ignored = {t: h.ignored for t, h in record.latency.items() if h.ignored}

@@ -24,7 +24,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from humimic_core.robot_config import Servo
 from humimic_driver import protocol as p
-from humimic_driver.control_tables import (BAUD_CODES, RETURN_DELAY_UNIT_S, TICKS_PER_REV, VOLTS_PER_UNIT,
+from humimic_core.control_tables import (BAUD_CODES, RETURN_DELAY_UNIT_S, TICKS_PER_REV, VOLTS_PER_UNIT,
                                            HW_INPUT_VOLTAGE, HW_OVERHEATING, ModelSpec, Register, model)
 from humimic_driver.motion_limits import STEP_S, steps_until, trapezoid_step
 

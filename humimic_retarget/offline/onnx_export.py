@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from humimic_retarget.fitting import Network
+from humimic_retarget.offline.fitting import Network
 from humimic_retarget.learned_mapping import CHANNELS_KEY, JOINTS_KEY
 
 INPUT_NAME = "channels"

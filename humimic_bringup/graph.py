@@ -16,6 +16,7 @@ import yaml
 
 from humimic_core.channels import PUBLISHED
 from humimic_core.known_keys import unknown, yaml_problem
+from humimic_core.parameters import flatten_parameters, node_parameters
 from humimic_core.paths import config_file, share_dir
 from humimic_core.robot_config import ConfigError, load_robot_config
 
@@ -39,6 +40,8 @@ LAUNCH_ARGUMENTS: Dict[str, Tuple[str, str]] = {
     "record": ("", "Record every humimic topic into this folder (ros2 bag record, MCAP, where rosbag2 is "
                    "installed, else humimic-record); empty = no recording"),
     "camera": ("true", "Start the camera node (false: frames come from elsewhere, e.g. a bag replay)"),
+    "remap": ("", "Topic remappings of every humimic node, 'from:=to' separated by spaces, names as in "
+                  "humimic_core/topics.py (e.g. joint_commands:=/robot2/joint_commands)"),
 }
 
 # launch argument -> [(node, parameter, type)] it overrides when not empty
@@ -75,6 +78,8 @@ class ProcessSpec:
     required: bool = True
     #: ROS packages it needs besides its own (e.g. rosbag2's MCAP storage, hri_msgs)
     requires: Tuple[str, ...] = ()
+    #: (from, to) topic remappings of a ROS node
+    remappings: List[Tuple[str, str]] = field(default_factory=list)
 
 
 def executable_on_path(name: str) -> bool:
@@ -147,6 +152,17 @@ def parse_bool(text: str, name: str) -> bool:
     raise ValueError(f"launch argument {name}: expected true or false, got {text!r}")
 
 
+def parse_remaps(text: str) -> List[Tuple[str, str]]:
+    """The (from, to) pairs of the remap launch argument ('a:=b c:=d')."""
+    pairs = []
+    for item in text.split():
+        source, sep, target = item.partition(":=")
+        if not (sep and source and target):
+            raise ValueError(f"launch argument remap: expected from:=to, got {item!r}")
+        pairs.append((source, target))
+    return pairs
+
+
 def _typed(text: str, kind: type, name: str) -> Any:
     if kind is bool:
         return parse_bool(text, name)
@@ -156,27 +172,6 @@ def _typed(text: str, kind: type, name: str) -> Any:
         except ValueError:
             raise ValueError(f"launch argument {name}: expected an integer, got {text!r}") from None
     return text
-
-
-def _flatten(params: Any) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-
-    def flatten(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                flatten(f"{prefix}{key}.", item)
-        else:
-            out[prefix[:-1]] = value
-
-    flatten("", params or {})
-    return out
-
-
-def node_parameters(params_file: str | Path, node: str) -> Dict[str, Any]:
-    """The `ros__parameters` of one node in a ROS 2 parameter file, nested maps flattened into
-    dotted names as ROS does (smoothing: {enabled: true} -> "smoothing.enabled")."""
-    data = yaml.safe_load(Path(params_file).read_text()) or {}
-    return _flatten((data.get(node) or {}).get("ros__parameters"))
 
 
 def resolve_arguments(values: Mapping[str, str]) -> Dict[str, str]:
@@ -200,9 +195,12 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
             for node, param, kind in targets:
                 overrides.setdefault(node, {})[param] = _typed(args[arg], kind, arg)
 
+    remaps = parse_remaps(args["remap"])
+
     def node(name: str, module: str, executable: str) -> ProcessSpec:
         parameters = {"use_sim_time": sim_time, **overrides.get(name, {})}
-        return ProcessSpec(name, executable, module, params_file=params_file, parameters=parameters)
+        return ProcessSpec(name, executable, module, params_file=params_file, parameters=parameters,
+                           remappings=list(remaps))
 
     specs: List[ProcessSpec] = []
     if parse_bool(args["sim"], "sim"):
@@ -210,7 +208,7 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
         bus = load_robot_config(robot_config).bus
         arguments = ["--link", str(driver.get("port") or bus.port), "--robot-config", robot_config,
                      "--baud", str(driver.get("baud_rate") or bus.baud_rate), "--linger", str(BUS_LINGER)]
-        specs.append(ProcessSpec("servo_emulator", "humimic-servo-emulator", "humimic_driver.emulated_bus",
+        specs.append(ProcessSpec("servo_emulator", "humimic-servo-emulator", "humimic_driver.sim.emulated_bus",
                                  ros_node=False, arguments=arguments))
     if args["record"]:
         from humimic_core.topics import TOPICS
@@ -233,9 +231,9 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
     if parse_bool(args["hri"], "hri"):
         specs.append(ProcessSpec("hri_bridge", "humimic-hri-bridge", "humimic_perception.hri_bridge_node",
                                  parameters={"use_sim_time": sim_time}, required=False,
-                                 requires=("hri_msgs", "tf2_msgs")))
+                                 requires=("hri_msgs", "tf2_msgs"), remappings=list(remaps)))
     if include_external:
-        from humimic_core.urdf import robot_urdf
+        from humimic_bringup.urdf import robot_urdf
 
         if parse_bool(args["robot_state_publisher"], "robot_state_publisher"):
             specs.append(ProcessSpec("robot_state_publisher", "robot_state_publisher", package="robot_state_publisher",
@@ -281,7 +279,7 @@ def known_parameters() -> Dict[str, Dict[str, Optional[type]]]:
     shipped = yaml.safe_load(config_file("humimic.yaml").read_text())
     known = {}
     for node, entry in shipped.items():
-        types = {name: type(value) for name, value in _flatten(entry["ros__parameters"]).items()}
+        types = {name: type(value) for name, value in flatten_parameters(entry["ros__parameters"]).items()}
         known[node] = {**types, **EXTRA_PARAMETERS["*"], **EXTRA_PARAMETERS.get(node, {})}
     return known
 
@@ -311,7 +309,7 @@ def check_parameter_file(path: str | Path) -> None:
         if not isinstance(entry, dict) or set(entry) != {"ros__parameters"}:
             raise InputError(f"params_file {path}: {node}: expected only ros__parameters")
         accepted = known.get(node) or {k: v for n in known.values() for k, v in n.items()}
-        for name, value in _flatten(entry["ros__parameters"]).items():
+        for name, value in flatten_parameters(entry["ros__parameters"]).items():
             where = f"{node}.ros__parameters.{name}"
             found, kind = _parameter_type(accepted, name)
             if not found:
@@ -333,14 +331,10 @@ def _robot_config(path: str) -> Any:
 
 
 def _check_video(spec: str, what: str) -> None:
-    from humimic_perception.frame_source import FrameSource, FrameSourceError, resolve
+    from humimic_perception.frame_source import FrameSourceError, check_source
 
     try:
-        target = resolve(spec)
-        if isinstance(target, Path):
-            FrameSource(spec).close()
-        elif not Path(f"/dev/video{target}" if isinstance(target, int) else target).exists():
-            raise FrameSourceError(f"no camera {spec!r} (no such device)")
+        check_source(spec)
     except FrameSourceError as exc:
         raise InputError(f"{what}: {exc}") from None
 
@@ -371,6 +365,7 @@ def validate_inputs(values: Mapping[str, str]) -> None:
         args = resolve_arguments(values)
         flags = {name: parse_bool(args[name], name)
                  for name in ("sim", "rviz", "use_sim_time", "camera", "robot_state_publisher", "hri")}
+        parse_remaps(args["remap"])
         for arg, targets in _OVERRIDES.items():
             if args[arg]:
                 _typed(args[arg], targets[0][2], arg)

@@ -23,9 +23,9 @@ from typing import Callable, Dict, List, Optional, Set, TextIO
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_driver.bus import ARRIVED_TICKS, BusError, ServoBus
-from humimic_driver.control_tables import RAD_PER_TICK
-from humimic_retarget.calibration import FIELDS, Calibration
-from humimic_retarget.calibration_yaml import write_servo_fields
+from humimic_core.control_tables import RAD_PER_TICK
+from humimic_retarget.offline.calibration import FIELDS, Calibration
+from humimic_retarget.offline.calibration_yaml import write_servo_fields
 
 HELP = """commands:
   list                   joints with ID, configured and recorded values

@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from humimic_core.channels import PUBLISHED, is_channel
 from humimic_core.known_keys import check_keys, unknown
-from humimic_retarget.response_curve import Curve
+from humimic_core.response_curve import Curve
 
 #: Keys of ``mapping:`` that are options, not joints.
 MAPPING_OPTIONS = ("curves", "mirror", "model")

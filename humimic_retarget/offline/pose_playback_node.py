@@ -23,9 +23,10 @@ from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, matched_subscriber_nodes, run_node
 from humimic_core.stamps import to_ns
 from humimic_core.subscriber_gate import SubscriberGate
+from humimic_core.topics import ACTION_UNITS, GAZE, HEAD_POSE, JOINT_COMMANDS
 from humimic_retarget.frame_channels import Frame, FrameChannels
-from humimic_retarget.paired_data import jsonl_line
-from humimic_retarget.pose_grid import PlaybackState, PosePlayback, pose_grid
+from humimic_retarget.offline.paired_data import jsonl_line
+from humimic_retarget.offline.pose_grid import PlaybackState, PosePlayback, pose_grid
 
 
 class PosePlaybackNode(Node):
@@ -50,10 +51,10 @@ class PosePlaybackNode(Node):
         self.state: Optional[PlaybackState] = None
         self.samples = 0
         self.out: Optional[TextIO] = Path(record).open("w") if record else None
-        self.publisher = self.create_publisher(JointState, "/joint_commands", RELIABLE_QOS)
-        self.create_subscription(JointState, "/face/action_units", self.on_action_units, RELIABLE_QOS)
-        self.create_subscription(PoseStamped, "/face/head_pose", self.on_head_pose, RELIABLE_QOS)
-        self.create_subscription(Vector3Stamped, "/face/gaze", self.on_gaze, RELIABLE_QOS)
+        self.publisher = self.create_publisher(JointState, JOINT_COMMANDS, RELIABLE_QOS)
+        self.create_subscription(JointState, ACTION_UNITS, self.on_action_units, RELIABLE_QOS)
+        self.create_subscription(PoseStamped, HEAD_POSE, self.on_head_pose, RELIABLE_QOS)
+        self.create_subscription(Vector3Stamped, GAZE, self.on_gaze, RELIABLE_QOS)
         self.gate = SubscriberGate(lambda: matched_subscriber_nodes(self, (self.publisher,)), min_subscribers,
                                    subscriber_timeout, self.get_logger().warning)
         self.start_ns: Optional[int] = None

@@ -1,6 +1,6 @@
 """What the demo's monitor keeps of a run, in bounded memory for a run of any length: message
 counts and rates, latency histograms (percentiles within 1 %) and evenly thinned time series for
-the picture. No rclpy: the monitor node feeds it (humimic_core/demo.py)."""
+the picture. No rclpy: the monitor node feeds it (humimic_bringup/demo.py)."""
 from __future__ import annotations
 
 import math

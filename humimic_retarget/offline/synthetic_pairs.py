@@ -6,7 +6,7 @@ combinations and eye closures, held 0.8-2.5 s at a random intensity, with smooth
 mapping (same-side) through a soft saturation at the joint limits, plus noise; the AUs as
 measured carry noise of their own.
 
-    python -m humimic_retarget.synthetic_pairs out.jsonl --seconds 120
+    python -m humimic_retarget.offline.synthetic_pairs out.jsonl --seconds 120
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 from humimic_core.paths import config_file
 from humimic_core.robot_config import RobotConfig, load_robot_config
 from humimic_retarget.expression_mapping import ExpressionMapping
-from humimic_retarget.paired_data import jsonl_line
+from humimic_retarget.offline.paired_data import jsonl_line
 
 PROTOTYPES: Dict[str, Dict[str, float]] = {
     "neutral": {},

@@ -15,9 +15,9 @@ import numpy as np
 
 from humimic_core.robot_config import RobotConfig
 from humimic_core.channels import channel_range, mirror_source
-from humimic_retarget.fitting import fit_ridge
+from humimic_retarget.offline.fitting import fit_ridge
 from humimic_retarget.linear_mapping import LinearMapping
-from humimic_retarget.response_curve import Curve
+from humimic_core.response_curve import Curve
 
 #: Singular values below this fraction of the largest count as zero in the pseudo-inverse.
 _RCOND = 1e-9

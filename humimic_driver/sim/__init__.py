@@ -1,0 +1,1 @@
+"""Simulation: the servo emulator, the emulated bus (pty) and fault injection."""

@@ -1,0 +1,1 @@
+"""Offline perception tools: the MediaPipe TFLite -> ONNX model export."""

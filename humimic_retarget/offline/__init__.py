@@ -1,0 +1,1 @@
+"""Offline retargeting tools: calibration, fitting, forward model, pose playback, synthetic pairs."""
