@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from humimic_core import graph
+from humimic_bringup import graph
 from humimic_bringup.graph import LAUNCH_ARGUMENTS
 from humimic_core.paths import share_dir
 
