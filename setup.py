@@ -35,6 +35,7 @@ setup(
         "console_scripts": [
             "humimic-camera = humimic_perception.camera_node:main",
             "humimic-perception = humimic_perception.perception_node:main",
+            "humimic-hri-bridge = humimic_perception.hri_bridge_node:main",
             "humimic-retarget = humimic_retarget.retarget_node:main",
             "humimic-driver = humimic_driver.driver_node:main",
             "humimic-servo-emulator = humimic_driver.sim.emulated_bus:main",

@@ -7,6 +7,7 @@ an empty argument changes nothing, so no default is copied here from config/*.ya
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -32,8 +33,12 @@ LAUNCH_ARGUMENTS: Dict[str, Tuple[str, str]] = {
     "params_file": ("", "Node parameter file (empty = the package's config/humimic.yaml)"),
     "sim": ("true", "Start the emulated servo bus on a pseudo-terminal at serial_port"),
     "rviz": ("false", "Start rviz2 with the humimic layout (ROS installs only)"),
+    "robot_state_publisher": ("true", "Start robot_state_publisher (/robot_description and the robot's TF; "
+                                      "skipped with a note where not installed)"),
+    "hri": ("false", "Start the ROS4HRI bridge humimic-hri-bridge (needs hri_msgs)"),
     "use_sim_time": ("false", "All nodes take time from /clock (bag replay)"),
-    "record": ("", "Record every humimic topic into this folder (ros2 bag record, MCAP); empty = no recording"),
+    "record": ("", "Record every humimic topic into this folder (ros2 bag record, MCAP, where rosbag2 is "
+                   "installed, else humimic-record); empty = no recording"),
     "camera": ("true", "Start the camera node (false: frames come from elsewhere, e.g. a bag replay)"),
     "remap": ("", "Topic remappings of every humimic node, 'from:=to' separated by spaces, names as in "
                   "humimic_core/topics.py (e.g. joint_commands:=/robot2/joint_commands)"),
@@ -56,7 +61,8 @@ class ProcessSpec:
 
     ROS nodes of this package run as `python -m module` (runner) or `executable` (launch_ros);
     `package` names another ROS package's executable (robot_state_publisher, rviz2), which only
-    a ROS install has.
+    a ROS install has. A `required` process that exits ends the whole pipeline (launch: an
+    OnProcessExit handler); an optional one is skipped with a note where not installed.
     """
 
     name: str
@@ -69,8 +75,60 @@ class ProcessSpec:
     arguments: List[str] = field(default_factory=list)
     #: what runs instead where `executable` is not installed (no ROS install)
     fallback: Optional["ProcessSpec"] = None
+    required: bool = True
+    #: ROS packages it needs besides its own (e.g. rosbag2's MCAP storage, hri_msgs)
+    requires: Tuple[str, ...] = ()
     #: (from, to) topic remappings of a ROS node
     remappings: List[Tuple[str, str]] = field(default_factory=list)
+
+
+def executable_on_path(name: str) -> bool:
+    return shutil.which(name) is not None
+
+
+def ament_package_found(name: str) -> bool:
+    """Whether a ROS package is installed (in the ament index of the sourced workspaces)."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        return False
+    try:
+        get_package_prefix(name)
+    except (PackageNotFoundError, ValueError, OSError):  # OSError: no AMENT_PREFIX_PATH (no ROS sourced)
+        return False
+    return True
+
+
+def installed(spec: ProcessSpec) -> Optional[ProcessSpec]:
+    """The spec, else its fallback, that can run here (its executable and the packages it needs are
+    installed); None when neither can."""
+    if spec.package == "humimic":
+        found = True
+    elif spec.ros_node:
+        found = ament_package_found(spec.package)
+    else:
+        found = executable_on_path(spec.executable)
+    if found and all(ament_package_found(p) for p in spec.requires):
+        return spec
+    return installed(spec.fallback) if spec.fallback is not None else None
+
+
+#: optional process -> the launch argument that leaves it out
+OPTIONAL_ARGUMENT = {"robot_state_publisher": "robot_state_publisher", "rviz2": "rviz", "hri_bridge": "hri"}
+
+
+def not_installed(spec: ProcessSpec, launch: bool = True) -> str:
+    """The one line for an optional process skipped because it is not installed."""
+    missing = [p for p in (spec.package, *spec.requires) if p != "humimic" and not ament_package_found(p)]
+    what = f"ROS package {', '.join(missing)}" if missing else spec.executable
+    arg = OPTIONAL_ARGUMENT.get(spec.name)
+    off = "" if arg is None else f" ({arg}:=false leaves it out)" if launch else \
+        f" (--{arg.replace('_', '-')} false leaves it out)"
+    return f"{spec.name}: not installed ({what}): skipped{off}"
+
+
+#: seconds the emulated bus keeps serving after SIGINT while the driver still holds the port
+BUS_LINGER = 10.0
 
 
 def fastdds_profile() -> Path:
@@ -149,7 +207,7 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
         driver = {**node_parameters(params_file, "dynamixel_driver"), **overrides.get("dynamixel_driver", {})}
         bus = load_robot_config(robot_config).bus
         arguments = ["--link", str(driver.get("port") or bus.port), "--robot-config", robot_config,
-                     "--baud", str(driver.get("baud_rate") or bus.baud_rate)]
+                     "--baud", str(driver.get("baud_rate") or bus.baud_rate), "--linger", str(BUS_LINGER)]
         specs.append(ProcessSpec("servo_emulator", "humimic-servo-emulator", "humimic_driver.sim.emulated_bus",
                                  ros_node=False, arguments=arguments))
     if args["record"]:
@@ -158,8 +216,9 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
         # the first frame waits for perception and the recorder
         overrides.setdefault("camera", {})["min_subscribers"] = 2
         specs.append(ProcessSpec(
-            "recorder", "ros2", package="rosbag2", ros_node=False,
-            arguments=["bag", "record", "-s", "mcap", "-o", args["record"], *TOPICS],
+            "recorder", "ros2", package="ros2cli", ros_node=False, requires=("ros2bag", "rosbag2_storage_mcap"),
+            arguments=["bag", "record", "-s", "mcap", "--storage-preset-profile", "zstd_fast", "--max-bag-duration",
+                       "10", "-o", args["record"], *TOPICS],
             fallback=ProcessSpec("recorder", "humimic-record", "humimic_experiments.record_node",
                                  parameters={"output": args["record"], "use_sim_time": sim_time})))
     specs += [
@@ -169,15 +228,20 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
     ]
     if parse_bool(args["camera"], "camera"):
         specs.append(node("camera", "humimic_perception.camera_node", "humimic-camera"))
+    if parse_bool(args["hri"], "hri"):
+        specs.append(ProcessSpec("hri_bridge", "humimic-hri-bridge", "humimic_perception.hri_bridge_node",
+                                 parameters={"use_sim_time": sim_time}, required=False,
+                                 requires=("hri_msgs", "tf2_msgs"), remappings=list(remaps)))
     if include_external:
         from humimic_bringup.urdf import robot_urdf
 
-        specs.append(ProcessSpec("robot_state_publisher", "robot_state_publisher", package="robot_state_publisher",
-                                 parameters={"robot_description": robot_urdf(load_robot_config(robot_config)),
-                                             "use_sim_time": sim_time}))
+        if parse_bool(args["robot_state_publisher"], "robot_state_publisher"):
+            specs.append(ProcessSpec("robot_state_publisher", "robot_state_publisher", package="robot_state_publisher",
+                                     parameters={"robot_description": robot_urdf(load_robot_config(robot_config)),
+                                                 "use_sim_time": sim_time}, required=False))
         if parse_bool(args["rviz"], "rviz"):
             specs.append(ProcessSpec("rviz2", "rviz2", package="rviz2", parameters={"use_sim_time": sim_time},
-                                     arguments=["-d", str(share_dir() / "rviz" / "humimic.rviz")]))
+                                     arguments=["-d", str(share_dir() / "rviz" / "humimic.rviz")], required=False))
     return specs
 
 
@@ -299,7 +363,8 @@ def validate_inputs(values: Mapping[str, str]) -> None:
     line naming the argument, file or field and what is wrong."""
     try:
         args = resolve_arguments(values)
-        flags = {name: parse_bool(args[name], name) for name in ("sim", "rviz", "use_sim_time", "camera")}
+        flags = {name: parse_bool(args[name], name)
+                 for name in ("sim", "rviz", "use_sim_time", "camera", "robot_state_publisher", "hri")}
         parse_remaps(args["remap"])
         for arg, targets in _OVERRIDES.items():
             if args[arg]:

@@ -1,8 +1,8 @@
 """Start the imitation pipeline without ROS launch: the processes of humimic_bringup.graph, each a
 separate OS process with the same parameter files `imitate.launch.py` uses.
 
-Processes of other ROS packages (robot_state_publisher, rviz2) are started when their
-executable is on PATH (a sourced ROS install) and skipped with a note otherwise. Shutdown goes
+Processes of other ROS packages (robot_state_publisher, rviz2) are started when installed (a
+sourced ROS install) and skipped with a note otherwise. Shutdown goes
 downstream-last: camera and perception stop first, the driver moves to neutral and disables
 torque while the emulated bus still answers, the bus stops last.
 """
@@ -25,6 +25,8 @@ from humimic_bringup.graph import (
     InputError,
     ProcessSpec,
     imitation_graph,
+    installed,
+    not_installed,
     process_environment,
     validate_inputs,
 )
@@ -54,14 +56,18 @@ def ros_parameter_value(value) -> str:
 
 
 def command(spec: ProcessSpec) -> Optional[List[str]]:
-    """The command line of a process spec, or None when its executable is not installed here."""
-    if spec.package != "humimic":
-        exe = shutil.which(spec.executable)
-        if exe is None:
-            return command(spec.fallback) if spec.fallback is not None else None
-        cmd = [exe, *spec.arguments]
-    else:
+    """The command line of a process spec (or of its fallback), or None when neither is installed here."""
+    spec = installed(spec)
+    if spec is None:
+        return None
+    if spec.package == "humimic":
         cmd = [sys.executable, "-u", "-m", spec.module, *spec.arguments]
+    elif spec.ros_node:
+        from ament_index_python.packages import get_package_prefix
+
+        cmd = [str(Path(get_package_prefix(spec.package)) / "lib" / spec.package / spec.executable), *spec.arguments]
+    else:
+        cmd = [str(shutil.which(spec.executable)), *spec.arguments]
     if spec.ros_node:
         cmd += ["--ros-args", "-r", f"__node:={spec.name}"]
         for source, target in spec.remappings:
@@ -131,8 +137,7 @@ class Pipeline:
         cmd = command(spec)
         if cmd is None:
             self.skipped.append(spec.name)
-            print(f"humimic-run: {spec.executable} not found (needs a ROS 2 install): {spec.name} skipped",
-                  file=sys.stderr)
+            print(f"humimic-run: {not_installed(spec, launch=False)}", file=sys.stderr)
             return
         if spec.name == "dynamixel_driver":
             self._wait_for_emulator()

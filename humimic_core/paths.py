@@ -23,13 +23,14 @@ def config_file(name: str) -> Path:
 
 
 def cache_dir() -> Path:
-    """Downloads and generated models: $HUMIMIC_CACHE, else .cache/ in the source tree, else ~/.cache/humimic."""
+    """Downloads and generated models: $HUMIMIC_CACHE, else $XDG_CACHE_HOME/humimic (~/.cache/humimic).
+
+    One place whatever runs: the tools from a source checkout and the nodes installed by colcon
+    alike (`./run` exports HUMIMIC_CACHE=<checkout>/.cache to keep a checkout self-contained)."""
     env = os.environ.get("HUMIMIC_CACHE")
     if env:
-        return Path(env)
-    if (_SOURCE_ROOT / "package.xml").is_file():
-        return _SOURCE_ROOT / ".cache"
-    return Path.home() / ".cache" / PACKAGE
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / PACKAGE
 
 
 def media_dir() -> Path:

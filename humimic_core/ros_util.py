@@ -26,6 +26,11 @@ RECORDER_RELIABLE_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELI
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                           history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.VOLATILE)
 
+#: Latched topics (/robot_description, /tf_static): reliable, transient local, keep last 1, so a
+#: late subscriber (rviz, a recorder) gets the last message.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
 
 def declare(node: Node, name: str, default: Any, description: str, read_only: bool = False,
             bounds: Optional[Tuple[float, float]] = None) -> Any:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 from typing import Dict, Tuple
 
-SENSOR, RELIABLE = "sensor", "reliable"
+#: QoS kinds: sensor data (best effort), reliable, latched (reliable, transient local, keep last 1)
+SENSOR, RELIABLE, LATCHED = "sensor", "reliable", "latched"
 
 # The pipeline's topic names, relative (ROS 2 naming): they resolve in each node's namespace ("/" by
 # default: /camera/image_raw, ...) and can be remapped (`--ros-args -r joint_commands:=/robot2/joint_commands`,
@@ -28,6 +29,11 @@ JOINT_STATES = "joint_states"
 RECAPTURE_NEUTRAL = "face/recapture_neutral"
 #: diagnostics stay absolute, where diagnostic aggregators and rqt look for them (REP-107)
 DIAGNOSTICS = "/diagnostics"
+#: TF stays absolute too, where tf2 listeners and rviz look for it
+TF = "/tf"
+TF_STATIC = "/tf_static"
+#: robot_state_publisher's URDF (relative, like robot_state_publisher names it)
+ROBOT_DESCRIPTION = "robot_description"
 
 
 def absolute(name: str) -> str:
@@ -53,6 +59,9 @@ TOPICS: Dict[str, Tuple[str, str]] = {absolute(name): kind for name, kind in (
     (WRITTEN_GOALS, ("sensor_msgs/msg/JointState", RELIABLE)),
     (JOINT_STATES, ("sensor_msgs/msg/JointState", RELIABLE)),
     (DIAGNOSTICS, ("diagnostic_msgs/msg/DiagnosticArray", RELIABLE)),
+    (TF, ("tf2_msgs/msg/TFMessage", RELIABLE)),
+    (TF_STATIC, ("tf2_msgs/msg/TFMessage", LATCHED)),
+    (ROBOT_DESCRIPTION, ("std_msgs/msg/String", LATCHED)),
 )}
 
 #: the topics a camera source produces: what a replay feeds back into the pipeline
@@ -63,3 +72,12 @@ def message_class(msgtype: str) -> type:
     """The Python class of a ROS 2 message type name such as 'sensor_msgs/msg/Image'."""
     package, kind, name = msgtype.split("/")
     return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+def installed(msgtype: str) -> bool:
+    """Whether the message type's package is installed (the PyPI wheels have no tf2_msgs)."""
+    try:
+        message_class(msgtype)
+    except ModuleNotFoundError:
+        return False
+    return True

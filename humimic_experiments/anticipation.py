@@ -21,6 +21,7 @@ import numpy as np
 from humimic_core.head_frame import head_angles, quaternion_to_matrix
 from humimic_core.paths import config_file
 from humimic_core.robot_config import RobotConfig, load_robot_config
+from humimic_core.topics import ACTION_UNITS, GAZE, HEAD_POSE, absolute
 from humimic_experiments import evaluate, kinematic
 from humimic_experiments.bag_io import deserialize, read_messages
 from humimic_experiments.session import stamp_ns
@@ -52,12 +53,12 @@ def load_channels(path: Path, stamps: np.ndarray) -> List[Channels]:
     """Each frame's channels as the retarget node joins them (AUs, head angles, gaze) on ``stamps``."""
     aus: Dict[int, Dict[str, float]] = {}
     extra: Dict[int, Dict[str, float]] = {}
-    for m in read_messages(path, ["/face/action_units", "/face/head_pose", "/face/gaze"]):
+    for m in read_messages(path, [absolute(ACTION_UNITS), absolute(HEAD_POSE), absolute(GAZE)]):
         msg = deserialize(m)
         stamp = stamp_ns(msg)
-        if m.topic == "/face/action_units":
+        if m.topic == absolute(ACTION_UNITS):
             aus[stamp] = dict(zip(msg.name, msg.position))
-        elif m.topic == "/face/head_pose":
+        elif m.topic == absolute(HEAD_POSE):
             q = msg.pose.orientation
             yaw, pitch, roll = head_angles(quaternion_to_matrix((q.x, q.y, q.z, q.w)))
             extra.setdefault(stamp, {}).update(head_yaw=yaw, head_pitch=pitch, head_roll=roll)

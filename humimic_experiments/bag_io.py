@@ -1,25 +1,32 @@
 """rosbag2 files without ROS: write and read serialized (CDR) messages with the `rosbags` library.
 
-A recording is a folder of segments, each a complete rosbag2 bag (MCAP or sqlite3) that
-`ros2 bag play` and `ros2 bag info` read directly. The writer closes a segment every
-`split_seconds` of recorded time, so a crash or power loss costs at most the open segment's
-unwritten tail, never the session. A single bag folder (with metadata.yaml) is read as a
-recording of one segment.
+A recording is one rosbag2 bag, as `ros2 bag record` writes it: a folder with metadata.yaml and
+its files (`<name>_0.mcap`, `<name>_1.mcap`, ...: a new file every `split_seconds` of recorded
+time, like `--max-bag-duration`), MCAP chunks compressed with zstd (`--storage-preset-profile
+zstd_fast`), and each topic's offered QoS profiles in the metadata, so `ros2 bag play` offers
+the recorded profiles (latched topics stay latched). metadata.yaml lists only closed files, so a
+crash or power loss costs at most the open file's messages, never the session. Older recordings,
+a folder of complete bags (one per segment), are read too.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 import re
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import yaml
 
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 from rosbags.typesys import Stores, get_typestore
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 _TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
+_INFO = "rosbag2_bagfile_information"
 
 
 @dataclass(frozen=True)
@@ -30,11 +37,42 @@ class BagMessage:
     data: bytes     # CDR
 
 
+def _qos_time(duration: Any) -> QosTime:
+    ns = int(duration.nanoseconds)
+    return QosTime(ns // 10**9, ns % 10**9)
+
+
+def qos_of(profile: Any) -> Qos:
+    """The rosbags Qos of an rclpy QoSProfile (read by attribute: no rclpy import here)."""
+    return Qos(QosHistory[profile.history.name], int(profile.depth), QosReliability[profile.reliability.name],
+               QosDurability[profile.durability.name], _qos_time(profile.deadline), _qos_time(profile.lifespan),
+               QosLiveliness[profile.liveliness.name], _qos_time(profile.liveliness_lease_duration),
+               bool(profile.avoid_ros_namespace_conventions))
+
+
+def _merge(total: Optional[dict], part: dict) -> dict:
+    """Bag metadata of `total`'s files followed by `part`'s (one file each)."""
+    if total is None:
+        return part
+    end = max(total["starting_time"]["nanoseconds_since_epoch"] + total["duration"]["nanoseconds"],
+              part["starting_time"]["nanoseconds_since_epoch"] + part["duration"]["nanoseconds"])
+    start = min(total["starting_time"]["nanoseconds_since_epoch"], part["starting_time"]["nanoseconds_since_epoch"])
+    topics = {t["topic_metadata"]["name"]: t for t in total["topics_with_message_count"]}
+    for t in part["topics_with_message_count"]:
+        known = topics.setdefault(t["topic_metadata"]["name"], {**t, "message_count": 0})
+        known["message_count"] += t["message_count"]
+    return {**total, "starting_time": {"nanoseconds_since_epoch": start}, "duration": {"nanoseconds": end - start},
+            "message_count": total["message_count"] + part["message_count"],
+            "topics_with_message_count": list(topics.values()),
+            "relative_file_paths": total["relative_file_paths"] + part["relative_file_paths"],
+            "files": total["files"] + part["files"]}
+
+
 class SegmentedBagWriter:
-    """Writes messages into `folder/<name>_NNNN` bags, a new one every `split_seconds`."""
+    """Writes one bag `folder` whose files `<name>_N` each hold `split_seconds` of messages."""
 
     def __init__(self, folder: str | Path, storage: str = "mcap", split_seconds: float = 10.0,
-                 name: str = "segment") -> None:
+                 name: Optional[str] = None) -> None:
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         if not split_seconds > 0:
@@ -43,41 +81,62 @@ class SegmentedBagWriter:
         if self.folder.exists() and any(self.folder.iterdir()):
             raise FileExistsError(f"recording folder {self.folder} exists and is not empty")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.storage, self.split_ns, self.name = storage, int(split_seconds * 1e9), name
-        self.segments: List[Path] = []
+        self.storage, self.split_ns = storage, int(split_seconds * 1e9)
+        self.name = name or self.folder.name
+        self.files: List[Path] = []  # closed files, in metadata.yaml
         self.count = 0
         self._writer: Optional[Writer] = None
+        self._metadata: Optional[dict] = None
         self._connections: Dict[str, object] = {}
         self._types: Dict[str, str] = {}
+        self._qos: Dict[str, Tuple[Qos, ...]] = {}
         self._segment_start = 0
 
     def _open(self, timestamp: int) -> None:
-        path = self.folder / f"{self.name}_{len(self.segments):04d}"
-        self._writer = Writer(path, version=9, storage_plugin=STORAGES[self.storage])
+        self._writer = Writer(self.folder / f".{self.name}_{len(self.files)}.part", version=9,
+                              storage_plugin=STORAGES[self.storage])
+        if self.storage == "mcap":  # zstd chunks, as the zstd_fast preset of rosbag2_storage_mcap
+            self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self._writer.open()
-        self.segments.append(path)
         self._connections = {}
         self._segment_start = timestamp
 
-    def write(self, topic: str, msgtype: str, timestamp: int, data: bytes) -> None:
-        """Append one serialized message; opens or rolls over segments as needed."""
+    def write(self, topic: str, msgtype: str, timestamp: int, data: bytes, qos: Sequence[Qos] = ()) -> None:
+        """Append one serialized message; opens or rolls over files as needed. `qos`: the
+        profiles the topic's publishers offer (kept from the topic's first message)."""
         if topic in self._types and self._types[topic] != msgtype:
             raise ValueError(f"{topic}: type {msgtype} differs from the recorded {self._types[topic]}")
         self._types[topic] = msgtype
+        self._qos.setdefault(topic, tuple(qos))
         if self._writer is None or timestamp - self._segment_start >= self.split_ns:
             self.close_segment()
             self._open(timestamp)
         conn = self._connections.get(topic)
         if conn is None:
-            conn = self._writer.add_connection(topic, msgtype, typestore=_TYPESTORE)
+            conn = self._writer.add_connection(topic, msgtype, typestore=_TYPESTORE,
+                                               offered_qos_profiles=self._qos[topic])
             self._connections[topic] = conn
         self._writer.write(conn, timestamp, data)
         self.count += 1
 
     def close_segment(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        """Close the open file, move it into the bag and list it in metadata.yaml."""
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        writer.close()
+        part = yaml.safe_load((writer.path / "metadata.yaml").read_text())[_INFO]
+        source = writer.path / part["relative_file_paths"][0]
+        target = self.folder / f"{self.name}_{len(self.files)}{source.suffix}"
+        source.replace(target)
+        shutil.rmtree(writer.path)
+        part["relative_file_paths"] = [target.name]
+        part["files"][0]["path"] = target.name
+        self._metadata = _merge(self._metadata, part)
+        self.files.append(target)
+        temporary = self.folder / "metadata.yaml.tmp"
+        temporary.write_text(yaml.safe_dump({_INFO: self._metadata}, sort_keys=False))
+        temporary.replace(self.folder / "metadata.yaml")
 
     def close(self) -> None:
         self.close_segment()
@@ -89,14 +148,21 @@ class SegmentedBagWriter:
         self.close()
 
 
+#: a segment bag of an older recording: <name>_NNNN
+_OLD_SEGMENT = re.compile(r"_\d{4}$")
+
+
 def segments(path: str | Path) -> List[Path]:
-    """The bag folders of a recording (a segmented folder, or one bag folder), in order."""
+    """The bag folders of a recording (one bag folder, or an older recording's folder of segment
+    bags `<name>_NNNN`), in order. A folder of other bags (a folder of recordings) is none."""
     path = Path(path)
     if (path / "metadata.yaml").is_file():
         return [path]
-    found = sorted(p for p in path.iterdir() if (p / "metadata.yaml").is_file()) if path.is_dir() else []
+    found = sorted(p for p in path.iterdir() if _OLD_SEGMENT.search(p.name) and (p / "metadata.yaml").is_file()) \
+        if path.is_dir() else []
     if not found:
-        raise FileNotFoundError(f"no rosbag2 bag in {path} (expected metadata.yaml in it or its sub-folders)")
+        raise FileNotFoundError(f"no rosbag2 bag in {path} (expected metadata.yaml in it or in <name>_NNNN "
+                                f"sub-folders)")
     return found
 
 

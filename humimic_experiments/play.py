@@ -14,13 +14,15 @@ import rclpy
 from rosgraph_msgs.msg import Clock
 
 from humimic_experiments.bag_io import read_messages, topic_summary
-from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, matched_subscriber_nodes
+from humimic_core.ros_util import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, matched_subscriber_nodes
 from humimic_core.stamps import from_ns
 from humimic_core.subscriber_gate import SubscriberGate
-from humimic_core.topics import SENSOR, TOPICS, message_class
+from humimic_core.topics import LATCHED, RELIABLE, SENSOR, TOPICS, message_class
 
 #: Hz of /clock between messages
 CLOCK_RATE = 100.0
+#: QoS kind -> the profile humimic's publishers offer
+PUBLISHER_QOS = {SENSOR: SENSOR_QOS, RELIABLE: RELIABLE_QOS, LATCHED: LATCHED_QOS}
 
 
 def play(path: str, topics: Optional[Sequence[str]], rate: float = 1.0, clock: bool = True,
@@ -40,7 +42,7 @@ def play(path: str, topics: Optional[Sequence[str]], rate: float = 1.0, clock: b
         pubs = {}
         for topic in chosen:
             msgtype = available[topic][0]
-            qos = SENSOR_QOS if TOPICS.get(topic, ("", SENSOR))[1] == SENSOR else RELIABLE_QOS
+            qos = PUBLISHER_QOS[TOPICS.get(topic, ("", SENSOR))[1]]
             pubs[topic] = node.create_publisher(message_class(msgtype), topic, qos)
         clock_pub = node.create_publisher(Clock, "/clock", 10) if clock else None
         gate = SubscriberGate(lambda: matched_subscriber_nodes(node, pubs.values()), wait_for, wait_timeout,

@@ -1,18 +1,32 @@
-"""Record the pipeline's topics into a segmented rosbag2 recording, without ros2 bag.
+"""Record the pipeline's topics into a rosbag2 bag, without ros2 bag.
 
-Real subscribers (raw CDR, so nothing is re-encoded) write through humimic_experiments.bag_io. On a ROS
-install `ros2 bag record` does the same job; this node exists where rosbag2 cannot be installed
-and is what the tests use. Timestamps are the node clock's (use_sim_time honoured).
+Real subscribers (raw CDR, so nothing is re-encoded) write through humimic_experiments.bag_io: one
+bag split into files every `split_seconds`, zstd MCAP chunks, and each topic's offered QoS
+profiles (as the graph shows its publishers at the topic's first message) in the metadata, like
+`ros2 bag record`. Latched topics (/robot_description, /tf_static) are subscribed transient
+local, so their last message is recorded even when it was published before the recorder
+started. On a ROS install `ros2 bag record` does the same job; this node exists where rosbag2
+cannot be installed and is what the tests use. Timestamps are the node clock's (use_sim_time
+honoured). Topics whose message package is not installed (tf2_msgs in the PyPI wheels) are left
+out of the default list, with one line naming them.
 
     python -m humimic_experiments.record_node --ros-args -p output:=out/session -p storage:=mcap
 """
 from __future__ import annotations
 
-from rclpy.node import Node
+from typing import Dict, List
 
-from humimic_experiments.bag_io import SegmentedBagWriter
-from humimic_core.ros_util import RECORDER_RELIABLE_QOS, RECORDER_SENSOR_QOS, declare, run_node
-from humimic_core.topics import SENSOR, TOPICS, message_class
+from rclpy.node import Node
+from rosbags.interfaces import Qos
+
+from humimic_experiments.bag_io import SegmentedBagWriter, qos_of
+from humimic_core.ros_util import (LATCHED_QOS, RECORDER_RELIABLE_QOS, RECORDER_SENSOR_QOS, RELIABLE_QOS, SENSOR_QOS,
+                                   declare, run_node)
+from humimic_core.topics import LATCHED, RELIABLE, SENSOR, TOPICS, installed, message_class
+
+#: QoS kind -> (the recorder's subscription, the profile humimic's publishers offer)
+QOS = {SENSOR: (RECORDER_SENSOR_QOS, SENSOR_QOS), RELIABLE: (RECORDER_RELIABLE_QOS, RELIABLE_QOS),
+       LATCHED: (LATCHED_QOS, LATCHED_QOS)}
 
 
 class RecordNode(Node):
@@ -21,27 +35,41 @@ class RecordNode(Node):
         output = declare(self, "output", "out/recording", "Folder of the recording (must not exist or be empty)",
                          read_only=True)
         storage = declare(self, "storage", "mcap", "Bag storage: mcap or sqlite3", read_only=True)
-        split = declare(self, "split_seconds", 10.0, "Seconds per bag segment (bounds what a crash can lose)",
+        split = declare(self, "split_seconds", 10.0, "Seconds per bag file (bounds what a crash can lose)",
                         read_only=True)
-        topics = declare(self, "topics", list(TOPICS), "Topics to record (default: every humimic topic)",
+        missing = [t for t, (msgtype, _) in TOPICS.items() if not installed(msgtype)]
+        if missing:
+            self.get_logger().warning(f"not recording {', '.join(missing)}: message package not installed")
+        topics = declare(self, "topics", [t for t in TOPICS if t not in missing],
+                         "Topics to record (default: every humimic topic whose message package is installed)",
                          read_only=True)
         unknown = [t for t in topics if t not in TOPICS]
         if unknown:
             raise ValueError(f"topics: not humimic topics: {unknown} (known: {list(TOPICS)})")
+        if set(topics) & set(missing):
+            raise ValueError(f"topics: message package not installed for {sorted(set(topics) & set(missing))}")
         self.writer = SegmentedBagWriter(output, storage, split)
+        self._offered: Dict[str, List[Qos]] = {}
         for topic in topics:
-            msgtype, qos = TOPICS[topic]
+            msgtype, kind = TOPICS[topic]
             self.create_subscription(message_class(msgtype), topic,
                                      lambda data, t=topic, m=msgtype: self.on_message(t, m, data),
-                                     RECORDER_SENSOR_QOS if qos == SENSOR else RECORDER_RELIABLE_QOS, raw=True)
+                                     QOS[kind][0], raw=True)
         self.get_logger().info(f"recording {len(topics)} topics into {output} ({storage})")
 
+    def offered(self, topic: str) -> List[Qos]:
+        """The QoS profiles the topic's publishers offer (humimic's own profile if none is seen)."""
+        if topic not in self._offered:
+            profiles = [qos_of(info.qos_profile) for info in self.get_publishers_info_by_topic(topic)]
+            self._offered[topic] = profiles or [qos_of(QOS[TOPICS[topic][1]][1])]
+        return self._offered[topic]
+
     def on_message(self, topic: str, msgtype: str, data: bytes) -> None:
-        self.writer.write(topic, msgtype, self.get_clock().now().nanoseconds, data)
+        self.writer.write(topic, msgtype, self.get_clock().now().nanoseconds, data, self.offered(topic))
 
     def shutdown(self) -> None:
         self.writer.close()
-        self.get_logger().info(f"recorded {self.writer.count} messages in {len(self.writer.segments)} segment(s)")
+        self.get_logger().info(f"recorded {self.writer.count} messages in {len(self.writer.files)} file(s)")
 
 
 def main(args=None) -> None:

@@ -10,7 +10,9 @@ mistaken for frames without a face. Every processed frame gets exactly one /face
 message with the frame's header (empty name/position = no face, also for a frame that could not
 be used). With a face it also publishes /face/landmarks (metres, camera optical frame),
 /face/head_pose and /face/gaze (combined; /face/gaze/right and /face/gaze/left per eye: x = yaw,
-y = pitch in radians in the head frame, frame_id "head"), all stamped with the frame's stamp.
+y = pitch in radians in the head frame, frame_id "head"), all stamped with the frame's stamp, and
+the head pose as TF on /tf (camera optical frame -> "head"; where tf2_msgs is installed: not in
+the PyPI wheels).
 While subscribed: /face/debug_image (if enabled) and /face/mesh_markers (a DELETEALL for a frame
 without a face). AUs are relative to the person's neutral face, estimated from the first face on
 (humimic_perception.neutral; it starts again for a new person); /face/recapture_neutral takes the
@@ -53,6 +55,7 @@ from humimic_core.topics import (
     LANDMARKS,
     MESH_MARKERS,
     RECAPTURE_NEUTRAL,
+    TF,
 )
 from humimic_perception import ros_convert
 from humimic_perception.face_selection import FaceSelector
@@ -61,6 +64,11 @@ from humimic_perception.intrinsics import NOMINAL_HFOV_DEG, Intrinsics
 from humimic_perception.landmarks import make_backend
 from humimic_perception.mesh_markers import MeshMarkers, face_boxes
 from humimic_perception.perception import FacePerception, draw_debug, face_box, smoothing_from
+
+try:
+    from tf2_msgs.msg import TFMessage
+except ModuleNotFoundError:  # the PyPI wheels have no tf2_msgs: no /tf there
+    TFMessage = None
 
 #: Seconds between repeated warnings (unusable frames, no frames).
 WARN_PERIOD = 5.0
@@ -144,12 +152,14 @@ class PerceptionNode(Node):
         self.debug_pub = self.create_publisher(Image, DEBUG_IMAGE, SENSOR_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, MESH_MARKERS, RELIABLE_QOS)
         self.boxes_pub = self.create_publisher(MarkerArray, BOXES, RELIABLE_QOS)
+        self.tf_pub = self.create_publisher(TFMessage, TF, RELIABLE_QOS) if TFMessage else None
+        if TFMessage is None:
+            self.get_logger().info("tf2_msgs not installed: the head pose is not published on /tf")
         self.create_subscription(CameraInfo, CAMERA_INFO, self.on_camera_info, SENSOR_QOS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, RELIABLE_QOS)
         self.image_sub = self.create_subscription(Image, CAMERA_IMAGE, self.on_image, IMAGE_QOS)
         self.create_service(Trigger, RECAPTURE_NEUTRAL, self.on_recapture)
         self.add_on_set_parameters_callback(self.on_set_parameters)
-        self.add_post_set_parameters_callback(self.on_parameters_set)
         self._had_face: Optional[bool] = None
         self._last_frame = time.monotonic()
         self._reported = FrameCounts()
@@ -163,21 +173,20 @@ class PerceptionNode(Node):
         return {**{n: self.get_parameter(n).value for n in SMOOTHING_PARAMETERS}, **changes}
 
     def on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+        """Check and apply a change in one step (this node's only parameter callback; Humble has
+        no post-set callback)."""
+        changes = {p.name: p.value for p in params}
         try:
-            smoothing_from(self._smoothing_values({p.name: p.value for p in params}))
-            for p in params:
-                if p.name == "max_frame_lag":
-                    FrameQueue(p.value)
+            smoothing = smoothing_from(self._smoothing_values(changes))
+            if "max_frame_lag" in changes:
+                FrameQueue(changes["max_frame_lag"])
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        if "max_frame_lag" in changes:
+            self.frames.max_lag = changes["max_frame_lag"]
+        if any(name.startswith("smoothing.") for name in changes):
+            self.pipeline.set_smoothing(smoothing)
         return SetParametersResult(successful=True)
-
-    def on_parameters_set(self, params: List[Parameter]) -> None:
-        for p in params:
-            if p.name == "max_frame_lag":
-                self.frames.max_lag = p.value
-        if any(p.name.startswith("smoothing.") for p in params):
-            self.pipeline.set_smoothing(smoothing_from(self._smoothing_values({})))
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
@@ -241,6 +250,9 @@ class PerceptionNode(Node):
         self.au_pub.publish(ros_convert.action_units_msg(result.action_units, msg.header))
         if result.face:
             self.pose_pub.publish(ros_convert.head_pose_msg(result.head_pose, msg.header))
+            if self.tf_pub is not None:
+                self.tf_pub.publish(TFMessage(transforms=[ros_convert.head_transform_msg(result.head_pose,
+                                                                                         msg.header)]))
             if result.gaze is not None:
                 for pub, angles in zip(self.gaze_pubs, (result.gaze.combined, result.gaze.right, result.gaze.left)):
                     pub.publish(ros_convert.gaze_msg(angles, msg.header))

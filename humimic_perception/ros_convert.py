@@ -6,7 +6,7 @@ from typing import Dict, Tuple
 
 import cv2
 import numpy as np
-from geometry_msgs.msg import PoseStamped, Vector3Stamped
+from geometry_msgs.msg import PoseStamped, TransformStamped, Vector3Stamped
 from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2, PointField
 from std_msgs.msg import Header
 
@@ -65,6 +65,20 @@ def head_pose_msg(pose: HeadPose, header: Header) -> PoseStamped:
 
 #: frame_id of gaze messages: the head frame (x forward out of the face, y the person's left, z up).
 HEAD_FRAME = "head"
+#: the camera frame when a frame's header names none (the camera node's default frame_id)
+CAMERA_FRAME = "camera_optical_frame"
+
+
+def head_transform_msg(pose: HeadPose, header: Header) -> TransformStamped:
+    """The person's head as a TF transform from the frame's camera optical frame to HEAD_FRAME, so
+    TF places /face/gaze (frame "head") beside /face/landmarks (camera frame) and the robot."""
+    msg = TransformStamped(header=Header(stamp=header.stamp, frame_id=header.frame_id or CAMERA_FRAME),
+                           child_frame_id=HEAD_FRAME)
+    t = msg.transform.translation
+    t.x, t.y, t.z = (float(v) for v in pose.translation)
+    q = msg.transform.rotation
+    q.x, q.y, q.z, q.w = rotation_to_quaternion(pose.rotation)
+    return msg
 
 
 def gaze_msg(angles: Tuple[float, float], header: Header) -> Vector3Stamped:

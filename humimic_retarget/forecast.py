@@ -198,10 +198,12 @@ class LearnedForecaster(HistoryFeatures):
     scaled to this forecaster's horizon."""
 
     def __init__(self, horizon: float, model: str) -> None:
-        from humimic_perception.onnx_session import create_session
+        import onnxruntime as ort
 
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
         try:
-            self.session = create_session(model, "cpu", threads=1)
+            self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a missing file, or not an ONNX model: onnx and onnxruntime raise their own
             raise ValueError(f"forecast.model {model}: cannot load it ({str(exc).splitlines()[0][:200]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map

@@ -92,7 +92,6 @@ class RetargetNode(Node):
                         "of its arrival (further: timing re-anchored)", read_only=True,
             floating_point_range=[FloatingPointRange(from_value=low, to_value=high)])).value
         self.add_on_set_parameters_callback(self.on_set_parameters)
-        self.add_post_set_parameters_callback(self.on_parameters_set)
         forecast = ForecastSettings()
         try:
             forecaster = make_forecaster(forecast_settings(
@@ -120,15 +119,15 @@ class RetargetNode(Node):
             f"{self.config.source}" + (f", learned model {model.path} on {model.providers[0]}" if model else ""))
 
     def on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
+        """Check and apply a change in one step (this node's only parameter callback; Humble has
+        no post-set callback)."""
         try:
-            with_changes(self.retargeter.params, {p.name: p.value for p in params}).validate(
-                self.retargeter.mapping.channels)
+            params_after = with_changes(self.retargeter.params, {p.name: p.value for p in params})
+            params_after.validate(self.retargeter.mapping.channels)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        self.retargeter.set_params(params_after)
         return SetParametersResult(successful=True)
-
-    def on_parameters_set(self, params: List[Parameter]) -> None:
-        self.retargeter.set_params(with_changes(self.retargeter.params, {p.name: p.value for p in params}))
 
     def warn(self, kind: str, text: str) -> None:
         """Log a line about stamps, each kind at most once per WARN_PERIOD."""

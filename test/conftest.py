@@ -32,6 +32,9 @@ def _claim_domain() -> int:
     raise RuntimeError("no free ROS domain for the tests (all 100 held by other test sessions)")
 
 
+# the checkout's cache, as ./run sets it (media and models; humimic_core.paths.cache_dir)
+os.environ.setdefault("HUMIMIC_CACHE", str(ROOT / ".cache"))
+
 _DOMAIN_LOCKS: list = []
 os.environ["ROS_DOMAIN_ID"] = str(_claim_domain())
 

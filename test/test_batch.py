@@ -29,9 +29,11 @@ def settings(**changes) -> Settings:
 
 
 def bag_hashes(rerun_folder: Path) -> dict:
-    """file name -> sha256 of every file of a re-run's bag folders."""
+    """file name -> sha256 of every file of a re-run's bag (metadata.yaml and its storage files,
+    not the re-run's metrics.json beside them, which holds timings)."""
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for bag in segments(rerun_folder) for p in sorted(bag.iterdir())}
+            for bag in segments(rerun_folder) for p in sorted(bag.iterdir())
+            if p.name == "metadata.yaml" or p.suffix in (".mcap", ".db3")}
 
 
 def reference_hashes(items, tmp: Path) -> dict:

@@ -42,7 +42,8 @@ def test_record_and_camera_arguments():
     specs = by_name(imitation_graph({"record": "/tmp/rec", "camera": "false"}, include_external=False))
     assert "camera" not in specs
     recorder = specs["recorder"]
-    assert recorder.executable == "ros2" and recorder.arguments[:5] == ["bag", "record", "-s", "mcap", "-o"]
+    assert recorder.executable == "ros2" and recorder.arguments[:4] == ["bag", "record", "-s", "mcap"]
+    assert recorder.requires == ("ros2bag", "rosbag2_storage_mcap")  # ros2cli alone records nothing
     assert recorder.fallback.module == "humimic_experiments.record_node"
     with_camera = imitation_graph({"record": "/tmp/rec"}, include_external=False)
     add_camera_subscriber(with_camera)
@@ -173,8 +174,10 @@ def test_launch_file_checks_inputs_before_any_process(monkeypatch):
 
     anything = lambda *a, **k: made.append(a)  # noqa: E731
     stub("launch", LaunchDescription=anything)
-    stub("launch.actions", DeclareLaunchArgument=anything, ExecuteProcess=anything, OpaqueFunction=anything,
-         SetEnvironmentVariable=anything)
+    stub("launch.actions", DeclareLaunchArgument=anything, EmitEvent=anything, ExecuteProcess=anything,
+         LogInfo=anything, OpaqueFunction=anything, RegisterEventHandler=anything, SetEnvironmentVariable=anything)
+    stub("launch.event_handlers", OnProcessExit=anything)
+    stub("launch.events", Shutdown=anything)
     stub("launch.substitutions", LaunchConfiguration=LaunchConfiguration)
     stub("launch_ros")
     stub("launch_ros.actions", Node=anything)
@@ -275,7 +278,7 @@ def test_parameters_that_cannot_change_live_are_read_only_and_numbers_have_range
         try:
             described = {d.name: d for d in node.describe_parameters(list(node._parameters))}
             assert described["smoothing"].floating_point_range[0].to_value == 10.0
-            assert described["gains.AU12"].floating_point_range
+            assert described["gains.AU12_L"].floating_point_range
             assert not node.set_parameters([Parameter("smoothing", value=50.0)])[0].successful
             assert node.set_parameters([Parameter("smoothing", value=0.1)])[0].successful
         finally:

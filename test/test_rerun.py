@@ -52,10 +52,10 @@ def test_rerun_moves_as_the_live_node_with_every_retarget_parameter(sample_media
         return str(tmp_path / name)
 
     settings = RetargetParams.from_parameters(node_parameters(params_file("all.yaml", mirror=False, smoothing=0.2,
-                                                                          max_acceleration=5.0, gains={"AU12": 2.0}),
+                                                                          max_acceleration=5.0, gains={"AU12_L": 2.0}),
                                                               "retarget"))
     assert (settings.mirror, settings.smoothing, settings.max_acceleration, settings.gains) == (False, 0.2, 5.0,
-                                                                                               {"AU12": 2.0})
+                                                                                               {"AU12_L": 2.0})
     video = sample_media / "single_face.mp4"
     runs = {}
     for name, params in (("shipped", None), ("same_side", params_file("m.yaml", mirror=False)),
@@ -100,7 +100,7 @@ def test_a_rerun_and_the_live_node_give_the_same_commands(tmp_path):
 
     reference = offline(config_file("humimic.yaml"))
     for name, change in (("smoothing", {"smoothing": 0.3}), ("mirror", {"mirror": not config.mapping.mirror}),
-                         ("gains", {"gains": {"AU12": 2.5, "AU26": 0.5}})):
+                         ("gains", {"gains": {"AU12_L": 2.5, "AU26": 0.5}})):
         data = yaml.safe_load(yaml.safe_dump(shipped))
         data["retarget"]["ros__parameters"].update(change)
         path = tmp_path / f"{name}.yaml"

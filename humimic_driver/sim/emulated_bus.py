@@ -7,6 +7,10 @@ open the link as a serial port. Replies are sent when their last byte would arri
 at ``--baud`` (default: bus.baud_rate of the robot config); a client whose port is set to another
 baud rate gets no answer, as on a real bus.
 
+With ``--linger SECONDS`` a SIGINT does not stop the bus while a client still holds the port
+open (at most SECONDS): a Ctrl-C that reaches the driver and the emulator together, as under
+``ros2 launch``, leaves the driver its move to neutral and torque-off. SIGTERM stops at once.
+
 Faults (see humimic_driver/sim/fault_injection.py for the commands): ``--fault CMD`` at start,
 ``--at SECONDS CMD`` later, or ``--send CMD`` to a running emulator, which listens on a UNIX
 socket named after its link (``control_address()``), mode 0600 in a directory only its owner may
@@ -52,6 +56,10 @@ class _Stop(Exception):
 
 def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop
+
+
+#: Seconds between checks whether a lingering bus still has a client.
+_LINGER_CHECK_S = 0.1
 
 
 def control_dir() -> Path:
@@ -158,6 +166,19 @@ class PtyPort:
         self.close()
         self.replug_at = None if seconds is None else time.monotonic() + seconds
 
+    def clients(self) -> int:
+        """Other processes that hold the port open (read from /proc)."""
+        if not self._slave_name:
+            return 0
+        count = 0
+        for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+            if fd_dir.parent.name == str(os.getpid()):
+                continue
+            with contextlib.suppress(OSError):
+                if any(os.readlink(fd) == self._slave_name for fd in fd_dir.iterdir()):
+                    count += 1
+        return count
+
     def client_baud(self) -> Optional[int]:
         """The baud rate the client set on the port (None if not one of the bus rates)."""
         if self._slave is None:
@@ -187,6 +208,13 @@ class Server:
         self._outgoing: List[Tuple[float, int, bytes]] = []  # heap of (due, sequence, bytes)
         self._sequence = 0
         self._warned_baud: Optional[int] = None
+        self.linger_until: Optional[float] = None  # set on SIGINT with --linger: serve while clients remain
+        self._next_check = 0.0
+        # a signal wakes the select below (its handler runs in Python only after the wait otherwise)
+        self._wake, wake_write = os.pipe()
+        for fd in (self._wake, wake_write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wake_write)
 
     def command(self, text: str) -> str:
         try:
@@ -194,9 +222,20 @@ class Server:
         except (ValueError, OSError) as exc:
             return f"error: {exc}"
 
+    def linger(self, seconds: float) -> None:
+        """SIGINT with --linger: keep serving while a client holds the port, at most `seconds`."""
+        if self.linger_until is None:
+            self.linger_until = time.monotonic() + seconds
+            print(f"humimic-servo-emulator: stopping once the port is closed (at most {seconds:g} s)",
+                  file=sys.stderr, flush=True)
+
     def run(self) -> None:
         while True:
             now = time.monotonic()
+            if self.linger_until is not None and now >= self._next_check:
+                if now >= self.linger_until or not self.port.clients():
+                    return
+                self._next_check = now + _LINGER_CHECK_S
             while self.schedule and self.start + self.schedule[0][0] <= now:
                 _, text = self.schedule.pop(0)
                 print(f"humimic-servo-emulator: {text}: {self.command(text)}", file=sys.stderr, flush=True)
@@ -204,10 +243,14 @@ class Server:
                 self.port.plug()
             self._send_due(now)
             wake = [t for t in (self._outgoing[0][0] if self._outgoing else None, self.port.replug_at,
-                                self.start + self.schedule[0][0] if self.schedule else None) if t is not None]
+                                self.start + self.schedule[0][0] if self.schedule else None,
+                                self._next_check if self.linger_until is not None else None) if t is not None]
             timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
-            fds = [self.control.fileno()] + ([self.port.master] if self.port.master is not None else [])
+            fds = [self.control.fileno(), self._wake] + ([self.port.master] if self.port.master is not None else [])
             ready, _, _ = select.select(fds, [], [], timeout)
+            if self._wake in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake, 64)
             if self.port.master is not None and self.port.master in ready:
                 self._receive()  # bus bytes first: a fault command sent after them sees their effect
             if self.control.fileno() in ready:
@@ -264,6 +307,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--fault", action="append", default=[], metavar="CMD", help="fault command applied at start")
     parser.add_argument("--at", action="append", default=[], nargs=2, metavar=("SECONDS", "CMD"),
                         help="fault command applied SECONDS after start")
+    parser.add_argument("--linger", type=float, default=0.0, metavar="SECONDS",
+                        help="on SIGINT, keep serving while a client holds the port open, at most SECONDS "
+                             "(as under ros2 launch, where Ctrl-C reaches the driver and the bus together)")
     parser.add_argument("--send", default=None, metavar="CMD",
                         help="send CMD to the emulator already serving --link, print its reply, exit")
     args = parser.parse_args(argv)
@@ -287,7 +333,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     emulator = ServoEmulator(servos_from_config(config.servos, baud), baud, seed=args.seed)
     port = PtyPort(link)
     control: Optional[socket.socket] = None
-    signal.signal(signal.SIGINT, _raise_stop)
+    server: Optional[Server] = None
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if server is None or args.linger <= 0:
+            raise _Stop
+        server.linger(args.linger)
+
+    signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
         control = bind_control(link)
