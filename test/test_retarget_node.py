@@ -215,7 +215,9 @@ def test_node_keeps_imitating_through_late_future_and_stepped_back_stamps(node):
         assert len(after) >= 25 and after[-1]["jaw"] > 0.3, f"{len(after)} commands for 30 frames after a future one"
 
         back = followed(paced_frames(node, publisher, smile, 1.0, shift=-10.0))
-        assert len(back) >= 25 and back[-1]["lip_corner_left"] > 0.36 and back[-1]["jaw"] < 0.01, \
+        # the jaw closes from 0.45 rad at its caps while the smile comes back (< 0.05: a busy core
+        # can leave it a few hundredths short within the second)
+        assert len(back) >= 25 and back[-1]["lip_corner_left"] > 0.36 and back[-1]["jaw"] < 0.05, \
             f"{len(back)} commands for 30 frames after the camera clock stepped back"
         count = len(stamps_status)
         deadline = time.time() + 5.0
