@@ -7,14 +7,15 @@ profiles (as the graph shows its publishers at the topic's first message) in the
 local, so their last message is recorded even when it was published before the recorder
 started. On a ROS install `ros2 bag record` does the same job; this node exists where rosbag2
 cannot be installed and is what the tests use. Timestamps are the node clock's (use_sim_time
-honoured). Topics whose message package is not installed (tf2_msgs in the PyPI wheels) are left
+honoured; messages that arrive before the first /clock are held and written at its first time, so
+none is lost or stamped 0). Topics whose message package is not installed (tf2_msgs in the PyPI wheels) are left
 out of the default list, with one line naming them.
 
     python -m humimic_experiments.record_node --ros-args -p output:=out/session -p storage:=mcap
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from rclpy.node import Node
 from rosbags.interfaces import Qos
@@ -50,6 +51,7 @@ class RecordNode(Node):
             raise ValueError(f"topics: message package not installed for {sorted(set(topics) & set(missing))}")
         self.writer = SegmentedBagWriter(output, storage, split)
         self._offered: Dict[str, List[Qos]] = {}
+        self._before_clock: List[Tuple[str, str, bytes]] = []  # use_sim_time: no /clock yet
         for topic in topics:
             msgtype, kind = TOPICS[topic]
             self.create_subscription(message_class(msgtype), topic,
@@ -65,9 +67,20 @@ class RecordNode(Node):
         return self._offered[topic]
 
     def on_message(self, topic: str, msgtype: str, data: bytes) -> None:
-        self.writer.write(topic, msgtype, self.get_clock().now().nanoseconds, data, self.offered(topic))
+        now = self.get_clock().now().nanoseconds
+        if now == 0:  # a simulated clock that has not started
+            self._before_clock.append((topic, msgtype, data))
+            return
+        self._flush(now)
+        self.writer.write(topic, msgtype, now, data, self.offered(topic))
+
+    def _flush(self, now: int) -> None:
+        for topic, msgtype, data in self._before_clock:
+            self.writer.write(topic, msgtype, now, data, self.offered(topic))
+        self._before_clock.clear()
 
     def shutdown(self) -> None:
+        self._flush(0)
         self.writer.close()
         self.get_logger().info(f"recorded {self.writer.count} messages in {len(self.writer.files)} file(s)")
 
