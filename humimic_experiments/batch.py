@@ -224,6 +224,17 @@ def run_item(item: Item, settings: Settings) -> Dict[str, Any]:
                 **where}
 
 
+def _replace_folder(tmp: Path, final: Path) -> None:
+    """Move the finished folder tmp to final by renames, so a reader sees the old or the new one whole."""
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+
+
 def commit(out: Path, item: Item, digest: str, result: Dict[str, Any]) -> Dict[str, Any]:
     """Write a done item's files into a temporary folder, then rename it to ``items/<name>``."""
     items = out / "items"
@@ -234,14 +245,7 @@ def commit(out: Path, item: Item, digest: str, result: Dict[str, Any]) -> Dict[s
     record = {"name": item.name, "source": item.path, "start_frame": item.start, "settings_hash": digest,
               **{k: v for k, v in result.items() if k != "files"}}
     (tmp / ITEM_FILE).write_text(json.dumps(record, indent=2))
-    final = items / item.name
-    if final.exists():
-        old = items / f".old-{item.name}-{uuid.uuid4().hex[:8]}"
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
+    _replace_folder(tmp, items / item.name)
     return record
 
 
@@ -435,14 +439,7 @@ def merge_datasets(out: Path, done: Iterable[Tuple[Item, Dict[str, Any]]], versi
             manifest["sessions"].append({"session": item.name, "source": item.path, "start_frame": item.start,
                                          "settings_hash": record["settings_hash"], "records": count})
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    final = out / DATASET
-    if final.exists():
-        old = out / f".old-dataset-{uuid.uuid4().hex[:8]}"
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
+    _replace_folder(tmp, out / DATASET)
 
 
 def _link(src: str, dst: str) -> None:
