@@ -80,6 +80,6 @@ def _with_values(settings: Any, values: Mapping[str, Any], prefix: str) -> Any:
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             elif type(value) is not type(default):
-                raise ValueError(f"parameter {name}: expected a {type(default).__name__}, got {value!r}")
+                raise ValueError(f"parameter {name}: expected {type(default).__name__}, got {value!r}")
             changes[f.name] = value
     return dataclasses.replace(settings, **changes)

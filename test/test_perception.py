@@ -117,3 +117,17 @@ def test_smoothing_from_parameters():
     assert smoothing_from({"smoothing.gaze.beta": 2.0}).gaze.beta == 2.0
     with pytest.raises(ValueError, match="beta"):
         smoothing_from({**values, "smoothing.gaze.beta": -1.0})
+
+
+def test_settings_from_parameter_values_check_their_types():
+    """A parameter file's 30 for a float is taken as 30.0 (ROS would refuse it; the re-run reads files
+    directly); a value of another type is refused naming the parameter; other names are ignored."""
+    from humimic_perception.settings import CameraSettings
+
+    assert CameraSettings.from_parameters({"fps": 30, "use_sim_time": True}).fps == 30.0
+    with pytest.raises(ValueError, match="parameter threads: expected int"):
+        PerceptionSettings.from_parameters({"threads": "2"})
+    names = [p.name for p in PerceptionSettings.parameters()]
+    assert names[-13:] == ["smoothing.enabled"] + [f"smoothing.{s}.{f}" for s in ("action_units", "eyelids",
+                                                                                  "head_pose", "gaze")
+                                                   for f in ("min_cutoff", "beta", "d_cutoff")]
