@@ -4,7 +4,9 @@ Pure logic, no ROS. Every byte goes through dynamixel-sdk (see serial_link.py): 
 ``GroupSyncWrite``; states by ``GroupSyncRead`` requests whose replies are read one status packet
 at a time and judged each on its own, so a missing or corrupt reply names its servo and loses
 nothing else (missing ones are asked again); ping, read, write and reboot of one servo by the
-SDK's ``PacketHandler``, retried on timeout or CRC error.
+SDK's ``PacketHandler``, retried on timeout or CRC error. Every register address, size and unit
+comes from the servo's model (``humimic_core.control_tables.ModelSpec``); servos whose models lay
+a block out differently share no sync transaction.
 
 Angles are joint radians; every goal goes through ``Servo.to_tick``, which clamps it to the joint
 limits, and start-up writes the same limits into each servo's own limit registers, so no command

@@ -1,20 +1,21 @@
 """Emulated Dynamixel servos answering Protocol 2.0 packets (pure logic, no I/O).
 
-Each servo holds a byte-addressed control table laid out and initialised as its model's spec
-says (control_tables.MODELS: registers, units, factory defaults), its model number and ID. ``ServoEmulator.receive(bytes, now)`` returns
-the status packets a real bus would send back, each with the time its last byte would arrive:
-the instruction's own time on the wire at the bus baud rate, then per reply the servo's return
-delay (register 9) and the reply's time on the wire, one after the other.
+Each servo holds a byte-addressed control table laid out and initialised as its model's spec says
+(control_tables.MODELS: registers, units, factory defaults), its model number and ID.
+``ServoEmulator.receive(bytes, now)`` returns the status packets a real bus would send back, each
+with the time its last byte would arrive: the instruction's own time on the wire at the bus baud
+rate, then per reply the servo's return delay (register 9) and the reply's time on the wire, one
+after the other.
 
-What the firmware does and this emulates: EEPROM registers locked while torque is on; a goal
-outside the position limit registers refused (data limit error) and motion kept inside them;
-a trapezoidal profile toward the goal at the profile velocity (or the velocity limit) and profile
-acceleration (none when 0), braking to stop at the goal; present current (or load) from the position error;
-temperature, input voltage and hardware error bits (overheating above the temperature limit,
-input voltage outside the voltage limits, injected overload / electrical shock / encoder errors),
-torque dropping for the bits in the Shutdown register, the alert bit (0x80) in every status
-packet while an error is latched; reboot (0x08) clearing the errors after a boot time.
-Faults for tests: corrupted packets and dropped replies at a rate, dead servos, heating up.
+What the firmware does and this emulates: EEPROM registers locked while torque is on; a goal outside
+the position limit registers refused (data limit error) and motion kept inside them; a trapezoidal
+profile toward the goal at the profile velocity (or the velocity limit) and profile acceleration
+(none when 0), braking to stop at the goal; present current (or load) from the position error;
+temperature, input voltage and hardware error bits (overheating above the temperature limit, input
+voltage outside the voltage limits, injected overload / electrical shock / encoder errors), torque
+dropping for the bits in the Shutdown register, the alert bit (0x80) in every status packet while an
+error is latched; reboot (0x08) clearing the errors after a boot time. Faults for tests: corrupted
+packets and dropped replies at a rate, dead servos, heating up.
 """
 from __future__ import annotations
 
