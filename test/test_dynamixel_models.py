@@ -4,18 +4,21 @@ config names the models, the driver addresses each through its model's table, an
 answers from the same data (dynamixel-sdk's own packets, on simulated time)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
+import yaml
 
 from humimic_core.robot_config import parse_robot_config
 from humimic_driver.bus import ServoBus, velocity_units
+from humimic_driver.sim.emulated_bus import emulator_process
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver
 from humimic_driver.sim.emulator_link import EmulatorLink, SimClock
 from humimic_driver.sim.servo_emulator import ServoEmulator, servos_from_config
 
-CONFIG = parse_robot_config({
+RAW = {
     "bus": {"baud_rate": 1000000},
     "servos": [
         {"joint": "jaw", "id": 1, "model": "XL330-M288", "min": -0.3, "max": 0.3, "neutral": 0.0},
@@ -24,7 +27,8 @@ CONFIG = parse_robot_config({
          "direction": -1, "profile_velocity": 2.0},
     ],
     "mapping": {"jaw": {"weights": {"AU26": 0.1}}},
-})
+}
+CONFIG = parse_robot_config(RAW)
 POSE = {"jaw": 0.2, "neck_yaw": -0.6, "neck_pitch": 0.3}
 
 
@@ -67,3 +71,19 @@ def test_effort_comes_from_each_models_own_register_and_unit():
     load = emulator.servos[2].get("present_load")  # as of that read
     assert load < 0  # pushing toward a goal below
     assert states["neck_yaw"].effort == pytest.approx(load * 0.001 * 2.5)
+
+
+def test_the_emulator_process_serves_the_new_models_on_a_serial_port(tmp_path):
+    """The real byte path: the emulator process built from the robot config, a pty, dynamixel-sdk."""
+    robot = tmp_path / "robot.yaml"
+    robot.write_text(yaml.safe_dump(RAW))
+    link = tmp_path / "servo_bus"
+    with emulator_process(link, robot):
+        with ServoBus(CONFIG.servos, dataclasses.replace(CONFIG.bus, port=str(link)), timeout_margin_s=0.03) as bus:
+            bus.open()
+            assert [bus.ping(s) for s in CONFIG.servos] == [1200, 30, 2000]
+            for servo in CONFIG.servos:
+                bus.configure(servo, POSE[servo.joint], 0.0)
+            pitch = CONFIG.servo("neck_pitch")
+            assert bus.read(pitch, "goal_position") == pitch.to_tick(0.3) == -29006
+            assert bus.read(pitch, "max_position_limit") == pitch.tick_limits()[1] == 48339  # 0.5 rad, signed
