@@ -86,4 +86,4 @@ def test_the_emulator_process_serves_the_new_models_on_a_serial_port(tmp_path):
                 bus.configure(servo, POSE[servo.joint], 0.0)
             pitch = CONFIG.servo("neck_pitch")
             assert bus.read(pitch, "goal_position") == pitch.to_tick(0.3) == -29006
-            assert bus.read(pitch, "max_position_limit") == pitch.tick_limits()[1] == 48339  # 0.5 rad, signed
+            assert bus.read(pitch, "max_position_limit") == pitch.tick_limits()[1] == 48343  # 0.5 rad
