@@ -264,7 +264,6 @@ class InputError(ValueError):
 #: ("*": every node; a name ending in "." is a prefix).
 EXTRA_PARAMETERS: Dict[str, Dict[str, Optional[type]]] = {
     "*": {"use_sim_time": bool, "start_type_description_service": bool, "qos_overrides.": None},
-    "dynamixel_driver": {"port": str, "baud_rate": int},
     "retarget": {"mirror": bool, **{f"gains.{c}": float for c in PUBLISHED}},
 }
 

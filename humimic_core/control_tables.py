@@ -1,9 +1,13 @@
-"""Dynamixel X-series control tables as data (Protocol 2.0).
+"""Dynamixel control tables as data (Protocol 2.0): register layouts, units and factory defaults
+per model.
 
-Addresses and units are those of the ROBOTIS e-Manual pages of each model
-(emanual.robotis.com, "Control Table of EEPROM Area" / "RAM Area"). One table per model
-family: the X-series share the layout below, and differ in model number, current unit and
-limits.
+Addresses, units and initial values are those of each model's ROBOTIS e-Manual page
+(emanual.robotis.com, "Control Table of EEPROM Area" / "RAM Area"); the URL is beside each model.
+A model is one ``ModelSpec`` entry in ``MODELS``: its register layout (the X-series one, the MX(2.0)
+one, the P-series one, or a new table here), its units and its factory defaults. The driver, the
+robot config and the emulator address registers and convert units only through the model's spec.
+test/test_control_tables.py checks every layout and the position and velocity units against the
+control tables ROBOTIS ships in the dynamixel-sdk wheel (dynamixel_easy_sdk/control_table/).
 """
 from __future__ import annotations
 
@@ -76,22 +80,67 @@ X_SERIES_REGISTERS: Dict[str, Register] = {
     "present_temperature": Register(146, 1, readonly=True),
 }
 
+# MX(2.0) firmware (MX-28/64/106 in Protocol 2.0): the X-series layout, but the load instead of a
+# current (no Current Limit, Goal Current, Present Current) and an Acceleration Limit.
+# https://emanual.robotis.com/docs/en/dxl/mx/mx-28-2/
+MX2_REGISTERS: Dict[str, Register] = {
+    **{name: reg for name, reg in X_SERIES_REGISTERS.items()
+       if name not in ("current_limit", "goal_current", "present_current")},
+    "acceleration_limit": Register(40, 4, True),
+    "present_load": Register(126, 2, signed=True, readonly=True),
+}
+
+# DYNAMIXEL-P series (PH42, PH54, PM42, PM54): the EEPROM area as the X series' up to address 63,
+# the RAM area from address 512 on, three LEDs. https://emanual.robotis.com/docs/en/dxl/p/ph42-020-s300-r/
+P_SERIES_REGISTERS: Dict[str, Register] = {
+    **{name: reg for name, reg in X_SERIES_REGISTERS.items() if reg.eeprom},
+    "acceleration_limit": Register(40, 4, True),
+    "max_position_limit": Register(48, 4, True, signed=True),  # the position counter is signed here
+    "min_position_limit": Register(52, 4, True, signed=True),
+    "torque_enable": Register(512, 1),
+    "led_red": Register(513, 1),
+    "led_green": Register(514, 1),
+    "led_blue": Register(515, 1),
+    "status_return_level": Register(516, 1),
+    "registered_instruction": Register(517, 1, readonly=True),
+    "hardware_error_status": Register(518, 1, readonly=True),
+    "velocity_i_gain": Register(524, 2),
+    "velocity_p_gain": Register(526, 2),
+    "position_d_gain": Register(528, 2),
+    "position_i_gain": Register(530, 2),
+    "position_p_gain": Register(532, 2),
+    "goal_pwm": Register(548, 2, signed=True),
+    "goal_current": Register(550, 2, signed=True),
+    "goal_velocity": Register(552, 4, signed=True),
+    "profile_acceleration": Register(556, 4),
+    "profile_velocity": Register(560, 4),
+    "goal_position": Register(564, 4, signed=True),
+    "realtime_tick": Register(568, 2, readonly=True),
+    "moving": Register(570, 1, readonly=True),
+    "moving_status": Register(571, 1, readonly=True),
+    "present_pwm": Register(572, 2, signed=True, readonly=True),
+    "present_current": Register(574, 2, signed=True, readonly=True),
+    "present_velocity": Register(576, 4, signed=True, readonly=True),
+    "present_position": Register(580, 4, signed=True, readonly=True),
+    "velocity_trajectory": Register(584, 4, signed=True, readonly=True),
+    "position_trajectory": Register(588, 4, signed=True, readonly=True),
+    "present_input_voltage": Register(592, 2, readonly=True),
+    "present_temperature": Register(594, 1, readonly=True),
+}
+
+# Common to every Protocol 2.0 model here (X, MX(2.0), P):
 # Operating mode values (address 11).
 POSITION_CONTROL_MODE = 3
-# Position counter: 4096 ticks per revolution, 0..4095 in position control mode.
+# Position counter of the X series and MX: 4096 ticks per revolution, 0..4095 in position control mode.
 TICKS_PER_REV = 4096
 RAD_PER_TICK = 2.0 * math.pi / TICKS_PER_REV
-# Velocity unit 0.229 rev/min for the whole X-series (present velocity, profile velocity, limits).
-RAD_S_PER_VELOCITY_UNIT = 0.229 * 2.0 * math.pi / 60.0
-# Profile acceleration unit 214.577 rev/min^2.
-RAD_S2_PER_ACCELERATION_UNIT = 214.577 * 2.0 * math.pi / 3600.0
-# Largest profile acceleration value (register range 0..32767; 0 = no limit).
-MAX_PROFILE_ACCELERATION = 32767
 # Return delay time unit (s) and largest register value (0..254, factory default 250 = 500 us).
 RETURN_DELAY_UNIT_S = 2e-6
 MAX_RETURN_DELAY = 254
 # Present input voltage unit (V).
 VOLTS_PER_UNIT = 0.1
+#: Alias of the register a model reports its load in: "present_current" (X, P) or "present_load" (MX).
+EFFORT = "effort"
 
 # Baud rate register (address 8) value -> bit/s. 9600 (value 0) is left out on purpose: the
 # driver supports 57600 .. 4 Mbps, which every model here can do.
@@ -122,26 +171,54 @@ def hardware_error_words(bits: int) -> List[str]:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A Dynamixel model: its model number, units and the ranges of its position counter."""
+    """A Dynamixel model: its register layout, the units of its registers and its factory defaults."""
 
     name: str
     model_number: int
-    current_unit_a: float  # amperes per unit of present/goal current
-    # Torque per ampere (N m / A), from the e-Manual's stall torque / stall current at the
-    # recommended voltage: a rough conversion of present current into JointState effort.
-    torque_per_amp: float
-    position_range: Tuple[int, int] = (0, TICKS_PER_REV - 1)
+    # N m per unit of the effort register: from the e-Manual's stall (or continuous) torque and current
+    # (or, for a load in 0.1 % of the stall torque, that torque / 1000); a rough JointState effort.
+    effort_unit_nm: float
     registers: Dict[str, Register] = field(default_factory=lambda: X_SERIES_REGISTERS)
+    effort_register: str = "present_current"
+    ticks_per_rev: int = TICKS_PER_REV
+    position_range: Tuple[int, int] = (0, TICKS_PER_REV - 1)
+    velocity_unit_rpm: float = 0.229  # rev/min per unit of the velocity registers
+    acceleration_unit_rpm2: float = 214.577  # rev/min^2 per unit of Profile Acceleration
+    max_profile_acceleration: int = 32767  # largest Profile Acceleration value (0 = no limit)
     # Factory defaults the emulator starts from (the e-Manual's "initial value").
     defaults: Dict[str, int] = field(default_factory=dict)
 
     def register(self, name: str) -> Register:
-        return self.registers[name]
+        """The register ``name`` (``EFFORT``: the model's effort register)."""
+        return self.registers[self.effort_register if name == EFFORT else name]
+
+    @property
+    def rad_per_tick(self) -> float:
+        return 2.0 * math.pi / self.ticks_per_rev
+
+    @property
+    def center_tick(self) -> int:
+        """Middle of the position range: the default zero of a joint."""
+        low, high = self.position_range
+        return (low + high + 1) // 2
+
+    @property
+    def rad_s_per_velocity_unit(self) -> float:
+        return self.velocity_unit_rpm * 2.0 * math.pi / 60.0
+
+    @property
+    def rad_s2_per_acceleration_unit(self) -> float:
+        return self.acceleration_unit_rpm2 * 2.0 * math.pi / 3600.0
 
     @property
     def max_velocity(self) -> float:
         """Fastest profile velocity (rad/s): the factory velocity limit."""
-        return self.defaults["velocity_limit"] * RAD_S_PER_VELOCITY_UNIT
+        return self.defaults["velocity_limit"] * self.rad_s_per_velocity_unit
+
+    @property
+    def max_acceleration(self) -> float:
+        """Largest profile acceleration (rad/s^2)."""
+        return self.max_profile_acceleration * self.rad_s2_per_acceleration_unit
 
 
 _X_DEFAULTS = {
@@ -161,33 +238,56 @@ _X_DEFAULTS = {
     "present_temperature": 30,  # room temperature, for the emulator
 }
 
+# X series: https://emanual.robotis.com/docs/en/dxl/x/<model>/ (e.g. .../x/xm430-w350/); current
+# unit 1 mA (XL330, XC330) or 2.69 mA (XM430, XM540); effort unit = current unit * stall torque / current.
 MODELS: Dict[str, ModelSpec] = {
     "XL330-M288": ModelSpec(
-        "XL330-M288", 1200, 0.001, 0.52 / 1.47,
+        "XL330-M288", 1200, 0.001 * 0.52 / 1.47,
         defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35, "present_input_voltage": 50,
                   "current_limit": 1750, "velocity_limit": 445, "temperature_limit": 70},
     ),
     "XL330-M077": ModelSpec(
-        "XL330-M077", 1190, 0.001, 0.215 / 1.47,
+        "XL330-M077", 1190, 0.001 * 0.215 / 1.47,
         defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35, "present_input_voltage": 50,
                   "current_limit": 1750, "velocity_limit": 1620, "temperature_limit": 70},
     ),
     "XC330-M288": ModelSpec(
-        "XC330-M288", 1240, 0.001, 0.93 / 1.80,
+        "XC330-M288", 1240, 0.001 * 0.93 / 1.80,
         defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35, "present_input_voltage": 50,
                   "current_limit": 1750, "velocity_limit": 445, "temperature_limit": 70},
     ),
     "XM430-W350": ModelSpec(
-        "XM430-W350", 1020, 0.00269, 4.1 / 2.3,
+        "XM430-W350", 1020, 0.00269 * 4.1 / 2.3,
         defaults={**_X_DEFAULTS, "max_voltage_limit": 160, "min_voltage_limit": 95, "present_input_voltage": 120,
                   "current_limit": 1193, "velocity_limit": 200},
     ),
     "XM540-W270": ModelSpec(
-        "XM540-W270", 1120, 0.00269, 10.6 / 4.4,
+        "XM540-W270", 1120, 0.00269 * 10.6 / 4.4,
         defaults={**_X_DEFAULTS, "max_voltage_limit": 160, "min_voltage_limit": 95, "present_input_voltage": 120,
                   "current_limit": 2047, "velocity_limit": 128},
     ),
+    # https://emanual.robotis.com/docs/en/dxl/mx/mx-28-2/ : model number 30, 4096 pulse/rev, velocity
+    # 0.229 rev/min, Present Load 0.1 % (of the stall torque, 2.5 N m at 12 V), velocity limit 230
+    # (later e-Manual revisions: 380), position P gain 850.
+    "MX-28": ModelSpec(
+        "MX-28", 30, 0.001 * 2.5, registers=MX2_REGISTERS, effort_register="present_load",
+        defaults={**_X_DEFAULTS, "max_voltage_limit": 160, "min_voltage_limit": 95, "present_input_voltage": 120,
+                  "acceleration_limit": 32767, "velocity_limit": 230, "position_p_gain": 850},
+    ),
+    # https://emanual.robotis.com/docs/en/dxl/p/ph42-020-s300-r/ : model number 2000, 607,500 pulse/rev
+    # (-303,750..303,750), velocity 0.01 rev/min (limit 2,920), acceleration 1 rev/min^2 (limit 10,765),
+    # current 1 mA (limit 4,500), continuous torque 5.1 N m at 1.5 A, voltage limits 15..35 V (24 V input).
+    "PH42-020-S300-R": ModelSpec(
+        "PH42-020-S300-R", 2000, 0.001 * 5.1 / 1.5, registers=P_SERIES_REGISTERS, ticks_per_rev=607500,
+        position_range=(-303750, 303750), velocity_unit_rpm=0.01, acceleration_unit_rpm2=1.0,
+        max_profile_acceleration=10765,
+        defaults={**{k: v for k, v in _X_DEFAULTS.items() if k != "position_p_gain"}, "moving_threshold": 20, "max_voltage_limit": 350,
+                  "min_voltage_limit": 150, "present_input_voltage": 240, "pwm_limit": 2009, "current_limit": 4500,
+                  "acceleration_limit": 10765, "velocity_limit": 2920, "max_position_limit": 303454,
+                  "min_position_limit": -303454, "shutdown": 58},
+    ),
 }
+
 
 MODEL_BY_NUMBER: Dict[int, ModelSpec] = {m.model_number: m for m in MODELS.values()}
 

@@ -13,9 +13,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Tuple
 
 import yaml
 
-from humimic_core.control_tables import (BAUD_CODES, MAX_PROFILE_ACCELERATION, MAX_RETURN_DELAY,
-                                           RAD_PER_TICK, RAD_S2_PER_ACCELERATION_UNIT, RETURN_DELAY_UNIT_S,
-                                           ModelSpec, model)
+from humimic_core.control_tables import BAUD_CODES, MAX_RETURN_DELAY, RETURN_DELAY_UNIT_S, ModelSpec, model
 from humimic_core.known_keys import check_keys, yaml_problem
 from humimic_core.mapping_config import (Constraints, MappingConfig, MappingError, parse_constraints,
                                              parse_mapping)
@@ -73,12 +71,12 @@ class Servo:
 
     def to_tick(self, angle: float) -> int:
         """Servo position counter for a joint angle, clamped to the joint limits first."""
-        tick = self.zero_tick + self.direction * round(self.clamp(angle) / RAD_PER_TICK)
+        tick = self.zero_tick + self.direction * round(self.clamp(angle) / self.spec.rad_per_tick)
         return int(tick)
 
     def from_tick(self, tick: int) -> float:
         """Joint angle in radians for a servo position counter (not clamped)."""
-        return self.direction * (tick - self.zero_tick) * RAD_PER_TICK
+        return self.direction * (tick - self.zero_tick) * self.spec.rad_per_tick
 
     def tick_limits(self) -> Tuple[int, int]:
         """(low, high) position counter limits that correspond to [min, max]."""
@@ -190,7 +188,7 @@ def _servo(raw: Any, where: str) -> Servo:
     direction = raw.get("direction", 1)
     if direction not in (1, -1):
         raise ConfigError(f"{where}.direction: expected 1 or -1, got {direction!r}")
-    zero_tick = raw.get("zero_tick", 2048)
+    zero_tick = raw.get("zero_tick", spec.center_tick)
     if isinstance(zero_tick, bool) or not isinstance(zero_tick, int):
         raise ConfigError(f"{where}.zero_tick: expected an integer, got {zero_tick!r}")
     axis = _vec3(raw.get("axis", [0, 0, 1]), f"{where}.axis")
@@ -221,7 +219,7 @@ def _servo_motion(raw: Mapping, spec: ModelSpec, where: str) -> Dict[str, Any]:
         raise ConfigError(f"{where}.profile_velocity: {velocity} rad/s is outside 0..{spec.max_velocity:.3f} "
                           f"(the {spec.name} velocity limit; 0 = no profile)")
     acceleration = _number(raw.get("profile_acceleration", 0.0), f"{where}.profile_acceleration")
-    max_acceleration = MAX_PROFILE_ACCELERATION * RAD_S2_PER_ACCELERATION_UNIT
+    max_acceleration = spec.max_acceleration
     if not 0.0 <= acceleration <= max_acceleration:
         raise ConfigError(f"{where}.profile_acceleration: {acceleration} rad/s^2 is outside 0..{max_acceleration:.0f}")
     delay = raw.get("return_delay_us", 0)

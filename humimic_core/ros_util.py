@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any, Callable, Iterable, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Type
 
 import rclpy
 from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy, qos_profile_sensor_data
+
+from humimic_core.settings import Settings
 
 #: Images and other per-frame sensor streams: best effort, keep last 5 (REP-2003 sensor data QoS).
 SENSOR_QOS = qos_profile_sensor_data
@@ -42,6 +45,13 @@ def declare(node: Node, name: str, default: Any, description: str, read_only: bo
     elif bounds is not None:
         desc.floating_point_range = [FloatingPointRange(from_value=float(bounds[0]), to_value=float(bounds[1]))]
     return node.declare_parameter(name, default, desc).value
+
+
+def declare_settings(node: Node, settings: Type[Settings]) -> Dict[str, Any]:
+    """Declare every parameter of a settings dataclass (humimic_core.settings) on ``node``; their
+    values by name, for ``settings.from_parameters``."""
+    return {p.name: declare(node, p.name, p.default, p.description, p.read_only, p.bounds)
+            for p in settings.parameters()}
 
 
 #: Longest wait (s) of the spin loop, so SIGINT/SIGTERM are handled promptly on idle nodes.
@@ -77,8 +87,9 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None,
              fatal: Tuple[Type[BaseException], ...] = (), exit_code: int = 1, name: str = "node") -> None:
     """Init rclpy, build the node, spin until SIGINT/SIGTERM, then let the node clean up.
 
-    An exception of a ``fatal`` type (a bad config, an unusable device) ends the process with
-    ``exit_code`` and one line "<name>: <problem>", not a traceback.
+    An exception of a ``fatal`` type (a bad config, an unusable device) or a parameter value outside
+    its descriptor's range ends the process with ``exit_code`` and one line "<name>: <problem>", not
+    a traceback.
 
     A node may define ``shutdown()``; it is called once before the node is destroyed, also on
     SIGTERM, with further SIGINT/SIGTERM ignored, so drivers can leave hardware in a safe state.
@@ -88,7 +99,7 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None,
     signal.signal(signal.SIGTERM, _interrupt)
     node = None
     try:
-        node = _build(factory, fatal, exit_code, name)
+        node = _build(factory, fatal + (InvalidParameterValueException,), exit_code, name)
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         # spin in slices: with rclpy's own signal handling off, a signal is only seen between waits

@@ -4,7 +4,9 @@ Pure logic, no ROS. Every byte goes through dynamixel-sdk (see serial_link.py): 
 ``GroupSyncWrite``; states by ``GroupSyncRead`` requests whose replies are read one status packet
 at a time and judged each on its own, so a missing or corrupt reply names its servo and loses
 nothing else (missing ones are asked again); ping, read, write and reboot of one servo by the
-SDK's ``PacketHandler``, retried on timeout or CRC error.
+SDK's ``PacketHandler``, retried on timeout or CRC error. Every register address, size and unit
+comes from the servo's model (``humimic_core.control_tables.ModelSpec``); servos whose models lay
+a block out differently share no sync transaction.
 
 Angles are joint radians; every goal goes through ``Servo.to_tick``, which clamps it to the joint
 limits, and start-up writes the same limits into each servo's own limit registers, so no command
@@ -27,12 +29,10 @@ from dynamixel_sdk import COMM_RX_CORRUPT, COMM_RX_TIMEOUT, GroupSyncRead, Group
 
 from humimic_core.robot_config import BusConfig, Servo
 from humimic_driver import protocol as p
-from humimic_core.control_tables import (MAX_PROFILE_ACCELERATION, MODEL_BY_NUMBER, POSITION_CONTROL_MODE,
-                                           RAD_PER_TICK, RAD_S2_PER_ACCELERATION_UNIT, RAD_S_PER_VELOCITY_UNIT,
-                                           RETURN_DELAY_UNIT_S, VOLTS_PER_UNIT, X_SERIES_REGISTERS)
+from humimic_core.control_tables import (EFFORT, MODEL_BY_NUMBER, POSITION_CONTROL_MODE, RETURN_DELAY_UNIT_S,
+                                           VOLTS_PER_UNIT, ModelSpec)
 from humimic_driver.serial_link import BusError, LinkError, SerialLink, usb_latency_timer_ms  # noqa: F401 (errors re-exported)
 
-_REG = X_SERIES_REGISTERS
 #: A joint counts as arrived within this many ticks of its goal ...
 ARRIVED_TICKS = 2
 #: ... and, where it has to stay there, at most this many velocity units fast.
@@ -58,28 +58,27 @@ class ServoError(BusError):
 
 @dataclass(frozen=True)
 class Block:
-    """Registers from ``first`` to ``last`` (inclusive), read in one transaction."""
+    """Registers from ``first`` to ``last`` (inclusive), read in one transaction; where they lie is
+    the servo model's control table."""
 
     first: str
     last: str
 
-    @property
-    def address(self) -> int:
-        return _REG[self.first].address
+    def address(self, spec: ModelSpec) -> int:
+        return spec.register(self.first).address
 
-    @property
-    def length(self) -> int:
-        last = _REG[self.last]
-        return last.address + last.size - self.address
+    def length(self, spec: ModelSpec) -> int:
+        last = spec.register(self.last)
+        return last.address + last.size - self.address(spec)
 
-    def value(self, data: bytes, name: str) -> int:
-        reg = _REG[name]
-        start = reg.address - self.address
+    def value(self, spec: ModelSpec, data: bytes, name: str) -> int:
+        reg = spec.register(name)
+        start = reg.address - self.address(spec)
         return p.le_int(data[start:start + reg.size], reg.signed)
 
 
-#: Read every state cycle: present current, velocity, position (adjacent registers).
-STATE = Block("present_current", "present_position")
+#: Read every state cycle: present effort (current or load), velocity, position (adjacent registers).
+STATE = Block(EFFORT, "present_position")
 #: Read every health cycle: input voltage and temperature.
 HEALTH = Block("present_input_voltage", "present_temperature")
 HARDWARE_ERROR = Block("hardware_error_status", "hardware_error_status")
@@ -110,10 +109,10 @@ def model_name(number: int) -> str:
     return f"{spec.name} ({number})" if spec else f"unknown model number {number}"
 
 
-def decode_health(data: bytes) -> Tuple[float, float]:
+def decode_health(spec: ModelSpec, data: bytes) -> Tuple[float, float]:
     """(input voltage V, temperature degC) from the bytes of a HEALTH block."""
-    return (HEALTH.value(data, "present_input_voltage") * VOLTS_PER_UNIT,
-            float(HEALTH.value(data, "present_temperature")))
+    return (HEALTH.value(spec, data, "present_input_voltage") * VOLTS_PER_UNIT,
+            float(HEALTH.value(spec, data, "present_temperature")))
 
 
 def velocity_units(servo: Servo, rad_s: float) -> int:
@@ -121,14 +120,16 @@ def velocity_units(servo: Servo, rad_s: float) -> int:
     and at most the model's limit."""
     if rad_s <= 0.0:
         return 0
-    return max(1, min(servo.spec.defaults["velocity_limit"], math.floor(rad_s / RAD_S_PER_VELOCITY_UNIT + 1e-9)))
+    spec = servo.spec
+    return max(1, min(spec.defaults["velocity_limit"], math.floor(rad_s / spec.rad_s_per_velocity_unit + 1e-9)))
 
 
-def acceleration_units(rad_s2: float) -> int:
+def acceleration_units(servo: Servo, rad_s2: float) -> int:
     """Profile acceleration register value for ``rad_s2`` (0 = no profile), rounded down (a cap)."""
     if rad_s2 <= 0.0:
         return 0
-    return max(1, min(MAX_PROFILE_ACCELERATION, math.floor(rad_s2 / RAD_S2_PER_ACCELERATION_UNIT + 1e-9)))
+    spec = servo.spec
+    return max(1, min(spec.max_profile_acceleration, math.floor(rad_s2 / spec.rad_s2_per_acceleration_unit + 1e-9)))
 
 
 class ServoBus:
@@ -147,9 +148,9 @@ class ServoBus:
         self.timeout_margin_s = timeout_margin_s
         self.link = link or SerialLink(config.port, config.baud_rate)
         self.clock, self.sleep = clock, sleep
-        goal = _REG["goal_position"]
-        self._goal_writer = GroupSyncWrite(self.link.port_handler, self.link.packet_handler, goal.address, goal.size)
-        self._goal_ids: Set[int] = set()  # the IDs in _goal_writer
+        # one sync write per goal register layout (address, size) among the servos' models
+        self._goal_writers: Dict[Tuple[int, int], GroupSyncWrite] = {}
+        self._goal_ids: Dict[Tuple[int, int], Set[int]] = {}  # the IDs in each writer
         self.alerts: Set[int] = set()
         self._by_joint: Dict[str, Servo] = {s.joint: s for s in self.servos}
         self._latency_s = config.latency_timer_ms * 1e-3
@@ -197,20 +198,26 @@ class ServoBus:
     def write_goals(self, angles: Mapping[str, float]) -> Dict[str, float]:
         """Sync-write goal positions (clamped to the joint limits); returns the goals written (rad: the
         position counter's angle, which rounding may put up to half a tick past a limit, kept at the limit)."""
-        ticks, written = {}, {}
+        ticks: Dict[Tuple[int, int], Dict[int, int]] = {}
+        written = {}
         for joint, angle in angles.items():
             servo = self.servo(joint)
-            ticks[servo.id] = servo.to_tick(angle)
-            written[joint] = servo.clamp(servo.from_tick(ticks[servo.id]))
-        if ticks:
-            writer, size = self._goal_writer, _REG["goal_position"].size
-            for sid in self._goal_ids - ticks.keys():
+            goal = servo.spec.register("goal_position")
+            tick = servo.to_tick(angle)
+            ticks.setdefault((goal.address, goal.size), {})[servo.id] = tick
+            written[joint] = servo.clamp(servo.from_tick(tick))
+        for (address, size), group in ticks.items():
+            writer = self._goal_writers.get((address, size))
+            if writer is None:
+                writer = GroupSyncWrite(self.link.port_handler, self.link.packet_handler, address, size)
+                self._goal_writers[(address, size)] = writer
+            for sid in self._goal_ids.get((address, size), set()) - group.keys():
                 writer.removeParam(sid)
-            for sid, tick in ticks.items():
+            for sid, tick in group.items():
                 data = list(p.le_bytes(tick, size))
                 if not (writer.changeParam(sid, data) or writer.addParam(sid, data)):
                     raise ValueError(f"goal of servo ID {sid}: {data} does not fit the sync write")
-            self._goal_ids = set(ticks)
+            self._goal_ids[(address, size)] = set(group)
             self.link.sync_write(writer)
         return written
 
@@ -224,26 +231,36 @@ class ServoBus:
             if data is None:
                 continue
             spec, sign = servo.spec, servo.direction
-            amps = STATE.value(data, "present_current") * spec.current_unit_a
             states[servo.joint] = ServoReading(
-                position=servo.from_tick(STATE.value(data, "present_position")),
-                velocity=sign * STATE.value(data, "present_velocity") * RAD_S_PER_VELOCITY_UNIT,
-                effort=sign * amps * spec.torque_per_amp)
+                position=servo.from_tick(STATE.value(spec, data, "present_position")),
+                velocity=sign * STATE.value(spec, data, "present_velocity") * spec.rad_s_per_velocity_unit,
+                effort=sign * STATE.value(spec, data, EFFORT) * spec.effort_unit_nm)
         return states, result
 
     def sync_read(self, block: Block, servos: Sequence[Servo], retries: Optional[int] = None,
                   deadline: float = float("inf")) -> SyncRead:
         """Sync-read ``block`` from ``servos``; missing or corrupt replies are asked again (only those)
-        up to ``retries`` times while a retry still fits before ``deadline`` (the bus's clock)."""
+        up to ``retries`` times while a retry still fits before ``deadline`` (the bus's clock). Servos
+        whose models place the block elsewhere are read in one sync read per placement."""
         result = SyncRead()
-        pending = list(servos)
-        for attempt in range(1 + (self.retries if retries is None else retries)):
+        groups: Dict[Tuple[int, int], List[Servo]] = {}
+        for servo in servos:
+            groups.setdefault((block.address(servo.spec), block.length(servo.spec)), []).append(servo)
+        for (address, length), group in groups.items():
+            self._sync_read_group(address, length, group, 1 + (self.retries if retries is None else retries),
+                                  deadline, result)
+        return result
+
+    def _sync_read_group(self, address: int, length: int, servos: List[Servo], tries: int, deadline: float,
+                         result: SyncRead) -> None:
+        pending = servos
+        for attempt in range(tries):
             if not pending:
                 break
-            budget = self._budget(_SYNC_READ_OVERHEAD + len(pending), [(s, block.length) for s in pending])
+            budget = self._budget(_SYNC_READ_OVERHEAD + len(pending), [(s, length) for s in pending])
             if attempt and self.clock() + budget > deadline:
                 break
-            reader = GroupSyncRead(self.link.port_handler, self.link.packet_handler, block.address, block.length)
+            reader = GroupSyncRead(self.link.port_handler, self.link.packet_handler, address, length)
             for servo in pending:
                 reader.addParam(servo.id)
             replies = self.link.sync_read(reader, [s.id for s in pending], budget)
@@ -254,14 +271,13 @@ class ServoBus:
             still = []
             for servo in pending:
                 reply = replies.packets.get(servo.id)
-                if reply is not None and len(reply.data) == block.length:
+                if reply is not None and len(reply.data) == length:
                     result.data[servo.id] = reply.data
                 else:
                     result.failures[servo.id] = result.failures.get(servo.id, 0) + 1
                     still.append(servo)
             pending = still
-        result.missing = [s.id for s in pending]
-        return result
+        result.missing.extend(s.id for s in pending)
 
     # --- one servo -----------------------------------------------------------------------------
 
@@ -271,15 +287,16 @@ class ServoBus:
 
     def read(self, servo: Servo, name: str, retries: Optional[int] = None) -> int:
         block = Block(name, name)
-        return block.value(self.read_block(servo, block, retries), name)
+        return block.value(servo.spec, self.read_block(servo, block, retries), name)
 
     def read_block(self, servo: Servo, block: Block, retries: Optional[int] = None) -> bytes:
-        data = self._transact(servo, f"read {block.first}", self.link.packet_handler.readTxRx, block.address,
-                              block.length, n_data=block.length, retries=retries)
+        length = block.length(servo.spec)
+        data = self._transact(servo, f"read {block.first}", self.link.packet_handler.readTxRx,
+                              block.address(servo.spec), length, n_data=length, retries=retries)
         return bytes(data)
 
     def write(self, servo: Servo, name: str, value: int) -> None:
-        reg = _REG[name]
+        reg = servo.spec.register(name)
         self._transact(servo, f"write {name}", self.link.packet_handler.writeTxRx, reg.address, reg.size,
                        list(p.le_bytes(value, reg.size)))
 
@@ -308,10 +325,10 @@ class ServoBus:
         eeprom = Block("return_delay_time", "min_position_limit")
         present = self.read_block(servo, eeprom)
         for name, value in wanted.items():
-            if eeprom.value(present, name) != value:
+            if eeprom.value(servo.spec, present, name) != value:
                 self.write(servo, name, value)
         acceleration = servo.profile_acceleration if profile_acceleration is None else profile_acceleration
-        self.write(servo, "profile_acceleration", acceleration_units(acceleration))
+        self.write(servo, "profile_acceleration", acceleration_units(servo, acceleration))
         self.write(servo, "profile_velocity", velocity_units(servo, profile_velocity))
         self.write(servo, "goal_position", servo.to_tick(goal))
         self.write(servo, "torque_enable", 1)
@@ -328,8 +345,8 @@ class ServoBus:
         while pending:
             states, _ = self.read_states(pending, retries=0)
             pending = [s for s in pending if s.joint not in states
-                       or abs(states[s.joint].position - s.neutral) > ARRIVED_TICKS * RAD_PER_TICK
-                       or abs(states[s.joint].velocity) > AT_REST_UNITS * RAD_S_PER_VELOCITY_UNIT]
+                       or abs(states[s.joint].position - s.neutral) > ARRIVED_TICKS * s.spec.rad_per_tick
+                       or abs(states[s.joint].velocity) > AT_REST_UNITS * s.spec.rad_s_per_velocity_unit]
             if not pending or self.clock() > deadline:
                 break
             self.sleep(0.01)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import signal
 from typing import Dict, Iterator, Optional
 
@@ -19,11 +18,11 @@ from sensor_msgs.msg import JointState
 
 from humimic_core import paths
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
+from humimic_core.ros_util import RELIABLE_QOS, declare_settings, run_node
 from humimic_core.stamps import to_ns
 from humimic_core.topics import DIAGNOSTICS, JOINT_COMMANDS, JOINT_STATES, WRITTEN_GOALS
 from humimic_driver.bus import BusError, ServoBus
-from humimic_driver.driver_settings import DriverSettings
+from humimic_driver.driver_settings import DriverNodeSettings, DriverSettings
 from humimic_driver.servo_driver import ServoDriver
 
 #: Seconds between throttled warnings.
@@ -48,31 +47,21 @@ def signals_deferred() -> Iterator[None]:
 class DriverNode(Node):
     def __init__(self) -> None:
         super().__init__("dynamixel_driver")
-        fixed = functools.partial(declare, self, read_only=True)  # read once: not settable at run time
-        robot_config = fixed("robot_config", "", "robot config YAML; '' = the package's config/robot_face.yaml")
-        port = fixed("port", "", "serial port of the servo bus; '' = bus.port of the robot config")
-        baud = fixed("baud_rate", 0, "bus baud rate; 0 = bus.baud_rate of the robot config")
-        state_rate = fixed("state_rate", 50.0, "Hz of sync reads of position/velocity/current -> /joint_states")
-        health_rate = fixed("health_rate", 2.0, "Hz of sync reads of voltage, temperature and hardware "
-                                                        "error, and of recovery steps (re-ping, reboot)")
-        settings = DriverSettings(**{name: fixed(name, default, doc)
-                                     for name, (default, doc) in DriverSettings.descriptions().items()})
-        for name, value in (("state_rate", state_rate), ("health_rate", health_rate)):
-            if value <= 0.0:
-                raise ValueError(f"parameter {name} must be > 0, got {value}")
-        config = load_robot_config(robot_config or paths.config_file("robot_face.yaml"))
-        bus_config = dataclasses.replace(config.bus, port=port or config.bus.port,
-                                         baud_rate=baud or config.bus.baud_rate)
+        node = DriverNodeSettings.from_parameters(declare_settings(self, DriverNodeSettings))
+        settings = DriverSettings.from_parameters(declare_settings(self, DriverSettings))
+        config = load_robot_config(node.robot_config or paths.config_file("robot_face.yaml"))
+        bus_config = dataclasses.replace(config.bus, port=node.port or config.bus.port,
+                                         baud_rate=node.baud_rate or config.bus.baud_rate)
         self._driver = ServoDriver(ServoBus(config.servos, bus_config), settings, self._now_ns(),
                                    caps=config.motion_caps(settings.max_velocity, settings.max_acceleration))
-        self._read_budget_s = READ_BUDGET / state_rate
+        self._read_budget_s = READ_BUDGET / node.state_rate
         self._joints = [s.joint for s in config.servos]
         self._states = self.create_publisher(JointState, JOINT_STATES, RELIABLE_QOS)
         self._written = self.create_publisher(JointState, WRITTEN_GOALS, RELIABLE_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
         self.create_subscription(JointState, JOINT_COMMANDS, self._on_command, RELIABLE_QOS)
-        self.create_timer(1.0 / state_rate, self._on_state_timer)
-        self.create_timer(1.0 / health_rate, self._on_health_timer)
+        self.create_timer(1.0 / node.state_rate, self._on_state_timer)
+        self.create_timer(1.0 / node.health_rate, self._on_health_timer)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._driver.start()  # last: the timers only fire once spinning
         self._log_events()

@@ -19,7 +19,7 @@ from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tup
 from humimic_core.robot_config import MotionCaps, Servo, motion_caps
 from humimic_driver.bus import (ARRIVED_TICKS, HARDWARE_ERROR, HEALTH, BusError, LinkError, ServoBus, ServoError,
                                 ServoReading, decode_health, velocity_units)
-from humimic_core.control_tables import HW_OVERHEATING, RAD_PER_TICK, hardware_error_words
+from humimic_core.control_tables import HW_OVERHEATING, hardware_error_words
 from humimic_driver.diagnostics import Report, bus_report, servo_report
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.motion_limits import SetpointLimiter
@@ -303,10 +303,10 @@ class ServoDriver:
                      health.crc_errors.get(servo.id, 0) + errors.crc_errors.get(servo.id, 0),
                      servo.id in health.data or servo.id in errors.data, now)
             if servo.id in health.data:
-                h.voltage, h.temperature = decode_health(health.data[servo.id])
+                h.voltage, h.temperature = decode_health(servo.spec, health.data[servo.id])
                 changed |= self._update_hot(h)
             if servo.id in errors.data:
-                bits = HARDWARE_ERROR.value(errors.data[servo.id], "hardware_error_status")
+                bits = HARDWARE_ERROR.value(servo.spec, errors.data[servo.id], "hardware_error_status")
                 if bits and h.mode == ACTIVE:
                     self._fault(h, bits, now)
                 elif h.mode == FAULT:
@@ -351,7 +351,7 @@ class ServoDriver:
         for h in self.health.values():
             if h.mode != ACTIVE or h.homing_until is None:
                 continue
-            arrived = any(abs(h.position - goal) <= ARRIVED_TICKS * RAD_PER_TICK
+            arrived = any(abs(h.position - goal) <= ARRIVED_TICKS * h.servo.spec.rad_per_tick
                           for goal in (h.homing_goal, self.target(h.servo.joint)))
             if arrived or now >= h.homing_until:
                 try:
@@ -434,7 +434,7 @@ class ServoDriver:
         """Start-up sequence of one servo toward its current target: at the homing velocity when it is
         not there yet (until it arrives), else at its configured profile velocity."""
         servo, goal = h.servo, self.target(h.servo.joint)
-        slow = abs(self.bus.present_position(servo) - goal) > ARRIVED_TICKS * RAD_PER_TICK
+        slow = abs(self.bus.present_position(servo) - goal) > ARRIVED_TICKS * servo.spec.rad_per_tick
         velocity, acceleration = self._profile(servo)
         self.bus.configure(servo, goal, min(self.settings.homing_velocity, velocity) if slow else velocity,
                            acceleration)

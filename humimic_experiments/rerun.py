@@ -7,8 +7,9 @@ epoch + the frame's media time; recording: the original header stamps), messages
 by rosbags (zeroed padding), the landmark backend runs single-threaded, and the One-Euro
 smoothing is timed by the frame stamps.
 
-The retargeter gets every setting of the retarget node's parameters in the params file
-(limits, smoothing, mirror, gains.<channel>, forecast.*), so a re-run moves as the live node would;
+Perception, the camera intrinsics and the retargeter get their settings from the params file the
+way the live nodes do (CameraSettings, PerceptionSettings, RetargetParams ``from_parameters``: every
+setting, defaults for those the file leaves out), so a re-run moves as the live nodes would;
 with forecast.enabled the forecast channels go to /face/forecast beside the measured ones.
 
     python -m humimic_experiments.rerun VIDEO_OR_RECORDING --out out/rerun [--params-file F] [--robot-config R]
@@ -98,11 +99,6 @@ def recording_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
     return topics[absolute(CAMERA_IMAGE)][1], frames()
 
 
-#: face_perception parameters that are not landmark-backend options
-NOT_BACKEND_OPTIONS = {"backend", "neutral_frames", "publish_debug_image", "face_selection", "use_sim_time",
-                       "max_frame_lag"}
-
-
 def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path] = None,
           config: Optional[RobotConfig] = None, backend: Optional[str] = None,
           write_images: bool = True, start_frame: int = 0) -> Dict[str, Any]:
@@ -116,21 +112,20 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     from humimic_perception.face_selection import FaceSelector
     from humimic_perception.intrinsics import Intrinsics
     from humimic_perception.landmarks import make_backend
-    from humimic_perception.perception import FacePerception, smoothing_from
+    from humimic_perception.perception import FacePerception
+    from humimic_perception.settings import CameraSettings, PerceptionSettings
     from humimic_retarget.retargeter import Retargeter
 
     source, out = Path(source), Path(out)
     params_file = Path(params_file or config_file("humimic.yaml"))
     config = config or load_robot_config(config_file("robot_face.yaml"))
-    camera = node_parameters(params_file, "camera")
-    perception_params = node_parameters(params_file, "face_perception")
+    camera = CameraSettings.from_parameters(node_parameters(params_file, "camera"))
+    settings = PerceptionSettings.from_parameters(node_parameters(params_file, "face_perception"))
     retarget_params = node_parameters(params_file, "retarget")
-    backend_name = backend or perception_params.get("backend", "onnx")
-    options = {k: v for k, v in perception_params.items() if k not in NOT_BACKEND_OPTIONS and "." not in k}
-    landmarks = make_backend(backend_name, **{**options, "threads": 1})
-    smoothing = smoothing_from(perception_params) if "smoothing.enabled" in perception_params else None
-    perception = FacePerception(landmarks, int(perception_params.get("neutral_frames", 10)), smoothing,
-                                FaceSelector(str(perception_params.get("face_selection", "same"))))
+    backend_name = backend or settings.backend
+    landmarks = make_backend(backend_name, **settings.backend_options(threads=1))
+    perception = FacePerception(landmarks, settings.neutral_frames, settings.smoothing.filters,
+                                FaceSelector(settings.face_selection))
     retargeter = Retargeter(config, RetargetParams.from_parameters(retarget_params))
     forecaster = make_forecaster(forecast_settings(retarget_params))
     count, frames = recording_frames(source) if source.is_dir() else video_frames(source)
@@ -138,8 +133,7 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
         if not 0 < start_frame < (count or start_frame + 1):
             raise ValueError(f"{source}: start frame {start_frame} is not within its {count} frames")
         count, frames = (count - start_frame if count else 0), itertools.islice(frames, start_frame, None)
-    frame_id = str(camera.get("frame_id", "camera_optical_frame"))
-    hfov = float(camera.get("horizontal_fov_deg", 60.0))
+    frame_id, hfov = camera.frame_id, camera.horizontal_fov_deg
     stage_ms: Dict[str, list] = {"perception": [], "retarget": []}
     faces = processed = 0
 

@@ -10,7 +10,6 @@ folder ends the process (exit 0).
 """
 from __future__ import annotations
 
-import functools
 import time
 from typing import Optional
 
@@ -19,13 +18,14 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header
 
-from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, matched_subscriber_nodes, run_node
+from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare_settings, matched_subscriber_nodes, run_node
 from humimic_core.stamps import to_ns
 from humimic_core.subscriber_gate import SubscriberGate
 from humimic_core.topics import ACTION_UNITS, CAMERA_IMAGE, CAMERA_INFO
 from humimic_perception.frame_source import FrameSource, FrameSourceError
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.ros_convert import camera_info_msg, image_to_msg
+from humimic_perception.settings import CameraSettings
 
 #: Seconds to wait for the answer to a frame before sending the next one anyway (not realtime).
 BACKPRESSURE_TIMEOUT = 1.0
@@ -36,24 +36,11 @@ BACKPRESSURE_POLL = 0.05
 class CameraNode(Node):
     def __init__(self) -> None:
         super().__init__("camera")
-        fixed = functools.partial(declare, self, read_only=True)  # read once: not settable at run time
-        source = fixed("source", "", 'V4L2 index ("0"), /dev/videoN, a video file or an image folder; '
-                                             '"" = the sample video')
-        self.frame_id = fixed("frame_id", "camera_optical_frame", "REP-105 optical frame of the camera")
-        fps = fixed("fps", 0.0, "publish rate; 0 = the file's own rate (video) / the camera's or 30 "
-                                        "(camera, images)")
-        self.realtime = fixed("realtime", True, "video files: pace at fps (true) or publish the next "
-                                                        "frame when /face/action_units answered the last (false)")
-        loop = fixed("loop", False, "video files and image folders: start again at the end")
-        width = fixed("width", 0, "V4L2: requested capture width (0 = driver default)")
-        height = fixed("height", 0, "V4L2: requested capture height (0 = driver default)")
-        self.hfov = fixed("horizontal_fov_deg", 60.0, "horizontal field of view for CameraInfo")
-        min_subscribers = fixed("min_subscribers", 1, "nodes subscribed to the camera topics to wait for "
-                                  "before the first frame (perception, plus a recorder when recording)")
-        subscriber_timeout = fixed("subscriber_timeout", 10.0, "seconds to wait for them; then the frames "
-                                     "start anyway with a warning")
+        settings = CameraSettings.from_parameters(declare_settings(self, CameraSettings))
+        self.frame_id, self.realtime, self.hfov = settings.frame_id, settings.realtime, settings.horizontal_fov_deg
         try:
-            self.source = FrameSource(source, fps=fps, loop=loop, width=width, height=height)
+            self.source = FrameSource(settings.source, fps=settings.fps, loop=settings.loop, width=settings.width,
+                                      height=settings.height)
         except FrameSourceError as exc:
             self.get_logger().fatal(str(exc))
             raise SystemExit(1) from None
@@ -66,7 +53,7 @@ class CameraNode(Node):
         self._last_stamp_ns: Optional[int] = None
         self._last_sent = 0.0
         self.gate = SubscriberGate(lambda: matched_subscriber_nodes(self, (self.image_pub, self.info_pub)),
-                                   min_subscribers, subscriber_timeout,
+                                   settings.min_subscribers, settings.subscriber_timeout,
                                    self.get_logger().warning)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.realtime or self.source.kind == "camera":
@@ -131,7 +118,7 @@ class CameraNode(Node):
 
 
 def main(args: Optional[list] = None) -> None:
-    run_node(CameraNode, args)
+    run_node(CameraNode, args, name="camera")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ angles; the landmarks are not.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
-from typing import Dict, List, Mapping, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -50,17 +50,6 @@ class Smoothing:
     head_pose: OneEuroParams
     gaze: OneEuroParams
     eyelids: OneEuroParams
-
-
-def smoothing_from(values: Mapping[str, object]) -> Optional[Smoothing]:
-    """Smoothing of parameter values ``smoothing.enabled`` and ``smoothing.<signal>.<field>``
-    (signal = a Smoothing field, field = a OneEuroParams field); None when not enabled.
-    ValueError names a bad value."""
-    if not values["smoothing.enabled"]:
-        return None
-    return Smoothing(**{signal.name: OneEuroParams(**{f.name: float(values[f"smoothing.{signal.name}.{f.name}"])
-                                                      for f in fields(OneEuroParams)})
-                        for signal in fields(Smoothing)})
 
 
 @dataclass

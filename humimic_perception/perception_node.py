@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, Vector3Stamped
@@ -39,7 +39,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare, run_node
+from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare_settings, run_node
 from humimic_core.stamps import to_ns
 from humimic_core.topics import (
     ACTION_UNITS,
@@ -63,7 +63,8 @@ from humimic_perception.frame_queue import FrameCounts, FrameQueue
 from humimic_perception.intrinsics import NOMINAL_HFOV_DEG, Intrinsics
 from humimic_perception.landmarks import make_backend
 from humimic_perception.mesh_markers import MeshMarkers, face_boxes
-from humimic_perception.perception import FacePerception, draw_debug, face_box, smoothing_from
+from humimic_perception.perception import FacePerception, draw_debug, face_box
+from humimic_perception.settings import PerceptionSettings
 
 try:
     from tf2_msgs.msg import TFMessage
@@ -74,15 +75,6 @@ except ModuleNotFoundError:  # the PyPI wheels have no tf2_msgs: no /tf there
 WARN_PERIOD = 5.0
 #: Period of the check for a silent camera topic (also lets SIGINT/SIGTERM through promptly).
 IDLE_CHECK_PERIOD = 1.0
-#: Smoothed signal -> (what it is, its unit, default min_cutoff, beta, d_cutoff).
-SMOOTHED = {
-    "action_units": ("AU intensities", "intensity", 2.0, 0.5, 1.0),
-    "head_pose": ("head angles", "rad", 1.0, 5.0, 1.0),
-    "gaze": ("gaze angles", "rad", 1.0, 5.0, 1.0),
-    "eyelids": ("eyelid AUs (AU05, AU45, AU45_L, AU45_R)", "intensity", 4.0, 2.0, 4.0),
-}
-SMOOTHING_PARAMETERS = ["smoothing.enabled"] + [f"smoothing.{signal}.{field}" for signal in SMOOTHED
-                                                for field in ("min_cutoff", "beta", "d_cutoff")]
 #: Camera frames: best effort like the sensor-data QoS, with room for the frames that arrive while
 #: one is processed (they are then queued and counted, not lost uncounted in DDS).
 IMAGE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -100,45 +92,14 @@ def take_waiting(subscription: Subscription) -> List[Any]:
 class PerceptionNode(Node):
     def __init__(self) -> None:
         super().__init__("face_perception")
-        backend = declare(self, "backend", "onnx", "landmark backend: onnx (exported models on ONNX Runtime, "
-                                                  "CUDA when available) or mediapipe (the reference)", read_only=True)
-        backend_options = {
-            "max_faces": declare(self, "max_faces", 4, "onnx: faces tracked at once (all are published on "
-                                                       "/face/boxes; one is imitated)", read_only=True),
-            "device": declare(self, "device", "auto", "onnx: auto (CUDA when available), cpu or cuda",
-                              read_only=True),
-            "threads": declare(self, "threads", 1, "onnx: intra-op threads per model", read_only=True),
-            "redetect_interval": declare(self, "redetect_interval", 0, "onnx: run the detector every N frames "
-                                                                        "while tracking (0 = only when needed)",
-                                         read_only=True),
-            "landmark_model": declare(self, "landmark_model", "", "onnx: a keypoint model with the documented "
-                                      "contract (humimic_perception/landmarks_onnx.py); empty = the exported "
-                                      "MediaPipe face mesh", read_only=True),
-        }
-        policy = declare(self, "face_selection", "same", "which face the robot imitates: largest, central, or "
-                                                         "same (the person followed so far)", read_only=True)
-        neutral_frames = declare(self, "neutral_frames", 10, "faces whose median becomes the neutral face after "
-                                                             "/face/recapture_neutral")
-        detection = declare(self, "min_detection_confidence", 0.5, "landmark backend: face detection threshold",
-                            read_only=True)
-        tracking = declare(self, "min_tracking_confidence", 0.5, "landmark backend: face tracking threshold",
-                           read_only=True)
-        self.publish_debug = declare(self, "publish_debug_image", True, "annotated image on /face/debug_image")
-        max_lag = declare(self, "max_frame_lag", 0.0, "seconds a frame may wait behind the newest one before it is "
-                                                      "skipped; 0 = always the newest frame")
-        declare(self, "smoothing.enabled", True,
-                "One-Euro smoothing of AUs, head angles and gaze (time = frame stamps)")
-        for signal, (what, unit, min_cutoff, beta, d_cutoff) in SMOOTHED.items():
-            declare(self, f"smoothing.{signal}.min_cutoff", min_cutoff, f"Hz: One-Euro cutoff of still {what}")
-            declare(self, f"smoothing.{signal}.beta", beta, f"Hz per {unit}/s: rise of the cutoff with the speed "
-                                                            f"of the {what}")
-            declare(self, f"smoothing.{signal}.d_cutoff", d_cutoff, f"Hz: One-Euro cutoff of the speed of the {what}")
+        settings = PerceptionSettings.from_parameters(declare_settings(self, PerceptionSettings))
+        self.settings = settings
         try:
-            self.frames: FrameQueue[Image] = FrameQueue(max_lag)
-            smoothing = smoothing_from(self._smoothing_values({}))
-            landmarks = make_backend(backend, min_detection_confidence=detection, min_tracking_confidence=tracking,
-                                     **backend_options)
-            self.pipeline = FacePerception(landmarks, neutral_frames, smoothing, FaceSelector(policy))
+            self.frames: FrameQueue[Image] = FrameQueue(settings.max_frame_lag)
+            smoothing = settings.smoothing.filters
+            landmarks = make_backend(settings.backend, **settings.backend_options())
+            self.pipeline = FacePerception(landmarks, settings.neutral_frames, smoothing,
+                                           FaceSelector(settings.face_selection))
         except (ValueError, RuntimeError) as exc:
             self.get_logger().fatal(f"cannot start face perception: {exc}")
             raise SystemExit(1) from None
@@ -165,28 +126,28 @@ class PerceptionNode(Node):
         self._reported = FrameCounts()
         self._work = self.create_guard_condition(self.process_next)
         self.create_timer(IDLE_CHECK_PERIOD, self.check_idle, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.get_logger().info(f"face perception with the {backend} backend, smoothing "
+        self.get_logger().info(f"face perception with the {settings.backend} backend, smoothing "
                                f"{'on' if smoothing else 'off'}; the neutral face is estimated from the "
                                f"first face on")
-
-    def _smoothing_values(self, changes: dict) -> dict:
-        return {**{n: self.get_parameter(n).value for n in SMOOTHING_PARAMETERS}, **changes}
 
     def on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
         """Check and apply a change in one step (this node's only parameter callback; Humble has
         no post-set callback)."""
-        changes = {p.name: p.value for p in params}
         try:
-            smoothing = smoothing_from(self._smoothing_values(changes))
-            if "max_frame_lag" in changes:
-                FrameQueue(changes["max_frame_lag"])
+            settings = PerceptionSettings.from_parameters(
+                {**self._values(), **{p.name: p.value for p in params}})
+            smoothing = settings.smoothing.filters
+            FrameQueue(settings.max_frame_lag)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        if "max_frame_lag" in changes:
-            self.frames.max_lag = changes["max_frame_lag"]
-        if any(name.startswith("smoothing.") for name in changes):
+        self.frames.max_lag = settings.max_frame_lag
+        if settings.smoothing != self.settings.smoothing:
             self.pipeline.set_smoothing(smoothing)
+        self.settings = settings
         return SetParametersResult(successful=True)
+
+    def _values(self) -> Dict[str, Any]:
+        return {p.name: self.get_parameter(p.name).value for p in PerceptionSettings.parameters()}
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self.camera_info = msg
@@ -263,7 +224,7 @@ class PerceptionNode(Node):
         if result.faces or self._had_face:
             self.boxes_pub.publish(face_boxes(msg.header, [face_box(f) for f in result.faces], result.face_ids,
                                               result.chosen, intrinsics))
-        if self.publish_debug and self.debug_pub.get_subscription_count() > 0:
+        if self.settings.publish_debug_image and self.debug_pub.get_subscription_count() > 0:
             self.debug_pub.publish(ros_convert.image_to_msg(draw_debug(bgr, result, intrinsics), msg.header))
         if result.face != self._had_face:
             self._had_face = result.face
@@ -282,7 +243,7 @@ class PerceptionNode(Node):
 
 
 def main(args: Optional[list] = None) -> None:
-    run_node(PerceptionNode, args)
+    run_node(PerceptionNode, args, name="face_perception")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 
 from humimic_core.channels import PUBLISHED, channel_range
+from humimic_core.settings import Settings, setting
 
 METHODS = ("linear", "kalman", "learned")
 #: Frames of the linear method's least-squares line.
@@ -45,13 +46,15 @@ _HIGH = np.array([(channel_range(c) or (-math.inf, math.inf))[1] for c in PUBLIS
 
 
 @dataclass
-class ForecastSettings:
-    """The retarget node's ``forecast.*`` parameters."""
+class ForecastSettings(Settings):
+    """The retarget node's ``forecast.*`` parameters (read at start)."""
 
-    enabled: bool = False
-    method: str = "linear"
-    horizon: float = 0.067  # s ahead
-    model: str = ""        # learned: the ONNX model (humimic-forecast-train)
+    enabled: bool = setting(False, "Retarget the channels forecast `horizon` s ahead (published on /face/forecast) "
+                                   "instead of the measured ones; same limits and smoothing")
+    method: str = setting("linear", "Forecaster: linear, kalman or learned (humimic_retarget/forecast.py)")
+    horizon: float = setting(0.067, "Seconds ahead: the pipeline's lag plus transport and servo response",
+                             (0.0, MAX_HORIZON))
+    model: str = setting("", "learned: ONNX model of humimic-forecast-train")
 
     def validate(self) -> None:
         """ValueError naming the parameter when a value cannot be used."""
@@ -65,8 +68,7 @@ class ForecastSettings:
 
 def forecast_settings(values: Mapping[str, object]) -> ForecastSettings:
     """Settings from parameter values by name (``forecast.enabled`` ...); other names are ignored."""
-    fields = {k[len("forecast."):]: v for k, v in values.items() if k.startswith("forecast.")}
-    settings = ForecastSettings(**{k: v for k, v in fields.items() if k in ForecastSettings.__dataclass_fields__})
+    settings = ForecastSettings.from_parameters(values, "forecast.")
     settings.validate()
     return settings
 

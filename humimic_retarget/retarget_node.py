@@ -17,10 +17,9 @@ from typing import Dict, List
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, Vector3Stamped
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType, JumpThreshold, TimeJump
 from rclpy.duration import Duration
-from rclpy.exceptions import InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -28,57 +27,28 @@ from std_msgs.msg import Header
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
+from humimic_core.ros_util import RELIABLE_QOS, declare, declare_settings, run_node
 from humimic_core.stamps import from_ns, to_ns
 from humimic_core.topics import ACTION_UNITS, DIAGNOSTICS, FORECAST, GAZE, HEAD_POSE, JOINT_COMMANDS
-from humimic_retarget.forecast import ForecastSettings, forecast_settings, make_forecaster
+from humimic_retarget.forecast import make_forecaster
 from humimic_retarget.learned_mapping import LearnedModelError
 from humimic_retarget.retarget_stream import Command, RetargetStream
-from humimic_retarget.retargeter import Retargeter, RetargetParams, with_changes
+from humimic_retarget.retargeter import Retargeter, RetargetNodeSettings, RetargetParams, with_changes
 
 #: Seconds between /diagnostics reports.
 DIAGNOSTICS_PERIOD = 1.0
 #: Seconds between repeated warnings about stamps.
 WARN_PERIOD = 5.0
-#: Range (s) of the stamp_tolerance parameter.
-TOLERANCE_RANGE = (0.01, 3600.0)
-
-#: settable parameter -> (description, range); RetargetParams.validate refuses what the range allows but
-#: the retargeter cannot use (a velocity of 0)
-_DESCRIPTIONS = {
-    "max_velocity": ("Velocity limit (rad/s) of joints without a constraints.velocity entry in the robot config",
-                     (0.0, 100.0)),
-    "max_acceleration": ("Acceleration limit (rad/s^2) of joints without a constraints.acceleration entry",
-                         (0.0, 10000.0)),
-    "neutral_velocity": ("Velocity of the glide to neutral (rad/s)", (0.0, 100.0)),
-    "face_lost_timeout": ("Seconds without valid input before a joint glides to neutral", (0.0, 60.0)),
-    "smoothing": ("Time constant (s) of the low-pass on targets of joints without a constraints.smoothing entry; "
-                  "0 = off", (0.0, 10.0)),
-}
 #: Range of every gains.<channel> parameter.
 GAIN_RANGE = (0.0, 100.0)
-
-
-_FORECAST_DESCRIPTIONS = {
-    "enabled": "Retarget the channels forecast `horizon` s ahead (published on /face/forecast) instead of the "
-               "measured ones; same limits and smoothing",
-    "method": "Forecaster: linear, kalman or learned (humimic_retarget/forecast.py)",
-    "horizon": "Seconds ahead (0-0.5): the pipeline's lag plus transport and servo response",
-    "model": "learned: ONNX model of humimic-forecast-train",
-}
 
 
 class RetargetNode(Node):
     def __init__(self) -> None:
         super().__init__("retarget")
-        path = declare(self, "robot_config", "", "Robot config YAML; empty = the package's config/robot_face.yaml",
-                       read_only=True)
-        rate = declare(self, "rate", 50.0, "Hz of the timer that keeps commands flowing when frames are late",
-                       read_only=True, bounds=(1.0, 1000.0))
-        self.config = load_robot_config(path or config_file("robot_face.yaml"))
-        defaults = RetargetParams()
-        values = {name: declare(self, name, getattr(defaults, name), text, bounds=bounds)
-                  for name, (text, bounds) in _DESCRIPTIONS.items()}
+        node = RetargetNodeSettings.from_parameters(declare_settings(self, RetargetNodeSettings))
+        self.config = load_robot_config(node.robot_config or config_file("robot_face.yaml"))
+        values = declare_settings(self, RetargetParams)
         values["mirror"] = declare(self, "mirror", self.config.mapping.mirror,
                                    "true: mirror image (the person's left is the robot's right); false: same side")
         self.retargeter = Retargeter(self.config, RetargetParams.from_parameters(values))
@@ -86,20 +56,13 @@ class RetargetNode(Node):
                                              f"Gain of channel {c}: multiplies its response curve", bounds=GAIN_RANGE)
                        for c in self.retargeter.mapping.channels})  # the learned model's channels too
         self.retargeter.set_params(RetargetParams.from_parameters(values))
-        low, high = TOLERANCE_RANGE
-        tolerance = self.declare_parameter("stamp_tolerance", 1.0, ParameterDescriptor(
-            description="Seconds a frame stamp may be ahead of this node's clock (further: refused) and jump ahead "
-                        "of its arrival (further: timing re-anchored)", read_only=True,
-            floating_point_range=[FloatingPointRange(from_value=low, to_value=high)])).value
         self.add_on_set_parameters_callback(self.on_set_parameters)
-        forecast = ForecastSettings()
         try:
-            forecaster = make_forecaster(forecast_settings(
-                {f"forecast.{name}": declare(self, f"forecast.{name}", getattr(forecast, name), text, read_only=True)
-                 for name, text in _FORECAST_DESCRIPTIONS.items()}))
+            node.forecast.validate()
+            forecaster = make_forecaster(node.forecast)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.stream = RetargetStream(self.retargeter, tolerance, 2.0 / rate, self.warn, forecaster)
+        self.stream = RetargetStream(self.retargeter, node.stamp_tolerance, 2.0 / node.rate, self.warn, forecaster)
         self.forecast_pub = self.create_publisher(JointState, FORECAST, RELIABLE_QOS) if forecaster else None
         self._warned: Dict[str, float] = {}
         self._reported = dataclasses.replace(self.stream.time.counts)
@@ -108,7 +71,7 @@ class RetargetNode(Node):
         self.create_subscription(JointState, ACTION_UNITS, self.on_action_units, RELIABLE_QOS)
         self.create_subscription(PoseStamped, HEAD_POSE, self.on_head_pose, RELIABLE_QOS)
         self.create_subscription(Vector3Stamped, GAZE, self.on_gaze, RELIABLE_QOS)
-        self.create_timer(1.0 / rate, self.on_timer)
+        self.create_timer(1.0 / node.rate, self.on_timer)
         self.create_timer(DIAGNOSTICS_PERIOD, self.publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=Duration(nanoseconds=self.stream.time.tolerance),
@@ -181,7 +144,7 @@ class RetargetNode(Node):
 
 
 def main(args=None) -> None:
-    run_node(RetargetNode, args, fatal=(ConfigError, LearnedModelError, InvalidParameterValueException), exit_code=2,
+    run_node(RetargetNode, args, fatal=(ConfigError, LearnedModelError), exit_code=2,
              name="retarget")
 
 

@@ -23,8 +23,10 @@ from typing import Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from humimic_core.robot_config import RobotConfig
+from humimic_core.settings import Settings, group, setting
 from humimic_retarget.constraints import JointLimits
 from humimic_retarget.expression_mapping import ExpressionMapping
+from humimic_retarget.forecast import ForecastSettings
 
 #: Longest step (s) a single update may integrate: a gap in the stream is not a licence to jump.
 MAX_STEP = 0.2
@@ -32,20 +34,37 @@ MAX_STEP = 0.2
 MIN_STEP = 1e-6
 
 
-@dataclass
-class RetargetParams:
-    """The live-tunable settings (the retarget node's parameters)."""
+@dataclass(frozen=True)
+class RetargetNodeSettings(Settings):
+    """The retarget node's parameters read at start (the live ones: RetargetParams)."""
 
-    max_velocity: float = 3.0        # rad/s, joints without a constraints.velocity entry
-    max_acceleration: float = 40.0   # rad/s^2, joints without a constraints.acceleration entry
-    neutral_velocity: float = 0.8    # rad/s of the glide to neutral
-    face_lost_timeout: float = 0.5   # s without valid input before gliding to neutral
-    smoothing: float = 0.03          # s, target low-pass of joints without a constraints.smoothing entry (0 = off)
+    robot_config: str = setting("", "Robot config YAML; empty = the package's config/robot_face.yaml")
+    rate: float = setting(50.0, "Hz of the timer that keeps commands flowing when frames are late", (1.0, 1000.0))
+    stamp_tolerance: float = setting(1.0, "Seconds a frame stamp may be ahead of this node's clock (further: refused) "
+                                          "and jump ahead of its arrival (further: timing re-anchored)", (0.01, 3600.0))
+    forecast: ForecastSettings = group(ForecastSettings, "forecast")
+
+
+@dataclass
+class RetargetParams(Settings):
+    """The live-tunable settings (the retarget node's parameters; ``mirror`` and ``gains.<channel>``
+    default to the robot config's mapping, so the node declares them from it). A velocity or
+    acceleration of 0 is in the range but refused by ``validate``."""
+
+    max_velocity: float = setting(3.0, "Velocity limit (rad/s) of joints without a constraints.velocity entry in "
+                                       "the robot config", (0.0, 100.0), read_only=False)
+    max_acceleration: float = setting(40.0, "Acceleration limit (rad/s^2) of joints without a "
+                                            "constraints.acceleration entry", (0.0, 10000.0), read_only=False)
+    neutral_velocity: float = setting(0.8, "Velocity of the glide to neutral (rad/s)", (0.0, 100.0), read_only=False)
+    face_lost_timeout: float = setting(0.5, "Seconds without valid input before a joint glides to neutral",
+                                       (0.0, 60.0), read_only=False)
+    smoothing: float = setting(0.03, "Time constant (s) of the low-pass on targets of joints without a "
+                                     "constraints.smoothing entry; 0 = off", (0.0, 10.0), read_only=False)
     mirror: Optional[bool] = None    # None: the robot config's mapping.mirror
     gains: Dict[str, float] = field(default_factory=dict)  # channel -> gain; others: the config's curves
 
     @classmethod
-    def from_parameters(cls, values: Mapping[str, object]) -> "RetargetParams":
+    def from_parameters(cls, values: Mapping[str, object]) -> "RetargetParams":  # type: ignore[override]
         """The settings from the retarget node's parameters by name (``gains.<channel>`` for gains;
         names that are not settings, such as robot_config and rate, are ignored): the one way the
         live node and the offline re-run build them."""

@@ -165,7 +165,7 @@ def test_corrupt_replies_are_retried_and_counted(tmp_path):
             results = [bus.sync_read(STATE, CONFIG.servos, retries=3) for _ in range(40)]
     assert sum(sum(r.crc_errors.values()) for r in results) > 10  # ~10% of 640 replies
     assert sum(len(r.missing) for r in results) <= 2  # retries got almost every one through
-    assert all(len(data) == STATE.length for r in results for data in r.data.values())
+    assert all(len(data) == STATE.length(CONFIG.servos[0].spec) for r in results for data in r.data.values())
 
 
 def test_single_transactions_retry_corrupt_packets(tmp_path):

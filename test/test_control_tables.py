@@ -7,7 +7,7 @@ from importlib.resources import files
 
 import pytest
 
-from humimic_core.control_tables import MODELS
+from humimic_core.control_tables import EFFORT, MODELS
 
 SDK_TABLES = files("dynamixel_easy_sdk") / "control_table"
 
@@ -38,3 +38,43 @@ def test_register_addresses_and_sizes_are_robotis_own(name):
     compared = {n: (ours[n], sdk[n]) for n in ours if n in sdk}
     assert len(compared) >= 0.9 * len(ours), f"{name}: names not found in the SDK table: {set(ours) - set(sdk)}"
     assert {n: o for n, (o, s) in compared.items() if o != s} == {}, sdk_model_file(spec.model_number)
+
+
+def sdk_sections(model_file: str) -> dict:
+    """name -> value of the SDK table's [type info] and [unit info] sections (first value column)."""
+    out = {}
+    for section in (SDK_TABLES / model_file).read_text().split("[")[1:]:
+        title, _, body = section.partition("]")
+        if title in ("type info", "unit info"):
+            for line in body.strip().splitlines()[1:]:
+                name, value = line.split("\t")[:2]
+                out[name] = float(value)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_position_and_velocity_units_are_robotis_own(name):
+    """Ticks per revolution and the velocity unit agree with the SDK's (to its rounding: it puts pi rad
+    at tick 4095 of a 4096-tick X series, 0.05 % off)."""
+    spec = MODELS[name]
+    sdk = sdk_sections(sdk_model_file(spec.model_number))
+    ticks_per_rad = (sdk["value_of_max_radian_position"] - sdk["value_of_zero_radian_position"]) / sdk["max_radian"]
+    assert 1.0 / spec.rad_per_tick == pytest.approx(ticks_per_rad, rel=1e-3)
+    assert spec.rad_s_per_velocity_unit == pytest.approx(sdk["Present Velocity"], rel=1e-3)
+    assert spec.position_range[0] <= sdk["value_of_min_radian_position"] < sdk["value_of_max_radian_position"] \
+        <= spec.position_range[1]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_has_what_the_driver_and_emulator_use(name):
+    """The EEPROM area ends where Torque Enable starts; the registers the driver reads and writes exist."""
+    spec = MODELS[name]
+    ram = spec.register("torque_enable").address
+    assert [n for n, r in spec.registers.items() if r.eeprom != (r.address < ram)] == []
+    for register in ("goal_position", "present_position", "present_velocity", EFFORT, "profile_velocity",
+                     "profile_acceleration", "present_input_voltage", "present_temperature", "hardware_error_status",
+                     "operating_mode", "return_delay_time", "min_position_limit", "max_position_limit", "shutdown"):
+        spec.register(register)
+    assert {"velocity_limit", "present_input_voltage", "present_temperature", "max_voltage_limit",
+            "min_voltage_limit"} <= set(spec.defaults)
+    assert spec.defaults["max_position_limit"] <= spec.position_range[1]

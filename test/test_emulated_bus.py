@@ -21,7 +21,7 @@ from humimic_core.control_tables import HW_INPUT_VOLTAGE, HW_OVERHEATING, HW_OVE
 from humimic_core.control_tables import X_SERIES_REGISTERS as REG
 from humimic_driver.sim.emulated_bus import control_address, control_dir, emulator_process, main, send_command
 from humimic_driver.sim.fault_injection import apply_fault
-from humimic_driver.sim.servo_emulator import BOOT_TIME_S, TICKS_S_PER_VELOCITY_UNIT, EmulatedServo, ServoEmulator
+from humimic_driver.sim.servo_emulator import BOOT_TIME_S, EmulatedServo, ServoEmulator
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,7 +75,7 @@ def test_motion_follows_profile_velocity_and_position_limits():
     assert _write(emulator, 0.0, 1, "goal_position", 2700) == p.ERR_DATA_LIMIT  # refused: beyond the limit
     servo = emulator.servos[1]
     assert servo.get("goal_position") == 4000
-    speed = 100 * TICKS_S_PER_VELOCITY_UNIT
+    speed = 100 * servo.ticks_s_per_velocity_unit
     _exchange(emulator, 0.2, 1, p.INST_PING)  # the packets before took a few ms on the wire at 1 Mbps
     assert servo.get("present_position") == pytest.approx(2048 + 0.2 * speed, abs=0.005 * speed)
     assert servo.get("present_velocity") == 100 and servo.get("moving") == 1
@@ -93,7 +93,7 @@ def test_default_speed_is_the_velocity_limit_and_torque_off_servos_stay():
     _write(emulator, 0.0, 1, "torque_enable", 1)
     _exchange(emulator, 0.1, 1, p.INST_PING)
     limit = MODELS["XM430-W350"].defaults["velocity_limit"]
-    speed = limit * TICKS_S_PER_VELOCITY_UNIT  # the writes before took a few ms on the wire
+    speed = limit * emulator.servos[1].ticks_s_per_velocity_unit  # the writes before took a few ms on the wire
     assert emulator.servos[1].get("present_position") == pytest.approx(2048 - 0.1 * speed, abs=0.005 * speed)
     assert emulator.servos[1].get("present_velocity") == -limit
     assert emulator.servos[2].get("present_position") == 2048

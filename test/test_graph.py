@@ -197,15 +197,14 @@ def test_known_parameters_are_what_the_nodes_declare():
     drifts away from the nodes)."""
     import rclpy
 
-    from humimic_driver.driver_settings import DriverSettings
+    from humimic_driver.driver_settings import DriverNodeSettings, DriverSettings
     from humimic_perception.camera_node import CameraNode
     from humimic_perception.perception_node import PerceptionNode
     from humimic_retarget.retarget_node import RetargetNode
 
     known = known_parameters()
-    # the driver needs a bus to start: its settings dataclass is what it declares besides these
-    driver = {"robot_config": str, "port": str, "baud_rate": int, "state_rate": float, "health_rate": float}
-    driver.update({n: type(default) for n, (default, _) in DriverSettings.descriptions().items()})
+    # the driver needs a bus to start: its settings dataclasses are what it declares
+    driver = {p.name: type(p.default) for p in DriverNodeSettings.parameters() + DriverSettings.parameters()}
     assert {n: known["dynamixel_driver"].get(n) for n in driver} == driver
     rclpy.init()
     try:
@@ -230,22 +229,30 @@ def _accepted(known, name):
 
 def test_code_defaults_equal_the_parameter_file():
     """A node started without a parameter file behaves as with config/humimic.yaml: every default the
-    nodes declare (the driver: its settings dataclass) is the file's value."""
+    nodes declare is the file's value, and the file sets every parameter of their settings dataclasses
+    (the driver, which needs a bus to start: its two settings dataclasses, all it declares)."""
     import rclpy
 
     from humimic_core.parameters import node_parameters
-    from humimic_driver.driver_settings import DriverSettings
+    from humimic_driver.driver_settings import DriverNodeSettings, DriverSettings
     from humimic_perception.camera_node import CameraNode
     from humimic_perception.perception_node import PerceptionNode
+    from humimic_perception.settings import CameraSettings, PerceptionSettings
+    from humimic_retarget.offline.pose_grid import PlaybackSettings
+    from humimic_retarget.offline.pose_playback_node import PosePlaybackNode
     from humimic_retarget.retarget_node import RetargetNode
+    from humimic_retarget.retargeter import RetargetNodeSettings, RetargetParams
 
     shipped = config_file("humimic.yaml")
-    driver = node_parameters(shipped, "dynamixel_driver")
-    assert {n: driver[n] for n in DriverSettings.descriptions()} == {
-        n: default for n, (default, _) in DriverSettings.descriptions().items()}
+    for node, settings in {"dynamixel_driver": [DriverNodeSettings, DriverSettings], "camera": [CameraSettings],
+                           "face_perception": [PerceptionSettings], "pose_playback": [PlaybackSettings],
+                           "retarget": [RetargetNodeSettings, RetargetParams]}.items():
+        values = node_parameters(shipped, node)
+        params = [p for cls in settings for p in cls.parameters()]
+        assert {p.name: values.get(p.name) for p in params} == {p.name: p.default for p in params}, node
     rclpy.init()
     try:
-        for factory in (CameraNode, PerceptionNode, RetargetNode):
+        for factory in (CameraNode, PerceptionNode, RetargetNode, PosePlaybackNode):
             node = factory()
             try:
                 values = node_parameters(shipped, node.get_name())
@@ -257,20 +264,38 @@ def test_code_defaults_equal_the_parameter_file():
 
 
 def test_parameters_that_cannot_change_live_are_read_only_and_numbers_have_ranges():
-    """`ros2 param set` on a value a node reads once is refused, not accepted and ignored; a retarget
-    value out of its descriptor's range is refused by ROS before the node sees it."""
+    """`ros2 param set` on a value a node reads once is refused, not accepted and ignored; every number
+    carries its range, and a value out of it is refused by ROS before the node sees it."""
     import rclpy
     from rclpy.parameter import Parameter
 
+    from humimic_driver.driver_settings import DriverNodeSettings, DriverSettings
     from humimic_perception.camera_node import CameraNode
+    from humimic_perception.perception_node import PerceptionNode
+    from humimic_retarget.offline.pose_playback_node import PosePlaybackNode
     from humimic_retarget.retarget_node import RetargetNode
 
+    live = {"face_perception": lambda n: n in ("publish_debug_image", "max_frame_lag") or n.startswith("smoothing."),
+            "retarget": lambda n: n in ("max_velocity", "max_acceleration", "neutral_velocity", "face_lost_timeout",
+                                        "smoothing", "mirror") or n.startswith("gains.")}
+    driver = DriverNodeSettings.parameters() + DriverSettings.parameters()  # the driver needs a bus to start
+    assert all(p.read_only for p in driver)
+    assert all(p.bounds for p in driver if type(p.default) in (int, float))
     rclpy.init()
     try:
+        for factory in (CameraNode, PerceptionNode, RetargetNode, PosePlaybackNode):
+            node = factory()
+            try:
+                name = node.get_name()
+                described = [d for d in node.describe_parameters(list(node._parameters)) if d.name != "use_sim_time"]
+                assert [d.name for d in described if d.read_only == live.get(name, lambda n: False)(d.name)] == [], name
+                numbers = [d for d in described if node.get_parameter(d.name).type_ in (
+                    Parameter.Type.INTEGER, Parameter.Type.DOUBLE)]
+                assert [d.name for d in numbers if not (d.integer_range or d.floating_point_range)] == [], name
+            finally:
+                node.destroy_node()
         camera = CameraNode()
         try:
-            assert all(d.read_only for d in camera.describe_parameters(list(camera._parameters))
-                       if d.name != "use_sim_time")
             assert not camera.set_parameters([Parameter("fps", value=5.0)])[0].successful
         finally:
             camera.destroy_node()
@@ -278,8 +303,8 @@ def test_parameters_that_cannot_change_live_are_read_only_and_numbers_have_range
         try:
             described = {d.name: d for d in node.describe_parameters(list(node._parameters))}
             assert described["smoothing"].floating_point_range[0].to_value == 10.0
-            assert described["gains.AU12_L"].floating_point_range
             assert not node.set_parameters([Parameter("smoothing", value=50.0)])[0].successful
+            assert not node.set_parameters([Parameter("rate", value=20.0)])[0].successful
             assert node.set_parameters([Parameter("smoothing", value=0.1)])[0].successful
         finally:
             node.destroy_node()

@@ -8,7 +8,7 @@ import pytest
 
 from humimic_core.robot_config import MotionCaps
 from humimic_driver.motion_limits import MAX_GAP_S, STEP_S, SetpointLimiter
-from humimic_driver.sim.servo_emulator import TICKS_S2_PER_ACCELERATION_UNIT, TICKS_S_PER_VELOCITY_UNIT, EmulatedServo
+from humimic_driver.sim.servo_emulator import EmulatedServo
 
 CAPS = {"neck": MotionCaps(1.5, 8.0), "lid": MotionCaps(10.0, 40.0), "brow": MotionCaps(3.0, 40.0)}
 LIMITS = {j: (-1.0, 1.0) for j in CAPS}
@@ -123,7 +123,7 @@ def test_emulated_servo_keeps_its_profile_velocity_and_acceleration():
     servo.set("profile_acceleration", 20)
     servo.set("goal_position", 3000)
     servo.set("torque_enable", 1)
-    vmax, amax = 50 * TICKS_S_PER_VELOCITY_UNIT, 20 * TICKS_S2_PER_ACCELERATION_UNIT
+    vmax, amax = 50 * servo.ticks_s_per_velocity_unit, 20 * servo.ticks_s2_per_acceleration_unit
     servo.update(0.0)
     period = 3 * STEP_S  # looked at every third step of its profile
     positions = []

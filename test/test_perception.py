@@ -17,7 +17,8 @@ from humimic_core.head_frame import head_angles
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import make_backend
 from humimic_perception.one_euro import OneEuroFilter, OneEuroParams
-from humimic_perception.perception import FacePerception, Smoothing, smoothing_from
+from humimic_perception.perception import FacePerception, Smoothing
+from humimic_perception.settings import PerceptionSettings
 
 SMOOTHING = Smoothing(OneEuroParams(2.0, 0.5, 1.0), OneEuroParams(1.0, 5.0, 1.0), OneEuroParams(1.0, 5.0, 1.0),
                       OneEuroParams(4.0, 2.0, 4.0))
@@ -101,13 +102,32 @@ def test_smoothing_needs_the_stamp():
 
 
 def test_smoothing_from_parameters():
+    """The smoothing settings from parameter values by name (the node's and the re-run's one way)."""
+    def smoothing_from(values):
+        return PerceptionSettings.from_parameters(values).smoothing.filters
+
     values = {"smoothing.enabled": True}
     for signal, (min_cutoff, beta, d_cutoff) in {"action_units": (2.0, 0.5, 1.0), "head_pose": (1.0, 5.0, 1.0),
                                                  "gaze": (1.0, 5.0, 1.0), "eyelids": (4.0, 2.0, 4.0)}.items():
         values.update({f"smoothing.{signal}.min_cutoff": min_cutoff, f"smoothing.{signal}.beta": beta,
                        f"smoothing.{signal}.d_cutoff": d_cutoff})
-    assert smoothing_from(values) == SMOOTHING
+    assert smoothing_from(values) == SMOOTHING == smoothing_from({})  # the defaults
     assert smoothing_from(node_parameters(config_file("humimic.yaml"), "face_perception")) == SMOOTHING
     assert smoothing_from({**values, "smoothing.enabled": False}) is None
+    assert smoothing_from({"smoothing.gaze.beta": 2.0}).gaze.beta == 2.0
     with pytest.raises(ValueError, match="beta"):
         smoothing_from({**values, "smoothing.gaze.beta": -1.0})
+
+
+def test_settings_from_parameter_values_check_their_types():
+    """A parameter file's 30 for a float is taken as 30.0 (ROS would refuse it; the re-run reads files
+    directly); a value of another type is refused naming the parameter; other names are ignored."""
+    from humimic_perception.settings import CameraSettings
+
+    assert CameraSettings.from_parameters({"fps": 30, "use_sim_time": True}).fps == 30.0
+    with pytest.raises(ValueError, match="parameter threads: expected int"):
+        PerceptionSettings.from_parameters({"threads": "2"})
+    names = [p.name for p in PerceptionSettings.parameters()]
+    assert names[-13:] == ["smoothing.enabled"] + [f"smoothing.{s}.{f}" for s in ("action_units", "eyelids",
+                                                                                  "head_pose", "gaze")
+                                                   for f in ("min_cutoff", "beta", "d_cutoff")]

@@ -267,6 +267,8 @@ def test_smoothing_parameters_can_be_changed_at_run_time(graph):
     assert not _set(probe, "smoothing.action_units.min_cutoff", 0.0)
     assert _set(probe, "smoothing.head_pose.beta", 2.0)
     assert _set(probe, "smoothing.enabled", False) and _set(probe, "smoothing.enabled", True)
+    assert not _set(probe, "smoothing.gaze.beta", 5000.0)  # outside the descriptor's range
+    assert not _set(probe, "min_detection_confidence", 0.9)  # read at start: read-only, refused
 
 
 def test_busy_perception_takes_the_newest_frame_and_counts_the_skipped_ones(graph):

@@ -153,7 +153,8 @@ def test_settings_are_validated():
         DriverSettings(hot_action="panic")
     with pytest.raises(ValueError, match="stale_after must be > 0"):
         DriverSettings(stale_after=0.0)
-    assert set(DriverSettings.descriptions()) >= {"command_timeout", "max_reboots", "temperature_warn"}
+    assert {p.name for p in DriverSettings.parameters()} >= {"command_timeout", "max_reboots", "temperature_warn"}
+    assert DriverSettings.from_parameters({"max_reboots": 1, "retries": 4}) == DriverSettings(max_reboots=1, retries=4)
 
 
 def test_percentile_nearest_rank():

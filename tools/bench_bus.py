@@ -26,7 +26,7 @@ from humimic_core import paths  # noqa: E402
 from humimic_core.robot_config import RobotConfig, Servo, load_robot_config, parse_robot_config  # noqa: E402
 from humimic_driver import protocol as p  # noqa: E402
 from humimic_driver.bus import STATE, ServoBus  # noqa: E402
-from humimic_core.control_tables import X_SERIES_REGISTERS as REG  # noqa: E402
+from humimic_core.control_tables import MODELS  # noqa: E402
 from humimic_driver.sim.emulated_bus import emulator_process  # noqa: E402
 from humimic_driver.driver_settings import DriverSettings  # noqa: E402
 from humimic_driver.servo_driver import ServoDriver, percentile  # noqa: E402
@@ -34,11 +34,12 @@ from humimic_driver.servo_driver import ServoDriver, percentile  # noqa: E402
 
 def wire_bytes(ids: Sequence[int]) -> int:
     """Bytes on the bus per cycle: sync write of 4-byte goals, sync read of the state block, one status packet each."""
-    goal = REG["goal_position"]
+    spec = MODELS["XL330-M288"]  # every X-series model has this layout
+    goal = spec.register("goal_position")
     write = p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_WRITE,
                                  p.sync_write_params(goal.address, goal.size, {i: bytes(goal.size) for i in ids}))
-    read = p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_READ, p.sync_read_params(STATE.address, STATE.length, ids))
-    return len(write) + len(read) + sum(len(p.encode_status(i, 0, bytes(STATE.length))) for i in ids)
+    read = p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_READ, p.sync_read_params(STATE.address(spec), STATE.length(spec), ids))
+    return len(write) + len(read) + sum(len(p.encode_status(i, 0, bytes(STATE.length(spec)))) for i in ids)
 
 
 def bus_limit_hz(servos: Sequence[Servo], baud: int) -> float:

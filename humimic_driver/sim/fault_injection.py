@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 from typing import Callable, Dict, List, Optional, Protocol, Tuple
 
-from humimic_core.control_tables import HW_ELECTRICAL_SHOCK, HW_ENCODER, HW_OVERLOAD
+from humimic_core.control_tables import EFFORT, HW_ELECTRICAL_SHOCK, HW_ENCODER, HW_OVERLOAD
 from humimic_driver.sim.servo_emulator import EmulatedServo, ServoEmulator
 
 #: Registers reported by `state ID`.
-STATE_REGISTERS = ("torque_enable", "goal_position", "present_position", "present_velocity", "present_current",
+STATE_REGISTERS = ("torque_enable", "goal_position", "present_position", "present_velocity", EFFORT,
                    "min_position_limit", "max_position_limit", "operating_mode", "return_delay_time",
                    "profile_velocity", "profile_acceleration", "present_temperature", "present_input_voltage",
                    "hardware_error_status", "temperature_limit")

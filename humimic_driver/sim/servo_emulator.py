@@ -1,20 +1,21 @@
-"""Emulated Dynamixel X-series servos answering Protocol 2.0 packets (pure logic, no I/O).
+"""Emulated Dynamixel servos answering Protocol 2.0 packets (pure logic, no I/O).
 
-Each servo holds a byte-addressed control table initialised from the model's factory defaults
-(control_tables.MODELS), its model number and ID. ``ServoEmulator.receive(bytes, now)`` returns
-the status packets a real bus would send back, each with the time its last byte would arrive:
-the instruction's own time on the wire at the bus baud rate, then per reply the servo's return
-delay (register 9) and the reply's time on the wire, one after the other.
+Each servo holds a byte-addressed control table laid out and initialised as its model's spec says
+(control_tables.MODELS: registers, units, factory defaults), its model number and ID.
+``ServoEmulator.receive(bytes, now)`` returns the status packets a real bus would send back, each
+with the time its last byte would arrive: the instruction's own time on the wire at the bus baud
+rate, then per reply the servo's return delay (register 9) and the reply's time on the wire, one
+after the other.
 
-What the firmware does and this emulates: EEPROM registers locked while torque is on; a goal
-outside the position limit registers refused (data limit error) and motion kept inside them;
-a trapezoidal profile toward the goal at the profile velocity (or the velocity limit) and profile
-acceleration (none when 0), braking to stop at the goal; present current from the position error;
-temperature, input voltage and hardware error bits (overheating above the temperature limit,
-input voltage outside the voltage limits, injected overload / electrical shock / encoder errors),
-torque dropping for the bits in the Shutdown register, the alert bit (0x80) in every status
-packet while an error is latched; reboot (0x08) clearing the errors after a boot time.
-Faults for tests: corrupted packets and dropped replies at a rate, dead servos, heating up.
+What the firmware does and this emulates: EEPROM registers locked while torque is on; a goal outside
+the position limit registers refused (data limit error) and motion kept inside them; a trapezoidal
+profile toward the goal at the profile velocity (or the velocity limit) and profile acceleration
+(none when 0), braking to stop at the goal; present current (or load) from the position error;
+temperature, input voltage and hardware error bits (overheating above the temperature limit, input
+voltage outside the voltage limits, injected overload / electrical shock / encoder errors), torque
+dropping for the bits in the Shutdown register, the alert bit (0x80) in every status packet while an
+error is latched; reboot (0x08) clearing the errors after a boot time. Faults for tests: corrupted
+packets and dropped replies at a rate, dead servos, heating up.
 """
 from __future__ import annotations
 
@@ -24,20 +25,18 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from humimic_core.robot_config import Servo
 from humimic_driver import protocol as p
-from humimic_core.control_tables import (BAUD_CODES, RETURN_DELAY_UNIT_S, TICKS_PER_REV, VOLTS_PER_UNIT,
-                                           HW_INPUT_VOLTAGE, HW_OVERHEATING, ModelSpec, Register, model)
+from humimic_core.control_tables import (BAUD_CODES, EFFORT, RETURN_DELAY_UNIT_S, VOLTS_PER_UNIT, HW_INPUT_VOLTAGE,
+                                           HW_OVERHEATING, ModelSpec, Register, model)
 from humimic_driver.motion_limits import STEP_S, steps_until, trapezoid_step
 
 #: A partly received packet is dropped after this much silence on the bus (s).
 RX_SILENCE_RESET_S = 0.05
-#: Ticks per second for one unit (0.229 rev/min) of the velocity registers.
-TICKS_S_PER_VELOCITY_UNIT = 0.229 / 60.0 * TICKS_PER_REV
-#: Ticks per second squared for one unit (214.577 rev/min^2) of the Profile Acceleration register.
-TICKS_S2_PER_ACCELERATION_UNIT = 214.577 / 3600.0 * TICKS_PER_REV
 #: A rebooted (or re-powered) servo answers nothing for this long (s).
 BOOT_TIME_S = 0.1
-#: Present current units per tick of position error while torque is on.
-CURRENT_PER_TICK = 2
+#: Present current (or load) units per degree of position error while torque is on (2 per X-series tick).
+EFFORT_PER_DEGREE = 2 * 4096 / 360
+#: Largest present load (0.1 % units) of a model without a current limit.
+FULL_LOAD = 1000
 
 
 class EmulatedServo:
@@ -47,6 +46,10 @@ class EmulatedServo:
         self.spec: ModelSpec = model(model_name)
         regs = self.spec.registers
         self._slices = {name: (r.address, r.address + r.size, r.signed) for name, r in regs.items()}
+        self._slices[EFFORT] = self._slices[self.spec.effort_register]
+        # ticks/s and ticks/s^2 per unit of the velocity and profile acceleration registers
+        self.ticks_s_per_velocity_unit = self.spec.rad_s_per_velocity_unit / self.spec.rad_per_tick
+        self.ticks_s2_per_acceleration_unit = self.spec.rad_s2_per_acceleration_unit / self.spec.rad_per_tick
         self.table = bytearray(max(r.address + r.size for r in regs.values()))
         self._owner: List[Optional[Register]] = [None] * len(self.table)
         for reg in regs.values():
@@ -163,23 +166,24 @@ class EmulatedServo:
         self._update_errors()
         if not self.torque:
             self._velocity = 0.0
-            for name in ("present_velocity", "present_current", "moving"):
+            for name in ("present_velocity", EFFORT, "moving"):
                 self.set(name, 0)
             return
         lo, hi = self.get("min_position_limit"), self.get("max_position_limit")
         target = float(min(hi, max(lo, self.get("goal_position"))))
         units = self.get("profile_velocity") or self.get("velocity_limit")
         acceleration = self.get("profile_acceleration")
-        vmax = units * TICKS_S_PER_VELOCITY_UNIT
-        amax = acceleration * TICKS_S2_PER_ACCELERATION_UNIT if acceleration else math.inf
+        vmax = units * self.ticks_s_per_velocity_unit
+        amax = acceleration * self.ticks_s2_per_acceleration_unit if acceleration else math.inf
         for _ in range(steps):  # the firmware's trapezoidal profile toward the goal
             if self._position == target and self._velocity == 0.0:
                 break
             self._position, self._velocity = trapezoid_step(self._position, self._velocity, target, vmax, amax)
-        limit = self.get("current_limit")
+        limit = self.get("current_limit") if "current_limit" in self._slices else FULL_LOAD
+        effort = EFFORT_PER_DEGREE * math.degrees((target - self._position) * self.spec.rad_per_tick)
         self.set("present_position", round(self._position))
-        self.set("present_velocity", round(self._velocity / TICKS_S_PER_VELOCITY_UNIT))
-        self.set("present_current", max(-limit, min(limit, round(CURRENT_PER_TICK * (target - self._position)))))
+        self.set("present_velocity", round(self._velocity / self.ticks_s_per_velocity_unit))
+        self.set(EFFORT, max(-limit, min(limit, round(effort))))
         self.set("moving", int(self._position != target or self._velocity != 0.0))
 
     def _update_temperature(self, now: float) -> None:

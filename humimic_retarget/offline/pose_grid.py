@@ -14,7 +14,27 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from humimic_core.robot_config import RobotConfig
+from humimic_core.settings import Settings, setting
 from humimic_retarget.constraints import JointLimits
+
+
+@dataclass(frozen=True)
+class PlaybackSettings(Settings):
+    """The pose_playback node's parameters (all read at start)."""
+
+    robot_config: str = setting("", "Robot config YAML; empty = the package's config/robot_face.yaml")
+    levels: int = setting(2, "Positions per side of neutral for each joint group", (1, 100))
+    combos: int = setting(0, "Random poses mixing joint groups, after the grid", (0, 100000))
+    seed: int = setting(0, "Seed of the random poses", (0, 2**31 - 1))
+    move_time: float = setting(1.5, "Seconds of the smooth move into each pose", (0.01, 600.0))
+    hold_time: float = setting(3.0, "Seconds each pose is held", (0.01, 3600.0))
+    settle_time: float = setting(1.0, "Seconds of a hold before its recording window opens", (0.0, 3600.0))
+    rate: float = setting(50.0, "Hz of /joint_commands", (1.0, 1000.0))
+    record: str = setting("", "JSONL file for the paired samples; empty = record nothing")
+    min_subscribers: int = setting(1, "nodes subscribed to /joint_commands (the driver) to wait for before the "
+                                      "first pose", (0, 100))
+    subscriber_timeout: float = setting(10.0, "seconds to wait for them; then the poses start anyway with a warning",
+                                        (0.0, 3600.0))
 
 
 def joint_groups(joints: Sequence[str]) -> List[List[str]]:

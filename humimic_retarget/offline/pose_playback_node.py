@@ -20,45 +20,35 @@ from sensor_msgs.msg import JointState
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_core.ros_util import RELIABLE_QOS, declare, matched_subscriber_nodes, run_node
+from humimic_core.ros_util import RELIABLE_QOS, declare_settings, matched_subscriber_nodes, run_node
 from humimic_core.stamps import to_ns
 from humimic_core.subscriber_gate import SubscriberGate
 from humimic_core.topics import ACTION_UNITS, GAZE, HEAD_POSE, JOINT_COMMANDS
 from humimic_retarget.frame_channels import Frame, FrameChannels
 from humimic_retarget.offline.paired_data import jsonl_line
-from humimic_retarget.offline.pose_grid import PlaybackState, PosePlayback, pose_grid
+from humimic_retarget.offline.pose_grid import PlaybackSettings, PlaybackState, PosePlayback, pose_grid
 
 
 class PosePlaybackNode(Node):
     def __init__(self) -> None:
         super().__init__("pose_playback")
-        path = declare(self, "robot_config", "", "Robot config YAML; empty = the package's config/robot_face.yaml")
-        levels = declare(self, "levels", 2, "Positions per side of neutral for each joint group")
-        combos = declare(self, "combos", 0, "Random poses mixing joint groups, after the grid")
-        seed = declare(self, "seed", 0, "Seed of the random poses")
-        move = declare(self, "move_time", 1.5, "Seconds of the smooth move into each pose")
-        hold = declare(self, "hold_time", 3.0, "Seconds each pose is held")
-        settle = declare(self, "settle_time", 1.0, "Seconds of a hold before its recording window opens")
-        rate = declare(self, "rate", 50.0, "Hz of /joint_commands")
-        record = declare(self, "record", "", "JSONL file for the paired samples; empty = record nothing")
-        min_subscribers = declare(self, "min_subscribers", 1, "nodes subscribed to /joint_commands (the driver) to "
-                                  "wait for before the first pose")
-        subscriber_timeout = declare(self, "subscriber_timeout", 10.0, "seconds to wait for them; then the poses "
-                                     "start anyway with a warning")
-        self.config = load_robot_config(path or config_file("robot_face.yaml"))
-        self.playback = PosePlayback(pose_grid(self.config, levels, combos, seed), move, hold, settle)
+        settings = PlaybackSettings.from_parameters(declare_settings(self, PlaybackSettings))
+        self.config = load_robot_config(settings.robot_config or config_file("robot_face.yaml"))
+        self.playback = PosePlayback(pose_grid(self.config, settings.levels, settings.combos, settings.seed),
+                                     settings.move_time, settings.hold_time, settings.settle_time)
         self.frames = FrameChannels()
         self.state: Optional[PlaybackState] = None
         self.samples = 0
+        record = settings.record
         self.out: Optional[TextIO] = Path(record).open("w") if record else None
         self.publisher = self.create_publisher(JointState, JOINT_COMMANDS, RELIABLE_QOS)
         self.create_subscription(JointState, ACTION_UNITS, self.on_action_units, RELIABLE_QOS)
         self.create_subscription(PoseStamped, HEAD_POSE, self.on_head_pose, RELIABLE_QOS)
         self.create_subscription(Vector3Stamped, GAZE, self.on_gaze, RELIABLE_QOS)
-        self.gate = SubscriberGate(lambda: matched_subscriber_nodes(self, (self.publisher,)), min_subscribers,
-                                   subscriber_timeout, self.get_logger().warning)
+        self.gate = SubscriberGate(lambda: matched_subscriber_nodes(self, (self.publisher,)), settings.min_subscribers,
+                                   settings.subscriber_timeout, self.get_logger().warning)
         self.start_ns: Optional[int] = None
-        self.create_timer(1.0 / rate, self.on_timer)
+        self.create_timer(1.0 / settings.rate, self.on_timer)
         self.get_logger().info(f"playing {len(self.playback.poses)} poses in {self.playback.duration:.0f} s"
                                + (f", recording to {record}" if record else ""))
 
