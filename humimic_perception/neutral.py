@@ -8,7 +8,10 @@ frames: the population prior at the start and for a new person, or the face capt
 
 * mostly one way (the lips part, the jaw drops, the cheeks rise, a smile lifts and widens the lip
   corners): a low quantile (0.1-0.4), so rest is the low end of what the person does; each eye's
-  lid gap the other way round (blinks, squints and looking down close it): 0.75, the open eye;
+  lid gap the other way round (blinks, squints and looking down close it): 0.75, the open eye,
+  and at least FELLOW_EYE (0.7) of the other eye's: the face's own geometry is the prior for an
+  eye not yet seen open (a wink in the first frames left the rest at the shut eye, which then read
+  open: the robot lid stayed up through the wink);
 * both ways (brows up and down, the lips' thickness and depth): the *mode*, as the midpoint of the
   shortest interval that holds half of the values (Rousseeuw's shorth). A frown held for 40 % of
   the frames pulls a median toward it; the densest half stays on the relaxed brows;
@@ -38,9 +41,12 @@ speech_glasses_blink_older_woman 20-26 (clips of ../shared/media), and the py-fe
 width), none where people differ as much as an expression moves the feature (brows: 0.22-0.38;
 the eyelids, whose AU05 scale is finer than the spread between people): the person's first face
 is their first estimate there.
-The tilt of the lip corners (a smirk raises one) moves both ways and differs between people as much
-as a smirk moves it (half the right corner's height over the left: -0.01 to 0.03 among the seven):
-its mode, prior 0 (symmetric) with no weight.
+The tilt of the lip corners (a smirk raises one) moves both ways: its mode, prior 0 (symmetric)
+weighing 30 frames like the corners' lift. People's own tilt is small (half the right corner's
+height over the left: -0.01 to 0.03 among the seven) beside a twist or smirk (0.06-0.09); with no
+weight the mode of the first frames was whatever the mouth did then (blink_frown_surprise twists
+it during its opening wink, frames 5-15: a rest tilt of -0.08 read as a strong one-sided
+downturn for the next 30 frames).
 """
 from __future__ import annotations
 
@@ -64,7 +70,7 @@ REST: Dict[str, Tuple[Optional[float], float, int]] = {
     "nose_wing": (0.3, -0.033, 5),
     "upper_lip": (0.4, -0.226, 10),
     "corner_lift": (0.3, -0.045, 30),
-    "corner_tilt": (MODE, 0.0, 0),
+    "corner_tilt": (MODE, 0.0, 30),
     "mouth_width": (0.4, 0.778, 20),
     "corner_depth": (MODE, 0.258, 10),
     "lip_gap": (0.1, 0.002, 60),
@@ -80,6 +86,12 @@ REST: Dict[str, Tuple[Optional[float], float, int]] = {
 #: lid gap, open while at least OPEN_EYE of the lid gap's own rest (a quantile).
 OPEN_EYE_GATE: Dict[str, str] = {"lid_iris_R": "lid_gap_R", "lid_iris_L": "lid_gap_L"}
 OPEN_EYE = 0.75
+#: Each eye's open lid gap rests at least FELLOW_EYE times the other eye's: a face's two eyes open
+#: alike (the open levels of the two eyes, 75th percentiles, differ by at most a factor 0.74 over the
+#: 12 clips, head tilts and turns included), so an eye seen only shut so far (a clip, or a person,
+#: that starts with a wink) counts as shut, not as that eye's rest.
+FELLOW_EYES: Tuple[Tuple[str, str], ...] = (("lid_gap_R", "lid_gap_L"),)
+FELLOW_EYE = 0.7
 #: Frames the person-specific estimate looks back over (30 s at 30 frames/s).
 NEUTRAL_WINDOW = 900
 #: The newest frames left out of the estimate once there are enough older ones (3 s at 30 frames/s):
@@ -110,6 +122,7 @@ class NeutralEstimator:
         index = {name: i for i, name in enumerate(names)}
         self._gated = [(index[name], index[gate]) for name, gate in OPEN_EYE_GATE.items()
                        if name in index and gate in index]
+        self._fellows = [(index[a], index[b]) for a, b in FELLOW_EYES if a in index and b in index]
         self._quantile = np.array([0.0 if q is MODE else q for q, _, _ in rest])
         self._prior = np.array([prior for _, prior, _ in rest])
         self._prior_weight = np.array([weight for _, _, weight in rest])
@@ -181,6 +194,8 @@ class NeutralEstimator:
         out = weighted_quantile(ordered, self._quantile, self._anchor, self._anchor_weight)
         for row in np.flatnonzero(self._mode):
             out[row] = shorth_midpoint(ordered[row], self._anchor[row], int(self._anchor_weight[row]))
+        for a, b in self._fellows:
+            out[a], out[b] = max(out[a], FELLOW_EYE * out[b]), max(out[b], FELLOW_EYE * out[a])
         for row, gate in self._gated:
             open_eye = frames[gate] >= OPEN_EYE * out[gate]
             if open_eye.any():

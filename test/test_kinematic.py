@@ -124,6 +124,13 @@ def test_blink_depth_and_delay_and_wink_side_from_the_robot_lids():
     assert right_only["one_lid"] and right_only["closed_eye"] == "R"
     assert not k.wink_response(wink, {"R": lid, "L": lid})["one_lid"]          # both lids closed
     assert not k.wink_response(wink, {"R": np.zeros(n), "L": lid})["one_lid"]  # the wrong lid
+    # the open eye narrows 40 % in the wink (a squeeze): its lid may follow it that far, no further
+    closures["L"][20:24] = [0.3, 0.4, 0.4, 0.2]
+    squeeze = k.eye_events(closures)[0]
+    assert squeeze.kind == "wink_R" and squeeze.depth["L"] == pytest.approx(0.4)
+    assert k.wink_response(squeeze, {"R": lid, "L": 0.35 * lid / 0.9})["one_lid"]
+    assert not k.wink_response(squeeze, {"R": lid, "L": 0.5 * lid / 0.9})["one_lid"]
+    assert not k.wink_response(squeeze, {"R": lid, "L": lid})["one_lid"]
 
 
 def test_pairing_honours_the_mirror_and_refuses_unknown_names():

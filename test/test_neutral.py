@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from humimic_perception.action_units import FEATURES, NAMES
-from humimic_perception.neutral import MODE, REST, NeutralEstimator, shorth_midpoint, weighted_quantile
+from humimic_perception.neutral import FELLOW_EYE, MODE, REST, NeutralEstimator, shorth_midpoint, weighted_quantile
 
 LIP_GAP, BROW_GAP, MOUTH_WIDTH = NAMES.index("lip_gap"), NAMES.index("brow_gap"), NAMES.index("mouth_width")
 LID_IRIS_R, LID_GAP_R = NAMES.index("lid_iris_R"), NAMES.index("lid_gap_R")
@@ -136,3 +136,17 @@ def test_non_finite_faces_are_left_out():
     hole = _faces(1, brow_gap=0.2)[0]
     hole[LIP_GAP] = np.nan
     assert np.array_equal(estimator.update(hole), before)
+
+
+def test_an_eye_seen_only_shut_rests_near_the_other_eyes_opening():
+    """A person who starts with a wink: the shut eye's rest is not its shut gap but at least
+    FELLOW_EYE of the open eye's, so the wink reads as a closure from the first face."""
+    estimator = NeutralEstimator(NAMES)
+    shut = LID_GAP_R + 1  # lid_gap_L
+    assert NAMES[shut] == "lid_gap_L"
+    for face in _faces(5, lid_gap_L=-0.11):  # left eye shut (gap about 0.01), right open (0.12)
+        neutral = estimator.update(face)
+    assert neutral[shut] >= FELLOW_EYE * neutral[LID_GAP_R] > 0.08
+    for face in _faces(200):  # both open from then on: each eye's own rest
+        neutral = estimator.update(face)
+    assert neutral[shut] == pytest.approx(PRIOR[shut], abs=0.005)

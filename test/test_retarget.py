@@ -49,10 +49,12 @@ def test_weights_curves_and_offsets(config):
     m = config.mapping
     t, _ = targets(config, {"AU26": 2.0, "AU25": 1.0, "AU12_L": 2.3, "AU45_L": 2.5, "AU01": 1.0})
     assert t["jaw"] == pytest.approx(2.0 * m["jaw"].weights["AU26"] + 1.0 * m["jaw"].weights["AU25"])
-    assert t["lip_corner_left"] == pytest.approx(0.10 * (2.3 - 0.3))  # deadband 0.3 shifts
+    assert t["lip_corner_left"] == pytest.approx(0.10 * 2.3)  # linear: AU12_L has no curve
     assert t["upper_lid_left"] == pytest.approx(0.18 * 2.375)  # AU45_L curve: 2.5 -> 2.375
     assert t["upper_lid_right"] == pytest.approx(0.0)  # a wink: the other lid stays
     assert t["brow_inner_left"] == pytest.approx(0.07)
+    deadband = config_with(lambda d: d["mapping"]["curves"].update(AU12_L={"deadband": 0.3}))
+    assert targets(deadband, {"AU12_L": 2.3})[0]["lip_corner_left"] == pytest.approx(0.10 * (2.3 - 0.3))
     offset = config_with(lambda d: d["mapping"]["jaw"].update(offset=0.05))
     assert targets(offset, {"AU26": 0.0})[0]["jaw"] == pytest.approx(0.05)
 
@@ -199,7 +201,7 @@ def test_bad_input_holds_its_joints_then_they_glide(config):
     assert out[-1][lip] > 0.2
     out, _ = run(r, [{"AU26": math.inf, "AU12_L": 4.0, "AU12_R": 4.0}] * 100, dt=0.02, t=t)
     assert out[-1][jaw] == pytest.approx(0.0, abs=1e-9), "still bad after the timeout: glide to neutral"
-    assert out[-1][lip] == pytest.approx(0.37, abs=1e-6)
+    assert out[-1][lip] == pytest.approx(0.10 * 4.0, abs=1e-6)
 
 
 def test_couplings_keep_the_lids_apart_and_the_jaw_with_the_lips(config):

@@ -33,6 +33,7 @@ def config_with_model(path):
     data = copy.deepcopy(RAW)
     data["mapping"]["mirror"] = False
     data["mapping"]["model"] = {"path": str(path)}
+    data["mapping"]["curves"]["AU12_L"] = {"deadband": 0.3}
     return parse_robot_config(data)
 
 
@@ -45,7 +46,7 @@ def test_model_drives_its_joints_and_the_weights_the_rest(tmp_path):
     frame = {"AU12_L": 2.0, "AU26": 4.0, "head_yaw": 0.2, "AU01": 3.0}
     targets, valid = mapping(frame)
     t = dict(zip(config.joint_names, targets))
-    # curves apply before the model (AU12_L has a 0.3 deadband in the shipped config)
+    # curves apply before the model (AU12_L has a 0.3 deadband in config_with_model)
     expected = net.predict(np.array([[2.0 - 0.3, 4.0, 0.2]]))[0]
     assert [t[j] for j in JOINTS] == pytest.approx(expected.tolist(), abs=1e-5)
     assert t["brow_inner_left"] == pytest.approx(0.07 * 3.0), "joints outside the model keep their weights"
