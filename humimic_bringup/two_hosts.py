@@ -37,13 +37,14 @@ RECORDED = tuple(absolute(t) for t in (CAMERA_INFO, ACTION_UNITS, JOINT_COMMANDS
 
 
 def run_split(video: str, out: Path, hosts: Optional[Tuple[Host, Host]], single: Optional[Host] = None,
-              timeout: float = 120.0) -> Path:
+              timeout: float = 120.0, realtime: bool = True) -> Path:
     """Imitate `video` with perception on hosts[0] and camera, retarget, driver, emulated bus and
     recorder on hosts[1] (or everything on `single`, with the usual one-machine profile); the
-    recording (made on the robot's host); RuntimeError when a process fails."""
+    recording (made on the robot's host); RuntimeError when a process fails. realtime=False: the
+    camera sends each frame when the last one's action units came back (no frame dropped)."""
     recording = out / "recording"
-    specs = imitation_graph({"video": video, "serial_port": str(out / "servo_bus"), "record": str(recording)},
-                            include_external=False)
+    specs = imitation_graph({"video": video, "serial_port": str(out / "servo_bus"), "record": str(recording),
+                             "realtime": str(realtime).lower()}, include_external=False)
     specs = [s.fallback if s.fallback is not None else s for s in specs]  # humimic-record: no rosbag2 here
     next(s for s in specs if s.name == "recorder").parameters["topics"] = list(RECORDED)
     if hosts is not None:

@@ -60,7 +60,9 @@ def sent_bytes(host: two_hosts.Host) -> int:
 def test_frames_cross_and_the_robot_follows(hosts, sample_media, tmp_path):
     workstation, robot = hosts
     before = sent_bytes(robot), sent_bytes(workstation)
-    recording = run_split(str(sample_media / "single_face.mp4"), tmp_path, hosts)
+    # in lockstep (each frame when the last one's action units came back): a loaded CI machine makes
+    # perception drop frames at the video's rate, by design, and this test counts faces per frame
+    recording = run_split(str(sample_media / "single_face.mp4"), tmp_path, hosts, realtime=False)
     robot_sent, workstation_sent = sent_bytes(robot) - before[0], sent_bytes(workstation) - before[1]
     session = load_session(recording)
     frames = {stamp_ns(deserialize(m)) for m in read_messages(recording, ["/camera/camera_info"])}
