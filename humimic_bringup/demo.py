@@ -18,8 +18,10 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from humimic_bringup.graph import add_camera_subscriber, imitation_graph, process_environment
-from humimic_bringup.monitor_stats import RunRecord
+from humimic_bringup.monitor_stats import RunRecord, TraceStats, trace_table
 from humimic_bringup.runner import INTERRUPTED, Pipeline, argument_parser, launch_values, preflight
+from humimic_core import trace
+from humimic_core.stamps import to_ns
 from humimic_core.topics import (
     ACTION_UNITS,
     CAMERA_IMAGE,
@@ -27,6 +29,7 @@ from humimic_core.topics import (
     DIAGNOSTICS,
     JOINT_COMMANDS,
     JOINT_STATES,
+    TRACE,
     WRITTEN_GOALS,
     absolute,
 )
@@ -35,6 +38,8 @@ TOPICS = tuple(absolute(t) for t in (CAMERA_IMAGE, ACTION_UNITS, JOINT_COMMANDS,
 #: joints drawn in the picture
 PLOT_JOINTS = ("jaw", "lip_corner_left", "brow_inner_left", "upper_lid_left", "neck_yaw", "neck_pitch")
 SNAPSHOTS = 6
+#: the traced nodes, in pipeline order (humimic_core/trace.py)
+TRACED_NODES = ("camera", "face_perception", "retarget", "dynamixel_driver")
 #: action units drawn (those that vary most over the run)
 PLOT_AUS = 6
 
@@ -82,6 +87,7 @@ class Monitor:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.signals import SignalHandlerOptions
         from sensor_msgs.msg import Image, JointState
+        from std_msgs.msg import Float64MultiArray
 
         from humimic_core.ros_util import RECORDER_RELIABLE_QOS as RELIABLE_QOS
         from humimic_core.ros_util import RECORDER_SENSOR_QOS as SENSOR_QOS
@@ -92,8 +98,10 @@ class Monitor:
         self.node = rclpy.create_node("humimic_demo_monitor")
         self.record = RunRecord(TOPICS)
         self.diagnostics: Dict[str, str] = {}
+        self.trace = TraceStats(TRACED_NODES)
         sub = self.node.create_subscription
-        sub(Image, absolute(CAMERA_IMAGE), lambda m: self._seen(absolute(CAMERA_IMAGE), m), SENSOR_QOS)
+        sub(Image, absolute(CAMERA_IMAGE), self._frame, SENSOR_QOS)
+        sub(Float64MultiArray, absolute(TRACE), lambda m: self.trace.add(trace.from_msg(m)), RELIABLE_QOS)
         sub(Image, absolute(DEBUG_IMAGE), self._debug_image, SENSOR_QOS)
         sub(JointState, absolute(ACTION_UNITS), self._action_units, RELIABLE_QOS)
         sub(JointState, absolute(JOINT_COMMANDS), self._command, RELIABLE_QOS)
@@ -106,6 +114,10 @@ class Monitor:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.record.message(topic, stamp, now, latency=topic != absolute(JOINT_STATES))
         return now
+
+    def _frame(self, msg) -> None:
+        self._seen(absolute(CAMERA_IMAGE), msg)
+        self.trace.frame(to_ns(msg.header.stamp))
 
     def _action_units(self, msg) -> None:
         now = self._seen(absolute(ACTION_UNITS), msg)
@@ -291,6 +303,7 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
         "retarget_frame_stamps": {k.split("/", 1)[1]: v for k, v in monitor.diagnostics.items()
                                   if k.startswith("retarget: frame stamps/")},
         "cpu_percent_of_one_core": cpu,
+        "trace": monitor.trace.rows(),
         "exit_codes": codes,
         "camera_warnings": log_warnings(out / "logs" / "camera.log"),
     }
@@ -309,6 +322,8 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
               + ", ".join(f"{t} {n}" for t, n in ignored.items()))
     for key, value in summary["latency_bus_write_driver"].items():
         print(f"driver-measured {key}: {value}")
+    print("\nper-stage trace, ms (camera stamp -> each stage of each node; step = since the node's previous stage):")
+    print("\n".join(trace_table(summary["trace"])))
     print("CPU % of one core: " + ", ".join(f"{n} {c}" for n, c in cpu.items()))
     print(f"frames: {record.frames}, processed by perception: {summary['frames_processed']} (with a face "
           f"{summary['frames_with_face']}, no face {summary['frames_no_face']}), dropped by perception (busy, "

@@ -19,8 +19,9 @@ from sensor_msgs.msg import JointState
 
 from humimic_core import paths
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
+from humimic_core.ros_util import RELIABLE_QOS, declare, publish_trace, run_node
 from humimic_core.stamps import to_ns
+from humimic_core.trace import FrameTrace
 from humimic_core.topics import DIAGNOSTICS, JOINT_COMMANDS, JOINT_STATES, WRITTEN_GOALS
 from humimic_driver.bus import BusError, ServoBus
 from humimic_driver.driver_settings import DriverSettings
@@ -32,6 +33,9 @@ THROTTLE_S = 5.0
 DIAGNOSTICS_PERIOD_S = 1.0
 #: Share of the state period a read may spend on retries.
 READ_BUDGET = 0.5
+#: The trace's stages (humimic_core/trace.py): a command received, written to the bus, its goals
+#: sent on /driver/written_goals.
+TRACE_STAGES = ("receive", "written", "sent")
 
 
 @contextlib.contextmanager
@@ -71,6 +75,8 @@ class DriverNode(Node):
         self._written = self.create_publisher(JointState, WRITTEN_GOALS, RELIABLE_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
         self.create_subscription(JointState, JOINT_COMMANDS, self._on_command, RELIABLE_QOS)
+        self.trace = FrameTrace(self.get_name(), TRACE_STAGES)
+        publish_trace(self, self.trace)
         self.create_timer(1.0 / state_rate, self._on_state_timer)
         self.create_timer(1.0 / health_rate, self._on_health_timer)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
@@ -82,9 +88,10 @@ class DriverNode(Node):
         return self.get_clock().now().nanoseconds
 
     def _on_command(self, msg: JointState) -> None:
+        stamp = to_ns(msg.header.stamp)
+        self.trace.mark(stamp, "receive")
         try:
-            written = self._driver.command(list(msg.name), list(msg.position), to_ns(msg.header.stamp),
-                                           self._now_ns())
+            written = self._driver.command(list(msg.name), list(msg.position), stamp, self._now_ns())
         except ValueError as exc:
             self.get_logger().warning(f"ignoring /joint_commands: {exc}", throttle_duration_sec=THROTTLE_S)
             return
@@ -94,7 +101,9 @@ class DriverNode(Node):
         if written.unknown:
             self.get_logger().warning(f"/joint_commands names no joint of this robot: {', '.join(written.unknown)}",
                                       throttle_duration_sec=THROTTLE_S)
+        self.trace.mark(stamp, "written")
         self._publish_goals(written.goals, msg.header.stamp)
+        self.trace.mark(stamp, "sent")
 
     def _on_state_timer(self) -> None:
         neutral = self._driver.watchdog(self._now_ns())
