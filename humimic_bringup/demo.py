@@ -29,10 +29,13 @@ from humimic_core.topics import (
     DIAGNOSTICS,
     JOINT_COMMANDS,
     JOINT_STATES,
+    SENSOR,
     TRACE,
     WRITTEN_GOALS,
     absolute,
+    message_class,
 )
+from humimic_core.topics import TOPICS as TOPIC_TYPES
 
 TOPICS = tuple(absolute(t) for t in (CAMERA_IMAGE, ACTION_UNITS, JOINT_COMMANDS, WRITTEN_GOALS, JOINT_STATES))
 #: joints drawn in the picture
@@ -82,7 +85,8 @@ class CpuMeter:
 class Monitor:
     """An rclpy node that watches the pipeline's topics into a RunRecord (bounded memory)."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_topics: Sequence[str] = ()) -> None:
+        """``extra_topics``: also subscribed to (and ignored), as rviz or a recorder would."""
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.signals import SignalHandlerOptions
@@ -108,6 +112,9 @@ class Monitor:
         sub(JointState, absolute(WRITTEN_GOALS), lambda m: self._seen(absolute(WRITTEN_GOALS), m), RELIABLE_QOS)
         sub(JointState, absolute(JOINT_STATES), self._joint_states, RELIABLE_QOS)
         sub(DiagnosticArray, DIAGNOSTICS, self._diagnostics, RELIABLE_QOS)
+        for topic in extra_topics:
+            msgtype, kind = TOPIC_TYPES[absolute(topic)]
+            sub(message_class(msgtype), absolute(topic), lambda m: None, SENSOR_QOS if kind == SENSOR else RELIABLE_QOS)
 
     def _seen(self, topic: str, msg) -> float:
         now = time.time()
@@ -242,6 +249,9 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", default="out/demo", help="folder for summary.json, demo.png and logs")
     parser.add_argument("--timeout", type=float, default=120.0, help="stop after this many seconds anyway")
     parser.add_argument("--check", action="store_true", help="only check the inputs (exit 0: usable, 2: not)")
+    parser.add_argument("--subscribe", nargs="*", default=[], metavar="TOPIC",
+                        help="also subscribe to these topics, as rviz would (e.g. /face/landmarks /face/boxes: "
+                             "perception makes its visual outputs only for subscribers)")
     args = parser.parse_args(argv)
     values = launch_values(args)
     error = preflight(values, "humimic-demo")
@@ -252,7 +262,10 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
     specs = imitation_graph(values, include_external=False)
     add_camera_subscriber(specs)  # the monitor sees the first frame too
     os.environ.update(process_environment(os.environ))  # the monitor's DDS transports match the nodes'
-    monitor = Monitor()
+    unknown = [t for t in args.subscribe if absolute(t) not in TOPIC_TYPES]
+    if unknown:
+        parser.error(f"--subscribe: unknown topic(s) {', '.join(unknown)}")
+    monitor = Monitor(args.subscribe)
     record = monitor.record
     pipeline = Pipeline(specs, out / "logs")
     meter = CpuMeter()

@@ -18,6 +18,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from humimic_core import paths
+from humimic_core.processes import realtime_priority
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, publish_trace, run_node
 from humimic_core.stamps import to_ns
@@ -61,6 +62,10 @@ class DriverNode(Node):
                                                         "error, and of recovery steps (re-ping, reboot)")
         settings = DriverSettings(**{name: fixed(name, default, doc)
                                      for name, (default, doc) in DriverSettings.descriptions().items()})
+        priority = fixed("realtime_priority", 10, "SCHED_FIFO priority (1-99) of the driver's threads, so bus "
+                         "writes do not wait behind other processes on a busy CPU; 0 = normal scheduling. "
+                         "Without the permission (CAP_SYS_NICE, RLIMIT_RTPRIO) it runs normally",
+                         bounds=(0, 99))
         for name, value in (("state_rate", state_rate), ("health_rate", health_rate)):
             if value <= 0.0:
                 raise ValueError(f"parameter {name} must be > 0, got {value}")
@@ -81,6 +86,10 @@ class DriverNode(Node):
         self.create_timer(1.0 / health_rate, self._on_health_timer)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._driver.start()  # last: the timers only fire once spinning
+        if priority:
+            refused = realtime_priority(priority)
+            self.get_logger().info(f"real-time priority {priority} refused ({refused}): normal scheduling"
+                                   if refused else f"real-time priority {priority} (SCHED_FIFO)")
         self._log_events()
         self.get_logger().info(f"{len(self._joints)} servos ready on {bus_config.port} at {bus_config.baud_rate} baud")
 
