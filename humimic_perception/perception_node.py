@@ -10,8 +10,9 @@ mistaken for frames without a face. Every processed frame gets exactly one /face
 message with the frame's header (empty name/position = no face, also for a frame that could not
 be used). With a face it also publishes /face/head_pose and /face/gaze (combined; /face/gaze/right
 and /face/gaze/left per eye: x = yaw, y = pitch in radians in the head frame, frame_id "head"),
-all stamped with the frame's stamp. These go first, as soon as they are known; the visual outputs
-follow, each made only while someone subscribes to it: /face/landmarks (metres, camera optical
+all stamped with the frame's stamp. The action units, the head pose and the combined gaze (what the
+robot needs) go first; the other outputs follow, each made only while someone subscribes to it:
+each eye's gaze, /face/landmarks (metres, camera optical
 frame), the head pose as TF on /tf (camera optical frame -> "head"; where tf2_msgs is installed:
 not in the PyPI wheels), /face/mesh_markers (a DELETEALL for a frame without a face), /face/boxes
 and /face/debug_image (if enabled). Each frame's progress goes to the latency trace (/trace,
@@ -275,8 +276,7 @@ class PerceptionNode(Node):
             self.pose_pub.publish(ros_convert.head_pose_msg(result.head_pose, msg.header))
             self.trace.mark(stamp, "pose_sent")
             if result.gaze is not None:
-                for pub, angles in zip(self.gaze_pubs, (result.gaze.combined, result.gaze.right, result.gaze.left)):
-                    pub.publish(ros_convert.gaze_msg(angles, msg.header))
+                self.gaze_pubs[0].publish(ros_convert.gaze_msg(result.gaze.combined, msg.header))
                 self.trace.mark(stamp, "gaze_sent")
         self.publish_visuals(msg, bgr, result, intrinsics)
         self.trace.mark(stamp, "visuals_sent")
@@ -285,10 +285,15 @@ class PerceptionNode(Node):
             self.get_logger().info("face found" if result.face else "no face")
 
     def publish_visuals(self, msg: Image, bgr, result, intrinsics: Intrinsics) -> None:
-        """TF, landmarks, markers, boxes and the debug image, each made only for its subscribers."""
+        """Each eye's gaze, TF, landmarks, markers, boxes and the debug image, each made only for its
+        subscribers."""
         def wanted(pub) -> bool:
             return pub is not None and pub.get_subscription_count() > 0
 
+        if result.face and result.gaze is not None:
+            for pub, angles in zip(self.gaze_pubs[1:], (result.gaze.right, result.gaze.left)):
+                if wanted(pub):
+                    pub.publish(ros_convert.gaze_msg(angles, msg.header))
         if result.face and wanted(self.tf_pub):
             self.tf_pub.publish(TFMessage(transforms=[ros_convert.head_transform_msg(result.head_pose, msg.header)]))
         if result.face and wanted(self.cloud_pub):
