@@ -103,15 +103,17 @@ def freeze_garbage(setting: Optional[str] = None) -> bool:
 
 def publish_trace(node: Node, frame_trace: "trace.FrameTrace") -> None:
     """Send the trace's rows in batches on TRACE every trace.TRACE_PERIOD (steady time, so a paused
-    simulated clock does not hold them back)."""
+    simulated clock does not hold them back); run_node sends the rest when the node ends
+    (``node.flush_trace``)."""
     publisher = node.create_publisher(Float64MultiArray, TRACE, RELIABLE_QOS)
 
-    def send() -> None:
-        batch = frame_trace.take()
+    def send(hold_ns: int) -> None:
+        batch = frame_trace.take(hold_ns)
         if batch is not None:
             publisher.publish(trace.to_msg(batch))
 
-    node.create_timer(trace.TRACE_PERIOD, send, clock=Clock(clock_type=ClockType.STEADY_TIME))
+    node.create_timer(trace.TRACE_PERIOD, lambda: send(trace.HOLD_NS), clock=Clock(clock_type=ClockType.STEADY_TIME))
+    node.flush_trace = lambda: send(0)  # type: ignore[attr-defined]
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -164,6 +166,9 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None,
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
+            flush_trace = getattr(node, "flush_trace", None)
+            if callable(flush_trace) and rclpy.ok():
+                flush_trace()
             shutdown = getattr(node, "shutdown", None)
             if callable(shutdown):
                 shutdown()

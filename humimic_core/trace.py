@@ -23,6 +23,8 @@ from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 CAPACITY = 64
 #: Seconds between the batches a node sends.
 TRACE_PERIOD = 0.5
+#: A row last marked this recently (ns) waits for the next batch: its frame may still be in the node.
+HOLD_NS = 200_000_000
 _STAMP_COLUMNS = ("stamp_sec", "stamp_nanosec")
 
 
@@ -36,8 +38,8 @@ class TraceBatch(NamedTuple):
 
 
 class FrameTrace:
-    """The stages' times of the last frames of one node (at most ``capacity`` until taken; older
-    rows are overwritten and counted in ``overwritten``)."""
+    """The stages' times of the last frames of one node (at most ``capacity`` rows until taken;
+    beyond, the oldest row is dropped and counted in ``overwritten``)."""
 
     def __init__(self, node: str, stages: Sequence[str], capacity: int = CAPACITY,
                  clock: Callable[[], int] = time.time_ns) -> None:
@@ -47,18 +49,18 @@ class FrameTrace:
         self._column = {stage: i for i, stage in enumerate(self.stages)}
         self._ms = np.full((capacity, len(self.stages)), math.nan)
         self._stamps = [0] * capacity
-        self._row: Dict[int, int] = {}  # stamp -> row, for rows not yet taken
-        self._next = 0
+        self._touched = [0] * capacity  # clock of each row's last mark
+        self._row: Dict[int, int] = {}  # stamp -> row, oldest first
+        self._free = list(range(capacity - 1, -1, -1))
         self.overwritten = 0
 
     def _row_of(self, stamp: int) -> int:
         row = self._row.get(stamp)
         if row is None:
-            row = self._next % len(self._stamps)
-            if self._next >= len(self._stamps):
+            if not self._free:
                 self.overwritten += 1
-                del self._row[self._stamps[row]]
-            self._next += 1
+                self._free.append(self._row.pop(next(iter(self._row))))
+            row = self._free.pop()
             self._stamps[row] = stamp
             self._ms[row] = math.nan
             self._row[stamp] = row
@@ -68,7 +70,9 @@ class FrameTrace:
         """``stage`` of the frame stamped ``stamp`` (ns) finished now; ``once``: keep an earlier mark."""
         row, column = self._row_of(stamp), self._column[stage]
         if not (once and self._ms[row, column] == self._ms[row, column]):  # NaN != NaN: not marked yet
-            self._ms[row, column] = (self.clock() - stamp) * 1e-6
+            now = self.clock()
+            self._ms[row, column] = (now - stamp) * 1e-6
+            self._touched[row] = now
 
     def mark_steps(self, stamp: int, after: str, steps_ms: Mapping[str, float]) -> None:
         """Stages timed by the caller as consecutive durations (ms) starting at the mark ``after``
@@ -83,15 +87,17 @@ class FrameTrace:
         """Whether the frame stamped ``stamp`` has a row not yet taken."""
         return stamp in self._row
 
-    def take(self) -> Optional[TraceBatch]:
-        """The rows filled since the last take, oldest first (None: none); the buffer starts empty."""
-        n = min(self._next, len(self._stamps))
-        if n == 0:
+    def take(self, hold_ns: int = HOLD_NS) -> Optional[TraceBatch]:
+        """The rows not marked within the last ``hold_ns`` (frames still in this node stay for the
+        next batch, so a frame's row is not split), oldest first; None: none."""
+        now = self.clock()
+        rows = [row for row in self._row.values() if now - self._touched[row] >= hold_ns]
+        if not rows:
             return None
-        order = [(self._next - n + i) % len(self._stamps) for i in range(n)]
-        batch = TraceBatch(self.node, self.stages, [self._stamps[i] for i in order], self._ms[order].copy())
-        self._row.clear()
-        self._next = 0
+        batch = TraceBatch(self.node, self.stages, [self._stamps[r] for r in rows], self._ms[rows].copy())
+        for row in rows:
+            del self._row[self._stamps[row]]
+            self._free.append(row)
         return batch
 
 

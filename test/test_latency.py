@@ -1,6 +1,6 @@
 """Latency work (issue 15): the per-frame trace, its statistics, perception's publish order, the
-executor choice and the garbage-collector freeze. The trace of a real run of every node is checked in
-test_imitation_pipeline.py and test_perception_node.py."""
+executor choice and the garbage-collector freeze. The trace of every node in a real run is checked in
+test_imitation_pipeline.py."""
 from __future__ import annotations
 
 import gc
@@ -49,6 +49,8 @@ def test_trace_marks_each_stage_in_ms_after_the_frame_stamp():
     clock.t += 6_000_000
     frame_trace.mark(stamp, "sent")
     frame_trace.mark(stamp + 1, "receive")  # another frame, nothing else reached
+    assert frame_trace.take() is None  # both frames may still be in the node
+    clock.t += trace.HOLD_NS
     batch = frame_trace.take()
     assert batch.node == "node" and batch.stamps == [stamp, stamp + 1]
     np.testing.assert_allclose(batch.ms[0], [2.0, 2.5, 6.5, 7.5, 8.5])
@@ -57,13 +59,26 @@ def test_trace_marks_each_stage_in_ms_after_the_frame_stamp():
     assert not frame_trace.marked(stamp)
 
 
+def test_trace_holds_back_a_frame_still_in_the_node():
+    clock = Clock(10_000_000_000)
+    frame_trace = FrameTrace("node", ("receive", "sent"), clock=clock)
+    frame_trace.mark(1, "receive")
+    clock.t += trace.HOLD_NS
+    frame_trace.mark(2, "receive")
+    assert frame_trace.take().stamps == [1]
+    frame_trace.mark(2, "sent")
+    clock.t += trace.HOLD_NS
+    batch = frame_trace.take()
+    assert batch.stamps == [2] and not np.isnan(batch.ms).any()  # one row, not split over two batches
+
+
 def test_trace_keeps_the_newest_rows_and_counts_the_overwritten():
     frame_trace = FrameTrace("node", ("receive",), capacity=4, clock=Clock(10_000_000))
     for stamp in range(6):
         frame_trace.mark(stamp, "receive")
     frame_trace.mark(3, "receive")  # a row still held is marked again, not added
-    batch = frame_trace.take()
-    assert batch.stamps == [2, 3, 4, 5] and frame_trace.overwritten == 2
+    batch = frame_trace.take(hold_ns=0)
+    assert sorted(batch.stamps) == [2, 3, 4, 5] and frame_trace.overwritten == 2
 
 
 def test_trace_message_round_trip_keeps_exact_stamps():
@@ -71,7 +86,7 @@ def test_trace_message_round_trip_keeps_exact_stamps():
     stamps = [1_800_000_000_000_000_001, 1_800_000_000_500_000_000]
     for stamp in stamps:
         frame_trace.mark(stamp, "sent")
-    batch = trace.from_msg(trace.to_msg(frame_trace.take()))
+    batch = trace.from_msg(trace.to_msg(frame_trace.take(hold_ns=0)))
     assert (batch.node, batch.stages, batch.stamps) == ("face_perception", ("receive", "sent"), stamps)
     assert np.isnan(batch.ms[:, 0]).all() and batch.ms[:, 1] == pytest.approx([999.999998, 499.999999])
     bad = trace.to_msg(batch)
@@ -200,7 +215,7 @@ def test_perception_sends_what_the_robot_needs_first_and_visuals_only_to_subscri
     stamp = 1_800_000_000_000_000_000
     node.process(image_to_msg(bgr, Header(stamp=from_ns(stamp), frame_id="camera_optical_frame")))
     assert sent == ROBOT_OUTPUTS  # nobody subscribes to the visual outputs: none made
-    row = node.trace.take()
+    row = node.trace.take(hold_ns=0)
     assert row.stamps == [stamp] and row.stages[-1] == "visuals_sent"
 
     viewer = rclpy.create_node("viewer")
