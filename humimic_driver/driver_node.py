@@ -1,7 +1,7 @@
 """dynamixel_driver: /joint_commands -> servo goals; servo states -> /joint_states; /diagnostics.
 
-Thin rclpy shell over ServoDriver. Callbacks run one at a time (single-threaded executor), so
-bus accesses never overlap. The bus (port, baud rate) comes from the robot config's ``bus:``
+Thin rclpy shell over ServoDriver. Callbacks run one at a time (run_node's executor, the events or
+the single-threaded one, runs them in its one thread), so bus accesses never overlap. The bus (port, baud rate) comes from the robot config's ``bus:``
 section; the ``port`` and ``baud_rate`` parameters override it when set.
 """
 from __future__ import annotations
