@@ -1,8 +1,10 @@
 """dynamixel_driver: /joint_commands -> servo goals; servo states -> /joint_states; /diagnostics.
 
 Thin rclpy shell over ServoDriver. Callbacks run one at a time (run_node's executor, the events or
-the single-threaded one, runs them in its one thread), so bus accesses never overlap. The bus (port, baud rate) comes from the robot config's ``bus:``
-section; the ``port`` and ``baud_rate`` parameters override it when set.
+the single-threaded one, runs them in its one thread), so bus accesses never overlap. The bus
+(port, baud rate) comes from the robot config's ``bus:`` section; the ``port`` and ``baud_rate``
+parameters override it when set. With ``realtime_priority`` the driver's threads run under
+SCHED_FIFO where the process may (humimic_core.processes.realtime_priority).
 """
 from __future__ import annotations
 
