@@ -235,3 +235,19 @@ def test_perception_sends_what_the_robot_needs_first_and_visuals_only_to_subscri
     assert sent[:3] == ROBOT_OUTPUTS  # the right eye's gaze has no subscriber
     assert sorted(sent[3:]) == ["face/boxes", "face/debug_image", "face/gaze/left", "face/landmarks",
                                 "face/mesh_markers"]
+
+
+def test_realtime_priority_refused_without_permission_says_why(monkeypatch):
+    import os
+
+    from humimic_core.processes import realtime_priority
+
+    def refuse(pid, policy, param):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    assert "Operation not permitted" in realtime_priority(10)
+    monkeypatch.delattr(os, "sched_setscheduler")  # not Linux
+    assert "sched_setscheduler" in realtime_priority(10)
+    with pytest.raises(ValueError):
+        realtime_priority(0)
