@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import signal
+import time
 from typing import Dict, Iterator, Optional
 
 from builtin_interfaces.msg import Time
@@ -28,6 +29,7 @@ from humimic_core.trace import FrameTrace
 from humimic_core.topics import DIAGNOSTICS, JOINT_COMMANDS, JOINT_STATES, WRITTEN_GOALS
 from humimic_driver.bus import BusError, ServoBus
 from humimic_driver.driver_settings import DriverSettings
+from humimic_driver.read_phase import ReadPhase
 from humimic_driver.servo_driver import ServoDriver
 
 #: Seconds between throttled warnings.
@@ -68,6 +70,8 @@ class DriverNode(Node):
                          "writes do not wait behind other processes on a busy CPU; 0 = normal scheduling. "
                          "Without the permission (CAP_SYS_NICE, RLIMIT_RTPRIO) it runs normally",
                          bounds=(0, 99))
+        between = fixed("reads_between_commands", True, "put off a state read that the next /joint_commands is "
+                        "expected to arrive during, to right after that command's write (at most one read in a row)")
         for name, value in (("state_rate", state_rate), ("health_rate", health_rate)):
             if value <= 0.0:
                 raise ValueError(f"parameter {name} must be > 0, got {value}")
@@ -77,6 +81,7 @@ class DriverNode(Node):
         self._driver = ServoDriver(ServoBus(config.servos, bus_config), settings, self._now_ns(),
                                    caps=config.motion_caps(settings.max_velocity, settings.max_acceleration))
         self._read_budget_s = READ_BUDGET / state_rate
+        self._phase = ReadPhase() if between else None
         self._joints = [s.joint for s in config.servos]
         self._states = self.create_publisher(JointState, JOINT_STATES, RELIABLE_QOS)
         self._written = self.create_publisher(JointState, WRITTEN_GOALS, RELIABLE_QOS)
@@ -101,6 +106,8 @@ class DriverNode(Node):
     def _on_command(self, msg: JointState) -> None:
         stamp = to_ns(msg.header.stamp)
         self.trace.mark(stamp, "receive")
+        if self._phase is not None:
+            self._phase.command(time.monotonic())
         try:
             written = self._driver.command(list(msg.name), list(msg.position), stamp, self._now_ns())
         except ValueError as exc:
@@ -115,6 +122,8 @@ class DriverNode(Node):
         self.trace.mark(stamp, "written")
         self._publish_goals(written.goals, msg.header.stamp)
         self.trace.mark(stamp, "sent")
+        if self._phase is not None and self._phase.read_after_command():
+            self._read_states()
 
     def _on_state_timer(self) -> None:
         neutral = self._driver.watchdog(self._now_ns())
@@ -124,7 +133,15 @@ class DriverNode(Node):
             self._publish_goals(neutral, self.get_clock().now().to_msg())
         else:
             self._driver.follow()  # setpoints still on their way (not published: /driver/written_goals is per command)
+        if self._phase is None or self._phase.timer_may_read(time.monotonic()):
+            self._read_states()
+
+    def _read_states(self) -> None:
+        """One sync read of the servos' states -> /joint_states."""
+        start = time.monotonic()
         states = self._driver.read_state(self._read_budget_s)
+        if self._phase is not None:
+            self._phase.read(time.monotonic() - start)
         self._log_events()
         if not states:
             return

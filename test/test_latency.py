@@ -251,3 +251,21 @@ def test_realtime_priority_refused_without_permission_says_why(monkeypatch):
     assert "sched_setscheduler" in realtime_priority(10)
     with pytest.raises(ValueError):
         realtime_priority(0)
+
+
+def test_state_read_put_off_to_right_after_a_command_due_during_it():
+    from humimic_driver.read_phase import ReadPhase
+
+    phase = ReadPhase()
+    assert phase.timer_may_read(0.0)  # nothing known yet
+    for k in range(5):  # commands every 40 ms, reads of 4 ms
+        phase.command(0.040 * k)
+        phase.read(0.004)
+    last = 0.160
+    assert phase.timer_may_read(last + 0.010)  # the bus is free long before the next command
+    assert not phase.timer_may_read(last + 0.037)  # the next one would arrive during the read
+    phase.command(last + 0.040)
+    assert phase.read_after_command() and not phase.read_after_command()
+    assert not phase.timer_may_read(last + 0.078)
+    assert phase.timer_may_read(last + 0.098)  # that command did not come: never two reads put off in a row
+    assert not phase.read_after_command()

@@ -12,6 +12,7 @@ one improvement on in "before" too, to measure it alone):
   --keep-executor   EventsExecutor (before: SingleThreadedExecutor, HUMIMIC_EXECUTOR=single)
   --keep-gc         gc.freeze after start-up (before: HUMIMIC_GC=off)
   --keep-priority   the driver's SCHED_FIFO priority (before: realtime_priority 0)
+  --keep-phase      the driver's state reads between commands (before: reads_between_commands false)
   --keep-gating     visual outputs only for subscribers (before: the monitor subscribes to
                     /face/landmarks and /face/boxes, which perception always published)
 
@@ -53,9 +54,11 @@ def before_settings(args: argparse.Namespace, out: Path) -> Dict[str, object]:
     if not args.keep_gc:
         env["HUMIMIC_GC"] = "off"
     params = None
-    if not args.keep_priority:
+    driver = {name: value for name, value, keep in (("realtime_priority", 0, args.keep_priority),
+                                                    ("reads_between_commands", False, args.keep_phase)) if not keep}
+    if driver:
         values = yaml.safe_load(config_file("humimic.yaml").read_text())
-        values["dynamixel_driver"]["ros__parameters"]["realtime_priority"] = 0
+        values["dynamixel_driver"]["ros__parameters"].update(driver)
         params = out / "before_params.yaml"
         params.write_text(yaml.safe_dump(values))
     return {"env": env, "params": params, "subscribe": [] if args.keep_gating else VISUALS}
@@ -124,7 +127,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2, help="demo runs of each setting (alternating)")
     parser.add_argument("--video", default="", help="clip (default: the sample clip)")
     parser.add_argument("--out", default="out/bench_latency")
-    for flag in ("executor", "gc", "priority", "gating"):
+    for flag in ("executor", "gc", "priority", "phase", "gating"):
         parser.add_argument(f"--keep-{flag}", action="store_true", help=f"keep the {flag} improvement in 'before'")
     args = parser.parse_args()
     out = Path(args.out).resolve()
