@@ -1,4 +1,5 @@
-"""Small rclpy helpers shared by the node shells: parameters with descriptions, QoS, spinning."""
+"""Small rclpy helpers shared by the node shells: parameters with descriptions, QoS, the executor,
+the latency trace's batches, spinning."""
 from __future__ import annotations
 
 import gc
@@ -142,8 +143,10 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None,
     An exception of a ``fatal`` type (a bad config, an unusable device) ends the process with
     ``exit_code`` and one line "<name>: <problem>", not a traceback.
 
-    A callback ends the process with request_exit. A node may define ``shutdown()``; it is called once before the node is destroyed, also on
-    SIGTERM, with further SIGINT/SIGTERM ignored, so drivers can leave hardware in a safe state.
+    The executor is make_executor's; once the node is built the garbage is frozen (freeze_garbage).
+    A callback ends the process with request_exit. A node may define ``shutdown()``; it is called
+    once before the node is destroyed (after its last trace rows are sent), also on SIGTERM, with
+    further SIGINT/SIGTERM ignored, so drivers can leave hardware in a safe state.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, _interrupt)
