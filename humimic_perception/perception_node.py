@@ -12,11 +12,11 @@ be used). With a face it also publishes /face/head_pose and /face/gaze (combined
 and /face/gaze/left per eye: x = yaw, y = pitch in radians in the head frame, frame_id "head"),
 all stamped with the frame's stamp. The action units, the head pose and the combined gaze (what the
 robot needs) go first; the other outputs follow, each made only while someone subscribes to it:
-each eye's gaze, /face/landmarks (metres, camera optical
-frame), the head pose as TF on /tf (camera optical frame -> "head"; where tf2_msgs is installed:
-not in the PyPI wheels), /face/mesh_markers (a DELETEALL for a frame without a face), /face/boxes
-and /face/debug_image (if enabled). Each frame's progress goes to the latency trace (/trace,
-humimic_core/trace.py: TRACE_STAGES). AUs are relative to the person's neutral face, estimated from the first face on
+each eye's gaze, /face/landmarks (metres, camera optical frame), the head pose as TF on /tf
+(camera optical frame -> "head"; where tf2_msgs is installed: not in the PyPI wheels),
+/face/mesh_markers (a DELETEALL for a frame without a face), /face/boxes and /face/debug_image
+(if enabled). Each frame's progress goes to the latency trace (/trace, humimic_core/trace.py:
+TRACE_STAGES). AUs are relative to the person's neutral face, estimated from the first face on
 (humimic_perception.neutral; it starts again for a new person); /face/recapture_neutral takes the
 next neutral_frames faces as the neutral.
 Intrinsics come from the last /camera/camera_info of the frame's size (a nominal 60 degree pinhole

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.trace import FrameTrace, to_msg  # noqa: E402
-from humimic_perception.perception_node import TRACE_STAGES  # noqa: E402
+from humimic_perception.perception_node import TRACE_STAGES, TRACE_STEPS  # noqa: E402
 
 VISUALS = ["/face/landmarks", "/face/boxes"]
 WRITTEN = "/driver/written_goals"
@@ -108,8 +108,8 @@ def cell(value: Optional[float]) -> str:
 def trace_cost_us(frames: int = 20000) -> float:
     """µs per frame of perception's trace: its marks, and its share of a batch message."""
     trace = FrameTrace("face_perception", TRACE_STAGES)
-    marks = [s for s in TRACE_STAGES if s not in ("landmarks", "pose", "aus", "gaze", "smooth")]
-    steps = {"landmarks": 5.0, "pose": 0.3, "aus": 0.1, "gaze": 0.05, "smooth": 0.1}
+    marks = [s for s in TRACE_STAGES if s not in TRACE_STEPS]
+    steps = dict.fromkeys(TRACE_STEPS, 1.0)
     start = time.perf_counter()
     for i in range(frames):
         for stage in marks[:3]:
