@@ -18,8 +18,10 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from humimic_bringup.graph import add_camera_subscriber, imitation_graph, process_environment
-from humimic_bringup.monitor_stats import RunRecord
+from humimic_bringup.monitor_stats import RunRecord, TraceStats, trace_table
 from humimic_bringup.runner import INTERRUPTED, Pipeline, argument_parser, launch_values, preflight
+from humimic_core import trace
+from humimic_core.stamps import to_ns
 from humimic_core.topics import (
     ACTION_UNITS,
     CAMERA_IMAGE,
@@ -27,14 +29,20 @@ from humimic_core.topics import (
     DIAGNOSTICS,
     JOINT_COMMANDS,
     JOINT_STATES,
+    SENSOR,
+    TRACE,
     WRITTEN_GOALS,
     absolute,
+    message_class,
 )
+from humimic_core.topics import TOPICS as TOPIC_TYPES
 
 TOPICS = tuple(absolute(t) for t in (CAMERA_IMAGE, ACTION_UNITS, JOINT_COMMANDS, WRITTEN_GOALS, JOINT_STATES))
 #: joints drawn in the picture
 PLOT_JOINTS = ("jaw", "lip_corner_left", "brow_inner_left", "upper_lid_left", "neck_yaw", "neck_pitch")
 SNAPSHOTS = 6
+#: the traced nodes, in pipeline order (humimic_core/trace.py)
+TRACED_NODES = ("camera", "face_perception", "retarget", "dynamixel_driver")
 #: action units drawn (those that vary most over the run)
 PLOT_AUS = 6
 
@@ -77,11 +85,13 @@ class CpuMeter:
 class Monitor:
     """An rclpy node that watches the pipeline's topics into a RunRecord (bounded memory)."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_topics: Sequence[str] = ()) -> None:
+        """``extra_topics``: also subscribed to (and ignored), as rviz or a recorder would."""
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.signals import SignalHandlerOptions
         from sensor_msgs.msg import Image, JointState
+        from std_msgs.msg import Float64MultiArray
 
         from humimic_core.ros_util import RECORDER_RELIABLE_QOS as RELIABLE_QOS
         from humimic_core.ros_util import RECORDER_SENSOR_QOS as SENSOR_QOS
@@ -92,20 +102,29 @@ class Monitor:
         self.node = rclpy.create_node("humimic_demo_monitor")
         self.record = RunRecord(TOPICS)
         self.diagnostics: Dict[str, str] = {}
+        self.trace = TraceStats(TRACED_NODES)
         sub = self.node.create_subscription
-        sub(Image, absolute(CAMERA_IMAGE), lambda m: self._seen(absolute(CAMERA_IMAGE), m), SENSOR_QOS)
+        sub(Image, absolute(CAMERA_IMAGE), self._frame, SENSOR_QOS)
+        sub(Float64MultiArray, absolute(TRACE), lambda m: self.trace.add(trace.from_msg(m)), RELIABLE_QOS)
         sub(Image, absolute(DEBUG_IMAGE), self._debug_image, SENSOR_QOS)
         sub(JointState, absolute(ACTION_UNITS), self._action_units, RELIABLE_QOS)
         sub(JointState, absolute(JOINT_COMMANDS), self._command, RELIABLE_QOS)
         sub(JointState, absolute(WRITTEN_GOALS), lambda m: self._seen(absolute(WRITTEN_GOALS), m), RELIABLE_QOS)
         sub(JointState, absolute(JOINT_STATES), self._joint_states, RELIABLE_QOS)
         sub(DiagnosticArray, DIAGNOSTICS, self._diagnostics, RELIABLE_QOS)
+        for topic in extra_topics:
+            msgtype, kind = TOPIC_TYPES[absolute(topic)]
+            sub(message_class(msgtype), absolute(topic), lambda m: None, SENSOR_QOS if kind == SENSOR else RELIABLE_QOS)
 
     def _seen(self, topic: str, msg) -> float:
         now = time.time()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.record.message(topic, stamp, now, latency=topic != absolute(JOINT_STATES))
         return now
+
+    def _frame(self, msg) -> None:
+        self._seen(absolute(CAMERA_IMAGE), msg)
+        self.trace.frame(to_ns(msg.header.stamp))
 
     def _action_units(self, msg) -> None:
         now = self._seen(absolute(ACTION_UNITS), msg)
@@ -230,6 +249,9 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", default="out/demo", help="folder for summary.json, demo.png and logs")
     parser.add_argument("--timeout", type=float, default=120.0, help="stop after this many seconds anyway")
     parser.add_argument("--check", action="store_true", help="only check the inputs (exit 0: usable, 2: not)")
+    parser.add_argument("--subscribe", nargs="*", default=[], metavar="TOPIC",
+                        help="also subscribe to these topics, as rviz would (e.g. /face/landmarks /face/boxes: "
+                             "perception makes its visual outputs only for subscribers)")
     args = parser.parse_args(argv)
     values = launch_values(args)
     error = preflight(values, "humimic-demo")
@@ -240,7 +262,10 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
     specs = imitation_graph(values, include_external=False)
     add_camera_subscriber(specs)  # the monitor sees the first frame too
     os.environ.update(process_environment(os.environ))  # the monitor's DDS transports match the nodes'
-    monitor = Monitor()
+    unknown = [t for t in args.subscribe if absolute(t) not in TOPIC_TYPES]
+    if unknown:
+        parser.error(f"--subscribe: unknown topic(s) {', '.join(unknown)}")
+    monitor = Monitor(args.subscribe)
     record = monitor.record
     pipeline = Pipeline(specs, out / "logs")
     meter = CpuMeter()
@@ -291,6 +316,7 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
         "retarget_frame_stamps": {k.split("/", 1)[1]: v for k, v in monitor.diagnostics.items()
                                   if k.startswith("retarget: frame stamps/")},
         "cpu_percent_of_one_core": cpu,
+        "trace": monitor.trace.rows(),
         "exit_codes": codes,
         "camera_warnings": log_warnings(out / "logs" / "camera.log"),
     }
@@ -309,6 +335,8 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
               + ", ".join(f"{t} {n}" for t, n in ignored.items()))
     for key, value in summary["latency_bus_write_driver"].items():
         print(f"driver-measured {key}: {value}")
+    print("\nper-stage trace, ms (camera stamp -> each stage of each node; step = since the node's previous stage):")
+    print("\n".join(trace_table(summary["trace"])))
     print("CPU % of one core: " + ", ".join(f"{n} {c}" for n, c in cpu.items()))
     print(f"frames: {record.frames}, processed by perception: {summary['frames_processed']} (with a face "
           f"{summary['frames_with_face']}, no face {summary['frames_no_face']}), dropped by perception (busy, "

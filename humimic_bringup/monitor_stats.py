@@ -1,10 +1,10 @@
 """What the demo's monitor keeps of a run, in bounded memory for a run of any length: message
 counts and rates, latency histograms (percentiles within 1 %) and evenly thinned time series for
-the picture. No rclpy: the monitor node feeds it (humimic_bringup/demo.py)."""
+the picture, and the per-stage latency of the nodes' traces. No rclpy: the monitor node feeds it (humimic_bringup/demo.py)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Dict, Generic, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -141,3 +141,65 @@ class RunRecord:
     def retained(self) -> int:
         """Samples held in memory (bounded whatever the length of the run)."""
         return sum(len(s.items) for s in (self.joints, self.commands, self.aus, self.snapshots))
+
+
+#: Camera stamps the trace statistics remember, to tell frames from other stamped commands.
+KNOWN_FRAMES = 1024
+
+
+class TraceStats:
+    """Per-stage latency of the nodes' traces (humimic_core/trace.py) over a run: for every node's
+    stage, the ms after the camera stamp and the step since the node's previous stage, as
+    histograms. Only rows of camera frames count (``frame`` names them): a retarget command the
+    timer made without a frame is traced by the driver too."""
+
+    def __init__(self, nodes: Sequence[str]) -> None:
+        self.nodes = tuple(nodes)
+        self.stages: Dict[str, Tuple[str, ...]] = {}
+        self.after: Dict[Tuple[str, str], LatencyHistogram] = {}
+        self.step: Dict[Tuple[str, str], LatencyHistogram] = {}
+        self._frames: Dict[int, None] = {}
+        self.other_rows = 0
+
+    def frame(self, stamp_ns: int) -> None:
+        self._frames[stamp_ns] = None
+        if len(self._frames) > KNOWN_FRAMES:
+            del self._frames[next(iter(self._frames))]
+
+    def add(self, batch: Any) -> None:
+        """A humimic_core.trace.TraceBatch."""
+        stages = self.stages.setdefault(batch.node, batch.stages)
+        if stages != batch.stages:
+            raise ValueError(f"trace of {batch.node} changed its stages: {stages} -> {batch.stages}")
+        for stamp, row in zip(batch.stamps, batch.ms):
+            if stamp not in self._frames:
+                self.other_rows += 1
+                continue
+            previous = math.nan
+            for stage, ms in zip(stages, row):
+                if math.isnan(ms):
+                    continue
+                self.after.setdefault((batch.node, stage), LatencyHistogram()).add(float(ms))
+                if not math.isnan(previous):
+                    self.step.setdefault((batch.node, stage), LatencyHistogram()).add(float(ms - previous))
+                previous = ms
+
+    def rows(self) -> List[Dict[str, Any]]:
+        """One row per stage, in pipeline order (``nodes``, then any other), each stage in its node's
+        order: stage ("node/stage"), after_stamp and step summaries (step: none for a node's first)."""
+        nodes = [n for n in self.nodes if n in self.stages] + sorted(set(self.stages) - set(self.nodes))
+        return [{"stage": f"{node}/{stage}", "after_stamp": self.after[(node, stage)].summary(),
+                 "step": self.step[(node, stage)].summary() if (node, stage) in self.step else {}}
+                for node in nodes for stage in self.stages[node] if (node, stage) in self.after]
+
+
+def trace_table(rows: Sequence[Mapping[str, Any]]) -> List[str]:
+    """The trace rows as text lines: stage, ms after the camera stamp p50 / p99, step p50 / p99."""
+    def cell(summary: Mapping[str, Any], key: str) -> str:
+        return f"{summary[key]:.2f}" if summary.get("n") else "-"
+
+    lines = [f"{'stage':34s} {'after stamp p50':>15s} {'p99':>8s} {'step p50':>9s} {'p99':>8s} {'frames':>7s}"]
+    lines += [f"{r['stage']:34s} {cell(r['after_stamp'], 'p50_ms'):>15s} {cell(r['after_stamp'], 'p99_ms'):>8s} "
+              f"{cell(r['step'], 'p50_ms'):>9s} {cell(r['step'], 'p99_ms'):>8s} {r['after_stamp']['n']:7d}"
+              for r in rows]
+    return lines

@@ -1,6 +1,9 @@
-"""Small rclpy helpers shared by the node shells: parameters with descriptions, QoS, spinning."""
+"""Small rclpy helpers shared by the node shells: parameters with descriptions, QoS, the executor,
+the latency trace's batches, spinning."""
 from __future__ import annotations
 
+import gc
+import os
 import signal
 import sys
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Type
@@ -8,13 +11,17 @@ from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Type
 import rclpy
 from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy, qos_profile_sensor_data
+from std_msgs.msg import Float64MultiArray
 
+from humimic_core import trace
 from humimic_core.settings import Settings
+from humimic_core.topics import TRACE
 
 #: Images and other per-frame sensor streams: best effort, keep last 5 (REP-2003 sensor data QoS).
 SENSOR_QOS = qos_profile_sensor_data
@@ -68,6 +75,55 @@ def matched_subscriber_nodes(node: Node, publishers: Iterable[Publisher]) -> int
 
 
 SPIN_SLICE = 0.2
+#: Environment: the executor of run_node, ``events`` (rclpy's EventsExecutor where the installed rclpy
+#: has it, else the single-threaded one) or ``single`` (SingleThreadedExecutor).
+EXECUTOR_ENV = "HUMIMIC_EXECUTOR"
+#: Environment: ``freeze`` (default) moves the objects made at start-up out of the garbage collector's
+#: view once the node is built, so its collections on the hot path stay short; ``off`` leaves it.
+GC_ENV = "HUMIMIC_GC"
+
+
+def make_executor(kind: Optional[str] = None) -> Executor:
+    """The executor ``kind`` (default: $HUMIMIC_EXECUTOR, else events) names; ``events`` falls back to
+    SingleThreadedExecutor where rclpy has no EventsExecutor (before Jazzy)."""
+    kind = kind or os.environ.get(EXECUTOR_ENV) or "events"
+    if kind not in ("events", "single"):
+        raise ValueError(f"{EXECUTOR_ENV} must be events or single, got {kind!r}")
+    if kind == "events":
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:
+            return SingleThreadedExecutor()
+        return EventsExecutor()
+    return SingleThreadedExecutor()
+
+
+def freeze_garbage(setting: Optional[str] = None) -> bool:
+    """With ``freeze`` (default: $HUMIMIC_GC, else freeze): collect once, then freeze what is left,
+    so the collector no longer walks the modules, models and node made at start-up; True if frozen."""
+    setting = setting or os.environ.get(GC_ENV) or "freeze"
+    if setting not in ("freeze", "off"):
+        raise ValueError(f"{GC_ENV} must be freeze or off, got {setting!r}")
+    if setting == "off":
+        return False
+    gc.collect()
+    gc.freeze()
+    return True
+
+
+def publish_trace(node: Node, frame_trace: "trace.FrameTrace") -> None:
+    """Send the trace's rows in batches on TRACE every trace.TRACE_PERIOD (steady time, so a paused
+    simulated clock does not hold them back); run_node sends the rest when the node ends
+    (``node.flush_trace``)."""
+    publisher = node.create_publisher(Float64MultiArray, TRACE, RELIABLE_QOS)
+
+    def send(hold_ns: int) -> None:
+        batch = frame_trace.take(hold_ns)
+        if batch is not None:
+            publisher.publish(trace.to_msg(batch))
+
+    node.create_timer(trace.TRACE_PERIOD, lambda: send(trace.HOLD_NS), clock=Clock(clock_type=ClockType.STEADY_TIME))
+    node.flush_trace = lambda: send(0)  # type: ignore[attr-defined]
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -83,6 +139,12 @@ def _build(factory: Callable[[], Node], fatal: Tuple[Type[BaseException], ...], 
         raise SystemExit(exit_code) from None
 
 
+def request_exit(node: Node, code: int) -> None:
+    """End run_node's spinning with exit ``code`` once the callback returns (a callback that raised
+    SystemExit itself would be logged as a failure by the EventsExecutor)."""
+    node.exit_code = code  # type: ignore[attr-defined]
+
+
 def run_node(factory: Callable[[], Node], args: Optional[list] = None,
              fatal: Tuple[Type[BaseException], ...] = (), exit_code: int = 1, name: str = "node") -> None:
     """Init rclpy, build the node, spin until SIGINT/SIGTERM, then let the node clean up.
@@ -91,20 +153,25 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None,
     its descriptor's range ends the process with ``exit_code`` and one line "<name>: <problem>", not
     a traceback.
 
-    A node may define ``shutdown()``; it is called once before the node is destroyed, also on
-    SIGTERM, with further SIGINT/SIGTERM ignored, so drivers can leave hardware in a safe state.
+    The executor is make_executor's; once the node is built the garbage is frozen (freeze_garbage).
+    A callback ends the process with request_exit. A node may define ``shutdown()``; it is called
+    once before the node is destroyed (after its last trace rows are sent), also on SIGTERM, with
+    further SIGINT/SIGTERM ignored, so drivers can leave hardware in a safe state.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     node = None
     try:
+        executor = make_executor()
         node = _build(factory, fatal + (InvalidParameterValueException,), exit_code, name)
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
+        freeze_garbage()
         # spin in slices: with rclpy's own signal handling off, a signal is only seen between waits
-        while rclpy.ok():
+        while rclpy.ok() and getattr(node, "exit_code", None) is None:
             executor.spin_once(timeout_sec=SPIN_SLICE)
+        if getattr(node, "exit_code", None) is not None:
+            raise SystemExit(node.exit_code)
     except KeyboardInterrupt:
         pass
     finally:
@@ -112,6 +179,9 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None,
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
+            flush_trace = getattr(node, "flush_trace", None)
+            if callable(flush_trace) and rclpy.ok():
+                flush_trace()
             shutdown = getattr(node, "shutdown", None)
             if callable(shutdown):
                 shutdown()

@@ -25,6 +25,8 @@ FORECAST = "face/forecast"  # retarget node, forecast.enabled
 JOINT_COMMANDS = "joint_commands"
 WRITTEN_GOALS = "driver/written_goals"
 JOINT_STATES = "joint_states"
+#: per-frame latency trace of every node (humimic_core/trace.py), in batches
+TRACE = "trace"
 #: perception's service that starts a new neutral-face capture
 RECAPTURE_NEUTRAL = "face/recapture_neutral"
 #: diagnostics stay absolute, where diagnostic aggregators and rqt look for them (REP-107)
@@ -58,6 +60,7 @@ TOPICS: Dict[str, Tuple[str, str]] = {absolute(name): kind for name, kind in (
     (JOINT_COMMANDS, ("sensor_msgs/msg/JointState", RELIABLE)),
     (WRITTEN_GOALS, ("sensor_msgs/msg/JointState", RELIABLE)),
     (JOINT_STATES, ("sensor_msgs/msg/JointState", RELIABLE)),
+    (TRACE, ("std_msgs/msg/Float64MultiArray", RELIABLE)),
     (DIAGNOSTICS, ("diagnostic_msgs/msg/DiagnosticArray", RELIABLE)),
     (TF, ("tf2_msgs/msg/TFMessage", RELIABLE)),
     (TF_STATIC, ("tf2_msgs/msg/TFMessage", LATCHED)),

@@ -1,14 +1,17 @@
 """dynamixel_driver: /joint_commands -> servo goals; servo states -> /joint_states; /diagnostics.
 
-Thin rclpy shell over ServoDriver. Callbacks run one at a time (single-threaded executor), so
-bus accesses never overlap. The bus (port, baud rate) comes from the robot config's ``bus:``
-section; the ``port`` and ``baud_rate`` parameters override it when set.
+Thin rclpy shell over ServoDriver. Callbacks run one at a time (run_node's executor, the events or
+the single-threaded one, runs them in its one thread), so bus accesses never overlap. The bus
+(port, baud rate) comes from the robot config's ``bus:`` section; the ``port`` and ``baud_rate``
+parameters override it when set. With ``realtime_priority`` the driver's threads run under
+SCHED_FIFO where the process may (humimic_core.processes.realtime_priority).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import signal
+import time
 from typing import Dict, Iterator, Optional
 
 from builtin_interfaces.msg import Time
@@ -17,12 +20,15 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from humimic_core import paths
+from humimic_core.processes import realtime_priority
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_core.ros_util import RELIABLE_QOS, declare_settings, run_node
+from humimic_core.ros_util import RELIABLE_QOS, declare_settings, publish_trace, run_node
 from humimic_core.stamps import to_ns
+from humimic_core.trace import FrameTrace
 from humimic_core.topics import DIAGNOSTICS, JOINT_COMMANDS, JOINT_STATES, WRITTEN_GOALS
 from humimic_driver.bus import BusError, ServoBus
 from humimic_driver.driver_settings import DriverNodeSettings, DriverSettings
+from humimic_driver.read_phase import ReadPhase
 from humimic_driver.servo_driver import ServoDriver
 
 #: Seconds between throttled warnings.
@@ -31,6 +37,9 @@ THROTTLE_S = 5.0
 DIAGNOSTICS_PERIOD_S = 1.0
 #: Share of the state period a read may spend on retries.
 READ_BUDGET = 0.5
+#: The trace's stages (humimic_core/trace.py): a command received, written to the bus, its goals
+#: sent on /driver/written_goals.
+TRACE_STAGES = ("receive", "written", "sent")
 
 
 @contextlib.contextmanager
@@ -55,15 +64,23 @@ class DriverNode(Node):
         self._driver = ServoDriver(ServoBus(config.servos, bus_config), settings, self._now_ns(),
                                    caps=config.motion_caps(settings.max_velocity, settings.max_acceleration))
         self._read_budget_s = READ_BUDGET / node.state_rate
+        self._phase = ReadPhase() if node.reads_between_commands else None
+        priority = node.realtime_priority
         self._joints = [s.joint for s in config.servos]
         self._states = self.create_publisher(JointState, JOINT_STATES, RELIABLE_QOS)
         self._written = self.create_publisher(JointState, WRITTEN_GOALS, RELIABLE_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS, 10)
         self.create_subscription(JointState, JOINT_COMMANDS, self._on_command, RELIABLE_QOS)
+        self.trace = FrameTrace(self.get_name(), TRACE_STAGES)
+        publish_trace(self, self.trace)
         self.create_timer(1.0 / node.state_rate, self._on_state_timer)
         self.create_timer(1.0 / node.health_rate, self._on_health_timer)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._driver.start()  # last: the timers only fire once spinning
+        if priority:
+            refused = realtime_priority(priority)
+            self.get_logger().info(f"real-time priority {priority} refused ({refused}): normal scheduling"
+                                   if refused else f"real-time priority {priority} (SCHED_FIFO)")
         self._log_events()
         self.get_logger().info(f"{len(self._joints)} servos ready on {bus_config.port} at {bus_config.baud_rate} baud")
 
@@ -71,9 +88,12 @@ class DriverNode(Node):
         return self.get_clock().now().nanoseconds
 
     def _on_command(self, msg: JointState) -> None:
+        stamp = to_ns(msg.header.stamp)
+        self.trace.mark(stamp, "receive")
+        if self._phase is not None:
+            self._phase.command(time.monotonic())
         try:
-            written = self._driver.command(list(msg.name), list(msg.position), to_ns(msg.header.stamp),
-                                           self._now_ns())
+            written = self._driver.command(list(msg.name), list(msg.position), stamp, self._now_ns())
         except ValueError as exc:
             self.get_logger().warning(f"ignoring /joint_commands: {exc}", throttle_duration_sec=THROTTLE_S)
             return
@@ -83,7 +103,11 @@ class DriverNode(Node):
         if written.unknown:
             self.get_logger().warning(f"/joint_commands names no joint of this robot: {', '.join(written.unknown)}",
                                       throttle_duration_sec=THROTTLE_S)
+        self.trace.mark(stamp, "written")
         self._publish_goals(written.goals, msg.header.stamp)
+        self.trace.mark(stamp, "sent")
+        if self._phase is not None and self._phase.read_after_command():
+            self._read_states()
 
     def _on_state_timer(self) -> None:
         neutral = self._driver.watchdog(self._now_ns())
@@ -93,7 +117,15 @@ class DriverNode(Node):
             self._publish_goals(neutral, self.get_clock().now().to_msg())
         else:
             self._driver.follow()  # setpoints still on their way (not published: /driver/written_goals is per command)
+        if self._phase is None or self._phase.timer_may_read(time.monotonic()):
+            self._read_states()
+
+    def _read_states(self) -> None:
+        """One sync read of the servos' states -> /joint_states."""
+        start = time.monotonic()
         states = self._driver.read_state(self._read_budget_s)
+        if self._phase is not None:
+            self._phase.read(time.monotonic() - start)
         self._log_events()
         if not states:
             return

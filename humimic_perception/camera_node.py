@@ -18,8 +18,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header
 
-from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare_settings, matched_subscriber_nodes, run_node
+from humimic_core.ros_util import (RELIABLE_QOS, SENSOR_QOS, declare_settings, matched_subscriber_nodes,
+                                   publish_trace, request_exit, run_node)
 from humimic_core.stamps import to_ns
+from humimic_core.trace import FrameTrace
 from humimic_core.subscriber_gate import SubscriberGate
 from humimic_core.topics import ACTION_UNITS, CAMERA_IMAGE, CAMERA_INFO
 from humimic_perception.frame_source import FrameSource, FrameSourceError
@@ -31,6 +33,8 @@ from humimic_perception.settings import CameraSettings
 BACKPRESSURE_TIMEOUT = 1.0
 #: Period of the check for a missing answer (not realtime).
 BACKPRESSURE_POLL = 0.05
+#: The trace's stages (humimic_core/trace.py): the frame converted to a message, then sent.
+TRACE_STAGES = ("convert", "sent")
 
 
 class CameraNode(Node):
@@ -55,6 +59,8 @@ class CameraNode(Node):
         self.gate = SubscriberGate(lambda: matched_subscriber_nodes(self, (self.image_pub, self.info_pub)),
                                    settings.min_subscribers, settings.subscriber_timeout,
                                    self.get_logger().warning)
+        self.trace = FrameTrace(self.get_name(), TRACE_STAGES)
+        publish_trace(self, self.trace)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.realtime or self.source.kind == "camera":
             self.create_timer(1.0 / self.source.fps, self.on_tick, clock=steady)
@@ -67,11 +73,13 @@ class CameraNode(Node):
 
     def publish_next(self) -> None:
         """Capture, stamp and publish one frame; at the end of the source stop the process."""
+        if getattr(self, "exit_code", None) is not None:
+            return
         try:
             frame = self.source.read()
         except FrameSourceError as exc:
             self.get_logger().fatal(str(exc))
-            raise SystemExit(1) from None
+            return request_exit(self, 1)
         if self.source.skipped > self._skipped_logged:
             self._skipped_logged = self.source.skipped
             self.get_logger().warning(f"skipped {self.source.skipped} undecodable frame(s) of {self.source.name}")
@@ -80,19 +88,23 @@ class CameraNode(Node):
             self.get_logger().warning(self.source.early_end)
         if frame is None:
             self.get_logger().info(f"end of source after {self.published} frames")
-            raise SystemExit(0)
+            return request_exit(self, 0)
         height, width = frame.image.shape[:2]
         if self._intrinsics is None or (self._intrinsics.width, self._intrinsics.height) != (width, height):
             try:
                 self._intrinsics = Intrinsics.from_fov(width, height, self.hfov)
             except ValueError as exc:
                 self.get_logger().fatal(f"cannot make the CameraInfo: {exc}")
-                raise SystemExit(1) from None
+                return request_exit(self, 1)
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        stamp = to_ns(header.stamp)
+        image = image_to_msg(frame.image, header)
+        self.trace.mark(stamp, "convert")
         self.info_pub.publish(camera_info_msg(self._intrinsics, header))
-        self.image_pub.publish(image_to_msg(frame.image, header))
+        self.image_pub.publish(image)
+        self.trace.mark(stamp, "sent")
         self.published += 1
-        self._last_stamp_ns = to_ns(header.stamp)
+        self._last_stamp_ns = stamp
         self._last_sent = time.monotonic()
 
     def on_tick(self) -> None:

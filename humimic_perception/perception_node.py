@@ -8,13 +8,15 @@ newest: for replays where every frame counts). Skipped frames get no message; th
 /diagnostics ("face_perception: frames": received = processed + dropped + waiting), so they are not
 mistaken for frames without a face. Every processed frame gets exactly one /face/action_units
 message with the frame's header (empty name/position = no face, also for a frame that could not
-be used). With a face it also publishes /face/landmarks (metres, camera optical frame),
-/face/head_pose and /face/gaze (combined; /face/gaze/right and /face/gaze/left per eye: x = yaw,
-y = pitch in radians in the head frame, frame_id "head"), all stamped with the frame's stamp, and
-the head pose as TF on /tf (camera optical frame -> "head"; where tf2_msgs is installed: not in
-the PyPI wheels).
-While subscribed: /face/debug_image (if enabled) and /face/mesh_markers (a DELETEALL for a frame
-without a face). AUs are relative to the person's neutral face, estimated from the first face on
+be used). With a face it also publishes /face/head_pose and /face/gaze (combined; /face/gaze/right
+and /face/gaze/left per eye: x = yaw, y = pitch in radians in the head frame, frame_id "head"),
+all stamped with the frame's stamp. The action units, the head pose and the combined gaze (what the
+robot needs) go first; the other outputs follow, each made only while someone subscribes to it:
+each eye's gaze, /face/landmarks (metres, camera optical frame), the head pose as TF on /tf
+(camera optical frame -> "head"; where tf2_msgs is installed: not in the PyPI wheels),
+/face/mesh_markers (a DELETEALL for a frame without a face), /face/boxes and /face/debug_image
+(if enabled). Each frame's progress goes to the latency trace (/trace, humimic_core/trace.py:
+TRACE_STAGES). AUs are relative to the person's neutral face, estimated from the first face on
 (humimic_perception.neutral; it starts again for a new person); /face/recapture_neutral takes the
 next neutral_frames faces as the neutral.
 Intrinsics come from the last /camera/camera_info of the frame's size (a nominal 60 degree pinhole
@@ -39,8 +41,9 @@ from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare_settings, run_node
+from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS, declare_settings, publish_trace, run_node
 from humimic_core.stamps import to_ns
+from humimic_core.trace import FrameTrace
 from humimic_core.topics import (
     ACTION_UNITS,
     BOXES,
@@ -78,6 +81,11 @@ IDLE_CHECK_PERIOD = 1.0
 #: Camera frames: best effort like the sensor-data QoS, with room for the frames that arrive while
 #: one is processed (they are then queued and counted, not lost uncounted in DDS).
 IMAGE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+#: The trace's stages (humimic_core/trace.py): the frame received, taken from the queue, converted,
+#: the pipeline's steps (FaceResult.timings_ms), the robot's outputs sent (action units, head pose,
+#: gaze), then the visual ones.
+TRACE_STEPS = ("landmarks", "pose", "aus", "gaze", "smooth")
+TRACE_STAGES = ("receive", "start", "convert", *TRACE_STEPS, "aus_sent", "pose_sent", "gaze_sent", "visuals_sent")
 
 
 def take_waiting(subscription: Subscription) -> List[Any]:
@@ -124,7 +132,8 @@ class PerceptionNode(Node):
         self._had_face: Optional[bool] = None
         self._last_frame = time.monotonic()
         self._reported = FrameCounts()
-        self._work = self.create_guard_condition(self.process_next)
+        self.trace = FrameTrace(self.get_name(), TRACE_STAGES)
+        publish_trace(self, self.trace)
         self.create_timer(IDLE_CHECK_PERIOD, self.check_idle, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"face perception with the {settings.backend} backend, smoothing "
                                f"{'on' if smoothing else 'off'}; the neutral face is estimated from the "
@@ -187,8 +196,16 @@ class PerceptionNode(Node):
         """Queue the frame and any others waiting; perception takes them in process_next."""
         self._last_frame = time.monotonic()
         for frame in [msg] + take_waiting(self.image_sub):
-            self.frames.put(to_ns(frame.header.stamp), frame)
-        self._work.trigger()
+            stamp = to_ns(frame.header.stamp)
+            self.trace.mark(stamp, "receive")
+            self.frames.put(stamp, frame)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """process_next as the executor's next task (a task, not a guard condition: the
+        EventsExecutor has none), so other callbacks run between frames."""
+        if self.executor is not None:
+            self.executor.create_task(self.process_next)
 
     def process_next(self) -> None:
         """One frame from the queue (the others wait for the next turn, so other callbacks run between)."""
@@ -196,39 +213,60 @@ class PerceptionNode(Node):
         if msg is None:
             return
         if len(self.frames):
-            self._work.trigger()
+            self._schedule()
         self.process(msg)
 
     def process(self, msg: Image) -> None:
+        """One frame: what the robot needs first (action units, head pose, gaze), then the visual
+        outputs, each only while someone subscribes to it."""
+        stamp = to_ns(msg.header.stamp)
+        self.trace.mark(stamp, "start")
         try:
             bgr = ros_convert.image_from_msg(msg)
         except ValueError as exc:
             self.get_logger().warning(f"skipping frame: {exc}", throttle_duration_sec=WARN_PERIOD)
             self.au_pub.publish(ros_convert.action_units_msg({}, msg.header))
             return
+        self.trace.mark(stamp, "convert")
         intrinsics = self._intrinsics(bgr.shape[1], bgr.shape[0])
-        result = self.pipeline.process(bgr, intrinsics, to_ns(msg.header.stamp) * 1e-9)
+        result = self.pipeline.process(bgr, intrinsics, stamp * 1e-9)
+        self.trace.mark_steps(stamp, "convert", result.timings_ms)
         self.au_pub.publish(ros_convert.action_units_msg(result.action_units, msg.header))
+        self.trace.mark(stamp, "aus_sent")
         if result.face:
             self.pose_pub.publish(ros_convert.head_pose_msg(result.head_pose, msg.header))
-            if self.tf_pub is not None:
-                self.tf_pub.publish(TFMessage(transforms=[ros_convert.head_transform_msg(result.head_pose,
-                                                                                         msg.header)]))
+            self.trace.mark(stamp, "pose_sent")
             if result.gaze is not None:
-                for pub, angles in zip(self.gaze_pubs, (result.gaze.combined, result.gaze.right, result.gaze.left)):
-                    pub.publish(ros_convert.gaze_msg(angles, msg.header))
-            self.cloud_pub.publish(ros_convert.cloud_msg(result.points, msg.header))
-        if self.marker_pub.get_subscription_count() > 0:
-            self.marker_pub.publish(self.markers.update(msg.header, result.points, result.head_pose.rotation,
-                                                        result.gaze) if result.face else self.markers.clear(msg.header))
-        if result.faces or self._had_face:
-            self.boxes_pub.publish(face_boxes(msg.header, [face_box(f) for f in result.faces], result.face_ids,
-                                              result.chosen, intrinsics))
-        if self.settings.publish_debug_image and self.debug_pub.get_subscription_count() > 0:
-            self.debug_pub.publish(ros_convert.image_to_msg(draw_debug(bgr, result, intrinsics), msg.header))
+                self.gaze_pubs[0].publish(ros_convert.gaze_msg(result.gaze.combined, msg.header))
+                self.trace.mark(stamp, "gaze_sent")
+        self.publish_visuals(msg, bgr, result, intrinsics)
+        self.trace.mark(stamp, "visuals_sent")
         if result.face != self._had_face:
             self._had_face = result.face
             self.get_logger().info("face found" if result.face else "no face")
+
+    def publish_visuals(self, msg: Image, bgr, result, intrinsics: Intrinsics) -> None:
+        """Each eye's gaze, TF, landmarks, markers, boxes and the debug image, each made only for its
+        subscribers."""
+        def wanted(pub) -> bool:
+            return pub is not None and pub.get_subscription_count() > 0
+
+        if result.face and result.gaze is not None:
+            for pub, angles in zip(self.gaze_pubs[1:], (result.gaze.right, result.gaze.left)):
+                if wanted(pub):
+                    pub.publish(ros_convert.gaze_msg(angles, msg.header))
+        if result.face and wanted(self.tf_pub):
+            self.tf_pub.publish(TFMessage(transforms=[ros_convert.head_transform_msg(result.head_pose, msg.header)]))
+        if result.face and wanted(self.cloud_pub):
+            self.cloud_pub.publish(ros_convert.cloud_msg(result.points, msg.header))
+        if wanted(self.marker_pub):
+            self.marker_pub.publish(self.markers.update(msg.header, result.points, result.head_pose.rotation,
+                                                        result.gaze) if result.face else self.markers.clear(msg.header))
+        if (result.faces or self._had_face) and wanted(self.boxes_pub):
+            self.boxes_pub.publish(face_boxes(msg.header, [face_box(f) for f in result.faces], result.face_ids,
+                                              result.chosen, intrinsics))
+        if self.settings.publish_debug_image and wanted(self.debug_pub):
+            self.debug_pub.publish(ros_convert.image_to_msg(draw_debug(bgr, result, intrinsics), msg.header))
 
     def on_recapture(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.pipeline.recapture_neutral()

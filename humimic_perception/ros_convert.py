@@ -2,6 +2,7 @@
 perception nodes (messages only, no rclpy: usable in tests and offline tools)."""
 from __future__ import annotations
 
+import array
 from typing import Dict, Tuple
 
 import cv2
@@ -18,10 +19,14 @@ _TO_BGR = {"bgr8": (3, None), "rgb8": (3, cv2.COLOR_RGB2BGR), "mono8": (1, cv2.C
 
 
 def image_to_msg(bgr: np.ndarray, header: Header) -> Image:
-    """A bgr8 Image of a BGR uint8 (H, W, 3) array."""
+    """A bgr8 Image of a BGR uint8 (H, W, 3) array.
+
+    The pixels go in as an array.array set after construction: the message's constructor copies
+    its ``data`` argument once more, and its setter checks it (half the time of this function)."""
     height, width = bgr.shape[:2]
-    return Image(header=header, height=height, width=width, encoding="bgr8", is_bigendian=0,
-                 step=width * 3, data=np.ascontiguousarray(bgr, dtype=np.uint8).tobytes())
+    msg = Image(header=header, height=height, width=width, encoding="bgr8", is_bigendian=0, step=width * 3)
+    msg.data = array.array("B", np.ascontiguousarray(bgr, dtype=np.uint8).tobytes())
+    return msg
 
 
 def image_from_msg(msg: Image) -> np.ndarray:

@@ -27,8 +27,9 @@ from std_msgs.msg import Header
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_core.ros_util import RELIABLE_QOS, declare, declare_settings, run_node
+from humimic_core.ros_util import RELIABLE_QOS, declare, declare_settings, publish_trace, run_node
 from humimic_core.stamps import from_ns, to_ns
+from humimic_core.trace import FrameTrace
 from humimic_core.topics import ACTION_UNITS, DIAGNOSTICS, FORECAST, GAZE, HEAD_POSE, JOINT_COMMANDS
 from humimic_retarget.forecast import make_forecaster
 from humimic_retarget.learned_mapping import LearnedModelError
@@ -41,6 +42,9 @@ DIAGNOSTICS_PERIOD = 1.0
 WARN_PERIOD = 5.0
 #: Range of every gains.<channel> parameter.
 GAIN_RANGE = (0.0, 100.0)
+#: The trace's stages (humimic_core/trace.py): the frame's first message (action units, head pose
+#: or gaze) received, its command computed (once every part is in), then sent.
+TRACE_STAGES = ("receive", "computed", "sent")
 
 
 class RetargetNode(Node):
@@ -67,6 +71,8 @@ class RetargetNode(Node):
         self._warned: Dict[str, float] = {}
         self._reported = dataclasses.replace(self.stream.time.counts)
         self.publisher = self.create_publisher(JointState, JOINT_COMMANDS, RELIABLE_QOS)
+        self.trace = FrameTrace(self.get_name(), TRACE_STAGES)
+        publish_trace(self, self.trace)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, RELIABLE_QOS)
         self.create_subscription(JointState, ACTION_UNITS, self.on_action_units, RELIABLE_QOS)
         self.create_subscription(PoseStamped, HEAD_POSE, self.on_head_pose, RELIABLE_QOS)
@@ -99,17 +105,22 @@ class RetargetNode(Node):
             self._warned[kind] = now
             self.get_logger().warning(text)
 
+    def _received(self, msg) -> int:
+        stamp = to_ns(msg.header.stamp)
+        self.trace.mark(stamp, "receive", once=True)
+        return stamp
+
     def on_head_pose(self, msg: PoseStamped) -> None:
         q = msg.pose.orientation
-        self.publish(self.stream.head_pose(to_ns(msg.header.stamp), (q.x, q.y, q.z, q.w)))
+        self.publish(self.stream.head_pose(self._received(msg), (q.x, q.y, q.z, q.w)))
 
     def on_gaze(self, msg: Vector3Stamped) -> None:
-        self.publish(self.stream.gaze(to_ns(msg.header.stamp), msg.vector.x, msg.vector.y))
+        self.publish(self.stream.gaze(self._received(msg), msg.vector.x, msg.vector.y))
 
     def on_action_units(self, msg: JointState) -> None:
         now = self.get_clock().now().nanoseconds
         try:
-            self.publish(self.stream.action_units(to_ns(msg.header.stamp), msg.name, msg.position, now))
+            self.publish(self.stream.action_units(self._received(msg), msg.name, msg.position, now))
         except ValueError as exc:
             self.get_logger().warning(f"{exc}: frame ignored", throttle_duration_sec=WARN_PERIOD)
 
@@ -125,11 +136,16 @@ class RetargetNode(Node):
                                                  position=list(channels.values())))
         self.stream.forecasts.clear()
         for stamp, command in commands:
+            traced = self.trace.marked(stamp)  # a frame's command, not one of the timer's own
+            if traced:
+                self.trace.mark(stamp, "computed")
             msg = JointState()
             msg.header.stamp = from_ns(stamp)
             msg.name = list(command)
             msg.position = list(command.values())
             self.publisher.publish(msg)
+            if traced:
+                self.trace.mark(stamp, "sent")
 
     def publish_diagnostics(self) -> None:
         message, values = self.stream.time.report(self._reported)

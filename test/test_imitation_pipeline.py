@@ -11,12 +11,14 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from sensor_msgs.msg import CameraInfo, JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
 
 from humimic_bringup.graph import add_camera_subscriber, imitation_graph  # noqa: E402
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
 from humimic_core.ros_util import RECORDER_RELIABLE_QOS, RECORDER_SENSOR_QOS  # noqa: E402
 from humimic_bringup.runner import Pipeline  # noqa: E402
+from humimic_core import trace  # noqa: E402
 from humimic_core.stamps import to_ns  # noqa: E402
 from humimic_core.control_tables import RAD_PER_TICK  # noqa: E402
 
@@ -39,6 +41,17 @@ class Recorder:
         for topic, store in self.topics.items():
             self.node.create_subscription(JointState, topic, lambda m, s=store: s.append((time.time(), m)),
                                           RECORDER_RELIABLE_QOS)
+        #: node -> stamp -> stage -> ms after the stamp, of every node's latency trace
+        self.trace: Dict[str, Dict[int, Dict[str, float]]] = {}
+        self.node.create_subscription(Float64MultiArray, "/trace", self._trace, RECORDER_RELIABLE_QOS)
+
+    def _trace(self, msg: Float64MultiArray) -> None:
+        batch = trace.from_msg(msg)
+        rows = self.trace.setdefault(batch.node, {})
+        for stamp, ms in zip(batch.stamps, batch.ms):
+            # a frame that stayed long in a node may come in two batches: its marks merged, in stage order
+            marks = {**rows.get(stamp, {}), **{s: float(v) for s, v in zip(batch.stages, ms) if not np.isnan(v)}}
+            rows[stamp] = {s: marks[s] for s in batch.stages if s in marks}
 
     def spin(self, seconds: float, until=lambda: False) -> None:
         deadline = time.time() + seconds
@@ -95,6 +108,26 @@ def assert_within_limits(recorder: Recorder) -> None:
                 assert servo.min - slack <= value <= servo.max + slack, f"{topic} {name}={value}"
 
 
+def assert_trace_consistent(recorder: Recorder, frames: List[int]) -> None:
+    """Every node traced (nearly) every frame; each row's stages are in order, after the stamp; and
+    each node marks a frame after the previous node sent it on (a mark taken before a publish call
+    against one taken after the receiving callback started, so the order is causal)."""
+    nodes = ("camera", "face_perception", "retarget", "dynamixel_driver")
+    assert set(nodes) <= set(recorder.trace), f"traced nodes: {sorted(recorder.trace)}"
+    for node in nodes:
+        rows = recorder.trace[node]
+        assert len(set(frames) & set(rows)) >= 0.9 * len(frames), node
+        for stamp in set(frames) & set(rows):
+            values = list(rows[stamp].values())
+            assert values[0] >= 0.0 and values == sorted(values), (node, rows[stamp])
+    chain = [("camera", "convert", "face_perception", "receive"), ("face_perception", "convert", "retarget", "receive"),
+             ("retarget", "computed", "dynamixel_driver", "receive")]
+    for sender, before, receiver, after in chain:
+        both = [s for s in frames if before in recorder.trace[sender].get(s, {}) and s in recorder.trace[receiver]]
+        assert len(both) >= 0.9 * len(frames), (sender, receiver)
+        assert all(recorder.trace[sender][s][before] <= recorder.trace[receiver][s][after] for s in both)
+
+
 def test_jaw_follows_mouth_opening(shared_media, tmp_path):
     recorder = run_pipeline(shared_media / "pucker_then_mouth_open.mp4", tmp_path)
     # stamps are carried end to end. The camera's frames are best effort (one may be lost under
@@ -121,6 +154,7 @@ def test_jaw_follows_mouth_opening(shared_media, tmp_path):
     present = [p for _, t, p in recorder.series("/joint_states", "jaw") if t_open and t_open[0] <= t <= t_open[-1]]
     assert present and max(present) > jaw.neutral + 0.1
     assert_within_limits(recorder)
+    assert_trace_consistent(recorder, frames)
 
 
 def test_face_leaving_sends_robot_to_neutral(sample_media, tmp_path):

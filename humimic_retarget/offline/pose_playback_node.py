@@ -20,7 +20,7 @@ from sensor_msgs.msg import JointState
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_core.ros_util import RELIABLE_QOS, declare_settings, matched_subscriber_nodes, run_node
+from humimic_core.ros_util import RELIABLE_QOS, declare_settings, matched_subscriber_nodes, request_exit, run_node
 from humimic_core.stamps import to_ns
 from humimic_core.subscriber_gate import SubscriberGate
 from humimic_core.topics import ACTION_UNITS, GAZE, HEAD_POSE, JOINT_COMMANDS
@@ -76,6 +76,8 @@ class PosePlaybackNode(Node):
                 self.samples += 1
 
     def on_timer(self) -> None:
+        if getattr(self, "exit_code", None) is not None:  # done, the process is ending
+            return
         now = self.get_clock().now()
         if self.start_ns is None:
             if not self.gate.ready():
@@ -85,7 +87,7 @@ class PosePlaybackNode(Node):
         if self.state is None:
             self.publish({s.joint: s.neutral for s in self.config.servos}, now)
             self.get_logger().info(f"done: {len(self.playback.poses)} poses played, {self.samples} samples recorded")
-            raise SystemExit(0)
+            return request_exit(self, 0)
         self.publish(self.state.command, now)
 
     def publish(self, command: Dict[str, float], now) -> None:
