@@ -211,7 +211,7 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
         specs.append(ProcessSpec("servo_emulator", "humimic-servo-emulator", "humimic_driver.sim.emulated_bus",
                                  ros_node=False, arguments=arguments))
     if args["record"]:
-        from humimic_core.topics import TOPICS, resolve
+        from humimic_core.topics import NAMES, resolve
 
         # the first frame waits for perception and the recorder
         overrides.setdefault("camera", {})["min_subscribers"] = 2
@@ -219,7 +219,7 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
         specs.append(ProcessSpec(
             "recorder", "ros2", package="ros2cli", ros_node=False, requires=("ros2bag", "rosbag2_storage_mcap"),
             arguments=["bag", "record", "-s", "mcap", "--storage-preset-profile", "zstd_fast", "--max-bag-duration",
-                       "10", "-o", args["record"], *(resolve(t, remaps) for t in TOPICS)],
+                       "10", "-o", args["record"], *(resolve(name, remaps) for name in NAMES.values())],
             fallback=ProcessSpec("recorder", "humimic-record", "humimic_experiments.record_node",
                                  parameters={"output": args["record"], "use_sim_time": sim_time},
                                  remappings=list(remaps))))
