@@ -31,7 +31,7 @@ from humimic_bringup.graph import (
     validate_inputs,
 )
 from humimic_core.processes import STOP_GRACE, interrupt
-from humimic_core.topics import ACTION_UNITS, CAMERA_IMAGE, JOINT_COMMANDS, JOINT_STATES, WRITTEN_GOALS, absolute
+from humimic_core.topics import ACTION_UNITS, CAMERA_IMAGE, JOINT_COMMANDS, JOINT_STATES, WRITTEN_GOALS, resolve
 
 #: Seconds the driver waits for the emulator's port to appear.
 PORT_WAIT = 10.0
@@ -42,8 +42,8 @@ INTERRUPTED = 128 + signal.SIGINT
 #: Exit code of a run refused before start (bad argument, file, config, source or port).
 BAD_INPUT = 2
 #: node -> topics it publishes that the camera's first frame must reach
-PUBLISHES = {"face_perception": (absolute(ACTION_UNITS),), "retarget": (absolute(JOINT_COMMANDS),),
-             "dynamixel_driver": (absolute(JOINT_STATES), absolute(WRITTEN_GOALS))}
+PUBLISHES = {"face_perception": (ACTION_UNITS,), "retarget": (JOINT_COMMANDS,),
+             "dynamixel_driver": (JOINT_STATES, WRITTEN_GOALS)}
 
 
 def ros_parameter_value(value) -> str:
@@ -107,9 +107,9 @@ class Pipeline:
     def _wait_for_graph(self) -> None:
         """Wait until the running nodes' publishers and subscribers are discovered."""
         names = set(self.processes)
-        remapped = {absolute(a): absolute(b) for spec in self.specs for a, b in spec.remappings}
-        publishers = [remapped.get(t, t) for n in names for t in PUBLISHES.get(n, ())]
-        image = remapped.get(absolute(CAMERA_IMAGE), absolute(CAMERA_IMAGE))
+        rules = {s.name: s.remappings for s in self.specs}
+        publishers = [resolve(t, rules[n], n) for n in names for t in PUBLISHES.get(n, ())]
+        image = resolve(CAMERA_IMAGE, rules.get("camera", []), "camera")
         subscribers = {image: ("face_perception" in names) + ("recorder" in names)}
         if "recorder" in names:
             subscribers.update({t: 1 for t in publishers})

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 #: QoS kinds: sensor data (best effort), reliable, latched (reliable, transient local, keep last 1)
 SENSOR, RELIABLE, LATCHED = "sensor", "reliable", "latched"
@@ -43,8 +43,7 @@ def absolute(name: str) -> str:
     return name if name.startswith("/") else "/" + name
 
 
-#: recorded topic (absolute name) -> (ROS 2 message type, QoS kind)
-TOPICS: Dict[str, Tuple[str, str]] = {absolute(name): kind for name, kind in (
+_TOPICS = (
     (CAMERA_IMAGE, ("sensor_msgs/msg/Image", SENSOR)),
     (CAMERA_INFO, ("sensor_msgs/msg/CameraInfo", SENSOR)),
     (LANDMARKS, ("sensor_msgs/msg/PointCloud2", SENSOR)),
@@ -65,10 +64,37 @@ TOPICS: Dict[str, Tuple[str, str]] = {absolute(name): kind for name, kind in (
     (TF, ("tf2_msgs/msg/TFMessage", RELIABLE)),
     (TF_STATIC, ("tf2_msgs/msg/TFMessage", LATCHED)),
     (ROBOT_DESCRIPTION, ("std_msgs/msg/String", LATCHED)),
-)}
+)
+#: recorded topic (default name: absolute, in the root namespace) -> (ROS 2 message type, QoS kind)
+TOPICS: Dict[str, Tuple[str, str]] = {absolute(name): kind for name, kind in _TOPICS}
+#: default name -> the name as the nodes give it (relative but for /diagnostics and TF): what a
+#: subscriber uses so that a namespace and remappings apply to it as to the nodes
+NAMES: Dict[str, str] = {absolute(name): name for name, _ in _TOPICS}
 
 #: the topics a camera source produces: what a replay feeds back into the pipeline
 CAMERA_TOPICS = (absolute(CAMERA_IMAGE), absolute(CAMERA_INFO))
+
+
+def resolve(name: str, remappings: Sequence[Tuple[str, str]], node: str = "") -> str:
+    """The fully qualified name node `node` uses for topic `name` under `--ros-args -r from:=to`
+    rules, as rcl resolves it: `__ns:=` sets the namespace relative names expand in, the first rule
+    whose expanded `from` equals the expanded name replaces it, `node:from:=to` rules apply to that
+    node only."""
+    namespace, rules = None, []
+    for source, target in remappings:
+        owner, _, match = source.rpartition(":")
+        if owner and owner != node:
+            continue
+        if match == "__ns":
+            namespace = namespace or target
+        elif not match.startswith("__"):
+            rules.append((match, target))
+
+    def expand(topic: str) -> str:
+        return topic if topic.startswith("/") else f"{(namespace or '/').rstrip('/')}/{topic}"
+
+    full = expand(name)
+    return next((expand(target) for match, target in rules if expand(match) == full), full)
 
 
 def message_class(msgtype: str) -> type:

@@ -7,9 +7,16 @@ zstd_fast`), and each topic's offered QoS profiles in the metadata, so `ros2 bag
 the recorded profiles (latched topics stay latched). metadata.yaml lists only closed files, so a
 crash or power loss costs at most the open file's messages, never the session. Older recordings,
 a folder of complete bags (one per segment), are read too.
+
+Readers name topics by humimic's default names (humimic_core.topics.TOPICS), whatever a
+namespace or remapping made of them while recording: humimic-record lists recorded name ->
+default name in the metadata (custom_data `humimic.topics`); a bag without that list (`ros2 bag
+record`) maps a recorded name to the default name it ends with, of the same message type
+(`/robot2/joint_commands` -> `/joint_commands`), an exact name first.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +31,13 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 from rosbags.typesys import Stores, get_typestore
 
+from humimic_core.topics import TOPICS
+
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 _TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 _INFO = "rosbag2_bagfile_information"
+#: custom_data key of the recorded name -> humimic default name map (JSON)
+NAMES_KEY = "humimic.topics"
 
 
 @dataclass(frozen=True)
@@ -69,10 +80,11 @@ def _merge(total: Optional[dict], part: dict) -> dict:
 
 
 class SegmentedBagWriter:
-    """Writes one bag `folder` whose files `<name>_N` each hold `split_seconds` of messages."""
+    """Writes one bag `folder` whose files `<name>_N` each hold `split_seconds` of messages;
+    `names`: recorded topic name -> humimic default name, where they may differ (remapped)."""
 
     def __init__(self, folder: str | Path, storage: str = "mcap", split_seconds: float = 10.0,
-                 name: Optional[str] = None) -> None:
+                 name: Optional[str] = None, names: Optional[Dict[str, str]] = None) -> None:
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         if not split_seconds > 0:
@@ -83,6 +95,7 @@ class SegmentedBagWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.storage, self.split_ns = storage, int(split_seconds * 1e9)
         self.name = name or self.folder.name
+        self.names = dict(names or {})
         self.files: List[Path] = []  # closed files, in metadata.yaml
         self.count = 0
         self._writer: Optional[Writer] = None
@@ -97,6 +110,8 @@ class SegmentedBagWriter:
                               storage_plugin=STORAGES[self.storage])
         if self.storage == "mcap":  # zstd chunks, as the zstd_fast preset of rosbag2_storage_mcap
             self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        if self.names:
+            self._writer.set_custom_data(NAMES_KEY, json.dumps(self.names, sort_keys=True))
         self._writer.open()
         self._connections = {}
         self._segment_start = timestamp
@@ -166,25 +181,55 @@ def segments(path: str | Path) -> List[Path]:
     return found
 
 
-def read_messages(path: str | Path, topics: Optional[Sequence[str]] = None) -> Iterator[BagMessage]:
-    """Every message of a recording in timestamp order (segments are consecutive in time)."""
+def _default_names(bag: Path, reader: Reader) -> Dict[str, str]:
+    """recorded topic name -> humimic default name (module docstring); names of other topics stay."""
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())[_INFO]
+    listed = (info.get("custom_data") or {}).get(NAMES_KEY)
+    if listed:
+        return json.loads(listed)
+    recorded = {c.topic: c.msgtype for c in reader.connections}
+    names = {t: t for t in recorded if t in TOPICS}
+    for topic, msgtype in sorted(recorded.items()):
+        matches = [d for d, (kind, _) in TOPICS.items() if kind == msgtype and topic.endswith(d)]
+        default = max(matches, key=len, default=None)
+        if topic not in names and default is not None and default not in names.values():
+            names[topic] = default
+    return names
+
+
+def read_messages(path: str | Path, topics: Optional[Sequence[str]] = None,
+                  recorded_names: bool = False) -> Iterator[BagMessage]:
+    """Every message of a recording in timestamp order (segments are consecutive in time), named
+    by humimic's default names (or as recorded: `recorded_names`); `topics` in the same names."""
     for bag in segments(path):
         with Reader(bag) as reader:
-            conns = [c for c in reader.connections if topics is None or c.topic in topics]
+            names = {} if recorded_names else _default_names(bag, reader)
+            conns = [c for c in reader.connections if topics is None or names.get(c.topic, c.topic) in topics]
             if not conns:  # rosbags reads every connection when given none
                 continue
             for conn, timestamp, data in reader.messages(connections=conns):
-                yield BagMessage(conn.topic, conn.msgtype, timestamp, bytes(data))
+                yield BagMessage(names.get(conn.topic, conn.topic), conn.msgtype, timestamp, bytes(data))
 
 
-def topic_summary(path: str | Path) -> Dict[str, Tuple[str, int]]:
-    """topic -> (message type, count) over a recording."""
+def topic_summary(path: str | Path, recorded_names: bool = False) -> Dict[str, Tuple[str, int]]:
+    """topic -> (message type, count) over a recording, named as read_messages names them."""
     out: Dict[str, Tuple[str, int]] = {}
     for bag in segments(path):
         with Reader(bag) as reader:
+            names = {} if recorded_names else _default_names(bag, reader)
             for conn in reader.connections:
-                msgtype, count = out.get(conn.topic, (conn.msgtype, 0))
-                out[conn.topic] = (msgtype, count + conn.msgcount)
+                topic = names.get(conn.topic, conn.topic)
+                msgtype, count = out.get(topic, (conn.msgtype, 0))
+                out[topic] = (msgtype, count + conn.msgcount)
+    return out
+
+
+def default_names(path: str | Path) -> Dict[str, str]:
+    """recorded topic name -> humimic default name, over a recording's bags."""
+    out: Dict[str, str] = {}
+    for bag in segments(path):
+        with Reader(bag) as reader:
+            out.update(_default_names(bag, reader))
     return out
 
 

@@ -1,5 +1,6 @@
 """Replay a recording into running nodes with its original timing and a /clock, like
-`ros2 bag play --clock` (which is what to use on a ROS install).
+`ros2 bag play --clock` (which is what to use on a ROS install). Topics keep the names they were
+recorded under (a remapped or namespaced graph's); `--topics` names them so.
 
     python -m humimic_experiments.play out/session --topics /camera/image_raw /camera/camera_info
 """
@@ -13,7 +14,7 @@ from typing import Optional, Sequence
 import rclpy
 from rosgraph_msgs.msg import Clock
 
-from humimic_experiments.bag_io import read_messages, topic_summary
+from humimic_experiments.bag_io import default_names, read_messages, topic_summary
 from humimic_core.ros_util import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, matched_subscriber_nodes
 from humimic_core.stamps import from_ns
 from humimic_core.subscriber_gate import SubscriberGate
@@ -31,7 +32,8 @@ def play(path: str, topics: Optional[Sequence[str]], rate: float = 1.0, clock: b
     `wait_for` nodes subscribe to the played topics (at most `wait_timeout` s); returns the count."""
     if not rate > 0:
         raise ValueError(f"rate must be > 0, got {rate}")
-    available = topic_summary(path)
+    available = topic_summary(path, recorded_names=True)
+    defaults = default_names(path)
     chosen = list(available) if not topics else list(topics)
     missing = [t for t in chosen if t not in available]
     if missing:
@@ -42,7 +44,7 @@ def play(path: str, topics: Optional[Sequence[str]], rate: float = 1.0, clock: b
         pubs = {}
         for topic in chosen:
             msgtype = available[topic][0]
-            qos = PUBLISHER_QOS[TOPICS.get(topic, ("", SENSOR))[1]]
+            qos = PUBLISHER_QOS[TOPICS.get(defaults.get(topic, topic), ("", SENSOR))[1]]
             pubs[topic] = node.create_publisher(message_class(msgtype), topic, qos)
         clock_pub = node.create_publisher(Clock, "/clock", 10) if clock else None
         gate = SubscriberGate(lambda: matched_subscriber_nodes(node, pubs.values()), wait_for, wait_timeout,
@@ -50,7 +52,7 @@ def play(path: str, topics: Optional[Sequence[str]], rate: float = 1.0, clock: b
         while not gate.ready():
             time.sleep(0.05)
         count, wall0, bag0, next_clock = 0, None, None, 0.0
-        for msg in read_messages(path, chosen):
+        for msg in read_messages(path, chosen, recorded_names=True):
             if wall0 is None:
                 wall0, bag0 = time.monotonic(), msg.timestamp
             due = wall0 + (msg.timestamp - bag0) * 1e-9 / rate

@@ -9,7 +9,11 @@ started. On a ROS install `ros2 bag record` does the same job; this node exists 
 cannot be installed and is what the tests use. Timestamps are the node clock's (use_sim_time
 honoured; messages that arrive before the first /clock are held and written at its first time, so
 none is lost or stamped 0). Topics whose message package is not installed (tf2_msgs in the PyPI wheels) are left
-out of the default list, with one line naming them.
+out of the default list, with one line naming them. Topics are named by their default names
+(`/joint_commands`) and subscribed as the nodes name them, so a namespace or remapping given to the
+recorder (`--ros-args -r __ns:=/robot2`, `-r joint_commands:=/robot2/joint_commands`, as the runner
+gives it the pipeline's) moves them as it moves the nodes' topics; the bag holds the names actually
+recorded, with the map to the default names that readers use (humimic_experiments.bag_io).
 
     python -m humimic_experiments.record_node --ros-args -p output:=out/session -p storage:=mcap
 """
@@ -23,7 +27,7 @@ from rosbags.interfaces import Qos
 from humimic_experiments.bag_io import SegmentedBagWriter, qos_of
 from humimic_core.ros_util import (LATCHED_QOS, RECORDER_RELIABLE_QOS, RECORDER_SENSOR_QOS, RELIABLE_QOS, SENSOR_QOS,
                                    declare, run_node)
-from humimic_core.topics import LATCHED, RELIABLE, SENSOR, TOPICS, installed, message_class
+from humimic_core.topics import LATCHED, NAMES, RELIABLE, SENSOR, TOPICS, installed, message_class
 
 #: QoS kind -> (the recorder's subscription, the profile humimic's publishers offer)
 QOS = {SENSOR: (RECORDER_SENSOR_QOS, SENSOR_QOS), RELIABLE: (RECORDER_RELIABLE_QOS, RELIABLE_QOS),
@@ -49,34 +53,36 @@ class RecordNode(Node):
             raise ValueError(f"topics: not humimic topics: {unknown} (known: {list(TOPICS)})")
         if set(topics) & set(missing):
             raise ValueError(f"topics: message package not installed for {sorted(set(topics) & set(missing))}")
-        self.writer = SegmentedBagWriter(output, storage, split)
         self._offered: Dict[str, List[Qos]] = {}
+        self._recorded: Dict[str, str] = {}  # default name -> recorded name (after namespace and remapping)
         self._before_clock: List[Tuple[str, str, bytes]] = []  # use_sim_time: no /clock yet
         for topic in topics:
             msgtype, kind = TOPICS[topic]
-            self.create_subscription(message_class(msgtype), topic,
-                                     lambda data, t=topic, m=msgtype: self.on_message(t, m, data),
-                                     QOS[kind][0], raw=True)
+            self._recorded[topic] = self.create_subscription(
+                message_class(msgtype), NAMES[topic], lambda data, t=topic, m=msgtype: self.on_message(t, m, data),
+                QOS[kind][0], raw=True).topic_name
+        self.writer = SegmentedBagWriter(output, storage, split, names={r: t for t, r in self._recorded.items()})
         self.get_logger().info(f"recording {len(topics)} topics into {output} ({storage})")
 
     def offered(self, topic: str) -> List[Qos]:
         """The QoS profiles the topic's publishers offer (humimic's own profile if none is seen)."""
         if topic not in self._offered:
-            profiles = [qos_of(info.qos_profile) for info in self.get_publishers_info_by_topic(topic)]
+            profiles = [qos_of(i.qos_profile) for i in self.get_publishers_info_by_topic(self._recorded[topic])]
             self._offered[topic] = profiles or [qos_of(QOS[TOPICS[topic][1]][1])]
         return self._offered[topic]
 
     def on_message(self, topic: str, msgtype: str, data: bytes) -> None:
+        """Write one message of `topic` (default name) under its recorded name."""
         now = self.get_clock().now().nanoseconds
         if now == 0:  # a simulated clock that has not started
             self._before_clock.append((topic, msgtype, data))
             return
         self._flush(now)
-        self.writer.write(topic, msgtype, now, data, self.offered(topic))
+        self.writer.write(self._recorded[topic], msgtype, now, data, self.offered(topic))
 
     def _flush(self, now: int) -> None:
         for topic, msgtype, data in self._before_clock:
-            self.writer.write(topic, msgtype, now, data, self.offered(topic))
+            self.writer.write(self._recorded[topic], msgtype, now, data, self.offered(topic))
         self._before_clock.clear()
 
     def shutdown(self) -> None:

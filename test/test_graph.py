@@ -324,5 +324,12 @@ def test_remap_reaches_every_humimic_node_from_the_runner_and_the_launch_file():
         assert line[line.index("--ros-args"):][3:5] == ["-r", "joint_commands:=/robot2/joint_commands"]
     launch = (Path(__file__).resolve().parent.parent / "launch" / "imitate.launch.py").read_text()
     assert "remappings=spec.remappings" in launch
+    # the recorder records the names the nodes use: ros2 bag record is told them, humimic-record remaps
+    specs = imitation_graph({"remap": "__ns:=/robot2 joint_commands:=goals", "record": "out/rec"},
+                            include_external=False)
+    recorder = next(s for s in specs if s.name == "recorder")
+    assert {"/robot2/goals", "/robot2/face/action_units", "/diagnostics"} <= set(recorder.arguments)
+    assert "/joint_commands" not in recorder.arguments
+    assert recorder.fallback.remappings == [("__ns", "/robot2"), ("joint_commands", "goals")]
     with pytest.raises(InputError, match="launch argument remap: expected from:=to, got 'joint_commands'"):
         validate_inputs({"remap": "joint_commands"})

@@ -1,6 +1,7 @@
 """humimic-record against real publishers: one bag of several zstd MCAP files, offered QoS in the
 metadata, and a latched topic published before the recorder started (read with the independent
-`mcap` reader, not the rosbags library that wrote it)."""
+`mcap` reader, not the rosbags library that wrote it); a remapped graph recorded under the names
+it uses and read back by humimic's default names."""
 from __future__ import annotations
 
 import signal
@@ -15,7 +16,13 @@ from mcap.reader import make_reader
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
+from humimic_bringup.graph import imitation_graph
+from humimic_bringup.runner import Pipeline
+from humimic_core.paths import config_file
+from humimic_core.robot_config import load_robot_config
 from humimic_core.ros_util import LATCHED_QOS, RELIABLE_QOS
+from humimic_experiments.bag_io import SegmentedBagWriter, read_messages, topic_summary
+from humimic_experiments.session import load_session
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,3 +72,57 @@ def test_recorder_keeps_latched_topics_qos_and_splits_one_bag(tmp_path):
                 seen.setdefault(channel.topic, []).append(message.data)
     assert len(seen["/robot_description"]) == 1 and b"<robot name='test'/>" in seen["/robot_description"][0]
     assert len(seen["/joint_commands"]) == 60
+
+
+def test_a_remapped_graph_is_recorded_under_its_names_and_read_by_the_default_ones(tmp_path):
+    """The runner's `remap` (a namespace and a topic remap) moves the recorder's topics with the nodes':
+    the real driver on the emulated bus, recorded by the graph's recorder, while this test commands
+    it on the remapped topic; the session reader finds every topic by its default name."""
+    out = tmp_path / "rec"
+    specs = imitation_graph({"serial_port": str(tmp_path / "bus"), "record": str(out), "camera": "false",
+                             "remap": "__ns:=/robot2 joint_commands:=goals"}, include_external=False)
+    joint = load_robot_config(config_file("robot_face.yaml")).servos[0].joint
+    pipeline = Pipeline(specs, tmp_path / "logs")
+    rclpy.init()
+    node = rclpy.create_node("remap_test_commander")
+    try:
+        pipeline.start(skip=["retarget", "face_perception"])
+        commands = node.create_publisher(JointState, "/robot2/goals", RELIABLE_QOS)
+        deadline = time.monotonic() + 60
+        while commands.get_subscription_count() < 2 and time.monotonic() < deadline:  # driver and recorder
+            assert not pipeline.failed(), f"processes failed: {pipeline.failed()}"
+            rclpy.spin_once(node, timeout_sec=0.1)
+        assert commands.get_subscription_count() == 2, "the driver and the recorder did not both subscribe"
+        for i in range(20):
+            msg = JointState(name=[joint], position=[0.002 * i])
+            msg.header.stamp = node.get_clock().now().to_msg()
+            commands.publish(msg)
+            rclpy.spin_once(node, timeout_sec=0.05)
+        time.sleep(0.5)
+    finally:
+        pipeline.stop()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    assert not pipeline.failed(), f"processes failed: {pipeline.failed()} (logs in {tmp_path / 'logs'})"
+    recorded = topic_summary(out, recorded_names=True)
+    assert recorded["/robot2/goals"][1] == 20 and recorded["/robot2/joint_states"][1] > 0, recorded
+    assert recorded["/robot2/driver/written_goals"][1] > 0 and recorded["/diagnostics"][1] > 0, recorded
+    assert "/joint_commands" not in recorded and "/joint_states" not in recorded
+    session = load_session(out)
+    assert len(session.series["/joint_commands"]) == 20
+    assert session.series["/joint_states"] and session.series["/driver/written_goals"]
+
+
+def test_a_bag_without_the_name_map_is_read_by_suffix_and_type(tmp_path):
+    """A bag of `ros2 bag record` (no humimic name map) of a namespaced graph: a recorded name ending
+    in a default name, of its type, reads as that name; an exact name wins; other types stay."""
+    with SegmentedBagWriter(tmp_path / "bag") as writer:
+        for topic, msgtype in (("/robot2/joint_commands", "sensor_msgs/msg/JointState"),
+                               ("/robot2/face/gaze/right", "geometry_msgs/msg/Vector3Stamped"),
+                               ("/joint_states", "sensor_msgs/msg/JointState"),
+                               ("/robot2/joint_states", "sensor_msgs/msg/JointState"),
+                               ("/robot2/face/gaze", "std_msgs/msg/String")):
+            writer.write(topic, msgtype, 1, b"\x00\x01\x00\x00")
+    assert sorted(topic_summary(tmp_path / "bag")) == ["/face/gaze/right", "/joint_commands", "/joint_states",
+                                                      "/robot2/face/gaze", "/robot2/joint_states"]
+    assert [m.topic for m in read_messages(tmp_path / "bag", ["/joint_commands"])] == ["/joint_commands"]

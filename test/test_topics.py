@@ -54,3 +54,34 @@ def test_topic_names_are_written_in_one_module():
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value}")
     assert found == []
+
+
+@pytest.mark.parametrize("rules", [
+    [],
+    [("__ns", "/robot2")],
+    [("joint_commands", "/robot2/joint_commands")],
+    [("__ns", "/robot2"), ("joint_commands", "goals"), ("/face/gaze", "/elsewhere")],
+    [("face/gaze", "g"), ("face/gaze", "h"), ("/camera/image_raw", "camera/raw")],
+    [("retarget:joint_commands", "mine"), ("other:face/action_units", "theirs"), ("retarget:__ns", "/r")],
+    [("__ns", "/a"), ("__ns", "/b"), ("diagnostics", "/d"), ("/tf", "tf_r")],
+])
+def test_resolve_names_as_rcl_does(rules):
+    """topics.resolve (what `ros2 bag record` is given and the runner waits on) gives the name rcl
+    gives a node's subscription, for every recorded topic and these remapping rules."""
+    import rclpy
+    from rclpy.context import Context
+    from std_msgs.msg import String
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        args = [a for source, target in rules for a in ("-r", f"{source}:={target}")]
+        node = rclpy.create_node("retarget", context=context, cli_args=["--ros-args", *args] if args else None)
+        try:
+            for default, name in topics.NAMES.items():
+                rcl = node.create_subscription(String, name, lambda _: None, 1).topic_name
+                assert topics.resolve(name, rules, "retarget") == rcl, (default, rules)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

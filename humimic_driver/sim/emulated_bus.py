@@ -9,7 +9,10 @@ baud rate gets no answer, as on a real bus.
 
 With ``--linger SECONDS`` a SIGINT does not stop the bus while a client still holds the port
 open (at most SECONDS): a Ctrl-C that reaches the driver and the emulator together, as under
-``ros2 launch``, leaves the driver its move to neutral and torque-off. SIGTERM stops at once.
+``ros2 launch``, leaves the driver its move to neutral and torque-off. The emulator then lets go of
+its own end of the port and stops when the pty hangs up (the last client closed it): serving goes
+on undisturbed meanwhile, where scanning /proc for clients stalled the bus for the scan's time (tens
+of ms) and made the driver's shutdown transactions time out or read stale replies. SIGTERM stops at once.
 
 Faults (see humimic_driver/sim/fault_injection.py for the commands): ``--fault CMD`` at start,
 ``--at SECONDS CMD`` later, or ``--send CMD`` to a running emulator, which listens on a UNIX
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
 import heapq
 import os
@@ -56,10 +60,6 @@ class _Stop(Exception):
 
 def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop
-
-
-#: Seconds between checks whether a lingering bus still has a client.
-_LINGER_CHECK_S = 0.1
 
 
 def control_dir() -> Path:
@@ -166,24 +166,19 @@ class PtyPort:
         self.close()
         self.replug_at = None if seconds is None else time.monotonic() + seconds
 
-    def clients(self) -> int:
-        """Other processes that hold the port open (read from /proc)."""
-        if not self._slave_name:
-            return 0
-        count = 0
-        for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-            if fd_dir.parent.name == str(os.getpid()):
-                continue
-            with contextlib.suppress(OSError):
-                if any(os.readlink(fd) == self._slave_name for fd in fd_dir.iterdir()):
-                    count += 1
-        return count
+    def release(self) -> None:
+        """Close this process's own slave end: the master hangs up (reads fail with EIO) once the
+        last client has closed the port, at once if none holds it."""
+        if self._slave is not None:
+            os.close(self._slave)
+            self._slave = None
 
     def client_baud(self) -> Optional[int]:
-        """The baud rate the client set on the port (None if not one of the bus rates)."""
-        if self._slave is None:
+        """The baud rate the client set on the port (None if not one of the bus rates); the master
+        reads the slave's settings (Linux ptys share them)."""
+        if self.master is None:
             return None
-        return _BAUD_BY_SPEED.get(termios.tcgetattr(self._slave)[4])
+        return _BAUD_BY_SPEED.get(termios.tcgetattr(self.master)[4])
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -209,7 +204,6 @@ class Server:
         self._sequence = 0
         self._warned_baud: Optional[int] = None
         self.linger_until: Optional[float] = None  # set on SIGINT with --linger: serve while clients remain
-        self._next_check = 0.0
         # a signal wakes the select below (its handler runs in Python only after the wait otherwise)
         self._wake, wake_write = os.pipe()
         for fd in (self._wake, wake_write):
@@ -226,16 +220,15 @@ class Server:
         """SIGINT with --linger: keep serving while a client holds the port, at most `seconds`."""
         if self.linger_until is None:
             self.linger_until = time.monotonic() + seconds
+            self.port.release()
             print(f"humimic-servo-emulator: stopping once the port is closed (at most {seconds:g} s)",
                   file=sys.stderr, flush=True)
 
     def run(self) -> None:
         while True:
             now = time.monotonic()
-            if self.linger_until is not None and now >= self._next_check:
-                if now >= self.linger_until or not self.port.clients():
-                    return
-                self._next_check = now + _LINGER_CHECK_S
+            if self.linger_until is not None and (now >= self.linger_until or self.port.master is None):
+                return  # lingered long enough, or unplugged: no client can be served
             while self.schedule and self.start + self.schedule[0][0] <= now:
                 _, text = self.schedule.pop(0)
                 print(f"humimic-servo-emulator: {text}: {self.command(text)}", file=sys.stderr, flush=True)
@@ -244,23 +237,29 @@ class Server:
             self._send_due(now)
             wake = [t for t in (self._outgoing[0][0] if self._outgoing else None, self.port.replug_at,
                                 self.start + self.schedule[0][0] if self.schedule else None,
-                                self._next_check if self.linger_until is not None else None) if t is not None]
+                                self.linger_until) if t is not None]
             timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
             fds = [self.control.fileno(), self._wake] + ([self.port.master] if self.port.master is not None else [])
             ready, _, _ = select.select(fds, [], [], timeout)
             if self._wake in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake, 64)
-            if self.port.master is not None and self.port.master in ready:
-                self._receive()  # bus bytes first: a fault command sent after them sees their effect
+            if self.port.master is not None and self.port.master in ready and not self._receive():
+                return  # lingering, and the last client closed the port
             if self.control.fileno() in ready:
                 self._serve_control()
 
-    def _receive(self) -> None:
+    def _receive(self) -> bool:
+        """Read and answer the bus bytes that came; False when the port hung up (released, and its
+        last client closed it)."""
         try:
             data = os.read(self.port.master, 4096)
         except (BlockingIOError, InterruptedError):
-            return
+            return True
+        except OSError as exc:
+            if exc.errno == errno.EIO and self.linger_until is not None:
+                return False
+            raise
         now = time.monotonic()
         client = self.port.client_baud()
         if client != self.emulator.baud:
@@ -268,10 +267,11 @@ class Server:
                 print(f"humimic-servo-emulator: client port at {client} baud, servos at {self.emulator.baud}: "
                       f"they hear noise", file=sys.stderr, flush=True)
                 self._warned_baud = client
-            return
+            return True
         for due, reply in self.emulator.receive(data, now):
             heapq.heappush(self._outgoing, (due, self._sequence, reply))
             self._sequence += 1
+        return True
 
     def _send_due(self, now: float) -> None:
         chunks = []
