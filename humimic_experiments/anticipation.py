@@ -248,7 +248,7 @@ def plot(rerun: Path, png: Path, settings: ForecastSettings, joints: Sequence[Tu
         ax.plot(t, unit(sign * signals[signal]), "k", lw=1.2, label=person)
         ax.plot(t, unit(off[joint]), "tab:blue", label=f"robot {joint}: forecast off")
         ax.plot(t, unit(on[joint]), "tab:red",
-                label=f"robot {joint}: {settings.method} {1e3 * settings.horizon:.0f} ms ahead")
+                label=f"robot {joint}: {settings.method} ≤ {1e3 * settings.horizon:.0f} ms ahead")
         ax.legend(loc="upper left", fontsize=8)
         ax.set_ylabel("scaled")
     np.atleast_1d(axes)[-1].set_xlabel(f"s ({clip.label})")
