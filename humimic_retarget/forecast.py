@@ -106,8 +106,14 @@ class Forecaster:
 
     def __init__(self, horizon: Horizon) -> None:
         self.horizon = horizon if isinstance(horizon, np.ndarray) else float(horizon)
+        self.bound = float(np.max(horizon))  # the longest horizon (forecast.horizon), kept by ``follow``
         self.times = np.zeros(0)
         self.values = np.zeros((0, len(PUBLISHED)))
+
+    def follow(self, response: Mapping[str, float]) -> None:
+        """Each channel's horizon for new joint responses (Retargeter.response_times after a live
+        change of caps or smoothing), within ``bound``."""
+        self.horizon = horizons(self.bound, response)
 
     def reset(self) -> None:
         self.times, self.values = self.times[:0], self.values[:0]
@@ -248,9 +254,12 @@ def make_forecaster(settings: ForecastSettings,
     settings.validate()
     if not settings.enabled:
         return None
-    horizon = horizons(settings.horizon, response)
     if settings.method == "linear":
-        return LinearForecaster(horizon)
-    if settings.method == "kalman":
-        return KalmanForecaster(horizon)
-    return LearnedForecaster(horizon, settings.model)
+        forecaster: Forecaster = LinearForecaster(settings.horizon)
+    elif settings.method == "kalman":
+        forecaster = KalmanForecaster(settings.horizon)
+    else:
+        forecaster = LearnedForecaster(settings.horizon, settings.model)
+    if response is not None:
+        forecaster.follow(response)
+    return forecaster

@@ -31,7 +31,7 @@ from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, run_node
 from humimic_core.stamps import from_ns, to_ns
 from humimic_core.topics import ACTION_UNITS, DIAGNOSTICS, FORECAST, GAZE, HEAD_POSE, JOINT_COMMANDS
-from humimic_retarget.forecast import ForecastSettings, forecast_settings, horizons, make_forecaster
+from humimic_retarget.forecast import ForecastSettings, forecast_settings, make_forecaster
 from humimic_retarget.learned_mapping import LearnedModelError
 from humimic_retarget.retarget_stream import Command, RetargetStream
 from humimic_retarget.retargeter import Retargeter, RetargetParams, with_changes
@@ -95,10 +95,9 @@ class RetargetNode(Node):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         forecast = ForecastSettings()
         try:
-            self.forecast = forecast_settings(
+            forecaster = make_forecaster(forecast_settings(
                 {f"forecast.{name}": declare(self, f"forecast.{name}", getattr(forecast, name), text, read_only=True)
-                 for name, text in _FORECAST_DESCRIPTIONS.items()})
-            forecaster = make_forecaster(self.forecast, self.retargeter.response_times())
+                 for name, text in _FORECAST_DESCRIPTIONS.items()}), self.retargeter.response_times())
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.stream = RetargetStream(self.retargeter, tolerance, 2.0 / rate, self.warn, forecaster)
@@ -131,7 +130,7 @@ class RetargetNode(Node):
         self.retargeter.set_params(params_after)
         forecaster = getattr(getattr(self, "stream", None), "forecaster", None)  # None while parameters are declared
         if forecaster is not None:  # new caps or smoothing: each channel's horizon follows
-            forecaster.horizon = horizons(self.forecast.horizon, self.retargeter.response_times())
+            forecaster.follow(self.retargeter.response_times())
         return SetParametersResult(successful=True)
 
     def warn(self, kind: str, text: str) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
+from humimic_core.channels import PUBLISHED
 from humimic_core.paths import config_file
 from humimic_core.robot_config import load_robot_config
 from humimic_core.topics import FORECAST, absolute
@@ -76,11 +77,15 @@ def test_each_channel_looks_ahead_no_further_than_its_joints_trail_it():
     jaw = 0.03 + caps.velocity["jaw"] / (2 * caps.acceleration["jaw"])
     assert response["AU26"] == pytest.approx(jaw)
     assert response["AU45_L"] == pytest.approx(caps.velocity["upper_lid_left"] / (2 * caps.acceleration["upper_lid_left"]))
+    forecaster = make_forecaster(ForecastSettings(horizon=0.067), response)
     config.constraints.acceleration["lip_corner_right"] = 10.0  # slower to speed up on the robot's right only
-    retargeter.set_params(retargeter.params)
+    retargeter.set_params(retargeter.params)  # as the node does on a live change, then its forecaster follows
     assert retargeter.mapping.shaper.mirror
     assert retargeter.response_times()["AU12_L"] > retargeter.response_times()["AU12_R"]
-    forecaster = make_forecaster(ForecastSettings(horizon=0.067), response)
+    before = forecaster.horizon.copy()
+    forecaster.follow(retargeter.response_times())
+    left, right = (PUBLISHED.index(c) for c in ("AU12_L", "AU12_R"))
+    assert forecaster.horizon[left] == 0.067 and forecaster.horizon[right] == before[right] < 0.067
     ahead = forecaster(0.0, {"AU26": 0.0, "AU45_L": 0.0, "head_yaw": 0.0})
     ahead = forecaster(1 / FPS, {"AU26": 1.0, "AU45_L": 1.0, "head_yaw": 0.1})
     assert ahead["AU26"] == pytest.approx(1.0 + FPS * jaw) and ahead["AU45_L"] < ahead["AU26"]
