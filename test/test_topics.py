@@ -16,11 +16,11 @@ def _topic_names(node) -> set:
 
 
 @pytest.mark.parametrize("ros_args, expected", [
-    ([], {"/joint_commands", "/face/action_units", "/face/head_pose", "/face/gaze", "/diagnostics"}),
+    ([], {"/joint_commands", "/face/action_units", "/face/head_pose", "/face/gaze", "/face/forecast", "/diagnostics"}),
     (["-r", "__ns:=/robot2"], {"/robot2/joint_commands", "/robot2/face/action_units", "/robot2/face/head_pose",
-                               "/robot2/face/gaze", "/diagnostics"}),
+                               "/robot2/face/gaze", "/robot2/face/forecast", "/diagnostics"}),
     (["-r", "joint_commands:=/robot2/goals"], {"/robot2/goals", "/face/action_units", "/face/head_pose",
-                                               "/face/gaze", "/diagnostics"}),
+                                               "/face/gaze", "/face/forecast", "/diagnostics"}),
 ])
 def test_a_node_resolves_and_remaps_the_relative_names(ros_args, expected):
     """The documented defaults in the root namespace; a namespace or a remap moves them (absolute names
