@@ -76,7 +76,7 @@ def retarget(clip: ClipData, config: RobotConfig, params: RetargetParams,
              settings: ForecastSettings) -> Tuple[Dict[str, np.ndarray], List[Channels]]:
     """(joint -> command per frame, the forecast channels per frame) of a clip retargeted with ``settings``."""
     retargeter = Retargeter(config, params)
-    forecaster = make_forecaster(settings)
+    forecaster = make_forecaster(settings, retargeter.response_times())
     commands, forecasts = [], []
     for stamp, channels in zip(clip.recording.stamps.tolist(), clip.channels):
         t = stamp * 1e-9
@@ -233,7 +233,7 @@ def plot(rerun: Path, png: Path, settings: ForecastSettings, joints: Sequence[Tu
     config = config or load_robot_config(config_file("robot_face.yaml"))
     clip = load_clip(rerun)
     signals = kinematic.geometry(clip.recording.points, clip.recording.rotations)
-    off, _ = retarget(clip, config, RetargetParams(), ForecastSettings())
+    off, _ = retarget(clip, config, RetargetParams(), ForecastSettings(enabled=False))
     on, _ = retarget(clip, config, RetargetParams(), settings)
     t = (clip.recording.stamps - clip.recording.stamps[0]) * 1e-9
 
@@ -248,7 +248,7 @@ def plot(rerun: Path, png: Path, settings: ForecastSettings, joints: Sequence[Tu
         ax.plot(t, unit(sign * signals[signal]), "k", lw=1.2, label=person)
         ax.plot(t, unit(off[joint]), "tab:blue", label=f"robot {joint}: forecast off")
         ax.plot(t, unit(on[joint]), "tab:red",
-                label=f"robot {joint}: {settings.method} {1e3 * settings.horizon:.0f} ms ahead")
+                label=f"robot {joint}: {settings.method} ≤ {1e3 * settings.horizon:.0f} ms ahead")
         ax.legend(loc="upper left", fontsize=8)
         ax.set_ylabel("scaled")
     np.atleast_1d(axes)[-1].set_xlabel(f"s ({clip.label})")
@@ -266,7 +266,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--models", default=None,
                         help="folder of held-out learned models (humimic-forecast-train --cross-validate)")
     args = parser.parse_args(argv)
-    variants = [("off", ForecastSettings())]
+    variants = [("off", ForecastSettings(enabled=False))]
     learned = None
     methods = [m for m in args.methods.split(",") if m]
     if args.models:

@@ -127,7 +127,7 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     perception = FacePerception(landmarks, settings.neutral_frames, settings.smoothing.filters,
                                 FaceSelector(settings.face_selection))
     retargeter = Retargeter(config, RetargetParams.from_parameters(retarget_params))
-    forecaster = make_forecaster(forecast_settings(retarget_params))
+    forecaster = make_forecaster(forecast_settings(retarget_params), retargeter.response_times())
     count, frames = recording_frames(source) if source.is_dir() else video_frames(source)
     if start_frame:
         if not 0 < start_frame < (count or start_frame + 1):

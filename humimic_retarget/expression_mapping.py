@@ -1,10 +1,11 @@
 """The robot config's whole mapping: channels -> shaped vector -> linear and learned joint targets."""
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from humimic_core.channels import mirror_source
 from humimic_core.robot_config import RobotConfig
 from humimic_retarget.channel_shaping import ChannelShaper
 from humimic_retarget.learned_mapping import LearnedMapping
@@ -36,6 +37,18 @@ class ExpressionMapping:
     @property
     def channels(self) -> Tuple[str, ...]:
         return self.shaper.channels
+
+    def driven_joints(self) -> Dict[str, np.ndarray]:
+        """Input channel (as a frame names it: under the mirror AU12_L moves what AU12_R's entry names)
+        -> the joints it moves (bool per joint, servo order)."""
+        drives = self.linear.weights != 0.0
+        if self.model is not None:
+            drives[np.ix_(self._model_joints, self._model_inputs)] = True
+        out: Dict[str, np.ndarray] = {}
+        for i, channel in enumerate(self.channels):
+            source = mirror_source(channel)[0] if self.shaper.mirror else channel
+            out[source] = out.get(source, np.zeros(len(self.joints), bool)) | drives[:, i]
+        return out
 
     def __call__(self, frame: Mapping[str, float]) -> Tuple[np.ndarray, np.ndarray]:
         """(targets, valid) per joint for a frame's channel values."""

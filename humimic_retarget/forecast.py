@@ -16,6 +16,12 @@ Methods (vectorised over humimic_core.channels.PUBLISHED):
 - ``learned``: a ridge or MLP model over LEARNED_DEPTH frames of every channel's history
   (LearnedForecaster; trained by humimic_experiments.forecast_train, run with ONNX Runtime).
 
+Each channel is forecast at most as far ahead as the joints it moves trail it (make_forecaster with
+Retargeter.response_times: smoothing plus v / 2a from the joints' caps): the jaw, smoothed and
+capped at 4.5 rad/s and 80 rad/s^2, 58 ms; an unsmoothed lid at 10.5 rad/s and 500 rad/s^2, 10 ms,
+so a lid that follows within a frame is not pushed ahead of the eye (nor into a wink of the other
+eye). ``horizon`` bounds every channel (the neck's caps alone would ask for 0.13 s).
+
 A frame without a face, or a gap of more than MAX_GAP s, restarts the history; action units stay
 in their range (0..5).
 """
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Union
 
 import numpy as np
 
@@ -49,11 +55,12 @@ _HIGH = np.array([(channel_range(c) or (-math.inf, math.inf))[1] for c in PUBLIS
 class ForecastSettings(Settings):
     """The retarget node's ``forecast.*`` parameters (read at start)."""
 
-    enabled: bool = setting(False, "Retarget the channels forecast `horizon` s ahead (published on /face/forecast) "
-                                   "instead of the measured ones; same limits and smoothing")
+    enabled: bool = setting(True, "Retarget the channels forecast `horizon` s ahead (published on /face/forecast) "
+                                  "instead of the measured ones; same limits and smoothing")
     method: str = setting("linear", "Forecaster: linear, kalman or learned (humimic_retarget/forecast.py)")
-    horizon: float = setting(0.067, "Seconds ahead: the pipeline's lag plus transport and servo response",
-                             (0.0, MAX_HORIZON))
+    horizon: float = setting(0.067, "Seconds ahead at most: each channel no further than its joints trail it "
+                                    "(smoothing, caps); on a robot the pipeline's lag plus transport and servo "
+                                    "response", (0.0, MAX_HORIZON))
     model: str = setting("", "learned: ONNX model of humimic-forecast-train")
 
     def validate(self) -> None:
@@ -83,15 +90,33 @@ def to_vector(channels: Mapping[str, float]) -> np.ndarray:
     return x
 
 
+Horizon = Union[float, np.ndarray]  # s ahead: one for every channel, or one per PUBLISHED channel
+
+
+def horizons(horizon: float, response: Optional[Mapping[str, float]] = None) -> Horizon:
+    """Per PUBLISHED channel, ``horizon`` or the channel's ``response`` (s; Retargeter.response_times)
+    where that is shorter; ``horizon`` alone without responses."""
+    if response is None:
+        return float(horizon)
+    return np.array([min(horizon, response.get(c, horizon)) for c in PUBLISHED])
+
+
 class Forecaster:
-    """Base: a history of the last ``depth`` frames (times, values), restarted by a lost face or a gap."""
+    """Base: a history of the last ``depth`` frames (times, values), restarted by a lost face or a gap;
+    ``horizon`` may differ per channel (``horizons``)."""
 
     depth = WINDOW
 
-    def __init__(self, horizon: float) -> None:
-        self.horizon = float(horizon)
+    def __init__(self, horizon: Horizon) -> None:
+        self.horizon = horizon if isinstance(horizon, np.ndarray) else float(horizon)
+        self.bound = float(np.max(horizon))  # the longest horizon (forecast.horizon), kept by ``follow``
         self.times = np.zeros(0)
         self.values = np.zeros((0, len(PUBLISHED)))
+
+    def follow(self, response: Mapping[str, float]) -> None:
+        """Each channel's horizon for new joint responses (Retargeter.response_times after a live
+        change of caps or smoothing), within ``bound``."""
+        self.horizon = horizons(self.bound, response)
 
     def reset(self) -> None:
         self.times, self.values = self.times[:0], self.values[:0]
@@ -132,7 +157,7 @@ class KalmanForecaster(Forecaster):
 
     depth = 1
 
-    def __init__(self, horizon: float, q: float = KALMAN_Q) -> None:
+    def __init__(self, horizon: Horizon, q: float = KALMAN_Q) -> None:
         super().__init__(horizon)
         self.q = q
         self.reset()
@@ -178,9 +203,9 @@ class HistoryFeatures(Forecaster):
 
     depth = LEARNED_DEPTH
 
-    def __init__(self, horizon: float, trained_horizon: Optional[float] = None) -> None:
+    def __init__(self, horizon: Horizon, trained_horizon: Optional[float] = None) -> None:
         super().__init__(horizon)
-        self.trained_horizon = horizon if trained_horizon is None else trained_horizon
+        self.trained_horizon = float(horizon) if trained_horizon is None else trained_horizon
         self.features = np.zeros(len(PUBLISHED) * self.depth)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -199,7 +224,7 @@ class LearnedForecaster(HistoryFeatures):
     """A trained model (ONNX: features -> change of each channel over its trained horizon), the change
     scaled to this forecaster's horizon."""
 
-    def __init__(self, horizon: float, model: str) -> None:
+    def __init__(self, horizon: Horizon, model: str) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -225,13 +250,19 @@ class LearnedForecaster(HistoryFeatures):
         return x + change * (self.horizon / self.trained_horizon)
 
 
-def make_forecaster(settings: ForecastSettings) -> Optional[Forecaster]:
-    """The forecaster the settings ask for; None when anticipation is off."""
+def make_forecaster(settings: ForecastSettings,
+                    response: Optional[Mapping[str, float]] = None) -> Optional[Forecaster]:
+    """The forecaster the settings ask for, each channel ``horizons(settings.horizon, response)`` ahead;
+    None when anticipation is off."""
     settings.validate()
     if not settings.enabled:
         return None
     if settings.method == "linear":
-        return LinearForecaster(settings.horizon)
-    if settings.method == "kalman":
-        return KalmanForecaster(settings.horizon)
-    return LearnedForecaster(settings.horizon, settings.model)
+        forecaster: Forecaster = LinearForecaster(settings.horizon)
+    elif settings.method == "kalman":
+        forecaster = KalmanForecaster(settings.horizon)
+    else:
+        forecaster = LearnedForecaster(settings.horizon, settings.model)
+    if response is not None:
+        forecaster.follow(response)
+    return forecaster

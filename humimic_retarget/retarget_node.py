@@ -63,7 +63,7 @@ class RetargetNode(Node):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         try:
             node.forecast.validate()
-            forecaster = make_forecaster(node.forecast)
+            forecaster = make_forecaster(node.forecast, self.retargeter.response_times())
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.stream = RetargetStream(self.retargeter, node.stamp_tolerance, 2.0 / node.rate, self.warn, forecaster)
@@ -96,6 +96,9 @@ class RetargetNode(Node):
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.retargeter.set_params(params_after)
+        forecaster = getattr(getattr(self, "stream", None), "forecaster", None)  # None while parameters are declared
+        if forecaster is not None:  # new caps or smoothing: each channel's horizon follows
+            forecaster.follow(self.retargeter.response_times())
         return SetParametersResult(successful=True)
 
     def warn(self, kind: str, text: str) -> None:

@@ -117,6 +117,13 @@ class Retargeter:
         shaper.mirror = self.config.mapping.mirror if params.mirror is None else params.mirror
         self.params = params
 
+    def response_times(self) -> Dict[str, float]:
+        """Per input channel, the seconds the slowest joint it moves trails a steady ramp of its target:
+        its smoothing's time constant plus v / 2a, the lag an acceleration-limited joint builds up getting
+        to its velocity cap (anticipation looks no further ahead: forecast.make_forecaster)."""
+        lag = self._smoothing + self.limits.vmax / (2.0 * self.limits.amax)
+        return {c: float(lag[joints].max()) for c, joints in self.mapping.driven_joints().items() if joints.any()}
+
     @property
     def command(self) -> Dict[str, float]:
         return dict(zip(self.joints, self.position.tolist()))

@@ -16,11 +16,12 @@ def _topic_names(node) -> set:
 
 
 @pytest.mark.parametrize("ros_args, expected", [
-    ([], {"/joint_commands", "/face/action_units", "/face/head_pose", "/face/gaze", "/diagnostics", "/trace"}),
+    ([], {"/joint_commands", "/face/action_units", "/face/head_pose", "/face/gaze", "/face/forecast", "/diagnostics",
+          "/trace"}),
     (["-r", "__ns:=/robot2"], {"/robot2/joint_commands", "/robot2/face/action_units", "/robot2/face/head_pose",
-                               "/robot2/face/gaze", "/diagnostics", "/robot2/trace"}),
+                               "/robot2/face/gaze", "/robot2/face/forecast", "/diagnostics", "/robot2/trace"}),
     (["-r", "joint_commands:=/robot2/goals"], {"/robot2/goals", "/face/action_units", "/face/head_pose",
-                                               "/face/gaze", "/diagnostics", "/trace"}),
+                                               "/face/gaze", "/face/forecast", "/diagnostics", "/trace"}),
 ])
 def test_a_node_resolves_and_remaps_the_relative_names(ros_args, expected):
     """The documented defaults in the root namespace; a namespace or a remap moves them (absolute names
