@@ -1,0 +1,1 @@
+"""Tools run by hand (offline layer): the twin's neutral face prepared from a real face image."""

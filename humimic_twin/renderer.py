@@ -1,0 +1,190 @@
+"""The face twin's renderer: the robot's face for joint positions, as a BGR image.
+
+Each joint's ``twin`` entries of the robot config (humimic_core.robot_config.TwinMove) become a
+displacement field over the mesh points, per radian from the joint's neutral (a region's points by
+their weights, the points within ``falloff`` IOD by a quadratic falloff, the region's holds not at
+all); ``rotate`` entries turn the whole face in 3-D about its centre (in the servos' order). Lids
+stop at the other lid and the lips at each other (face_regions.NEVER_CROSS).
+
+The image is warped piecewise-affinely over the warp mesh, only where it moves: the moved
+triangles are rasterised as indices (largest first), each pixel takes its triangle's inverse affine
+map, one cv2.remap samples the neutral image. What a warp cannot show is drawn: the mouth's dark
+interior inside the inner lips, and each iris (the neutral one, moved with the eye's points) inside
+its eye's lids, so a closing lid covers it.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from humimic_core.face_regions import EYE_RINGS, IRISES, MESH, MOUTH_RING, NEVER_CROSS, REGIONS
+from humimic_core.robot_config import Servo, TwinMove
+from humimic_twin.neutral_face import CENTRES, NeutralFace
+
+#: the mouth's interior (BGR), darker in the middle
+MOUTH_COLOUR, MOUTH_CORE = (38, 28, 52), (18, 12, 24)
+#: sub-pixel bits of the rasterised triangles and polygons
+SHIFT = 4
+#: pixels a vertex must move for its triangles to be warped
+MOVED = 0.02
+
+
+def inter_ocular(points: np.ndarray) -> float:
+    """Distance (pixels) between the eye centres (mean of each eye's ring)."""
+    return float(np.linalg.norm(points[list(EYE_RINGS["R"]), :2].mean(0) - points[list(EYE_RINGS["L"]), :2].mean(0)))
+
+
+def displacement_field(move: TwinMove, neutral: np.ndarray, iod: float) -> np.ndarray:
+    """(478, 2) pixels per radian of one ``region`` entry over the neutral mesh points."""
+    region = REGIONS[move.region]
+    weight = np.zeros(len(neutral))
+    index = np.array(list(region.points))
+    weight[index] = list(region.points.values())
+    if move.falloff > 0:
+        distance = np.linalg.norm(neutral[:MESH, None, :2] - neutral[None, index, :2], axis=2) / iod
+        near = (np.array(list(region.points.values()))[None, :]
+                * np.clip(1.0 - distance / move.falloff, 0.0, None) ** 2).max(1)
+        weight[:MESH] = np.maximum(weight[:MESH], near)
+        weight[list(region.holds)] = 0.0
+        weight[index] = list(region.points.values())
+    return weight[:, None] * np.array(move.move)[None, :] * iod
+
+
+def rotation(axis: Sequence[float], angle: float) -> np.ndarray:
+    matrix, _ = cv2.Rodrigues(np.asarray(axis, dtype=np.float64) * angle)
+    return matrix
+
+
+class FaceTwin:
+    """Renders the neutral face moved by the joints of ``servos`` that have ``twin`` entries."""
+
+    def __init__(self, face: NeutralFace, servos: Sequence[Servo]) -> None:
+        self.face = face
+        self.neutral = face.vertices.astype(np.float64)
+        self.iod = inter_ocular(self.neutral)
+        points = self.neutral[:CENTRES]
+        self.centre = points[:MESH].mean(0)
+        self.fields: List[Tuple[str, float, np.ndarray]] = []
+        self.rotations: List[Tuple[str, float, Tuple[float, float, float]]] = []
+        for servo in servos:
+            for move in servo.twin:
+                if move.region:
+                    self.fields.append((servo.joint, servo.neutral, displacement_field(move, points, self.iod)))
+                else:
+                    self.rotations.append((servo.joint, servo.neutral, move.rotate))
+        self.iris_radius = {side: float(np.linalg.norm(points[list(rim), :2] - points[centre, :2], axis=1).mean())
+                            for side, (centre, *rim) in IRISES.items()}
+        self._upper, self._lower = (np.array(i) for i in zip(*NEVER_CROSS))
+        triangles = face.triangles
+        self._triangles = triangles
+        self._src = self.neutral[triangles][:, :, :2]  # (T, 3, 2)
+        self._ys, self._xs = np.mgrid[0:face.size, 0:face.size].astype(np.float32)
+
+    def vertices(self, positions: Mapping[str, float]) -> np.ndarray:
+        """(V, 3) positions (pixels; x, y and the mesh's depth z) of the warp mesh's vertices for
+        these joint positions (joints not given stay at neutral)."""
+        mesh = self.neutral[:CENTRES].copy()
+        for joint, neutral, field in self.fields:
+            angle = float(positions.get(joint, neutral)) - neutral
+            if angle:
+                mesh[:, :2] += angle * field
+        upper, lower = mesh[self._upper, 1], mesh[self._lower, 1]
+        crossed = upper > lower
+        middle = (upper + lower) / 2
+        mesh[self._upper[crossed], 1] = middle[crossed]
+        mesh[self._lower[crossed], 1] = middle[crossed]
+        for joint, neutral, axis in self.rotations:
+            angle = float(positions.get(joint, neutral)) - neutral
+            if angle:
+                mesh = (mesh - self.centre) @ rotation(axis, angle).T + self.centre
+        centres = [mesh[list(ring)].mean(0) for ring in (EYE_RINGS["R"], EYE_RINGS["L"], MOUTH_RING)]
+        return np.vstack([mesh, centres, self.neutral[CENTRES + 3:]])
+
+    def render(self, positions: Mapping[str, float]) -> np.ndarray:
+        """The face for these joint positions (rad), BGR uint8, the neutral image's size."""
+        vertices = self.vertices(positions)
+        points = vertices[:, :2]
+        out = self.face.base.copy()
+        self._warp(points, out, vertices[:, 2] if self.rotations else None)
+        self._draw_mouth(points, out)
+        for side in "RL":
+            self._draw_iris(side, points, out)
+        return out
+
+    def _warp(self, points: np.ndarray, out: np.ndarray, depth: Optional[np.ndarray]) -> None:
+        """Warp the moved triangles into ``out``; with ``depth``, the nearest drawn last (a turned
+        face hides what turns away), else the largest first."""
+        moved = np.abs(points - self.neutral[:, :2]).max(1) > MOVED
+        chosen = np.flatnonzero(moved[self._triangles].any(1))
+        if not len(chosen):
+            return
+        if depth is not None:
+            chosen = chosen[np.argsort(-depth[self._triangles[chosen]].mean(1), kind="stable")]
+        dst = points[self._triangles[chosen]]  # (n, 3, 2)
+        src = self._src[chosen]
+        both = np.concatenate([dst.reshape(-1, 2), src.reshape(-1, 2)])
+        size = out.shape[0]
+        x0, y0 = np.clip(np.floor(both.min(0)).astype(int), 0, size - 1)
+        x1, y1 = np.clip(np.ceil(both.max(0)).astype(int) + 1, 1, size)
+        ids = np.zeros((y1 - y0, x1 - x0), np.uint16)
+        corners = np.round((dst - (x0, y0)) * (1 << SHIFT)).astype(np.int32)
+        for i, tri in enumerate(corners, start=1):
+            cv2.fillConvexPoly(ids, tri, i, cv2.LINE_8, SHIFT)
+        affine = np.zeros((6, len(chosen) + 1), np.float32)
+        affine[:, 0] = (1, 0, 0, 0, 1, 0)  # not in a moved triangle: stays where it is
+        homogeneous = np.concatenate([dst.transpose(0, 2, 1), np.ones((len(chosen), 1, 3))], axis=1)  # (n, 3, 3)
+        det = np.linalg.det(homogeneous)
+        usable = np.abs(det) > 1e-9
+        maps = np.tile(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (len(chosen), 1, 1))
+        maps[usable] = src.transpose(0, 2, 1)[usable] @ np.linalg.inv(homogeneous[usable])
+        affine[:, 1:] = maps.reshape(-1, 6).T
+        index = ids.astype(np.intp)
+        xs, ys = self._xs[y0:y1, x0:x1], self._ys[y0:y1, x0:x1]
+        map_x, map_y = (self._affine_map(affine[row:row + 3], index, xs, ys) for row in (0, 3))
+        out[y0:y1, x0:x1] = cv2.remap(self.face.base, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+    @staticmethod
+    def _affine_map(rows: np.ndarray, index: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """a * x + b * y + c per pixel, (a, b, c) = ``rows`` of the pixel's triangle."""
+        out = np.take(rows[0], index)
+        out *= xs
+        out += np.take(rows[1], index) * ys
+        out += np.take(rows[2], index)
+        return out
+
+    def _draw_mouth(self, points: np.ndarray, out: np.ndarray) -> None:
+        ring = points[list(MOUTH_RING)]
+        cv2.fillPoly(out, [np.round(ring * (1 << SHIFT)).astype(np.int32)], MOUTH_COLOUR, cv2.LINE_AA, SHIFT)
+        centre = ring.mean(0)
+        core = centre + 0.6 * (ring - centre)
+        cv2.fillPoly(out, [np.round(core * (1 << SHIFT)).astype(np.int32)], MOUTH_CORE, cv2.LINE_AA, SHIFT)
+
+    def _draw_iris(self, side: str, points: np.ndarray, out: np.ndarray) -> None:
+        """The neutral iris, moved to where the eye's iris points went, inside the eye's lids."""
+        centre = IRISES[side][0]
+        start, now = self.neutral[centre, :2], points[centre]
+        radius = self.iris_radius[side]
+        half = int(np.ceil(radius)) + 2
+        cx, cy = (int(round(v)) for v in now)
+        size = out.shape[0]
+        if not (half <= cx < size - half and half <= cy < size - half):
+            return
+        box = (slice(cy - half, cy + half + 1), slice(cx - half, cx + half + 1))
+        patch = cv2.getRectSubPix(self.face.original, (2 * half + 1, 2 * half + 1),
+                                  (float(start[0] + cx - now[0]), float(start[1] + cy - now[1])))
+        mask = np.zeros((2 * half + 1, 2 * half + 1), np.uint8)
+        origin = np.array([cx - half, cy - half], dtype=np.float64)
+        cv2.circle(mask, tuple(int(v) for v in np.round((now - origin) * (1 << SHIFT))),
+                   int(round(radius * (1 << SHIFT))), 255, -1, cv2.LINE_AA, SHIFT)
+        lids = np.zeros_like(mask)
+        cv2.fillPoly(lids, [np.round((points[list(EYE_RINGS[side])] - origin) * (1 << SHIFT)).astype(np.int32)],
+                     255, cv2.LINE_AA, SHIFT)
+        alpha = (mask.astype(np.float32) * lids.astype(np.float32) / (255.0 * 255.0))[..., None]
+        out[box] = (out[box] * (1.0 - alpha) + patch * alpha).astype(np.uint8)
+
+
+def joint_positions(names: Sequence[str], positions: Sequence[float]) -> Dict[str, float]:
+    """A JointState's names and positions as a mapping (finite positions only)."""
+    return {n: float(p) for n, p in zip(names, positions) if np.isfinite(p)}
