@@ -22,6 +22,9 @@ EYE_RINGS = {
 MOUTH_RING = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
              176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+#: the lid skin's upper edge above each eye (from the outer to the inner corner), where a closing lid
+#: unfolds
+LID_SKIN = {"R": (247, 30, 29, 27, 28, 56, 190), "L": (467, 260, 259, 257, 258, 286, 414)}
 #: iris centre, then its four rim points, per eye
 IRISES = {"R": (468, 469, 470, 471, 472), "L": (473, 474, 475, 476, 477)}
 #: (upper, lower) point pairs that never cross: a lid stops at the other, the lips at each other
@@ -30,7 +33,7 @@ NEVER_CROSS = ((159, 145), (158, 153), (160, 144), (157, 154), (161, 163), (386,
 
 _UPPER_LIP = (185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 311, 310, 415)
 _LOWER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324)
-_UPPER_LID = {"R": (246, 161, 160, 159, 158, 157, 173), "L": (466, 388, 387, 386, 385, 384, 398)}
+UPPER_LID = {"R": (246, 161, 160, 159, 158, 157, 173), "L": (466, 388, 387, 386, 385, 384, 398)}
 _LOWER_LID = {"R": (7, 163, 144, 145, 153, 154, 155), "L": (249, 390, 373, 374, 380, 381, 382)}
 _CORNERS = {"R": (33, 133), "L": (263, 362)}
 _LID_PROFILE = (0.3, 0.65, 0.9, 1.0, 0.9, 0.65, 0.3)  # a lid's middle moves most, its ends least
@@ -62,8 +65,8 @@ def _regions() -> Dict[str, Region]:
         inner, outer, middle = brows[side]
         regions[f"brow_inner_{side}"] = Region({**dict.fromkeys(inner, 1.0), **dict.fromkeys(middle, 0.5)}, eyes)
         regions[f"brow_outer_{side}"] = Region({**dict.fromkeys(outer, 1.0), **dict.fromkeys(middle, 0.5)}, eyes)
-        regions[f"upper_lid_{side}"] = _lid(_UPPER_LID[side], _LOWER_LID[side] + _CORNERS[side])
-        regions[f"lower_lid_{side}"] = _lid(_LOWER_LID[side], _UPPER_LID[side] + _CORNERS[side])
+        regions[f"upper_lid_{side}"] = _lid(UPPER_LID[side], _LOWER_LID[side] + _CORNERS[side])
+        regions[f"lower_lid_{side}"] = _lid(_LOWER_LID[side], UPPER_LID[side] + _CORNERS[side])
         ends, near = corners[side]
         regions[f"lip_corner_{side}"] = Region({**dict.fromkeys(ends, 1.0), **dict.fromkeys(near, 0.6)}, eyes)
         regions[f"iris_{side}"] = Region(dict.fromkeys(IRISES[side], 1.0))

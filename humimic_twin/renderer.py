@@ -3,8 +3,8 @@
 Each joint's ``twin`` entries of the robot config (humimic_core.robot_config.TwinMove) become a
 displacement field over the mesh points, per radian from the joint's neutral (a region's points by
 their weights, the points within ``falloff`` IOD by a quadratic falloff, the region's holds not at
-all); ``rotate`` entries turn the whole face in 3-D about its centre (in the servos' order). Lids
-stop at the other lid and the lips at each other (face_regions.NEVER_CROSS).
+all); ``rotate`` entries turn the whole face in 3-D about its centre (in the servos' order). An upper
+lid stops at the lower lid, the upper lips at the lower (face_regions.NEVER_CROSS).
 
 The image is warped piecewise-affinely over the warp mesh, only where it moves: the moved
 triangles are rasterised as indices (largest first), each pixel takes its triangle's inverse affine
@@ -19,12 +19,14 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from humimic_core.face_regions import EYE_RINGS, IRISES, MESH, MOUTH_RING, NEVER_CROSS, REGIONS
+from humimic_core.face_regions import EYE_RINGS, IRISES, LID_SKIN, MESH, MOUTH_RING, NEVER_CROSS, REGIONS, UPPER_LID
 from humimic_core.robot_config import Servo, TwinMove
 from humimic_twin.neutral_face import CENTRES, NeutralFace
 
 #: the mouth's interior (BGR), darker in the middle
 MOUTH_COLOUR, MOUTH_CORE = (38, 28, 52), (18, 12, 24)
+#: the lashes of a closed lid (BGR)
+LASHES = (45, 40, 50)
 #: sub-pixel bits of the rasterised triangles and polygons
 SHIFT = 4
 #: pixels a vertex must move for its triangles to be warped
@@ -80,6 +82,8 @@ class FaceTwin:
         triangles = face.triangles
         self._triangles = triangles
         self._src = self.neutral[triangles][:, :, :2]  # (T, 3, 2)
+        self._lid_skin = {side: self._mean_colour(list(LID_SKIN[side]) + list(UPPER_LID[side][::-1]))
+                          for side in "RL"}
         self._ys, self._xs = np.mgrid[0:face.size, 0:face.size].astype(np.float32)
 
     def vertices(self, positions: Mapping[str, float]) -> np.ndarray:
@@ -90,11 +94,7 @@ class FaceTwin:
             angle = float(positions.get(joint, neutral)) - neutral
             if angle:
                 mesh[:, :2] += angle * field
-        upper, lower = mesh[self._upper, 1], mesh[self._lower, 1]
-        crossed = upper > lower
-        middle = (upper + lower) / 2
-        mesh[self._upper[crossed], 1] = middle[crossed]
-        mesh[self._lower[crossed], 1] = middle[crossed]
+        mesh[self._upper, 1] = np.minimum(mesh[self._upper, 1], mesh[self._lower, 1])
         for joint, neutral, axis in self.rotations:
             angle = float(positions.get(joint, neutral)) - neutral
             if angle:
@@ -111,6 +111,7 @@ class FaceTwin:
         self._draw_mouth(points, out)
         for side in "RL":
             self._draw_iris(side, points, out)
+            self._draw_lid(side, points, out)
         return out
 
     def _warp(self, points: np.ndarray, out: np.ndarray, depth: Optional[np.ndarray]) -> None:
@@ -160,6 +161,35 @@ class FaceTwin:
         centre = ring.mean(0)
         core = centre + 0.6 * (ring - centre)
         cv2.fillPoly(out, [np.round(core * (1 << SHIFT)).astype(np.int32)], MOUTH_CORE, cv2.LINE_AA, SHIFT)
+
+    def _mean_colour(self, polygon: List[int]) -> np.ndarray:
+        mask = np.zeros(self.face.base.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(self.neutral[polygon, :2]).astype(np.int32)], 255)
+        return np.array(cv2.mean(self.face.base, mask)[:3])
+
+    def _draw_lid(self, side: str, points: np.ndarray, out: np.ndarray) -> None:
+        """As the upper lid closes (its middle's share of the neutral lid gap), its skin unfolds:
+        the fold above it fades into the lid's own colour, and the lashes close onto the lower lid."""
+        top, bottom = UPPER_LID[side][3], 145 if side == "R" else 374
+        gap, open_gap = (p[bottom, 1] - p[top, 1] for p in (points, self.neutral))
+        closure = float(np.clip(1.0 - gap / max(open_gap, 1e-6), 0.0, 1.0))
+        if closure <= 0.0:
+            return
+        polygon = points[list(LID_SKIN[side]) + list(UPPER_LID[side][::-1])]
+        x0, y0 = np.floor(polygon.min(0)).astype(int) - 3
+        x1, y1 = np.ceil(polygon.max(0)).astype(int) + 4
+        if x0 < 0 or y0 < 0 or x1 > out.shape[1] or y1 > out.shape[0]:
+            return
+        mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+        cv2.fillPoly(mask, [np.round((polygon - (x0, y0)) * (1 << SHIFT)).astype(np.int32)], 1.0, cv2.LINE_AA, SHIFT)
+        alpha = (cv2.GaussianBlur(mask, (5, 5), 0) * closure)[..., None]
+        box = out[y0:y1, x0:x1]
+        box[:] = (box * (1.0 - alpha) + self._lid_skin[side] * alpha).astype(np.uint8)
+        lashes = np.round((points[list(UPPER_LID[side])] - (x0, y0)) * (1 << SHIFT)).astype(np.int32)
+        line = np.zeros_like(mask)
+        cv2.polylines(line, [lashes], False, 1.0, 2, cv2.LINE_AA, SHIFT)
+        alpha = (line * closure)[..., None]
+        box[:] = (box * (1.0 - alpha) + np.array(LASHES) * alpha).astype(np.uint8)
 
     def _draw_iris(self, side: str, points: np.ndarray, out: np.ndarray) -> None:
         """The neutral iris, moved to where the eye's iris points went, inside the eye's lids."""
