@@ -71,7 +71,7 @@ class Servo:
     profile_velocity: float = 0.0  # rad/s the servo's own trajectory keeps to; 0 = its velocity limit
     profile_acceleration: float = 0.0  # rad/s^2 of that trajectory; 0 = no limit
     return_delay_us: int = 0  # wait before the servo answers (us, 0..508 in steps of 2)
-    twin: Tuple[TwinMove, ...] = ()  # how the joint moves the face twin (humimic_twin)
+    twin: Tuple[TwinMove, ...] = ()  # how the joint moves the face twin (humimic_perception.sim)
 
     @property
     def spec(self) -> ModelSpec:

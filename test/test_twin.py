@@ -11,7 +11,7 @@ from humimic_core.robot_config import ConfigError, load_robot_config, parse_robo
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import make_backend
 from humimic_perception.perception import FacePerception
-from humimic_twin.renderer import FaceTwin
+from humimic_perception.sim.face_twin import FaceTwin
 
 NEUTRAL_FRAMES = 10
 BROWS = ("brow_inner_left", "brow_inner_right", "brow_outer_left", "brow_outer_right")
@@ -19,7 +19,7 @@ BROWS = ("brow_inner_left", "brow_inner_right", "brow_outer_left", "brow_outer_r
 
 @pytest.fixture(scope="module")
 def twin(shared_media) -> FaceTwin:
-    from humimic_twin.offline.prepare import prepare
+    from humimic_perception.sim.neutral_face import prepare
 
     return FaceTwin(prepare(), load_robot_config(config_file("robot_face.yaml")).servos)
 

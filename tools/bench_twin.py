@@ -1,4 +1,4 @@
-"""Renders per second of the face twin (humimic_twin.renderer) at 512x512 on one core.
+"""Renders per second of the face twin (humimic_perception.sim.face_twin) at 512x512 on one core.
 
     .venv/bin/python tools/bench_twin.py [--renders 600]
 
@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
-from humimic_twin.offline.prepare import prepare  # noqa: E402
-from humimic_twin.renderer import FaceTwin  # noqa: E402
+from humimic_perception.sim.neutral_face import prepare  # noqa: E402
+from humimic_perception.sim.face_twin import FaceTwin  # noqa: E402
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ import numpy as np
 
 from humimic_core.face_regions import EYE_RINGS, IRISES, LID_SKIN, MESH, MOUTH_RING, NEVER_CROSS, REGIONS, UPPER_LID
 from humimic_core.robot_config import Servo, TwinMove
-from humimic_twin.neutral_face import CENTRES, NeutralFace
+from humimic_perception.sim.neutral_face import CENTRES, NeutralFace
 
 #: the mouth's interior (BGR), darker in the middle
 MOUTH_COLOUR, MOUTH_CORE = (38, 28, 52), (18, 12, 24)

@@ -1,27 +1,82 @@
-"""Prepare the twin's neutral face from a real face (a frame of a clip or an image): its face mesh
-from the project's own perception, the warp mesh (MediaPipe's face tessellation, the eye and mouth
-openings fanned from their centres, Delaunay triangles from the face oval to the image border) and
-the image with its irises painted out (the twin draws them where the eyes look).
+"""The twin's neutral face: a real face (a frame of a clip or an image, read from the sample media,
+never stored in the repository) with its face mesh from the project's own perception, the warp
+mesh (MediaPipe's face tessellation, the eye and mouth openings fanned from their centres, Delaunay
+triangles from the face oval to the image border) and the image with its irises painted out (the
+twin draws them where the eyes look). Prepared once and cached in HUMIMIC_CACHE/twin/:
 
-    python -m humimic_twin.offline.prepare [--source FILE] [--frame N] [--size 512]
+    python -m humimic_perception.sim.neutral_face [--source FILE] [--frame N] [--size 512]
+
+Vertices of the warp mesh: the 478 mesh points (irises 468-477, drawn, never warped), then the
+centres of the right eye, the left eye and the mouth (their rings are fanned from them), then
+fixed points on the image border (the background stretches between them and the face).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
 
-from humimic_core.face_regions import EYE_RINGS, FACE_OVAL, IRISES, MESH, MOUTH_RING
-from humimic_perception.landmarks_onnx import OnnxLandmarks
-from humimic_twin.neutral_face import BORDER, CENTRES, NeutralFace, cache_path, resolve_source
+from humimic_core.face_regions import EYE_RINGS, FACE_OVAL, IRISES, MESH, MESH_WITH_IRISES, MOUTH_RING
+from humimic_core.paths import cache_dir, shared_media_dir
 
+#: index of the first centre vertex (right eye, left eye, mouth), then the border points
+CENTRES = MESH_WITH_IRISES
+BORDER = CENTRES + 3
 #: border points per image side (corners included once)
 BORDER_STEPS = 4
+#: the default neutral face: frame 0 of a real clip of ../shared/media (a frontal, relaxed face)
+DEFAULT_SOURCE = "pucker_then_mouth_open.mp4"
+
+
+@dataclass(frozen=True)
+class NeutralFace:
+    """``base``: the face image (BGR, irises painted out); ``original``: the same with its irises;
+    ``vertices`` (V, 3) pixels (x right, y down, z away as the face mesh gives it; 0 off the face);
+    ``triangles`` (T, 3) vertex indices of the warp mesh."""
+
+    base: np.ndarray
+    original: np.ndarray
+    vertices: np.ndarray
+    triangles: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.base.shape[0])
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, base=self.base, original=self.original, vertices=self.vertices,
+                            triangles=self.triangles)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "NeutralFace":
+        with np.load(path) as data:
+            return cls(data["base"], data["original"], data["vertices"], data["triangles"])
+
+
+def resolve_source(source: str) -> Path:
+    """The image or video file of a neutral face ("" = DEFAULT_SOURCE of ../shared/media; a bare
+    name is looked up there)."""
+    path = Path(source or DEFAULT_SOURCE)
+    if not path.is_file() and len(path.parts) == 1:
+        path = shared_media_dir() / path
+    return path
+
+
+def cache_path(source: str, frame: int, size: int) -> Path:
+    """Where the prepared neutral face of (source, frame, size) is cached."""
+    path = resolve_source(source)
+    key = hashlib.sha1(f"{path.resolve()}:{frame}:{size}".encode()).hexdigest()[:10]
+    return cache_dir() / "twin" / f"{path.stem}_{frame}_{size}_{key}.npz"
 
 
 def read_frame(path: Path, frame: int, size: int) -> np.ndarray:
@@ -52,7 +107,7 @@ def tessellation() -> List[tuple]:
 
 
 def warp_triangles(vertices: np.ndarray) -> np.ndarray:
-    """The warp mesh over ``vertices`` (layout of humimic_twin.neutral_face), largest triangles
+    """The warp mesh over ``vertices`` (the layout above), largest triangles
     first: the renderer draws them in this order, so a 3-clique of the tessellation that is no face
     (three points around a fourth) is overdrawn by the faces inside it."""
     xy = vertices[:, :2]
@@ -101,6 +156,8 @@ def prepare(source: str = "", frame: int = 0, size: int = 512) -> NeutralFace:
     if path.is_file():
         return NeutralFace.load(path)
     image = read_frame(resolve_source(source), frame, size)
+    from humimic_perception.landmarks_onnx import OnnxLandmarks
+
     backend = OnnxLandmarks(max_faces=1, device="cpu")
     face = backend.process(image)
     backend.close()
