@@ -36,6 +36,8 @@ setup(
             "humimic-camera = humimic_perception.camera_node:main",
             "humimic-perception = humimic_perception.perception_node:main",
             "humimic-hri-bridge = humimic_perception.hri_bridge_node:main",
+            "humimic-face-twin = humimic_perception.sim.twin_node:main",
+            "humimic-twin-face = humimic_perception.sim.neutral_face:main",
             "humimic-retarget = humimic_retarget.retarget_node:main",
             "humimic-driver = humimic_driver.driver_node:main",
             "humimic-servo-emulator = humimic_driver.sim.emulated_bus:main",

@@ -85,3 +85,70 @@ def test_twin_entries_are_validated():
     raw["servos"][0]["twin"] = [{"region": "jaw", "move": [0, 0.8], "falloff": 0.5}, {"rotate": [0, 2, 0]}]
     servo = parse_robot_config(raw).servos[0]
     assert servo.twin[0].move == (0.0, 0.8) and servo.twin[1].rotate == (0.0, 1.0, 0.0)
+
+
+def test_robot_face_argument_adds_a_watched_face_and_leaves_the_person_pipeline_alone():
+    from humimic_bringup.graph import imitation_graph
+    from humimic_bringup.runner import command
+
+    person = imitation_graph({}, include_external=False)
+    for source, camera in (("twin", "face_twin"), ("/dev/video2", "robot_face_camera")):
+        specs = imitation_graph({"robot_face": source}, include_external=False)
+        assert [s for s in specs if s.name in {p.name for p in person}] == person
+        added = {s.name: s for s in specs if s.name not in {p.name for p in person}}
+        assert set(added) == {camera, "robot_face_perception"}
+        watcher = added["robot_face_perception"]
+        assert watcher.namespace == "robot_face" and ("/tf", "/robot_face/tf") in watcher.remappings
+        cmd = command(watcher)
+        assert "__ns:=/robot_face" in cmd and "smoothing.enabled:=true" in cmd and "--params-file" not in cmd
+    assert added["robot_face_camera"].parameters["source"] == "/dev/video2"
+    shipped = str(config_file("robot_face.yaml"))
+    twin = next(s for s in imitation_graph({"robot_face": "twin", "robot_config": shipped}, include_external=False)
+                if s.name == "face_twin")
+    assert twin.namespace == "" and twin.parameters["robot_config"] == shipped
+
+
+def test_twin_node_renders_each_joint_state_with_its_stamp(shared_media):
+    """The real node: a joint state in, the face for it out on robot_face/camera/image_raw with the
+    joint state's stamp; its parameter defaults are config/humimic.yaml's."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image, JointState
+
+    from humimic_core.parameters import node_parameters
+    from humimic_core.ros_util import RELIABLE_QOS, SENSOR_QOS
+    from humimic_core.topics import JOINT_STATES, ROBOT_FACE_IMAGE
+    from humimic_perception.ros_convert import image_from_msg
+    from humimic_perception.sim.twin_node import TwinNode
+
+    rclpy.init()
+    try:
+        node = TwinNode()
+        values = node_parameters(config_file("humimic.yaml"), "face_twin")
+        assert {n: node.get_parameter(n).value for n in values} == values
+        probe = rclpy.create_node("twin_probe")
+        images = []
+        probe.create_subscription(Image, ROBOT_FACE_IMAGE, images.append, SENSOR_QOS)
+        pub = probe.create_publisher(JointState, JOINT_STATES, RELIABLE_QOS)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.add_node(probe)
+        for i, jaw in enumerate((0.0, 0.45)):
+            msg = JointState(name=["jaw"], position=[jaw])
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 100 + i, 5
+            for _ in range(100):
+                if len(images) > i:
+                    break
+                if node.latest is None and node.rendered == i:
+                    pub.publish(msg)
+                executor.spin_once(timeout_sec=0.05)
+            assert len(images) == i + 1 and images[i].header.stamp.sec == 100 + i
+            assert images[i].header.frame_id == "robot_face_camera_optical_frame"
+        neutral, opened = (image_from_msg(m) for m in images)
+        assert np.array_equal(neutral, node.twin.render({}))
+        assert np.array_equal(opened, node.twin.render({"jaw": 0.45}))
+        executor.shutdown()
+        probe.destroy_node()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
