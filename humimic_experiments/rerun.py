@@ -103,6 +103,22 @@ NOT_BACKEND_OPTIONS = {"backend", "neutral_frames", "publish_debug_image", "face
                        "max_frame_lag"}
 
 
+def perception_from_parameters(params_file: str | Path, backend: Optional[str] = None) -> Tuple[Any, str]:
+    """(FacePerception, backend name) as the perception node builds it from a parameter file (one
+    ONNX Runtime thread)."""
+    from humimic_perception.face_selection import FaceSelector
+    from humimic_perception.landmarks import make_backend
+    from humimic_perception.perception import FacePerception, smoothing_from
+
+    values = node_parameters(params_file, "face_perception")
+    name = backend or values.get("backend", "onnx")
+    options = {k: v for k, v in values.items() if k not in NOT_BACKEND_OPTIONS and "." not in k}
+    landmarks = make_backend(name, **{**options, "threads": 1})
+    smoothing = smoothing_from(values) if "smoothing.enabled" in values else None
+    return FacePerception(landmarks, int(values.get("neutral_frames", 10)), smoothing,
+                          FaceSelector(str(values.get("face_selection", "same")))), name
+
+
 def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path] = None,
           config: Optional[RobotConfig] = None, backend: Optional[str] = None,
           write_images: bool = True, start_frame: int = 0) -> Dict[str, Any]:
@@ -113,24 +129,15 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
 
     from humimic_core.head_frame import head_angles
     from humimic_perception import ros_convert
-    from humimic_perception.face_selection import FaceSelector
     from humimic_perception.intrinsics import Intrinsics
-    from humimic_perception.landmarks import make_backend
-    from humimic_perception.perception import FacePerception, smoothing_from
     from humimic_retarget.retargeter import Retargeter
 
     source, out = Path(source), Path(out)
     params_file = Path(params_file or config_file("humimic.yaml"))
     config = config or load_robot_config(config_file("robot_face.yaml"))
     camera = node_parameters(params_file, "camera")
-    perception_params = node_parameters(params_file, "face_perception")
     retarget_params = node_parameters(params_file, "retarget")
-    backend_name = backend or perception_params.get("backend", "onnx")
-    options = {k: v for k, v in perception_params.items() if k not in NOT_BACKEND_OPTIONS and "." not in k}
-    landmarks = make_backend(backend_name, **{**options, "threads": 1})
-    smoothing = smoothing_from(perception_params) if "smoothing.enabled" in perception_params else None
-    perception = FacePerception(landmarks, int(perception_params.get("neutral_frames", 10)), smoothing,
-                                FaceSelector(str(perception_params.get("face_selection", "same"))))
+    perception, backend_name = perception_from_parameters(params_file, backend)
     retargeter = Retargeter(config, RetargetParams.from_parameters(retarget_params))
     forecaster = make_forecaster(forecast_settings(retarget_params))
     count, frames = recording_frames(source) if source.is_dir() else video_frames(source)
