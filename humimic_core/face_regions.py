@@ -33,6 +33,7 @@ NEVER_CROSS = ((159, 145), (158, 153), (160, 144), (157, 154), (161, 163), (386,
 
 _UPPER_LIP = (185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 311, 310, 415)
 _LOWER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324)
+_LOWER_LIP_PROFILE = (0.5, 0.75, 0.9, 1.0, 1.0, 1.0, 0.9, 0.75, 0.5)  # the jaw drops the lip's middle most
 UPPER_LID = {"R": (246, 161, 160, 159, 158, 157, 173), "L": (466, 388, 387, 386, 385, 384, 398)}
 _LOWER_LID = {"R": (7, 163, 144, 145, 153, 154, 155), "L": (249, 390, 373, 374, 380, 381, 382)}
 _CORNERS = {"R": (33, 133), "L": (263, 362)}
@@ -54,8 +55,8 @@ def _lid(points: Tuple[int, ...], holds: Tuple[int, ...]) -> Region:
 def _regions() -> Dict[str, Region]:
     eyes = EYE_RINGS["R"] + EYE_RINGS["L"]
     regions = {
-        "jaw": Region({**dict.fromkeys(_LOWER_LIP, 1.0), **dict.fromkeys((152, 148, 176, 377, 400, 18, 200, 199, 175),
-                                                                         1.0)}, _UPPER_LIP + eyes),
+        "jaw": Region({**dict(zip(_LOWER_LIP, _LOWER_LIP_PROFILE * 2)),
+                       **dict.fromkeys((152, 148, 176, 377, 400, 18, 200, 199, 175), 1.0)}, _UPPER_LIP + eyes),
         "irises": Region(dict.fromkeys(IRISES["R"] + IRISES["L"], 1.0)),
     }
     brows = {"R": ((107, 66, 55, 65), (70, 63, 46, 53), (105, 52)), "L": ((336, 296, 285, 295), (300, 293, 276, 283),

@@ -152,3 +152,37 @@ def test_twin_node_renders_each_joint_state_with_its_stamp(shared_media):
         node.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+def test_the_twin_turns_and_looks_the_way_its_joints_say(twin):
+    """Perceived head angles and gaze follow the joint conventions of the robot config (+ neck yaw:
+    turned to its own left, + pitch: nose down, + roll: right ear down; + eyes yaw: to its left)."""
+    from humimic_experiments import visual
+    from humimic_experiments.kinematic import geometry
+
+    poses = {"neck_yaw": 0.3, "neck_pitch": 0.25, "neck_roll": 0.25, "eyes_yaw": 0.4}
+    frames = 1 + len(poses)
+    positions = {j: np.array([0.0] + [v if k == j else 0.0 for k in poses]) for j, v in poses.items()}
+    perception = FacePerception(make_backend("onnx", device="cpu"), 1)
+    robot = visual.watch_robot(positions, frames, twin, perception)
+    perception.close()
+    signals = geometry(robot.points, robot.rotations)
+    moved = {name: signals[name][1:] - signals[name][0] for name in ("head_yaw", "head_pitch", "head_roll", "iris_yaw")}
+    for i, (joint, signal) in enumerate((("neck_yaw", "head_yaw"), ("neck_pitch", "head_pitch"),
+                                         ("neck_roll", "head_roll"), ("eyes_yaw", "iris_yaw"))):
+        assert moved[signal][i] > 0 and abs(moved[signal][i]) == max(abs(moved[signal])), (joint, moved)
+
+
+def test_visual_pairs_mirror_the_sides_and_lateral_signs():
+    from humimic_core.channels import CODES
+    from humimic_experiments import visual
+
+    rng = np.random.default_rng(1)
+    person = {s: rng.normal(size=50) for g in visual.GROUPS.values() for s in g}
+    robot = {s: person[s[:-1] + ("L" if s.endswith("R") else "R")] if s[-2:] in ("_R", "_L") else
+             (-person[s] if s in ("iris_yaw", "head_yaw", "head_roll") else person[s]) for s in person}
+    aus = rng.random((50, len(CODES)))
+    figures = visual.correlations(visual.segments(person, robot, aus, aus, mirror=True), max_lag=3)
+    assert all(abs(f["r"] - 1.0) < 1e-9 and f["lag_frames"] == 0 for f in figures.values()), figures
+    same_side = visual.correlations(visual.segments(person, robot, aus, aus, mirror=False), max_lag=0)
+    assert same_side["neck yaw"]["r"] < -0.99 and same_side["lids"]["r"] < 0.5
