@@ -324,7 +324,7 @@ def visual_fidelity(seen: Sequence[Tuple[Clip, Path, Recording]], out: Path, par
             return (f.image for f in itertools.islice(video_frames(clip.path)[1], clip.start, None))
 
         figures, segments = visual.measure(recording, source, config, twin, perception, mirror, max_lag,
-                                           out / "visual" / f"{clip.label.replace('@', '_from_')}.mp4",
+                                           out / "visual" / f"{clip.label.replace('.', '_').replace('@', '_from_')}.mp4",
                                            person_frames if clip.path.is_file() else None)
         perception.close()
         clips.append({"clip": clip.label, **figures})
