@@ -103,6 +103,21 @@ NOT_BACKEND_OPTIONS = {"backend", "neutral_frames", "publish_debug_image", "face
                        "max_frame_lag"}
 
 
+def result_channels(result) -> Optional[Dict[str, float]]:
+    """The retarget node's input channels of a perception result (AUs, head angles, gaze); None
+    without a face."""
+    from humimic_core.head_frame import head_angles
+
+    if not result.face:
+        return None
+    channels = dict(result.action_units)
+    yaw, pitch, roll = head_angles(result.head_pose.rotation)
+    channels.update(head_yaw=yaw, head_pitch=pitch, head_roll=roll)
+    if result.gaze is not None:
+        channels.update(gaze_yaw=result.gaze.combined[0], gaze_pitch=result.gaze.combined[1])
+    return channels
+
+
 def perception_from_parameters(params_file: str | Path, backend: Optional[str] = None) -> Tuple[Any, str]:
     """(FacePerception, backend name) as the perception node builds it from a parameter file (one
     ONNX Runtime thread)."""
@@ -127,7 +142,6 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Header
 
-    from humimic_core.head_frame import head_angles
     from humimic_perception import ros_convert
     from humimic_perception.intrinsics import Intrinsics
     from humimic_retarget.retargeter import Retargeter
@@ -161,13 +175,7 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
             t0 = time.perf_counter()
             result = perception.process(frame.image, intrinsics, frame.stamp * 1e-9)
             t1 = time.perf_counter()
-            channels = None
-            if result.face:
-                channels = dict(result.action_units)
-                yaw, pitch, roll = head_angles(result.head_pose.rotation)
-                channels.update(head_yaw=yaw, head_pitch=pitch, head_roll=roll)
-                if result.gaze is not None:
-                    channels.update(gaze_yaw=result.gaze.combined[0], gaze_pitch=result.gaze.combined[1])
+            channels = result_channels(result)
             ahead = channels if forecaster is None else forecaster(frame.stamp * 1e-9, channels)
             command = retargeter.update(frame.stamp * 1e-9, ahead)
             t2 = time.perf_counter()
