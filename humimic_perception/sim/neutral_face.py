@@ -4,7 +4,7 @@ mesh (MediaPipe's face tessellation, the eye and mouth openings fanned from thei
 triangles from the face oval to the image border) and the image with its irises painted out (the
 twin draws them where the eyes look). Prepared once and cached in HUMIMIC_CACHE/twin/:
 
-    python -m humimic_perception.sim.neutral_face [--source FILE] [--frame N] [--size 512]
+    humimic-twin-prepare [--source FILE] [--frame N] [--size 512]
 
 Vertices of the warp mesh: the 478 mesh points (irises 468-477, drawn, never warped), then the
 centres of the right eye, the left eye and the mouth (their rings are fanned from them), then
