@@ -35,7 +35,7 @@ _UPPER_LIP = (185, 40, 39, 37, 0, 267, 269, 270, 409, 191, 80, 81, 82, 13, 312, 
 _LOWER_LIP = (146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324)
 _LOWER_LIP_PROFILE = (0.5, 0.75, 0.9, 1.0, 1.0, 1.0, 0.9, 0.75, 0.5)  # the jaw drops the lip's middle most
 UPPER_LID = {"R": (246, 161, 160, 159, 158, 157, 173), "L": (466, 388, 387, 386, 385, 384, 398)}
-_LOWER_LID = {"R": (7, 163, 144, 145, 153, 154, 155), "L": (249, 390, 373, 374, 380, 381, 382)}
+LOWER_LID = {"R": (7, 163, 144, 145, 153, 154, 155), "L": (249, 390, 373, 374, 380, 381, 382)}
 _CORNERS = {"R": (33, 133), "L": (263, 362)}
 _LID_PROFILE = (0.3, 0.65, 0.9, 1.0, 0.9, 0.65, 0.3)  # a lid's middle moves most, its ends least
 
@@ -66,8 +66,8 @@ def _regions() -> Dict[str, Region]:
         inner, outer, middle = brows[side]
         regions[f"brow_inner_{side}"] = Region({**dict.fromkeys(inner, 1.0), **dict.fromkeys(middle, 0.5)}, eyes)
         regions[f"brow_outer_{side}"] = Region({**dict.fromkeys(outer, 1.0), **dict.fromkeys(middle, 0.5)}, eyes)
-        regions[f"upper_lid_{side}"] = _lid(UPPER_LID[side], _LOWER_LID[side] + _CORNERS[side])
-        regions[f"lower_lid_{side}"] = _lid(_LOWER_LID[side], UPPER_LID[side] + _CORNERS[side])
+        regions[f"upper_lid_{side}"] = _lid(UPPER_LID[side], LOWER_LID[side] + _CORNERS[side])
+        regions[f"lower_lid_{side}"] = _lid(LOWER_LID[side], UPPER_LID[side] + _CORNERS[side])
         ends, near = corners[side]
         regions[f"lip_corner_{side}"] = Region({**dict.fromkeys(ends, 1.0), **dict.fromkeys(near, 0.6)}, eyes)
         regions[f"iris_{side}"] = Region(dict.fromkeys(IRISES[side], 1.0))

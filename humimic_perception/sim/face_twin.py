@@ -19,7 +19,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from humimic_core.face_regions import EYE_RINGS, IRISES, LID_SKIN, MESH, MOUTH_RING, NEVER_CROSS, REGIONS, UPPER_LID
+from humimic_core.face_regions import (EYE_RINGS, IRISES, LID_SKIN, LOWER_LID, MESH, MOUTH_RING, NEVER_CROSS, REGIONS,
+                                       UPPER_LID)
 from humimic_core.robot_config import Servo, TwinMove
 from humimic_perception.sim.neutral_face import CENTRES, NeutralFace
 
@@ -170,7 +171,7 @@ class FaceTwin:
     def _draw_lid(self, side: str, points: np.ndarray, out: np.ndarray) -> None:
         """As the upper lid closes (its middle's share of the neutral lid gap), its skin unfolds:
         the fold above it fades into the lid's own colour, and the lashes close onto the lower lid."""
-        top, bottom = UPPER_LID[side][3], 145 if side == "R" else 374
+        top, bottom = UPPER_LID[side][3], LOWER_LID[side][3]  # the lids' middles
         gap, open_gap = (p[bottom, 1] - p[top, 1] for p in (points, self.neutral))
         closure = float(np.clip(1.0 - gap / max(open_gap, 1e-6), 0.0, 1.0))
         if closure <= 0.0:
