@@ -64,6 +64,7 @@ def test_the_twin_moves_only_where_a_joint_moves_it(twin):
     neutral = twin.render({})
     assert np.array_equal(neutral, twin.render({"jaw": 0.0, "neck_yaw": 0.0}))
     opened = twin.render({"jaw": 0.45})
+    assert np.array_equal(opened, twin.render({"jaw": 3.0}))  # a joint stays within its limits
     changed = np.argwhere(np.abs(opened.astype(int) - neutral.astype(int)).max(2) > 8)
     assert changed[:, 0].min() > twin.neutral[[145, 374], 1].max()  # the eyes and above stay put
     assert changed[:, 0].max() > twin.neutral[14, 1] + 0.3 * twin.iod  # the chin drops

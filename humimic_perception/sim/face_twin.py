@@ -69,37 +69,35 @@ class FaceTwin:
         self.iod = inter_ocular(self.neutral)
         points = self.neutral[:CENTRES]
         self.centre = points[:MESH].mean(0)
-        self.fields: List[Tuple[str, float, np.ndarray]] = []
-        self.rotations: List[Tuple[str, float, Tuple[float, float, float]]] = []
+        self.fields: List[Tuple[Servo, np.ndarray]] = []
+        self.rotations: List[Tuple[Servo, Tuple[float, float, float]]] = []
         for servo in servos:
             for move in servo.twin:
                 if move.region:
-                    self.fields.append((servo.joint, servo.neutral, displacement_field(move, points, self.iod)))
+                    self.fields.append((servo, displacement_field(move, points, self.iod)))
                 else:
-                    self.rotations.append((servo.joint, servo.neutral, move.rotate))
+                    self.rotations.append((servo, move.rotate))
         self.iris_radius = {side: float(np.linalg.norm(points[list(rim), :2] - points[centre, :2], axis=1).mean())
                             for side, (centre, *rim) in IRISES.items()}
         self._upper, self._lower = (np.array(i) for i in zip(*NEVER_CROSS))
-        triangles = face.triangles
-        self._triangles = triangles
-        self._src = self.neutral[triangles][:, :, :2]  # (T, 3, 2)
+        self._triangles = face.triangles
+        self._src = self.neutral[face.triangles][:, :, :2]  # (T, 3, 2)
         self._lid_skin = {side: self._mean_colour(list(LID_SKIN[side]) + list(UPPER_LID[side][::-1]))
                           for side in "RL"}
         self._ys, self._xs = np.mgrid[0:face.size, 0:face.size].astype(np.float32)
 
     def vertices(self, positions: Mapping[str, float]) -> np.ndarray:
         """(V, 3) positions (pixels; x, y and the mesh's depth z) of the warp mesh's vertices for
-        these joint positions (joints not given stay at neutral)."""
+        these joint positions (joints not given stay at neutral; each within its limits)."""
+        servos = [s for s, _ in self.fields] + [s for s, _ in self.rotations]
+        angles = {s.joint: s.clamp(float(positions.get(s.joint, s.neutral))) - s.neutral for s in servos}
         mesh = self.neutral[:CENTRES].copy()
-        for joint, neutral, field in self.fields:
-            angle = float(positions.get(joint, neutral)) - neutral
-            if angle:
-                mesh[:, :2] += angle * field
+        for servo, field in self.fields:
+            mesh[:, :2] += angles[servo.joint] * field
         mesh[self._upper, 1] = np.minimum(mesh[self._upper, 1], mesh[self._lower, 1])
-        for joint, neutral, axis in self.rotations:
-            angle = float(positions.get(joint, neutral)) - neutral
-            if angle:
-                mesh = (mesh - self.centre) @ rotation(axis, angle).T + self.centre
+        for servo, axis in self.rotations:
+            if angles[servo.joint]:
+                mesh = (mesh - self.centre) @ rotation(axis, angles[servo.joint]).T + self.centre
         centres = [mesh[list(ring)].mean(0) for ring in (EYE_RINGS["R"], EYE_RINGS["L"], MOUTH_RING)]
         return np.vstack([mesh, centres, self.neutral[CENTRES + 3:]])
 
