@@ -187,3 +187,54 @@ def test_visual_pairs_mirror_the_sides_and_lateral_signs():
     assert all(abs(f["r"] - 1.0) < 1e-9 and f["lag_frames"] == 0 for f in figures.values()), figures
     same_side = visual.correlations(visual.segments(person, robot, aus, aus, mirror=False), max_lag=0)
     assert same_side["neck yaw"]["r"] < -0.99 and same_side["lids"]["r"] < 0.5
+
+
+def test_twin_and_robot_face_perception_run_as_processes_in_their_namespace(shared_media, tmp_path):
+    """The graph's robot-face processes, started as the runner starts them: joint states in, the
+    robot face's action units out on /robot_face/face/action_units with each joint state's stamp."""
+    import time
+
+    import rclpy
+    from sensor_msgs.msg import JointState
+
+    from humimic_bringup.graph import imitation_graph
+    from humimic_bringup.runner import Pipeline
+    from humimic_core.ros_util import RELIABLE_QOS
+    from humimic_core.stamps import to_ns
+
+    specs = [s for s in imitation_graph({"robot_face": "twin"}, include_external=False)
+             if s.name in ("face_twin", "robot_face_perception")]
+    assert len(specs) == 2
+    rclpy.init()
+    node = rclpy.create_node("twin_process_probe")
+    received = {}
+    node.create_subscription(JointState, "/robot_face/face/action_units",
+                             lambda m: received.__setitem__(to_ns(m.header.stamp), dict(zip(m.name, m.position))),
+                             RELIABLE_QOS)
+    pub = node.create_publisher(JointState, "/joint_states", RELIABLE_QOS)
+    pipeline = Pipeline(specs, tmp_path / "logs").start()
+    try:
+        deadline = time.time() + 60.0
+        while time.time() < deadline and not (node.count_publishers("/robot_face/face/action_units")
+                                              and pub.get_subscription_count()):
+            rclpy.spin_once(node, timeout_sec=0.1)
+        sent = []
+        for i in range(40):  # neutral, then the jaw wide open; one state per 0.1 s
+            msg = JointState(name=["jaw"], position=[0.45 if i >= 30 else 0.0])
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + i, 0
+            pub.publish(msg)
+            sent.append(to_ns(msg.header.stamp))
+            until = time.time() + 0.1
+            while time.time() < until:
+                rclpy.spin_once(node, timeout_sec=0.02)
+        until = time.time() + 10.0
+        while time.time() < until and sent[-1] not in received:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        assert not pipeline.failed(), f"processes failed: {pipeline.failed()} (logs in {tmp_path / 'logs'})"
+    finally:
+        pipeline.stop()
+        node.destroy_node()
+        rclpy.shutdown()
+    assert set(received) <= set(sent) and sent[-1] in received, (sorted(received), sent)
+    faces = [received[s] for s in sent if s in received and received[s]]
+    assert len(faces) >= 10 and faces[-1]["AU26"] > faces[0]["AU26"] + 1.0
