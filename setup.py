@@ -57,6 +57,7 @@ setup(
             "humimic-calibrate = humimic_retarget.offline.calibrate_tool:main",
             "humimic-fit = humimic_retarget.offline.fit_tool:main",
             "humimic-babble = humimic_experiments.babble:main",
+            "humimic-self-model = humimic_retarget.offline.self_model:main",
             "humimic-pose-playback = humimic_retarget.offline.pose_playback_node:main",
         ],
     },
