@@ -22,6 +22,8 @@ MESH_MARKERS = "face/mesh_markers"
 BOXES = "face/boxes"
 DEBUG_IMAGE = "face/debug_image"
 FORECAST = "face/forecast"  # retarget node, forecast.enabled
+#: retarget node, a self-model with a variance: each model joint's predicted standard deviation (rad)
+SELF_MODEL_STD = "retarget/self_model_std"
 JOINT_COMMANDS = "joint_commands"
 WRITTEN_GOALS = "driver/written_goals"
 JOINT_STATES = "joint_states"

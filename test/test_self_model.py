@@ -36,3 +36,30 @@ def test_variance_follows_the_error_and_runs_as_a_learned_mapping(tmp_path, caps
     assert abs(mean[0, jaw_index] - 0.12) < 0.02 and np.allclose(joints(x[0]), mean[0], atol=1e-6)
     low, high = np.sqrt(variance[:, jaw_index])
     assert 0.005 < low < 0.03 and 0.06 < high < 0.13 and high > 3 * low
+
+
+def test_an_uncertain_joint_falls_back_to_the_configured_mapping(tmp_path):
+    """mapping.model.max_std: where the self-model's predicted std of a joint exceeds it, that joint
+    follows its linear mapping for the frame; the std of the last frame is kept for publishing."""
+    import yaml
+
+    from humimic_core.paths import config_file
+    from humimic_core.robot_config import load_robot_config
+    from humimic_retarget.expression_mapping import ExpressionMapping
+
+    rng = np.random.default_rng(1)
+    au01, au02 = rng.uniform(0, 5, 600), rng.uniform(0, 5, 600)
+    jaw = 0.4 - 0.06 * au01 + (0.01 + 0.016 * au02) * rng.normal(size=600)  # not the linear mapping's jaw
+    data = tmp_path / "babble.jsonl"
+    data.write_text("".join(jsonl_line({"AU01": a, "AU02": b}, {"jaw": j}) + "\n" for a, b, j in zip(au01, au02, jaw)))
+    assert main([str(data), "--out", str(tmp_path / "self_model.onnx")]) == 0
+    raw = yaml.safe_load(config_file("robot_face.yaml").read_text())
+    raw["mapping"]["model"] = {"path": "self_model.onnx", "max_std": 0.05}
+    (tmp_path / "robot.yaml").write_text(yaml.safe_dump(raw))
+    mapping = ExpressionMapping(load_robot_config(tmp_path / "robot.yaml"))
+    jaw_index = mapping.joints.index("jaw")
+    frame = {"AU01": 1.0, "AU25": 2.0, "AU26": 2.0}
+    sure, _ = mapping({**frame, "AU02": 0.0})  # predicted std ~0.01 rad: the model's jaw
+    assert mapping.std[0] < 0.05 and abs(sure[jaw_index] - 0.34) < 0.03
+    unsure, valid = mapping({**frame, "AU02": 5.0})  # ~0.09 rad: the linear mapping's jaw (0.06 AU25 + 0.03 AU26)
+    assert mapping.std[0] > 0.05 and valid[jaw_index] and abs(unsure[jaw_index] - 0.18) < 1e-6

@@ -27,11 +27,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import load_robot_config
-from humimic_retarget.learned_mapping import CHANNELS_KEY, JOINTS_KEY
+from humimic_retarget.learned_mapping import CHANNELS_KEY, JOINTS_KEY, VARIANCE_OUTPUT
 from humimic_retarget.offline.fitting import _scale, block_split, choose_ridge, rmse
 from humimic_retarget.offline.onnx_export import INPUT_NAME, IR_VERSION, OPSET, OUTPUT_NAME
 
-VARIANCE_NAME = "joint_variance"
+VARIANCE_NAME = VARIANCE_OUTPUT
 #: blocks of the cross-fit that gives the residuals the variance learns from
 FOLDS = 5
 
