@@ -63,3 +63,60 @@ def test_an_uncertain_joint_falls_back_to_the_configured_mapping(tmp_path):
     assert mapping.std[0] < 0.05 and abs(sure[jaw_index] - 0.34) < 0.03
     unsure, valid = mapping({**frame, "AU02": 5.0})  # ~0.09 rad: the linear mapping's jaw (0.06 AU25 + 0.03 AU26)
     assert mapping.std[0] > 0.05 and valid[jaw_index] and abs(unsure[jaw_index] - 0.18) < 1e-6
+
+
+def test_retarget_node_publishes_the_self_model_uncertainty(tmp_path):
+    """The live retarget node (a process) with a self-model: commands on /joint_commands, and the
+    model joints' predicted standard deviations on /retarget/self_model_std with the same stamps."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import rclpy
+    import yaml
+    from sensor_msgs.msg import JointState
+
+    from humimic_core.paths import config_file
+    from humimic_core.processes import interrupt
+    from humimic_core.ros_util import RELIABLE_QOS
+
+    rng = np.random.default_rng(2)
+    au01, au02 = rng.uniform(0, 5, 300), rng.uniform(0, 5, 300)
+    (tmp_path / "babble.jsonl").write_text("".join(
+        jsonl_line({"AU01": a, "AU02": b}, {"jaw": 0.06 * a + 0.01 * rng.normal()}) + "\n" for a, b in zip(au01, au02)))
+    assert main([str(tmp_path / "babble.jsonl"), "--out", str(tmp_path / "self_model.onnx")]) == 0
+    raw = yaml.safe_load(config_file("robot_face.yaml").read_text())
+    raw["mapping"]["model"] = {"path": "self_model.onnx"}
+    (tmp_path / "robot.yaml").write_text(yaml.safe_dump(raw))
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "humimic_retarget.retarget_node", "--ros-args", "-p",
+                             f"robot_config:={tmp_path / 'robot.yaml'}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONPATH=str(root)))
+    rclpy.init()
+    node = rclpy.create_node("self_model_probe")
+    got = {"/joint_commands": [], "/retarget/self_model_std": []}
+    for topic, store in got.items():
+        node.create_subscription(JointState, topic, store.append, RELIABLE_QOS)
+    pub = node.create_publisher(JointState, "/face/action_units", RELIABLE_QOS)
+    try:
+        deadline = time.time() + 30.0
+        while time.time() < deadline and not got["/retarget/self_model_std"]:
+            msg = JointState(name=["AU01", "AU02"], position=[2.0, 1.0])
+            msg.header.stamp = node.get_clock().now().to_msg()
+            pub.publish(msg)
+            rclpy.spin_once(node, timeout_sec=0.05)
+        until = time.time() + 0.5  # the command sent with it, on its own topic
+        while time.time() < until:
+            rclpy.spin_once(node, timeout_sec=0.05)
+    finally:
+        interrupt(proc, 10.0)
+        output = proc.communicate()[0]
+        node.destroy_node()
+        rclpy.shutdown()
+    stds = got["/retarget/self_model_std"]
+    assert stds, output
+    assert list(stds[0].name) == ["jaw"] and 0.0 < stds[0].position[0] < 0.05
+    stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in got["/joint_commands"]}
+    assert (stds[0].header.stamp.sec, stds[0].header.stamp.nanosec) in stamps
