@@ -40,6 +40,9 @@ LAUNCH_ARGUMENTS: Dict[str, Tuple[str, str]] = {
     "record": ("", "Record every humimic topic into this folder (ros2 bag record, MCAP, where rosbag2 is "
                    "installed, else humimic-record); empty = no recording"),
     "camera": ("true", "Start the camera node (false: frames come from elsewhere, e.g. a bag replay)"),
+    "robot_face": ("", "Watch the robot's face: 'twin' = render it from /joint_states (humimic-face-twin), "
+                       "else a camera source pointed at it (as video takes); a second perception reads it, "
+                       "all in the robot_face namespace (robot_face/face/action_units); empty = off"),
     "remap": ("", "Topic remappings of every humimic node, 'from:=to' separated by spaces, names as in "
                   "humimic_core/topics.py (e.g. joint_commands:=/robot2/joint_commands)"),
 }
@@ -51,7 +54,8 @@ _OVERRIDES: Dict[str, List[Tuple[str, str, type]]] = {
     "loop": [("camera", "loop", bool)],
     "serial_port": [("dynamixel_driver", "port", str)],
     "baud_rate": [("dynamixel_driver", "baud_rate", int)],
-    "robot_config": [("retarget", "robot_config", str), ("dynamixel_driver", "robot_config", str)],
+    "robot_config": [("retarget", "robot_config", str), ("dynamixel_driver", "robot_config", str),
+                     ("face_twin", "robot_config", str)],
 }
 
 
@@ -80,6 +84,8 @@ class ProcessSpec:
     requires: Tuple[str, ...] = ()
     #: (from, to) topic remappings of a ROS node
     remappings: List[Tuple[str, str]] = field(default_factory=list)
+    #: ROS namespace of the node ("" = the root); its parameters then come in `parameters`, not the file
+    namespace: str = ""
 
 
 def executable_on_path(name: str) -> bool:
@@ -230,6 +236,8 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
     ]
     if parse_bool(args["camera"], "camera"):
         specs.append(node("camera", "humimic_perception.camera_node", "humimic-camera"))
+    if args["robot_face"]:
+        specs += robot_face_specs(args["robot_face"], params_file, sim_time, node)
     if parse_bool(args["hri"], "hri"):
         specs.append(ProcessSpec("hri_bridge", "humimic-hri-bridge", "humimic_perception.hri_bridge_node",
                                  parameters={"use_sim_time": sim_time}, required=False,
@@ -245,6 +253,31 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
             specs.append(ProcessSpec("rviz2", "rviz2", package="rviz2", parameters={"use_sim_time": sim_time},
                                      arguments=["-d", str(share_dir() / "rviz" / "humimic.rviz")], required=False))
     return specs
+
+
+#: the robot-face camera's optical frame (the person's camera keeps camera_optical_frame)
+ROBOT_FACE_FRAME = "robot_face_camera_optical_frame"
+
+
+def robot_face_specs(source: str, params_file: str, sim_time: bool, node: Any) -> List[ProcessSpec]:
+    """The robot-face camera (a camera source, or the face twin for source "twin") and a second
+    perception on it, in the robot_face namespace, so the person's pipeline is unchanged; its head
+    pose TF goes to /robot_face/tf (the person's "head" frame stays theirs)."""
+    from humimic_core.topics import ROBOT_FACE, TF
+
+    def namespaced(name: str, module: str, executable: str, of: str, **extra: Any) -> ProcessSpec:
+        parameters = {**node_parameters(params_file, of), "use_sim_time": sim_time, **extra}
+        return ProcessSpec(name, executable, module, parameters=parameters, namespace=ROBOT_FACE)
+
+    if source == "twin":
+        camera = node("face_twin", "humimic_perception.sim.twin_node", "humimic-face-twin")
+    else:
+        camera = namespaced("robot_face_camera", "humimic_perception.camera_node", "humimic-camera", "camera",
+                            source=source, frame_id=ROBOT_FACE_FRAME, min_subscribers=1)
+    perception = namespaced("robot_face_perception", "humimic_perception.perception_node", "humimic-perception",
+                            "face_perception")
+    perception.remappings.append((TF, f"/{ROBOT_FACE}{TF}"))
+    return [camera, perception]
 
 
 def add_camera_subscriber(specs: List[ProcessSpec]) -> None:
@@ -378,6 +411,15 @@ def validate_inputs(values: Mapping[str, str]) -> None:
              or str(config_file("robot_face.yaml")) for n in ("retarget", "dynamixel_driver")}
     configs = {path: _robot_config(path) for path in dict.fromkeys(paths.values())}
     _check_forecast(params_file)
+    if args["robot_face"] == "twin":
+        from humimic_perception.sim.neutral_face import resolve_source
+
+        neutral = resolve_source(str(node_parameters(params_file, "face_twin").get("neutral_face", "")))
+        if not neutral.is_file():
+            raise InputError(f"robot_face twin: neutral face {neutral}: no such file ({params_file}: "
+                             "face_twin.neutral_face)")
+    elif args["robot_face"]:
+        _check_video(args["robot_face"], "robot_face")
     if flags["camera"]:
         source = args["video"] or str(node_parameters(params_file, "camera").get("source", ""))
         _check_video(source, "video" if args["video"] else f"{params_file}: camera.source")

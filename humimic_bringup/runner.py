@@ -70,6 +70,8 @@ def command(spec: ProcessSpec) -> Optional[List[str]]:
         cmd = [str(shutil.which(spec.executable)), *spec.arguments]
     if spec.ros_node:
         cmd += ["--ros-args", "-r", f"__node:={spec.name}"]
+        if spec.namespace:
+            cmd += ["-r", f"__ns:=/{spec.namespace}"]
         for source, target in spec.remappings:
             cmd += ["-r", f"{source}:={target}"]
         if spec.params_file:

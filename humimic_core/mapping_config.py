@@ -3,7 +3,8 @@
 mapping:
   mirror: true|false          mirror image (the person's left is the robot's right) or same-side imitation
   curves: {channel: {deadband: x, gain: g, points: [[x, y], ...]}}   shaping before the weights
-  model: {path: file.onnx}    a learned mapping for the joints it outputs (path relative to the config)
+  model: {path: file.onnx, max_std: rad}    a learned mapping for the joints it outputs (path relative to the
+                               config); a self-model's joint above max_std of predicted error falls back
   <joint>: {weights: {channel: weight}, offset: rad}
 
 constraints:
@@ -30,7 +31,7 @@ MAPPING_OPTIONS = ("curves", "mirror", "model")
 #: Known keys of each section (every other key is refused, naming its path).
 JOINT_KEYS = ("weights", "offset")
 CURVE_KEYS = ("deadband", "gain", "points")
-MODEL_KEYS = ("path",)
+MODEL_KEYS = ("path", "max_std")
 CONSTRAINT_KEYS = ("velocity", "acceleration", "smoothing", "couplings")
 COUPLING_KEYS = ("name", "terms", "min", "max")
 
@@ -55,6 +56,9 @@ class MappingConfig(abc.Mapping):
     curves: Dict[str, Curve] = field(default_factory=dict)
     mirror: bool = False
     model: Optional[Path] = None
+    #: rad: a joint whose predicted standard deviation (a self-model's joint_variance) is larger
+    #: follows the linear mapping for that frame instead; None = always the model
+    model_max_std: Optional[float] = None
 
     def __getitem__(self, joint: str) -> JointMapping:
         return self.joints[joint]
@@ -171,7 +175,7 @@ def parse_mapping(raw: Any, joints: Sequence[str], base_dir: Optional[Path] = No
     mirror = raw.get("mirror", False)
     if not isinstance(mirror, bool):
         raise MappingError(f"mapping.mirror: expected true or false, got {mirror!r}")
-    model = None
+    model, max_std = None, None
     if raw.get("model") is not None:
         entry = _table(raw["model"], "mapping.model", "{path: file.onnx}")
         _known_keys(entry, MODEL_KEYS, "mapping.model")
@@ -179,7 +183,12 @@ def parse_mapping(raw: Any, joints: Sequence[str], base_dir: Optional[Path] = No
         if not isinstance(path, str) or not path:
             raise MappingError(f"mapping.model.path: expected the path of an ONNX file, got {path!r}")
         model = Path(path) if base_dir is None else base_dir / path
-    return MappingConfig(joints=out, curves=curves, mirror=mirror, model=model)
+        max_std = entry.get("max_std")
+        if max_std is not None and (isinstance(max_std, bool) or not isinstance(max_std, (int, float))
+                                    or not 0 < max_std < 10):
+            raise MappingError(f"mapping.model.max_std: expected a standard deviation in rad (0..10), got {max_std!r}")
+    return MappingConfig(joints=out, curves=curves, mirror=mirror, model=model,
+                         model_max_std=None if max_std is None else float(max_std))
 
 
 def _caps(raw: Any, joints: Sequence[str], where: str, unit: str, zero: bool = False) -> Dict[str, float]:

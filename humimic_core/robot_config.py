@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Tuple
 import yaml
 
 from humimic_core.control_tables import BAUD_CODES, MAX_RETURN_DELAY, RETURN_DELAY_UNIT_S, ModelSpec, model
-from humimic_core.known_keys import check_keys, yaml_problem
+from humimic_core.face_regions import REGIONS
+from humimic_core.known_keys import check_keys, unknown, yaml_problem
 from humimic_core.mapping_config import (Constraints, MappingConfig, MappingError, parse_constraints,
                                              parse_mapping)
 
@@ -28,11 +29,25 @@ TOP_KEYS = ("robot", "bus", "servos", "fixed_links", "mapping", "constraints")
 ROBOT_KEYS = ("name", "base_link")
 BUS_KEYS = ("port", "baud_rate", "latency_timer_ms")
 SERVO_KEYS = ("joint", "id", "model", "min", "max", "neutral", "direction", "zero_tick", "parent", "xyz", "rpy",
-              "axis", "profile_velocity", "profile_acceleration", "return_delay_us")
+              "axis", "profile_velocity", "profile_acceleration", "return_delay_us", "twin")
+TWIN_KEYS = ("region", "move", "falloff", "rotate")
 FIXED_LINK_KEYS = ("link", "parent", "xyz", "rpy")
 
 
 Vec3 = Tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class TwinMove:
+    """How one joint moves the face twin's mesh, per radian from its neutral: a ``region`` of
+    humimic_core.face_regions moved by ``move`` (x = image right = the face's left, y = down; in
+    inter-ocular distances, IOD) with neighbours following within ``falloff`` IOD, or the whole
+    face turned about ``rotate`` (a unit axis in the camera's frame: x right, y down, z away)."""
+
+    region: str = ""
+    move: Tuple[float, float] = (0.0, 0.0)
+    falloff: float = 0.0
+    rotate: Vec3 = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,7 @@ class Servo:
     profile_velocity: float = 0.0  # rad/s the servo's own trajectory keeps to; 0 = its velocity limit
     profile_acceleration: float = 0.0  # rad/s^2 of that trajectory; 0 = no limit
     return_delay_us: int = 0  # wait before the servo answers (us, 0..508 in steps of 2)
+    twin: Tuple[TwinMove, ...] = ()  # how the joint moves the face twin (humimic_perception.sim)
 
     @property
     def spec(self) -> ModelSpec:
@@ -201,6 +217,7 @@ def _servo(raw: Any, where: str) -> Servo:
         xyz=_vec3(raw.get("xyz", [0, 0, 0]), f"{where}.xyz"),
         rpy=_vec3(raw.get("rpy", [0, 0, 0]), f"{where}.rpy"),
         axis=tuple(a / norm for a in axis),  # type: ignore[arg-type]
+        twin=_twin(raw.get("twin", []), f"{where}.twin"),
         **_servo_motion(raw, spec, where),
     )
     low_tick, high_tick = servo.tick_limits()
@@ -210,6 +227,39 @@ def _servo(raw: Any, where: str) -> Servo:
             f"{where}.min/max: [{lo}, {hi}] rad maps to ticks [{low_tick}, {high_tick}], outside the "
             f"{spec.name} position range [{p_lo}, {p_hi}] (check zero_tick and direction)")
     return servo
+
+
+def _twin(raw: Any, where: str) -> Tuple[TwinMove, ...]:
+    """A servo's ``twin`` list: entries {region, move: [x, y], falloff} or {rotate: [x, y, z]}."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: expected a list of {{region, move, falloff}} or {{rotate}}, got {raw!r}")
+    moves = []
+    for i, entry in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{at}: expected a mapping, got {entry!r}")
+        check_keys(entry, TWIN_KEYS, at, ConfigError)
+        if "rotate" in entry:
+            if set(entry) != {"rotate"}:
+                raise ConfigError(f"{at}: rotate takes no region, move or falloff")
+            axis = _vec3(entry["rotate"], f"{at}.rotate")
+            norm = math.sqrt(sum(a * a for a in axis))
+            if norm < 1e-9:
+                raise ConfigError(f"{at}.rotate: must not be zero")
+            moves.append(TwinMove(rotate=tuple(a / norm for a in axis)))  # type: ignore[arg-type]
+            continue
+        region = entry.get("region")
+        if region not in REGIONS:
+            raise ConfigError(unknown(f"{at}.region", region, sorted(REGIONS), "region"))
+        move = entry.get("move")
+        if not isinstance(move, Sequence) or isinstance(move, str) or len(move) != 2:
+            raise ConfigError(f"{at}.move: expected [x, y] (IOD per radian), got {move!r}")
+        falloff = _number(entry.get("falloff", 0.0), f"{at}.falloff")
+        if not 0.0 <= falloff <= 2.0:
+            raise ConfigError(f"{at}.falloff: {falloff} IOD is outside 0..2")
+        moves.append(TwinMove(str(region), (_number(move[0], f"{at}.move[0]"), _number(move[1], f"{at}.move[1]")),
+                              falloff))
+    return tuple(moves)
 
 
 def _servo_motion(raw: Mapping, spec: ModelSpec, where: str) -> Dict[str, Any]:

@@ -22,11 +22,18 @@ MESH_MARKERS = "face/mesh_markers"
 BOXES = "face/boxes"
 DEBUG_IMAGE = "face/debug_image"
 FORECAST = "face/forecast"  # retarget node, forecast.enabled
+#: retarget node, a self-model with a variance: each model joint's predicted standard deviation (rad)
+SELF_MODEL_STD = "retarget/self_model_std"
 JOINT_COMMANDS = "joint_commands"
 WRITTEN_GOALS = "driver/written_goals"
 JOINT_STATES = "joint_states"
 #: per-frame latency trace of every node (humimic_core/trace.py), in batches
 TRACE = "trace"
+#: the namespace of the robot-face camera (or the face twin) and of the perception that watches it:
+#: robot_face/camera/image_raw, robot_face/face/action_units, ...
+ROBOT_FACE = "robot_face"
+ROBOT_FACE_IMAGE = f"{ROBOT_FACE}/{CAMERA_IMAGE}"
+ROBOT_FACE_INFO = f"{ROBOT_FACE}/{CAMERA_INFO}"
 #: perception's service that starts a new neutral-face capture
 RECAPTURE_NEUTRAL = "face/recapture_neutral"
 #: diagnostics stay absolute, where diagnostic aggregators and rqt look for them (REP-107)

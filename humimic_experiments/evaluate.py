@@ -13,6 +13,7 @@ there). Without clips: DEFAULT_CLIPS.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -30,7 +31,7 @@ from humimic_core.robot_config import RobotConfig, load_robot_config
 from humimic_core.topics import CAMERA_IMAGE, CAMERA_INFO, HEAD_POSE, JOINT_COMMANDS, JOINT_STATES, LANDMARKS, absolute
 from humimic_experiments import kinematic
 from humimic_experiments.bag_io import deserialize, read_messages, topic_summary
-from humimic_experiments.rerun import rerun
+from humimic_experiments.rerun import perception_from_parameters, rerun, video_frames
 from humimic_experiments.session import stamp_ns
 from humimic_retarget.retargeter import RetargetParams
 
@@ -250,8 +251,10 @@ def format_markdown(table: List[List[str]]) -> str:
 
 def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | Path] = None,
              config: Optional[RobotConfig] = None, pairing_file: Optional[str | Path] = None,
-             reuse: bool = False, log=print) -> Dict[str, object]:
-    """Re-run (or read) each clip, measure it, write fidelity.json and fidelity.md; returns the figures."""
+             reuse: bool = False, log=print, twin: bool = False) -> Dict[str, object]:
+    """Re-run (or read) each clip, measure it, write fidelity.json and fidelity.md; returns the figures.
+    ``twin``: also the visual fidelity (humimic_experiments.visual) in visual.json, visual.md and
+    visual/<clip>.mp4 (person | the robot's face twin)."""
     out = Path(out)
     params_file = Path(params_file or config_file("humimic.yaml"))
     config = config or load_robot_config(config_file("robot_face.yaml"))
@@ -269,14 +272,17 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
     if stale:
         raise ValueError(f"re-runs already in {out} ({', '.join(stale)}): pass --reuse to measure them "
                          f"again, or another --out")
-    results, rows = [], []
+    results, rows, seen = [], [], []
     for clip, source in sources.items():
         if source != clip.path and not (source / "metrics.json").is_file():
             rerun(clip.path, source, params_file, config, write_images=False, start_frame=clip.start)
-        figures, segments = measure(load_recording(source), pairing, config)
+        recording = load_recording(source)
+        figures, segments = measure(recording, pairing, config)
         results.append(({"clip": clip.label, "source": str(clip.path), "start_frame": clip.start, **figures},
                         segments))
         rows.append((clip.label, results[-1][0]))
+        if twin:
+            seen.append((clip, source, recording))
     if not results:
         raise ValueError("no clip to evaluate (none of the clips given exists)")
     lag = max(f["max_lag_frames"] for f, _ in results)
@@ -297,6 +303,42 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
     (out / "fidelity.md").write_text(caption + "\n\n" + format_markdown(table) + "\n")
     log(caption)
     log(format_text(table))
+    if seen:
+        report["visual"] = visual_fidelity(seen, out, params_file, config, mirror, lag, log)
+    return report
+
+
+def visual_fidelity(seen: Sequence[Tuple[Clip, Path, Recording]], out: Path, params_file: Path, config: RobotConfig,
+                    mirror: bool, max_lag: int, log=print) -> Dict[str, object]:
+    """The visual fidelity of each re-run clip and pooled: visual.json, visual.md, visual/<clip>.mp4."""
+    from humimic_experiments import visual
+    from humimic_perception.sim.face_twin import FaceTwin
+    from humimic_perception.sim.neutral_face import prepare
+
+    twin = FaceTwin(prepare(), config.servos)
+    clips, found = [], []
+    for clip, source, recording in seen:
+        perception, _ = perception_from_parameters(params_file)
+
+        def person_frames(clip: Clip = clip):
+            return (f.image for f in itertools.islice(video_frames(clip.path)[1], clip.start, None))
+
+        figures, segments = visual.measure(recording, source, config, twin, perception, mirror, max_lag,
+                                           out / "visual" / f"{clip.label.replace('.', '_').replace('@', '_from_')}.mp4",
+                                           person_frames if clip.path.is_file() else None)
+        perception.close()
+        clips.append({"clip": clip.label, **figures})
+        found.append(segments)
+    total = visual.pooled(found, max_lag)
+    rows = visual.table([(c["clip"], c) for c in clips] + [("pooled", total)])
+    report = {"clips": clips, "pooled": total}
+    (out / "visual.json").write_text(json.dumps(report, indent=2, default=float))
+    caption = (f"Visual fidelity: Pearson r of the person's facial geometry and action units against the robot's "
+               f"face twin, both read by the same perception; r at lag 0 / the best r where the robot follows "
+               f"(lag 0..{max_lag} frames); {'mirrored' if mirror else 'same-side'}.")
+    (out / "visual.md").write_text(caption + "\n\n" + format_markdown(rows) + "\n")
+    log(caption)
+    log(format_text(rows))
     return report
 
 
@@ -309,12 +351,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--params-file", default=None, help="node parameter file (default config/humimic.yaml)")
     parser.add_argument("--robot-config", default=str(config_file("robot_face.yaml")), help="robot config YAML")
     parser.add_argument("--pairing", default=str(config_file("fidelity.yaml")), help="joint/signal pairing YAML")
+    parser.add_argument("--twin", action="store_true",
+                        help="also the visual fidelity: the robot's face twin read by perception (visual.md, visual/*.mp4)")
     parser.add_argument("--reuse", action="store_true",
                         help="measure the re-runs already in --out (made with the same settings) instead of redoing them")
     args = parser.parse_args(argv)
     try:
         evaluate(args.clips, args.out, args.params_file, load_robot_config(args.robot_config), args.pairing,
-                 args.reuse)
+                 args.reuse, twin=args.twin)
     except (ValueError, FileExistsError) as exc:
         print(f"humimic-eval: {exc}", file=sys.stderr)
         return 2

@@ -99,6 +99,36 @@ def recording_frames(path: Path) -> Tuple[int, Iterator[InputFrame]]:
     return topics[absolute(CAMERA_IMAGE)][1], frames()
 
 
+def result_channels(result) -> Optional[Dict[str, float]]:
+    """The retarget node's input channels of a perception result (AUs, head angles, gaze); None
+    without a face."""
+    from humimic_core.head_frame import head_angles
+
+    if not result.face:
+        return None
+    channels = dict(result.action_units)
+    yaw, pitch, roll = head_angles(result.head_pose.rotation)
+    channels.update(head_yaw=yaw, head_pitch=pitch, head_roll=roll)
+    if result.gaze is not None:
+        channels.update(gaze_yaw=result.gaze.combined[0], gaze_pitch=result.gaze.combined[1])
+    return channels
+
+
+def perception_from_parameters(params_file: str | Path, backend: Optional[str] = None) -> Tuple[Any, str]:
+    """(FacePerception, backend name) as the perception node builds it from a parameter file (one
+    ONNX Runtime thread)."""
+    from humimic_perception.face_selection import FaceSelector
+    from humimic_perception.landmarks import make_backend
+    from humimic_perception.perception import FacePerception
+    from humimic_perception.settings import PerceptionSettings
+
+    settings = PerceptionSettings.from_parameters(node_parameters(params_file, "face_perception"))
+    name = backend or settings.backend
+    landmarks = make_backend(name, **settings.backend_options(threads=1))
+    return FacePerception(landmarks, settings.neutral_frames, settings.smoothing.filters,
+                          FaceSelector(settings.face_selection)), name
+
+
 def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path] = None,
           config: Optional[RobotConfig] = None, backend: Optional[str] = None,
           write_images: bool = True, start_frame: int = 0) -> Dict[str, Any]:
@@ -107,25 +137,17 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Header
 
-    from humimic_core.head_frame import head_angles
     from humimic_perception import ros_convert
-    from humimic_perception.face_selection import FaceSelector
     from humimic_perception.intrinsics import Intrinsics
-    from humimic_perception.landmarks import make_backend
-    from humimic_perception.perception import FacePerception
-    from humimic_perception.settings import CameraSettings, PerceptionSettings
+    from humimic_perception.settings import CameraSettings
     from humimic_retarget.retargeter import Retargeter
 
     source, out = Path(source), Path(out)
     params_file = Path(params_file or config_file("humimic.yaml"))
     config = config or load_robot_config(config_file("robot_face.yaml"))
     camera = CameraSettings.from_parameters(node_parameters(params_file, "camera"))
-    settings = PerceptionSettings.from_parameters(node_parameters(params_file, "face_perception"))
     retarget_params = node_parameters(params_file, "retarget")
-    backend_name = backend or settings.backend
-    landmarks = make_backend(backend_name, **settings.backend_options(threads=1))
-    perception = FacePerception(landmarks, settings.neutral_frames, settings.smoothing.filters,
-                                FaceSelector(settings.face_selection))
+    perception, backend_name = perception_from_parameters(params_file, backend)
     retargeter = Retargeter(config, RetargetParams.from_parameters(retarget_params))
     forecaster = make_forecaster(forecast_settings(retarget_params), retargeter.response_times())
     count, frames = recording_frames(source) if source.is_dir() else video_frames(source)
@@ -148,13 +170,7 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
             t0 = time.perf_counter()
             result = perception.process(frame.image, intrinsics, frame.stamp * 1e-9)
             t1 = time.perf_counter()
-            channels = None
-            if result.face:
-                channels = dict(result.action_units)
-                yaw, pitch, roll = head_angles(result.head_pose.rotation)
-                channels.update(head_yaw=yaw, head_pitch=pitch, head_roll=roll)
-                if result.gaze is not None:
-                    channels.update(gaze_yaw=result.gaze.combined[0], gaze_pitch=result.gaze.combined[1])
+            channels = result_channels(result)
             ahead = channels if forecaster is None else forecaster(frame.stamp * 1e-9, channels)
             command = retargeter.update(frame.stamp * 1e-9, ahead)
             t2 = time.perf_counter()

@@ -17,12 +17,17 @@ class ExpressionMapping:
 
     The learned model (``mapping.model``) drives the joints it outputs and needs every one of its
     channels: when one is absent or NaN/inf, all its joints are invalid for that frame. The
-    linear weights drive the other joints. A target that overflows to inf is invalid too.
+    linear weights drive the other joints. A self-model's joint whose predicted standard deviation
+    exceeds ``mapping.model.max_std`` follows its linear mapping for that frame; ``std`` holds the
+    last frame's predicted standard deviations (model joint order; None without a variance). A
+    target that overflows to inf is invalid too.
     """
 
     def __init__(self, config: RobotConfig) -> None:
         self.joints = config.joint_names
         self.model: Optional[LearnedMapping] = None
+        self.max_std = config.mapping.model_max_std
+        self.std: Optional[np.ndarray] = None
         channels: List[str] = list(config.mapping.channels)
         if config.mapping.model is not None:
             self.model = LearnedMapping(config.mapping.model, self.joints)
@@ -58,7 +63,12 @@ class ExpressionMapping:
             if self.model is not None:
                 idx = self._model_inputs
                 ok = bool(np.all(present[idx] & ~bad[idx]))
+                trusted = np.ones(len(self._model_joints), bool)
                 if ok:
-                    targets[self._model_joints] = self.model(values[idx])
-                valid[self._model_joints] = ok
+                    mean, variance = self.model.predict(values[idx])
+                    self.std = None if variance is None else np.sqrt(variance)
+                    if self.std is not None and self.max_std is not None:
+                        trusted = self.std <= self.max_std
+                    targets[self._model_joints[trusted]] = mean[trusted]
+                valid[self._model_joints[trusted]] = ok
         return targets, valid & np.isfinite(targets)

@@ -1,6 +1,8 @@
 """A learned expression-to-joint mapping: an ONNX model run with ONNX Runtime.
 
-The model takes one float32 input [N, channels] and gives joint angles (rad) [N, joints]. Its
+The model takes one float32 input [N, channels] and gives joint angles (rad) [N, joints], and,
+where it is a self-model with a second output VARIANCE_OUTPUT, each joint's predicted variance
+(rad^2) [N, joints] (humimic_retarget/offline/self_model.py). Its
 metadata_props name them in order (JSON lists under CHANNELS_KEY and JOINTS_KEY); a model whose
 channels are not known channels, or whose joints are not servos of the robot, is refused.
 CUDA runs it when ONNX Runtime has the CUDA provider, else the CPU on one thread (a mapping is
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import onnxruntime as ort
@@ -20,6 +22,8 @@ from humimic_core.channels import is_channel
 CHANNELS_KEY = "humimic.channels"
 JOINTS_KEY = "humimic.joints"
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+#: name of a self-model's second output: each joint's predicted variance (rad^2)
+VARIANCE_OUTPUT = "joint_variance"
 
 
 class LearnedModelError(ValueError):
@@ -79,8 +83,16 @@ class LearnedMapping:
             raise LearnedModelError(f"{self.path}: output shape {out.shape} does not match its "
                                     f"{len(self.joints)} joints in metadata")
         self.providers = self.session.get_providers()
+        #: the model also predicts each joint's variance
+        self.has_variance = any(o.name == VARIANCE_OUTPUT for o in outputs[1:])
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         """Joint angles (rad, in ``joints`` order) for a channel vector (``channels`` order)."""
+        return self.predict(values)[0]
+
+    def predict(self, values: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """(joint angles, their predicted variances or None) for a channel vector."""
         x = np.asarray(values, dtype=np.float32).reshape(1, -1)
-        return self.session.run([self._output], {self._input: x})[0][0].astype(float)
+        names = [self._output, VARIANCE_OUTPUT] if self.has_variance else [self._output]
+        out = self.session.run(names, {self._input: x})
+        return out[0][0].astype(float), (out[1][0].astype(float) if self.has_variance else None)

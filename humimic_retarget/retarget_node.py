@@ -6,7 +6,9 @@ judged lost by their arrival (retarget_stream, stream_time); stamps that do not 
 clock and jumps of that clock are counted on /diagnostics ("retarget: frame stamps", with the
 latency of the frames) and logged, and the node goes on imitating. With ``forecast.enabled`` it
 retargets each frame's channels forecast ``forecast.horizon`` s ahead (humimic_retarget/forecast.py)
-and publishes them on /face/forecast.
+and publishes them on /face/forecast. With a self-model that predicts its variance (mapping.model
+from humimic-self-model) each command comes with the model joints' predicted standard deviations
+(rad) on /retarget/self_model_std; a joint above mapping.model.max_std follows its linear mapping.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare, declare_settings, publish_trace, run_node
 from humimic_core.stamps import from_ns, to_ns
 from humimic_core.trace import FrameTrace
-from humimic_core.topics import ACTION_UNITS, DIAGNOSTICS, FORECAST, GAZE, HEAD_POSE, JOINT_COMMANDS
+from humimic_core.topics import ACTION_UNITS, DIAGNOSTICS, FORECAST, GAZE, HEAD_POSE, JOINT_COMMANDS, SELF_MODEL_STD
 from humimic_retarget.forecast import make_forecaster
 from humimic_retarget.learned_mapping import LearnedModelError
 from humimic_retarget.retarget_stream import Command, RetargetStream
@@ -73,6 +75,9 @@ class RetargetNode(Node):
         self.publisher = self.create_publisher(JointState, JOINT_COMMANDS, RELIABLE_QOS)
         self.trace = FrameTrace(self.get_name(), TRACE_STAGES)
         publish_trace(self, self.trace)
+        model = self.retargeter.mapping.model
+        self.std_pub = (self.create_publisher(JointState, SELF_MODEL_STD, RELIABLE_QOS)
+                        if model is not None and model.has_variance else None)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS, RELIABLE_QOS)
         self.create_subscription(JointState, ACTION_UNITS, self.on_action_units, RELIABLE_QOS)
         self.create_subscription(PoseStamped, HEAD_POSE, self.on_head_pose, RELIABLE_QOS)
@@ -82,7 +87,6 @@ class RetargetNode(Node):
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=Duration(nanoseconds=self.stream.time.tolerance),
                           min_backward=Duration(nanoseconds=-1)), post_callback=self.on_clock_jump)
-        model = self.retargeter.mapping.model
         self.get_logger().info(
             f"retargeting {len(self.retargeter.mapping.channels)} channels to {len(self.config.servos)} joints of "
             f"{self.config.source}" + (f", learned model {model.path} on {model.providers[0]}" if model else ""))
@@ -149,6 +153,10 @@ class RetargetNode(Node):
             self.publisher.publish(msg)
             if traced:
                 self.trace.mark(stamp, "sent")
+            std = self.retargeter.mapping.std
+            if self.std_pub is not None and std is not None:
+                self.std_pub.publish(JointState(header=msg.header, name=list(self.retargeter.mapping.model.joints),
+                                                position=std.tolist()))
 
     def publish_diagnostics(self) -> None:
         message, values = self.stream.time.report(self._reported)

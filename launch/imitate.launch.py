@@ -36,6 +36,7 @@ def _parameters(spec):
 def _action(spec):
     if spec.ros_node:
         return Node(package=spec.package, executable=spec.executable, name=spec.name,
+                    namespace=spec.namespace or None,
                     parameters=_parameters(spec), arguments=spec.arguments, remappings=spec.remappings,
                     output="screen")
     cmd = [sys.executable, "-m", spec.module] if spec.package == "humimic" else [spec.executable]

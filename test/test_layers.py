@@ -80,6 +80,8 @@ def test_the_checker_sees_a_wrong_way_import(tmp_path: Path) -> None:
     assert layer("humimic_retarget.offline.fit_tool")[0] > layer("humimic_retarget.retargeter")[0]
     assert layer("humimic_perception.export.onnx_export")[0] > layer("humimic_perception.perception")[0]
     assert layer("humimic_experiments.rerun")[0] < layer("humimic_bringup.graph")[0]
+    # the face twin stands in for the robot-face camera: live code of the perception stage
+    assert layer("humimic_perception.sim.face_twin") == (STAGE, "humimic_perception")
     bad = tmp_path / "bad.py"
     bad.write_text("from humimic_driver.sim import emulated_bus\nimport humimic_core.paths\n")
     assert [t for _, t in imports(bad)] == ["humimic_driver.sim.emulated_bus", "humimic_core.paths"]

@@ -46,7 +46,10 @@ def joint_groups(joints: Sequence[str]) -> List[List[str]]:
     return list(groups.values())
 
 
-def pose_grid(config: RobotConfig, levels: int = 2, combos: int = 0, seed: int = 0) -> List[Dict[str, float]]:
+def pose_grid(config: RobotConfig, levels: int = 2, combos: int = 0, seed: int = 0,
+              sides_apart: bool = False) -> List[Dict[str, float]]:
+    """The grid; ``sides_apart``: in the random poses each side of a left/right pair moves on its
+    own (a wink, a smirk), else both sides together."""
     if levels < 1 or combos < 0:
         raise ValueError(f"levels must be >= 1 and combos >= 0, got {levels}, {combos}")
     joints = config.joint_names
@@ -73,9 +76,10 @@ def pose_grid(config: RobotConfig, levels: int = 2, combos: int = 0, seed: int =
     for _ in range(combos):
         fractions: Dict[int, float] = {}
         for group in joint_groups(joints):
-            if rng.random() < 0.5:
-                f = rng.uniform(-1.0, 1.0)
-                fractions.update({index[j]: f for j in group})
+            for part in ([[j] for j in group] if sides_apart else [group]):
+                if rng.random() < 0.5:
+                    f = rng.uniform(-1.0, 1.0)
+                    fractions.update({index[j]: f for j in part})
         poses.append(pose(fractions))
     return [dict(zip(joints, q.tolist())) for q in poses]
 

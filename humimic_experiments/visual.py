@@ -1,0 +1,162 @@
+"""Visual fidelity: the person's face against the robot's face, both as the project's own perception
+sees them (the robot's: the face twin rendering the robot's joints of each frame, read by a second,
+identically configured perception).
+
+Per frame of a recording (a re-run of humimic_experiments.rerun), the robot's joints are rendered
+by the face twin (humimic_perception.sim.face_twin) and perceived; the person's raw facial geometry
+(humimic_experiments.kinematic.geometry) is then correlated with the same geometry of the robot's
+face, signal by signal (under the mirror the robot's right side answers the person's left, and
+lateral signals change sign), and the person's action units with the robot's. Pearson r at lag 0
+and the best r where the robot follows (lag 0..max_lag frames, never negative); the per-side
+signals of a group are pooled (each side's series centred on its own mean). A side-by-side video
+(person | robot face) shows each clip.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from humimic_core.channels import CODES
+from humimic_core.robot_config import RobotConfig
+from humimic_core.topics import ACTION_UNITS, absolute
+from humimic_experiments import kinematic
+from humimic_experiments.bag_io import deserialize, read_messages
+from humimic_experiments.session import stamp_ns
+
+#: group -> the person's signals in it (the robot's are their mirror images under the mirror)
+GROUPS: Dict[str, Tuple[str, ...]] = {
+    "jaw": ("mouth_open",), "lids": ("eye_aperture_R", "eye_aperture_L"), "lip corners": ("lip_corner_R", "lip_corner_L"),
+    "brows": ("brow_inner_R", "brow_inner_L", "brow_outer_R", "brow_outer_L"), "eye yaw": ("iris_yaw",),
+    "eye pitch": ("iris_pitch",), "neck yaw": ("head_yaw",), "neck pitch": ("head_pitch",), "neck roll": ("head_roll",),
+}
+#: the action units compared (each AU of channels.CODES the robot can show)
+AUS = ("AU01", "AU02", "AU04", "AU05", "AU12", "AU15", "AU25", "AU26", "AU45")
+
+Segments = Dict[str, List[Tuple[np.ndarray, np.ndarray]]]
+
+
+@dataclass
+class RobotFace:
+    """The robot's face over a recording's frames: landmarks (T, 478, 3) and head rotations (T, 3, 3)
+    as perceived (NaN where no face was found), and action units (T, len(CODES))."""
+
+    points: np.ndarray
+    rotations: np.ndarray
+    action_units: np.ndarray
+
+
+def watch_robot(positions: Mapping[str, np.ndarray], frames: int, twin, perception, fov_deg: float = 60.0,
+                frame_seconds: float = 1 / 30, on_image: Optional[Callable[[int, np.ndarray], None]] = None
+                ) -> RobotFace:
+    """Render the robot's joints of each frame (NaN: joint at neutral) and perceive the render."""
+    from humimic_perception.intrinsics import Intrinsics
+
+    size = twin.face.size
+    intrinsics = Intrinsics.from_fov(size, size, fov_deg)
+    points = np.full((frames, kinematic.MESH_POINTS, 3), np.nan)
+    rotations = np.full((frames, 3, 3), np.nan)
+    aus = np.full((frames, len(CODES)), np.nan)
+    for i in range(frames):
+        pose = {j: float(v[i]) for j, v in positions.items() if np.isfinite(v[i])}
+        image = twin.render(pose)
+        if on_image is not None:
+            on_image(i, image)
+        result = perception.process(image, intrinsics, i * frame_seconds)
+        if result.face:
+            points[i], rotations[i] = result.points[:kinematic.MESH_POINTS], result.head_pose.rotation
+            aus[i] = [result.action_units[c] for c in CODES]
+    return RobotFace(points, rotations, aus)
+
+
+def person_action_units(path: str | Path, stamps: np.ndarray) -> np.ndarray:
+    """(T, len(CODES)) of the recording's /face/action_units on its frame stamps (NaN: no face)."""
+    by_stamp = {}
+    for m in read_messages(path, [absolute(ACTION_UNITS)]):
+        msg = deserialize(m)
+        by_stamp[stamp_ns(msg)] = dict(zip(msg.name, msg.position))
+    return np.array([[by_stamp.get(int(s), {}).get(c, np.nan) for c in CODES] for s in stamps], float)
+
+
+def _robot_signal(signal: str, mirror: bool) -> Tuple[str, float]:
+    if not mirror:
+        return signal, 1.0
+    pair = kinematic.mirror_pair(kinematic.Pair("", "", signal, 1.0))
+    return pair.signal, pair.sign
+
+
+def segments(person: Mapping[str, np.ndarray], robot: Mapping[str, np.ndarray], person_aus: np.ndarray,
+             robot_aus: np.ndarray, mirror: bool) -> Segments:
+    """Per group and per AU: (person, robot) series pairs."""
+    out: Segments = {}
+    for group, signals in GROUPS.items():
+        out[group] = []
+        for signal in signals:
+            name, sign = _robot_signal(signal, mirror)
+            out[group].append((person[signal], sign * robot[name]))
+    for code in AUS:
+        i = CODES.index(code)
+        out[code] = [(person_aus[:, i], robot_aus[:, i])]
+    return out
+
+
+def correlations(found: Segments, max_lag: int) -> Dict[str, Dict[str, float]]:
+    return {name: kinematic.follow_correlation(pairs, max_lag).as_dict() for name, pairs in found.items()}
+
+
+def measure(recording, recording_path: str | Path, config: RobotConfig, twin, perception, mirror: bool,
+            max_lag: int, video: Optional[Path] = None, person_frames: Optional[Callable[[], object]] = None
+            ) -> Tuple[Dict[str, Dict[str, float]], Segments]:
+    """The visual fidelity of one recording (humimic_experiments.evaluate.Recording); with ``video``
+    (and ``person_frames``, an iterator of the person's BGR frames) the side-by-side video too."""
+    frames = len(recording.stamps)
+    joints = {j: recording.positions[j] for j in config.joint_names if j in recording.positions}
+    writer, person_iter = None, None
+    if video is not None and person_frames is not None:
+        person_iter = iter(person_frames())
+
+    def on_image(i: int, robot_image: np.ndarray) -> None:
+        nonlocal writer
+        person_image = next(person_iter, None)
+        if person_image is None:
+            return
+        h = robot_image.shape[0]
+        scaled = cv2.resize(person_image, (round(person_image.shape[1] * h / person_image.shape[0]), h))
+        pair = np.hstack([scaled, robot_image])
+        if writer is None:
+            video.parent.mkdir(parents=True, exist_ok=True)
+            writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), float(recording.fps or 30.0),
+                                     (pair.shape[1], pair.shape[0]))
+        writer.write(pair)
+
+    step = 1.0 / recording.fps if np.isfinite(recording.fps) else 1 / 30
+    robot = watch_robot(joints, frames, twin, perception, frame_seconds=step,
+                        on_image=on_image if person_iter is not None else None)
+    if writer is not None:
+        writer.release()
+    person = kinematic.geometry(recording.points[:, :kinematic.MESH_POINTS], recording.rotations)
+    robot_signals = kinematic.geometry(robot.points, robot.rotations)
+    found = segments(person, robot_signals, person_action_units(recording_path, recording.stamps),
+                     robot.action_units, mirror)
+    return correlations(found, max_lag), found
+
+
+def pooled(results: Sequence[Segments], max_lag: int) -> Dict[str, Dict[str, float]]:
+    merged: Segments = {}
+    for found in results:
+        for name, pairs in found.items():
+            merged.setdefault(name, []).extend(pairs)
+    return correlations(merged, max_lag)
+
+
+def table(rows: Sequence[Tuple[str, Mapping[str, Mapping[str, float]]]]) -> List[List[str]]:
+    """Rows of clip -> 'r / best r' per group and AU (the header first)."""
+    names = list(GROUPS) + list(AUS)
+    out = [["clip", *names]]
+    for label, figures in rows:
+        out.append([label] + [f"{figures[n]['r']:.2f} / {figures[n]['best_r']:.2f}" if np.isfinite(figures[n]["r"])
+                              else "-" for n in names])
+    return out
