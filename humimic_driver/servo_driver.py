@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from humimic_core.robot_config import MotionCaps, Servo, motion_caps
-from humimic_driver.bus import (ARRIVED_TICKS, HARDWARE_ERROR, HEALTH, BusError, LinkError, ServoBus, ServoError,
-                                ServoReading, decode_health, velocity_units)
+from humimic_driver.bus import (HARDWARE_ERROR, HEALTH, BusError, LinkError, ServoBus, ServoError,
+                                ServoReading, arrived, decode_health, velocity_units)
 from humimic_core.control_tables import HW_OVERHEATING, hardware_error_words
 from humimic_driver.diagnostics import Report, bus_report, servo_report
 from humimic_driver.driver_settings import DriverSettings
@@ -351,9 +351,8 @@ class ServoDriver:
         for h in self.health.values():
             if h.mode != ACTIVE or h.homing_until is None:
                 continue
-            arrived = any(abs(h.position - goal) <= ARRIVED_TICKS * h.servo.spec.rad_per_tick
-                          for goal in (h.homing_goal, self.target(h.servo.joint)))
-            if arrived or now >= h.homing_until:
+            there = any(arrived(h.servo, h.position, goal) for goal in (h.homing_goal, self.target(h.servo.joint)))
+            if there or now >= h.homing_until:
                 try:
                     self.bus.write(h.servo, "profile_velocity", velocity_units(h.servo, self._profile(h.servo)[0]))
                     h.homing_until = None
@@ -434,7 +433,7 @@ class ServoDriver:
         """Start-up sequence of one servo toward its current target: at the homing velocity when it is
         not there yet (until it arrives), else at its configured profile velocity."""
         servo, goal = h.servo, self.target(h.servo.joint)
-        slow = abs(self.bus.present_position(servo) - goal) > ARRIVED_TICKS * servo.spec.rad_per_tick
+        slow = not arrived(servo, self.bus.present_position(servo), goal)
         velocity, acceleration = self._profile(servo)
         self.bus.configure(servo, goal, min(self.settings.homing_velocity, velocity) if slow else velocity,
                            acceleration)
