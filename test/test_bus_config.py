@@ -8,6 +8,7 @@ import yaml
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import BusConfig, ConfigError, parse_robot_config
+from humimic_retarget.retargeter import Retargeter, RetargetParams
 
 
 @pytest.fixture()
@@ -73,5 +74,8 @@ def test_motion_caps_keep_the_acceleration_the_model_can_do(raw):
     data["servos"][0].update(model="PH42-020-S300-R", zero_tick=0)
     joint = data["servos"][0]["joint"]
     data["constraints"]["acceleration"] = {joint: 100.0}
-    caps = parse_robot_config(data).motion_caps(3.0, 40.0)
+    config = parse_robot_config(data)
+    caps = config.motion_caps(3.0, 40.0)
     assert caps[joint].acceleration == pytest.approx(10765 * 2 * 3.141592653589793 / 3600)
+    limits = Retargeter(config, RetargetParams(max_velocity=3.0, max_acceleration=40.0)).limits  # the same rule
+    assert {j: (v, a) for j, v, a in zip(limits.joints, limits.vmax, limits.amax)} == caps
