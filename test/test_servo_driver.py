@@ -71,6 +71,9 @@ def test_start_up_refuses_missing_servo_unless_allowed(link):
     send_command(link, "dead 5")
     with pytest.raises(BusError, match=r"start-up failed: servo ID 5 \(joint brow_inner_right\).*no answer"):
         make_driver(link)
+    # the servos it had started are not left holding with nobody driving them (before: torque on)
+    assert [json.loads(send_command(link, f"state {s.id}"))["torque_enable"] for s in CONFIG.servos if s.id != 5] \
+        == [0] * (len(CONFIG.servos) - 1)
     driver = make_driver(link, require_all_servos=False)
     assert driver.health["brow_inner_right"].mode == "stale"
     assert any("brow_inner_right (ID 5) stale" in message for _, message in driver.events)
