@@ -147,11 +147,13 @@ EFFORT = "effort"
 BAUD_RATES: Dict[int, int] = {1: 57600, 2: 115200, 3: 1000000, 4: 2000000, 5: 3000000, 6: 4000000}
 BAUD_CODES: Dict[int, int] = {baud: code for code, baud in BAUD_RATES.items()}
 
-# Hardware error status (address 70) bit -> word. The servo keeps them until rebooted; those set
-# in the Shutdown register (address 63, default 52 = overheating, electrical shock, overload)
-# also switch torque off.
+# Hardware error status (address 70; 518 on the P series) bit -> word. The servo keeps them until
+# rebooted; those set in the Shutdown register (address 63, default 52 = overheating, electrical
+# shock, overload; 58 on the P series = motor hall sensor, motor encoder, electrical shock, overload)
+# also switch torque off. Bit 1 is the P series' only (unused on the X series and MX).
 HARDWARE_ERROR_BITS: Dict[int, str] = {
     0: "input voltage",
+    1: "motor hall sensor",
     2: "overheating",
     3: "motor encoder",
     4: "electrical shock",

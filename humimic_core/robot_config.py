@@ -159,11 +159,12 @@ class RobotConfig:
 def motion_caps(servos: Sequence[Servo], max_velocity: float, max_acceleration: float,
                 constraints: Constraints = Constraints()) -> Dict[str, MotionCaps]:
     """Per joint: its constraints.velocity / .acceleration entry where given (higher or lower than the
-    defaults), else ``max_velocity`` / ``max_acceleration``; the velocity never above what the servo
-    model can do (its velocity limit)."""
+    defaults), else ``max_velocity`` / ``max_acceleration``; never above what the servo model can do
+    (its velocity limit, its largest profile acceleration)."""
     c = constraints
     return {s.joint: MotionCaps(min(c.velocity.get(s.joint, max_velocity), s.spec.max_velocity),
-                                c.acceleration.get(s.joint, max_acceleration)) for s in servos}
+                                min(c.acceleration.get(s.joint, max_acceleration), s.spec.max_acceleration))
+            for s in servos}
 
 
 def _number(value: Any, where: str) -> float:

@@ -33,10 +33,11 @@ from humimic_core.control_tables import (EFFORT, MODEL_BY_NUMBER, POSITION_CONTR
                                            VOLTS_PER_UNIT, ModelSpec)
 from humimic_driver.serial_link import BusError, LinkError, SerialLink, usb_latency_timer_ms  # noqa: F401 (errors re-exported)
 
-#: A joint counts as arrived within this many ticks of its goal ...
-ARRIVED_TICKS = 2
-#: ... and, where it has to stay there, at most this many velocity units fast.
-AT_REST_UNITS = 2
+#: A joint counts as arrived within this angle of its goal (2 ticks of a 4096-tick counter, 0.18 deg) ...
+ARRIVED_RAD = 2 * 2.0 * math.pi / 4096
+#: ... and, where it has to stay there, at most this fast (2 units of 0.229 rev/min). Angles, not counts:
+#: 2 ticks of a 607,500-tick P-series counter (0.001 deg) are within its position controller's error.
+AT_REST_RAD_S = 2 * 0.229 * 2.0 * math.pi / 60.0
 #: Retries of a one-servo transaction, and the margin (s) added to every computed reply deadline.
 DEFAULT_RETRIES, DEFAULT_TIMEOUT_MARGIN_S = 2, 0.010
 #: Longest return delay a servo can have before start-up sets it (factory default 500 us).
@@ -107,6 +108,18 @@ class ServoReading:
 def model_name(number: int) -> str:
     spec = MODEL_BY_NUMBER.get(number)
     return f"{spec.name} ({number})" if spec else f"unknown model number {number}"
+
+
+def arrived(servo: Servo, position: float, goal: float) -> bool:
+    """Whether the joint at ``position`` (rad) has arrived at ``goal``: within ARRIVED_RAD, or 2 ticks
+    of a coarser counter."""
+    return abs(position - goal) <= max(ARRIVED_RAD, 2 * servo.spec.rad_per_tick)
+
+
+def at_rest(servo: Servo, velocity: float) -> bool:
+    """Whether a joint moving at ``velocity`` (rad/s) stands still: AT_REST_RAD_S, or 2 units of a coarser
+    velocity register."""
+    return abs(velocity) <= max(AT_REST_RAD_S, 2 * servo.spec.rad_s_per_velocity_unit)
 
 
 def decode_health(spec: ModelSpec, data: bytes) -> Tuple[float, float]:
@@ -344,9 +357,8 @@ class ServoBus:
         pending = list(servos)
         while pending:
             states, _ = self.read_states(pending, retries=0)
-            pending = [s for s in pending if s.joint not in states
-                       or abs(states[s.joint].position - s.neutral) > ARRIVED_TICKS * s.spec.rad_per_tick
-                       or abs(states[s.joint].velocity) > AT_REST_UNITS * s.spec.rad_s_per_velocity_unit]
+            pending = [s for s in pending if s.joint not in states or not arrived(s, states[s.joint].position, s.neutral)
+                       or not at_rest(s, states[s.joint].velocity)]
             if not pending or self.clock() > deadline:
                 break
             self.sleep(0.01)

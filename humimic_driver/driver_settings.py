@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from humimic_core.control_tables import BAUD_CODES
 from humimic_core.settings import Settings, setting
 from humimic_driver.bus import DEFAULT_RETRIES, DEFAULT_TIMEOUT_MARGIN_S
 from humimic_driver.diagnostics import Thresholds
@@ -18,7 +19,8 @@ class DriverNodeSettings(Settings):
 
     robot_config: str = setting("", "robot config YAML; '' = the package's config/robot_face.yaml")
     port: str = setting("", "serial port of the servo bus; '' = bus.port of the robot config")
-    baud_rate: int = setting(0, "bus baud rate; 0 = bus.baud_rate of the robot config", (0, 10500000))
+    baud_rate: int = setting(0, "bus baud rate (57600 .. 4000000, as bus.baud_rate); 0 = bus.baud_rate of the robot "
+                                "config", (0, 4000000))
     state_rate: float = setting(50.0, "Hz of sync reads of position/velocity/current -> /joint_states", (0.1, 1000))
     health_rate: float = setting(2.0, "Hz of sync reads of voltage, temperature and hardware error, and of "
                                       "recovery steps (re-ping, reboot)", (0.1, 1000))
@@ -34,6 +36,9 @@ class DriverNodeSettings(Settings):
         for name in ("state_rate", "health_rate"):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"parameter {name} must be > 0, got {getattr(self, name)}")
+        if self.baud_rate and self.baud_rate not in BAUD_CODES:
+            raise ValueError(f"parameter baud_rate: {self.baud_rate} is not a Dynamixel baud rate "
+                             f"(one of {', '.join(str(b) for b in sorted(BAUD_CODES))}; 0 = the robot config's)")
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,8 @@ class DriverSettings(Settings):
     max_velocity: float = setting(3.0, "rad/s cap of every goal written, for joints without a constraints.velocity "
                                        "entry in the robot config (never above the servo model's limit)", (0, 100))
     max_acceleration: float = setting(40.0, "rad/s^2 cap of every goal written, for joints without a "
-                                            "constraints.acceleration entry in the robot config", (0, 10000))
+                                            "constraints.acceleration entry in the robot config (never above "
+                                            "the servo model's largest profile acceleration)", (0, 10000))
     neutral_velocity: float = setting(0.8, "rad/s of the glide to neutral when /joint_commands stop", (0, 100))
     homing_timeout: float = setting(5.0, "s after which a slow move ends even if the joint has not arrived", (0, 600))
     retries: int = setting(DEFAULT_RETRIES, "retries of one-servo transactions (ping, read, write) on timeout "

@@ -10,6 +10,7 @@ is queued in ``events`` for the node to log.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from humimic_core.robot_config import MotionCaps, Servo, motion_caps
-from humimic_driver.bus import (ARRIVED_TICKS, HARDWARE_ERROR, HEALTH, BusError, LinkError, ServoBus, ServoError,
-                                ServoReading, decode_health, velocity_units)
+from humimic_driver.bus import (HARDWARE_ERROR, HEALTH, BusError, LinkError, ServoBus, ServoError,
+                                ServoReading, arrived, decode_health, velocity_units)
 from humimic_core.control_tables import HW_OVERHEATING, hardware_error_words
 from humimic_driver.diagnostics import Report, bus_report, servo_report
 from humimic_driver.driver_settings import DriverSettings
@@ -94,8 +95,8 @@ class ServoDriver:
         """Open the port and configure every servo, moving slowly to neutral.
 
         BusError if the port cannot be opened, a servo is of another model than configured, or
-        (with require_all_servos) a servo does not answer; without require_all_servos missing
-        servos start stale.
+        (with require_all_servos) a servo does not answer, after parking the servos started by then
+        as shutdown does; without require_all_servos missing servos start stale.
         """
         warning = self.bus.open()
         if warning:
@@ -107,11 +108,13 @@ class ServoDriver:
                 self.bus.close()
                 raise BusError(silence)
             self._event("error", silence)
-        problems = []
+        problems: List[str] = []
+        started: List[Servo] = []
         for h in self.health.values():
             try:
                 self._start_servo(h)
                 h.last_reply = self.clock()
+                started.append(h.servo)
             except LinkError:
                 self.bus.close()
                 raise
@@ -120,7 +123,9 @@ class ServoDriver:
                     problems.append(str(exc))
                 else:
                     self._mark_stale(h, str(exc))
-        if problems:
+        if problems:  # nobody will drive the servos started: park them as a shutdown would
+            with contextlib.suppress(LinkError):
+                problems += self._park(started, started)
             self.bus.close()
             raise BusError("servo bus start-up failed: " + "; ".join(problems))
 
@@ -351,9 +356,8 @@ class ServoDriver:
         for h in self.health.values():
             if h.mode != ACTIVE or h.homing_until is None:
                 continue
-            arrived = any(abs(h.position - goal) <= ARRIVED_TICKS * h.servo.spec.rad_per_tick
-                          for goal in (h.homing_goal, self.target(h.servo.joint)))
-            if arrived or now >= h.homing_until:
+            there = any(arrived(h.servo, h.position, goal) for goal in (h.homing_goal, self.target(h.servo.joint)))
+            if there or now >= h.homing_until:
                 try:
                     self.bus.write(h.servo, "profile_velocity", velocity_units(h.servo, self._profile(h.servo)[0]))
                     h.homing_until = None
@@ -434,7 +438,7 @@ class ServoDriver:
         """Start-up sequence of one servo toward its current target: at the homing velocity when it is
         not there yet (until it arrives), else at its configured profile velocity."""
         servo, goal = h.servo, self.target(h.servo.joint)
-        slow = abs(self.bus.present_position(servo) - goal) > ARRIVED_TICKS * servo.spec.rad_per_tick
+        slow = not arrived(servo, self.bus.present_position(servo), goal)
         velocity, acceleration = self._profile(servo)
         self.bus.configure(servo, goal, min(self.settings.homing_velocity, velocity) if slow else velocity,
                            acceleration)
@@ -518,18 +522,24 @@ class ServoDriver:
             return [f"servo bus port unavailable, servos left as they are: {self.last_error}"]
         active = [h.servo for h in self.health.values() if h.mode == ACTIVE]
         try:
-            for servo in active:
-                self._try(problems, servo, "profile_velocity", velocity_units(servo, self.settings.homing_velocity))
-            late = self.bus.move_to_neutral(active, self.settings.shutdown_timeout)
-            if late:
-                problems.append(f"joints did not reach neutral within {self.settings.shutdown_timeout} s: "
-                                f"{', '.join(late)}")
-            if self.settings.torque_off_on_shutdown:
-                for servo in self.bus.servos:
-                    self._try(problems, servo, "torque_enable", 0)
+            problems += self._park(active, self.bus.servos)
         except LinkError as exc:
             problems.append(f"servo bus port lost during shutdown: {exc}")
         self.bus.close()
+        return problems
+
+    def _park(self, active: Sequence[Servo], release: Sequence[Servo]) -> List[str]:
+        """``active`` slowly to neutral (waiting for arrival), then torque off of ``release`` if
+        torque_off_on_shutdown; problems met (LinkError when the port is lost)."""
+        problems: List[str] = []
+        for servo in active:
+            self._try(problems, servo, "profile_velocity", velocity_units(servo, self.settings.homing_velocity))
+        late = self.bus.move_to_neutral(active, self.settings.shutdown_timeout)
+        if late:
+            problems.append(f"joints did not reach neutral within {self.settings.shutdown_timeout} s: {', '.join(late)}")
+        if self.settings.torque_off_on_shutdown:
+            for servo in release:
+                self._try(problems, servo, "torque_enable", 0)
         return problems
 
     def _try(self, problems: List[str], servo: Servo, register: str, value: int) -> None:

@@ -27,7 +27,8 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from humimic_core.mapping_config import Coupling
+from humimic_core.mapping_config import Constraints, Coupling
+from humimic_core.robot_config import motion_caps
 
 #: Bisection steps for the fraction of a coupled step that keeps the couplings.
 BISECTIONS = 16
@@ -118,13 +119,14 @@ class JointLimits:
     def from_caps(cls, servos: Sequence, couplings: Sequence[Coupling], max_velocity: float,
                   max_acceleration: float, velocity: Mapping[str, float] = {},
                   acceleration: Mapping[str, float] = {}) -> "JointLimits":
-        """Limits of servos (robot_config.Servo): a joint's cap is its entry in ``velocity`` /
-        ``acceleration`` if it has one (higher or lower than the global cap), else the global
-        ``max_velocity`` / ``max_acceleration``; velocity never above the servo model's maximum."""
+        """Limits of servos (robot_config.Servo): each joint's caps by the driver's rule
+        (``robot_config.motion_caps``: its entry in ``velocity`` / ``acceleration``, else the global
+        ``max_velocity`` / ``max_acceleration``, never above what the servo model can do)."""
+        caps = motion_caps(servos, max_velocity, max_acceleration,
+                           Constraints(velocity=dict(velocity), acceleration=dict(acceleration)))
         return cls([s.joint for s in servos], np.array([s.min for s in servos]), np.array([s.max for s in servos]),
-                   np.array([min(velocity.get(s.joint, max_velocity), s.spec.max_velocity) for s in servos]),
-                   np.array([acceleration.get(s.joint, max_acceleration) for s in servos]),
-                   couplings)
+                   np.array([caps[s.joint].velocity for s in servos]),
+                   np.array([caps[s.joint].acceleration for s in servos]), couplings)
 
     def _violated(self, slack: np.ndarray) -> List[_Group]:
         """The groups with a row whose slack is below zero."""

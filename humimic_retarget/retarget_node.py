@@ -171,7 +171,7 @@ class RetargetNode(Node):
 
 
 def main(args=None) -> None:
-    run_node(RetargetNode, args, fatal=(ConfigError, LearnedModelError), exit_code=2,
+    run_node(RetargetNode, args, fatal=(ConfigError, LearnedModelError, ValueError), exit_code=2,
              name="retarget")
 
 

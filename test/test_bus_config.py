@@ -8,6 +8,7 @@ import yaml
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import BusConfig, ConfigError, parse_robot_config
+from humimic_retarget.retargeter import Retargeter, RetargetParams
 
 
 @pytest.fixture()
@@ -64,3 +65,17 @@ def test_motion_caps_take_the_constraints_entry_else_the_default_never_above_the
     assert caps["upper_lid_left"] == (10.0, 200.0)  # above the defaults: a fast eyelid
     assert caps["jaw"] == (2.5, 40.0) and caps["brow_inner_left"] == (3.0, 40.0)
     assert caps["neck_yaw"].velocity == pytest.approx(200 * 0.229 * 2 * 3.141592653589793 / 60)  # XM430: 4.8 rad/s
+
+
+def test_motion_caps_keep_the_acceleration_the_model_can_do(raw):
+    """A PH42's Profile Acceleration reaches 10,765 rev/min^2 (18.8 rad/s^2): the driver's setpoints keep to
+    that, not to the 40 rad/s^2 default the servo's own profile cannot follow (before: 40)."""
+    data = copy.deepcopy(raw)
+    data["servos"][0].update(model="PH42-020-S300-R", zero_tick=0)
+    joint = data["servos"][0]["joint"]
+    data["constraints"]["acceleration"] = {joint: 100.0}
+    config = parse_robot_config(data)
+    caps = config.motion_caps(3.0, 40.0)
+    assert caps[joint].acceleration == pytest.approx(10765 * 2 * 3.141592653589793 / 3600)
+    limits = Retargeter(config, RetargetParams(max_velocity=3.0, max_acceleration=40.0)).limits  # the same rule
+    assert {j: (v, a) for j, v, a in zip(limits.joints, limits.vmax, limits.amax)} == caps

@@ -7,7 +7,7 @@ from importlib.resources import files
 
 import pytest
 
-from humimic_core.control_tables import EFFORT, MODELS
+from humimic_core.control_tables import EFFORT, MODELS, hardware_error_words
 
 SDK_TABLES = files("dynamixel_easy_sdk") / "control_table"
 
@@ -78,3 +78,12 @@ def test_every_model_has_what_the_driver_and_emulator_use(name):
     assert {"velocity_limit", "present_input_voltage", "present_temperature", "max_voltage_limit",
             "min_voltage_limit"} <= set(spec.defaults)
     assert spec.defaults["max_position_limit"] <= spec.position_range[1]
+
+
+def test_every_bit_of_a_models_default_shutdown_has_a_name():
+    """The bits a model shuts down for by default are named in the diagnostics: the P series' 58 includes
+    bit 1, its motor hall sensor error (before: "unknown bits 0x02")."""
+    for spec in MODELS.values():
+        words = hardware_error_words(spec.defaults["shutdown"])
+        assert not [w for w in words if w.startswith("unknown")], spec.name
+    assert "motor hall sensor" in hardware_error_words(MODELS["PH42-020-S300-R"].defaults["shutdown"])

@@ -21,7 +21,7 @@ from humimic_core import paths
 from humimic_core.robot_config import load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS
 from humimic_core.stamps import from_ns, to_ns
-from humimic_driver.bus import ARRIVED_TICKS
+from humimic_driver.bus import arrived
 from humimic_core.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
 from humimic_driver.sim.emulated_bus import send_command
 
@@ -226,6 +226,6 @@ def test_watchdog_neutral_and_sigint_torque_off(probe, driver, link):
             tick, result2, _ = ph.read4ByteTxRx(port, servo.id, REG["present_position"].address)
             assert result == result2 == COMM_SUCCESS
             assert torque == 0, servo.joint
-            assert abs(tick - servo.to_tick(servo.neutral)) <= ARRIVED_TICKS, servo.joint
+            assert arrived(servo, servo.from_tick(tick), servo.neutral), servo.joint
     finally:
         port.closePort()

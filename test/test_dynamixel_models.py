@@ -16,7 +16,7 @@ from humimic_driver.sim.emulated_bus import emulator_process
 from humimic_driver.driver_settings import DriverSettings
 from humimic_driver.servo_driver import ServoDriver
 from humimic_driver.sim.emulator_link import EmulatorLink, SimClock
-from humimic_driver.sim.servo_emulator import ServoEmulator, servos_from_config
+from humimic_driver.sim.servo_emulator import EmulatedServo, ServoEmulator, servos_from_config
 
 RAW = {
     "bus": {"baud_rate": 1000000},
@@ -71,6 +71,22 @@ def test_effort_comes_from_each_models_own_register_and_unit():
     load = emulator.servos[2].get("present_load")  # as of that read
     assert load < 0  # pushing toward a goal below
     assert states["neck_yaw"].effort == pytest.approx(load * 0.001 * 2.5)
+
+
+def test_a_fine_counter_arrives_within_the_same_angle_as_a_coarse_one():
+    """A PH42 resting 0.01 deg off neutral (17 of its 607,500 pulses per revolution) is there: it starts
+    at its own profile velocity, not a 5 s slow homing (before: 2 ticks of any model, 0.001 deg here)."""
+    clock = SimClock(0.0)
+    pitch = CONFIG.servo("neck_pitch")
+    emulator = ServoEmulator([EmulatedServo(3, pitch.model, pitch.to_tick(pitch.neutral) + 17)], 1000000)
+    config = dataclasses.replace(CONFIG, servos=(pitch,))
+    bus = ServoBus(config.servos, config.bus, link=EmulatorLink(emulator, clock, 1000000), clock=clock,
+                   sleep=clock.sleep)
+    driver = ServoDriver(bus, DriverSettings(), now_ns=0, clock=clock)
+    driver.start()
+    assert driver.health["neck_pitch"].homing_until is None
+    assert emulator.servos[3].get("profile_velocity") == velocity_units(pitch, 2.0)
+    driver.shutdown()
 
 
 def test_the_emulator_process_serves_the_new_models_on_a_serial_port(tmp_path):

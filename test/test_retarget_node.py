@@ -290,3 +290,13 @@ def test_node_refuses_a_stamp_tolerance_out_of_range():
     proc.wait(30)
     output = proc.communicate()[0]
     assert proc.returncode == 2 and "stamp_tolerance out of range" in output and "Traceback" not in output, output
+
+
+def test_node_refuses_a_limit_it_cannot_use_in_one_line():
+    """0 is in max_velocity's range (0..100) but no velocity limit: one line and exit 2, as a value out of
+    range (before: a traceback)."""
+    proc = start("humimic_retarget.retarget_node", "-p", "max_velocity:=0.0")
+    proc.wait(30)
+    output = proc.communicate()[0]
+    assert proc.returncode == 2 and "max_velocity must be a positive finite number" in output, output
+    assert "Traceback" not in output, output

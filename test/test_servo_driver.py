@@ -15,7 +15,7 @@ from humimic_driver.bus import BusError, ServoBus, velocity_units
 from humimic_core.control_tables import RAD_PER_TICK, X_SERIES_REGISTERS as REG
 from humimic_driver.diagnostics import OK
 from humimic_driver.sim.emulated_bus import send_command
-from humimic_driver.driver_settings import DriverSettings
+from humimic_driver.driver_settings import DriverNodeSettings, DriverSettings
 from humimic_driver.servo_driver import ServoDriver, percentile
 from servo_loop import settle
 
@@ -71,6 +71,9 @@ def test_start_up_refuses_missing_servo_unless_allowed(link):
     send_command(link, "dead 5")
     with pytest.raises(BusError, match=r"start-up failed: servo ID 5 \(joint brow_inner_right\).*no answer"):
         make_driver(link)
+    # the servos it had started are not left holding with nobody driving them (before: torque on)
+    assert [json.loads(send_command(link, f"state {s.id}"))["torque_enable"] for s in CONFIG.servos if s.id != 5] \
+        == [0] * (len(CONFIG.servos) - 1)
     driver = make_driver(link, require_all_servos=False)
     assert driver.health["brow_inner_right"].mode == "stale"
     assert any("brow_inner_right (ID 5) stale" in message for _, message in driver.events)
@@ -155,6 +158,10 @@ def test_settings_are_validated():
         DriverSettings(stale_after=0.0)
     assert {p.name for p in DriverSettings.parameters()} >= {"command_timeout", "max_reboots", "temperature_warn"}
     assert DriverSettings.from_parameters({"max_reboots": 1, "retries": 4}) == DriverSettings(max_reboots=1, retries=4)
+    # the baud rate override is checked as the robot config's bus.baud_rate is (before: any number passed)
+    with pytest.raises(ValueError, match=r"baud_rate: 100000 is not a Dynamixel baud rate \(one of 57600, "):
+        DriverNodeSettings(baud_rate=100000)
+    assert DriverNodeSettings(baud_rate=57600).baud_rate == 57600 and DriverNodeSettings().baud_rate == 0
 
 
 def test_percentile_nearest_rank():

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Set, TextIO
 
 from humimic_core.paths import config_file
 from humimic_core.robot_config import ConfigError, load_robot_config
-from humimic_driver.bus import ARRIVED_TICKS, BusError, ServoBus
+from humimic_driver.bus import BusError, ServoBus, arrived
 from humimic_retarget.offline.calibration import FIELDS, Calibration
 from humimic_retarget.offline.calibration_yaml import write_servo_fields
 
@@ -142,7 +142,7 @@ class CalibrationTool:
         while True:  # until it stands still near the goal
             time.sleep(POLL_PERIOD)
             now = self.present()
-            if now == before and abs(now - goal) <= ARRIVED_TICKS * self.bus.servo(joint).spec.rad_per_tick:
+            if now == before and arrived(self.bus.servo(joint), now, goal):
                 break
             if time.monotonic() > deadline:
                 self.say(f"{joint} did not settle at {goal:.4f} rad (blocked?)")
