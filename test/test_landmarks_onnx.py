@@ -25,6 +25,7 @@ from humimic_perception.face_detector import FaceDetector, box_iou, ssd_anchors
 from humimic_perception.landmarks import NUM_LANDMARKS, make_backend
 from humimic_perception.landmarks_onnx import OnnxLandmarks
 from humimic_perception.onnx_cpu_rewrites import optimize_for_cpu
+from humimic_perception.onnx_image_input import uint8_bgr_input
 from humimic_perception.export.onnx_export import export_models
 from humimic_perception.onnx_models import FACE_DETECTOR, FACE_LANDMARKS, models_dir
 from humimic_perception.onnx_session import create_session, providers_for
@@ -197,6 +198,23 @@ def test_cpu_rewrites_keep_the_outputs(sample_media: Path, models: Path) -> None
         crop = cv2.resize(frame[:, 140:500], (192, 192))[None, :, :, ::-1].astype(np.float32) / 255.0
         before, after = (s.run(None, {"image": crop}) for s in sessions)
         for a, b in zip(before, after):
+            assert np.abs(a - b).max() < 1e-3
+
+
+def test_detector_cpu_session_keeps_the_outputs(sample_media: Path, models: Path) -> None:
+    """The detector's session (uint8 BGR input folded into the first convolution, channel Pads as
+    identity convolutions) gives the exported model's outputs on the float RGB image."""
+    path = models / FACE_DETECTOR.onnx_name
+    rewritten = optimize_for_cpu(uint8_bgr_input(onnx.load(str(path)), FACE_DETECTOR.input_range))
+    assert not {node.op_type for node in rewritten.graph.node} & {"Pad", "Gather", "Mul"}
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    original = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    fast = create_session(path, "cpu", 1, FACE_DETECTOR.input_range)
+    for frame in read_frames(sample_media / "WolfgangLanger_Pexels.mp4", 3, step=100):
+        bgr = cv2.resize(frame[:, 140:500], (128, 128))
+        rgb = bgr[None, :, :, ::-1].astype(np.float32) / np.float32(127.5) - np.float32(1)
+        for a, b in zip(original.run(None, {"image": rgb}), fast.run(None, {"image": bgr[None]})):
             assert np.abs(a - b).max() < 1e-3
 
 

@@ -139,3 +139,14 @@ def test_identical_branches_merge_into_grouped_ops() -> None:
 def test_different_branches_stay_apart() -> None:
     original = two_branches(same=False)
     assert merge_parallel_branches(original, value_shapes(original)) is None
+
+
+@pytest.mark.parametrize("channels,extra,replacement", [(6, 4, {"Conv"}), (4, 8, {"Conv", "Concat"})])
+def test_channel_pad_becomes_convolutions(channels: int, extra: int, replacement: set) -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Pad", ["r", "pads"], ["y"])]
+    original = model(nodes, {"x": (1, channels, 5, 7)}, {"y": (1, channels + extra, 5, 7)},
+                     {"pads": np.array([0, 0, 0, 0, 0, extra, 0, 0], np.int64)})
+    rewritten = optimize_for_cpu(original)
+    assert {n.op_type for n in rewritten.graph.node} == {"Relu"} | replacement
+    x = RNG.normal(size=(1, channels, 5, 7)).astype(np.float32)
+    assert np.array_equal(run(rewritten, {"x": x})[0], run(original, {"x": x})[0])
