@@ -31,6 +31,16 @@ def providers_for(device: str) -> List[str]:
     return [CUDA, CPU]
 
 
+def session_options(threads: int) -> ort.SessionOptions:
+    """Full graph optimisation, sequential execution, ``threads`` intra-op threads (0: one per core)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return options
+
+
 def create_session(path: Path, device: str = "auto", threads: int = 0,
                    image_range: Optional[Tuple[float, float]] = None) -> ort.InferenceSession:
     """A session on ``path``: full graph optimisation, sequential execution, ``threads`` intra-op threads
@@ -44,11 +54,7 @@ def create_session(path: Path, device: str = "auto", threads: int = 0,
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model {path} not found")
     providers = providers_for(device)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    options = session_options(threads)
     model = onnx.load(str(path))
     if image_range is not None:
         model = uint8_bgr_input(model, image_range)
