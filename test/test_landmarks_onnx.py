@@ -94,7 +94,7 @@ def test_landmarks_match_mediapipe(request: pytest.FixtureRequest, onnx_backend:
 
 def test_detector_matches_mediapipe_on_several_faces(sample_media: Path, models: Path) -> None:
     image = cv2.imread(str(sample_media / "multi_face.jpg"))
-    detector = FaceDetector(create_session(models / FACE_DETECTOR.onnx_name, "cpu", 1))
+    detector = FaceDetector(create_session(models / FACE_DETECTOR.onnx_name, "cpu", 1, FACE_DETECTOR.input_range))
     ours = detector.detect(image)
     assert len(ours) >= 3, f"{len(ours)} faces detected"
     boxes = np.stack([d.box for d in ours])
