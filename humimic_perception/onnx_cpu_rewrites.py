@@ -16,7 +16,7 @@ Measured on the attention face mesh (1 thread, AVX CPU without AVX2): 3.4 ms -> 
   are the identity with zero rows below: it costs more arithmetic than the Pad, but it keeps the
   residual Add and Relu fused into the NCHWc convolutions, where the Pad forced a layout round trip
   (ReorderOutput, Pad, Add, Relu, ReorderInput) per block; detector, one thread, AVX-512:
-  121 -> 70 operators, about 6% faster.
+  121 -> 70 operators, 1.01-1.06x as fast (the less load from other processes, the more).
 * GridSample (bilinear, zero padding, align_corners=1, static shapes but for the batch axis)
   becomes a Gather of the four neighbours of every sample point from the (N*H*W, C) feature map
   (with a dynamic batch, sample n of the batch offset by n*H*W; the table is built once per map, so

@@ -9,8 +9,8 @@ and the channel order go into the convolution weights: ``conv(x * s + low; w) = 
 exact up to float rounding, also at the zero padding (zero is the same value on both sides); a range
 that starts below 0 leaves one Add of ``low / s`` after the Cast. Otherwise Cast, Mul, Add and a
 Gather reversing the channels do the conversion at the start of the graph. That Gather on the
-last axis is slow in onnxruntime (~0.3 ms of a 128x128 image on one thread, a quarter of the face
-detector), so the folding matters for models whose range starts below 0 too.
+last axis is slow in onnxruntime (0.17-0.3 ms of a 128x128 image on one thread, up to a sixth of
+the face detector), so the folding matters for models whose range starts below 0 too.
 """
 from __future__ import annotations
 
