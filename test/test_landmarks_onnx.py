@@ -28,7 +28,7 @@ from humimic_perception.onnx_cpu_rewrites import optimize_for_cpu
 from humimic_perception.onnx_image_input import uint8_bgr_input
 from humimic_perception.export.onnx_export import export_models
 from humimic_perception.onnx_models import FACE_DETECTOR, FACE_LANDMARKS, models_dir
-from humimic_perception.onnx_session import create_session, providers_for
+from humimic_perception.onnx_session import create_session, providers_for, session_options
 
 FRAME_TOL_IOD = 0.02
 CLIP_TOL_IOD = 0.005
@@ -233,6 +233,17 @@ def test_mesh_assembly_follows_the_refinement_rules() -> None:
     untouched = sorted(set(range(468)) - set(mesh_refinement.LIPS) - set(mesh_refinement.LEFT_EYE)
                        - set(mesh_refinement.RIGHT_EYE))
     assert np.array_equal(points[untouched], mesh[untouched])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 0])
+def test_several_threads_do_not_spin(threads: int) -> None:
+    options = session_options(threads)
+    assert options.intra_op_num_threads == threads
+    if threads == 1:  # no thread pool: onnxruntime's default stays
+        with pytest.raises(RuntimeError, match="allow_spinning"):
+            options.get_session_config_entry("session.intra_op.allow_spinning")
+    else:
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_bad_options_are_refused(tmp_path: Path) -> None:
