@@ -1,6 +1,7 @@
 """Face detection with the exported BlazeFace short-range model (face_detector.onnx), as MediaPipe does it.
 
-The frame is letterboxed into the 128x128 input (aspect kept, zero border, RGB scaled to [-1, 1]).
+The frame is letterboxed into the 128x128 input (aspect kept, zero border); the session turns its uint8
+BGR pixels into the model's RGB in [-1, 1] (onnx_image_input).
 Each of the 896 SSD anchors regresses a box and 6 keypoints (person's right eye, left eye, nose
 tip, mouth centre, right ear tragion, left ear tragion) relative to its centre, in input pixels,
 plus a score logit. Anchors follow MediaPipe's SsdAnchorsCalculator settings of the short-range
@@ -106,7 +107,8 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
 
 
 class FaceDetector:
-    """Runs face_detector.onnx on whole BGR frames; ``runs`` counts the model calls."""
+    """Runs face_detector.onnx on whole BGR frames; ``runs`` counts the model calls. The session takes
+    the uint8 BGR image (onnx_session.create_session with the model's input range)."""
 
     def __init__(self, session: ort.InferenceSession, min_score: float = 0.5, nms_threshold: float = NMS_IOU) -> None:
         if not 0.0 <= min_score <= 1.0:
@@ -117,7 +119,6 @@ class FaceDetector:
         self.input_name = session.get_inputs()[0].name
         self.anchors = ssd_anchors()
         self.runs = 0
-        self._tensor = np.empty((1, INPUT_SIZE, INPUT_SIZE, 3), np.float32)
 
     def detect(self, bgr: np.ndarray) -> List[Detection]:
         """Faces in a BGR uint8 frame, best score first."""
@@ -125,10 +126,7 @@ class FaceDetector:
         to_image = letterbox_matrix(width, height)
         square = cv2.warpAffine(bgr, to_image, (INPUT_SIZE, INPUT_SIZE),
                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
-        cv2.cvtColor(square, cv2.COLOR_BGR2RGB, dst=square)
-        np.multiply(square, np.float32(2.0 / 255.0), out=self._tensor[0], casting="unsafe")
-        self._tensor -= np.float32(1.0)
-        regressors, logits = self.session.run(None, {self.input_name: self._tensor})
+        regressors, logits = self.session.run(None, {self.input_name: square[None]})
         self.runs += 1
         boxes, keypoints, scores = decode(regressors, logits, self.anchors, self.min_score)
         linear, shift = to_image[:, :2], to_image[:, 2]

@@ -120,7 +120,9 @@ class OnnxLandmarks:
             raise ValueError(f"max_faces must be >= 1 and redetect_interval >= 0, got {max_faces}, {redetect_interval}")
         folder = Path(models_dir) if models_dir else _default_models()
         landmark_path = Path(landmark_model) if landmark_model else folder / FACE_LANDMARKS.onnx_name
-        self.detector = FaceDetector(create_session(folder / FACE_DETECTOR.onnx_name, device, int(threads)),
+        detector_path = folder / FACE_DETECTOR.onnx_name
+        self.detector = FaceDetector(create_session(detector_path, device, int(threads),
+                                                    input_contract(detector_path, FACE_DETECTOR.input_range)),
                                      min_detection_confidence)
         self.session = create_session(landmark_path, device, int(threads),
                                       input_contract(landmark_path, FACE_LANDMARKS.input_range))

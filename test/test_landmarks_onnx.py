@@ -25,9 +25,10 @@ from humimic_perception.face_detector import FaceDetector, box_iou, ssd_anchors
 from humimic_perception.landmarks import NUM_LANDMARKS, make_backend
 from humimic_perception.landmarks_onnx import OnnxLandmarks
 from humimic_perception.onnx_cpu_rewrites import optimize_for_cpu
+from humimic_perception.onnx_image_input import uint8_bgr_input
 from humimic_perception.export.onnx_export import export_models
 from humimic_perception.onnx_models import FACE_DETECTOR, FACE_LANDMARKS, models_dir
-from humimic_perception.onnx_session import create_session, providers_for
+from humimic_perception.onnx_session import create_session, providers_for, session_options
 
 FRAME_TOL_IOD = 0.02
 CLIP_TOL_IOD = 0.005
@@ -93,7 +94,7 @@ def test_landmarks_match_mediapipe(request: pytest.FixtureRequest, onnx_backend:
 
 def test_detector_matches_mediapipe_on_several_faces(sample_media: Path, models: Path) -> None:
     image = cv2.imread(str(sample_media / "multi_face.jpg"))
-    detector = FaceDetector(create_session(models / FACE_DETECTOR.onnx_name, "cpu", 1))
+    detector = FaceDetector(create_session(models / FACE_DETECTOR.onnx_name, "cpu", 1, FACE_DETECTOR.input_range))
     ours = detector.detect(image)
     assert len(ours) >= 3, f"{len(ours)} faces detected"
     boxes = np.stack([d.box for d in ours])
@@ -200,6 +201,23 @@ def test_cpu_rewrites_keep_the_outputs(sample_media: Path, models: Path) -> None
             assert np.abs(a - b).max() < 1e-3
 
 
+def test_detector_cpu_session_keeps_the_outputs(sample_media: Path, models: Path) -> None:
+    """The detector's session (uint8 BGR input folded into the first convolution, channel Pads as
+    identity convolutions) gives the exported model's outputs on the float RGB image."""
+    path = models / FACE_DETECTOR.onnx_name
+    rewritten = optimize_for_cpu(uint8_bgr_input(onnx.load(str(path)), FACE_DETECTOR.input_range))
+    assert not {node.op_type for node in rewritten.graph.node} & {"Pad", "Gather", "Mul"}
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    original = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    fast = create_session(path, "cpu", 1, FACE_DETECTOR.input_range)
+    for frame in read_frames(sample_media / "WolfgangLanger_Pexels.mp4", 3, step=100):
+        bgr = cv2.resize(frame[:, 140:500], (128, 128))
+        rgb = bgr[None, :, :, ::-1].astype(np.float32) / np.float32(127.5) - np.float32(1)
+        for a, b in zip(original.run(None, {"image": rgb}), fast.run(None, {"image": bgr[None]})):
+            assert np.abs(a - b).max() < 1e-3
+
+
 def test_mesh_assembly_follows_the_refinement_rules() -> None:
     rng = np.random.default_rng(3)
     outputs = {"landmarks": rng.normal(size=(1, 1, 1, 1404)), "lips": rng.normal(size=160),
@@ -215,6 +233,17 @@ def test_mesh_assembly_follows_the_refinement_rules() -> None:
     untouched = sorted(set(range(468)) - set(mesh_refinement.LIPS) - set(mesh_refinement.LEFT_EYE)
                        - set(mesh_refinement.RIGHT_EYE))
     assert np.array_equal(points[untouched], mesh[untouched])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 0])
+def test_several_threads_do_not_spin(threads: int) -> None:
+    options = session_options(threads)
+    assert options.intra_op_num_threads == threads
+    if threads == 1:  # no thread pool: onnxruntime's default stays
+        with pytest.raises(RuntimeError, match="allow_spinning"):
+            options.get_session_config_entry("session.intra_op.allow_spinning")
+    else:
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_bad_options_are_refused(tmp_path: Path) -> None:

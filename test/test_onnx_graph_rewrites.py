@@ -32,22 +32,28 @@ def run(m: onnx.ModelProto, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
     return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
-def image_model() -> onnx.ModelProto:
-    """NHWC RGB image -> Transpose -> strided Conv with asymmetric padding -> Relu."""
+def image_model(relu_first: bool = False) -> onnx.ModelProto:
+    """NHWC RGB image -> Transpose -> strided Conv with asymmetric padding -> Relu (with ``relu_first``, a
+    Relu between the Transpose and the Conv, so the input's conversion cannot go into the weights)."""
+    conv_input = "relu_in" if relu_first else "nchw"
     nodes = [helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
-             helper.make_node("Conv", ["nchw", "w", "b"], ["conv"], kernel_shape=[3, 3], strides=[2, 2],
+             helper.make_node("Conv", [conv_input, "w", "b"], ["conv"], kernel_shape=[3, 3], strides=[2, 2],
                               pads=[0, 1, 1, 2]),
              helper.make_node("Relu", ["conv"], ["out"])]
+    if relu_first:
+        nodes.insert(1, helper.make_node("Relu", ["nchw"], ["relu_in"]))
     return model(nodes, {"image": (1, 10, 12, 3)}, {"out": (1, 8, 5, 7)},
                  {"w": RNG.normal(size=(8, 3, 3, 3)), "b": RNG.normal(size=8)})
 
 
-@pytest.mark.parametrize("value_range,folded", [((0.0, 1.0), True), ((-1.0, 1.0), False)])
-def test_uint8_bgr_input_matches_the_float_rgb_input(value_range: tuple, folded: bool) -> None:
-    original = image_model()
+@pytest.mark.parametrize("value_range,relu_first,front", [
+    ((0.0, 1.0), False, ["Cast"]), ((-1.0, 1.0), False, ["Cast", "Add"]),
+    ((-1.0, 1.0), True, ["Cast", "Mul", "Add", "Gather"])])
+def test_uint8_bgr_input_matches_the_float_rgb_input(value_range: tuple, relu_first: bool, front: list) -> None:
+    original = image_model(relu_first)
     baked = uint8_bgr_input(original, value_range)
     assert baked.graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
-    assert ({n.op_type for n in baked.graph.node} == {"Cast", "Transpose", "Conv", "Relu"}) == folded
+    assert [n.op_type for n in baked.graph.node][:len(front) + 1] == front + ["Transpose"]
     bgr = RNG.integers(0, 256, (1, 10, 12, 3), dtype=np.uint8)
     low, high = value_range
     rgb = bgr[..., ::-1].astype(np.float32) * np.float32((high - low) / 255) + np.float32(low)
@@ -133,3 +139,14 @@ def test_identical_branches_merge_into_grouped_ops() -> None:
 def test_different_branches_stay_apart() -> None:
     original = two_branches(same=False)
     assert merge_parallel_branches(original, value_shapes(original)) is None
+
+
+@pytest.mark.parametrize("channels,extra,replacement", [(6, 4, {"Conv"}), (4, 8, {"Conv", "Concat"})])
+def test_channel_pad_becomes_convolutions(channels: int, extra: int, replacement: set) -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Pad", ["r", "pads"], ["y"])]
+    original = model(nodes, {"x": (1, channels, 5, 7)}, {"y": (1, channels + extra, 5, 7)},
+                     {"pads": np.array([0, 0, 0, 0, 0, extra, 0, 0], np.int64)})
+    rewritten = optimize_for_cpu(original)
+    assert {n.op_type for n in rewritten.graph.node} == {"Relu"} | replacement
+    x = RNG.normal(size=(1, channels, 5, 7)).astype(np.float32)
+    assert np.array_equal(run(rewritten, {"x": x})[0], run(original, {"x": x})[0])

@@ -13,13 +13,17 @@ frames (the issue's target: reference landmarks / ONNX step >= 1.2 on one thread
 ratios. Last, the multi-face throughput of OnnxLandmarks.process_all (faces per second) on a 2x2
 mosaic of clip frames (all faces in one landmark-model call), with the landmark model alone on
 those faces' crops batched (one call) and looped (one call per face), and, when onnxruntime offers
-CUDA, the same on the GPU.
+CUDA, the same on the GPU. ``--models`` first times each face model alone on one thread (as
+exported, float RGB input, against the live session: uint8 BGR input and the CPU rewrites) and
+prints where the live session's time goes per operator type (onnxruntime's profiler).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +31,7 @@ from typing import Callable, Dict, List
 
 import cv2
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,7 +39,10 @@ from humimic_core.paths import media_dir  # noqa: E402
 from humimic_perception.intrinsics import NOMINAL_HFOV_DEG, Intrinsics  # noqa: E402
 from humimic_perception.landmarks import make_backend  # noqa: E402
 from humimic_perception.landmarks_onnx import roi_from_face  # noqa: E402
-from humimic_perception.onnx_session import CUDA  # noqa: E402
+from humimic_perception.onnx_cpu_rewrites import optimize_for_cpu  # noqa: E402
+from humimic_perception.onnx_image_input import uint8_bgr_input  # noqa: E402
+from humimic_perception.onnx_models import FACE_DETECTOR, FACE_LANDMARKS, ModelSpec, models_dir  # noqa: E402
+from humimic_perception.onnx_session import CUDA, create_session, session_options  # noqa: E402
 from humimic_perception.perception import FacePerception  # noqa: E402
 
 SIZE = (640, 480)
@@ -160,11 +168,59 @@ def timed(call: Callable[[], object], repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def op_profile(spec: ModelSpec, image: np.ndarray, repeats: int) -> Dict[str, List[float]]:
+    """Per operator type: [microseconds per call of the model, nodes] of the live CPU session."""
+    options = session_options(1)
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as folder:
+        options.profile_file_prefix = str(Path(folder) / "profile")
+        model = optimize_for_cpu(uint8_bgr_input(onnx.load(str(models_dir() / spec.onnx_name)), spec.input_range))
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        for _ in range(repeats):
+            session.run(None, {"image": image})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    ops: Dict[str, List[float]] = defaultdict(lambda: [0.0, 0.0])
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            ops[event["args"]["op_name"]][0] += event["dur"] / repeats
+            ops[event["args"]["op_name"]][1] += 1 / repeats
+    return ops
+
+
+def models_alone(frame: np.ndarray, repeats: int) -> None:
+    """Each face model alone, one thread: as exported against the live session (alternating), then the
+    live session's kernel time per operator type."""
+    backend = make_backend("onnx", threads=1, device="cpu")
+    face = backend.process_all(frame)[0]
+    backend.close()
+    crop = cv2.warpAffine(frame, roi_from_face(face).to_image(192), (192, 192),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    print("\neach model alone, one thread (ms per call, median of 15 alternating rounds)")
+    for spec, image in ((FACE_DETECTOR, cv2.resize(frame, (128, 128))), (FACE_LANDMARKS, crop)):
+        path = models_dir() / spec.onnx_name
+        low, high = spec.input_range
+        rgb = image[None, :, :, ::-1].astype(np.float32) * np.float32((high - low) / 255) + np.float32(low)
+        exported = ort.InferenceSession(str(path), session_options(1), providers=["CPUExecutionProvider"])
+        live = create_session(path, "cpu", 1, spec.input_range)
+        rounds = np.array([(timed(lambda: exported.run(None, {"image": rgb}), repeats),
+                            timed(lambda: live.run(None, {"image": image[None]}), repeats)) for _ in range(15)]) * 1e3
+        before, after = np.median(rounds, axis=0)
+        print(f"  {spec.onnx_name}: as exported {before:.3f}, live session {after:.3f} "
+              f"({np.median(rounds[:, 0] / rounds[:, 1]):.2f}x)")
+        ops = op_profile(spec, image[None], repeats)
+        total = sum(us for us, _ in ops.values())
+        print(f"    kernel time per operator type (profiler on, {total:.0f} us per call, "
+              f"{sum(n for _, n in ops.values()):.0f} operators; small operators read high):")
+        for op, (us, nodes) in sorted(ops.items(), key=lambda item: -item[1][0])[:8]:
+            print(f"      {op:<16}{us:8.0f} us {100 * us / total:5.1f}% {nodes:5.0f} nodes")
+
+
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clip", type=Path, default=media_dir() / "WolfgangLanger_Pexels.mp4")
     parser.add_argument("--frames", type=int, default=460, help="frames read from the clip")
     parser.add_argument("--runs", type=int, default=1, help="one-thread comparisons (the result is their median)")
+    parser.add_argument("--models", action="store_true", help="also time and profile each model alone first")
     args = parser.parse_args(argv)
     frames = read_frames(args.clip, args.frames)
     faces = mosaic(frames)
@@ -172,6 +228,8 @@ def main(argv: List[str] | None = None) -> int:
           f"{os.getloadavg()[0]:.2f}; onnxruntime {ort.__version__} {ort.get_available_providers()}")
     cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(cpus)})  # backends built from here on keep their threads on this core
+    if args.models:
+        models_alone(frames[WARMUP], 20)
     speedups = [report(f"one CPU thread (process pinned to one core), run {index + 1} of {args.runs}",
                        run(frames, threads=1)) for index in range(max(1, args.runs))]
     multi_face(faces, "cpu", 1, 30)
