@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -192,6 +192,14 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
             t2 = time.perf_counter()
             stage_ms["perception"].append((t1 - t0) * 1e3)
             stage_ms["retarget"].append((t2 - t1) * 1e3)
+            driven: List[Sample] = []
+            if driver:
+                robot = robot or DrivenRobot(config, params_file, frame.stamp)
+                robot.command(frame.stamp, command)
+                stage_ms["driver"].append((time.perf_counter() - t2) * 1e3)
+                driven = robot.take()
+                write_driven([s for s in driven if s.log_ns < frame.stamp])  # the bag in time order
+                driven = [s for s in driven if s.log_ns >= frame.stamp]
             if write_images:
                 write(absolute(CAMERA_IMAGE), "sensor_msgs/msg/Image", frame.stamp,
                       ros_convert.image_to_msg(frame.image, header))
@@ -214,12 +222,7 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
             write(absolute(JOINT_COMMANDS), "sensor_msgs/msg/JointState", frame.stamp,
                   JointState(header=Header(stamp=header.stamp), name=list(command),
                              position=[float(v) for v in command.values()]))
-            if driver:
-                t3 = time.perf_counter()
-                robot = robot or DrivenRobot(config, params_file, frame.stamp)
-                robot.command(frame.stamp, command)
-                stage_ms["driver"].append((time.perf_counter() - t3) * 1e3)
-                write_driven(robot.take())
+            write_driven(driven)
             processed += 1
         if robot is not None:
             robot.run_until(frame.stamp + DRIVER_TAIL_NS)

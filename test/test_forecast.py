@@ -133,7 +133,7 @@ def test_forecast_on_real_video_leads_the_measured_channels_and_the_robot_lags_l
     params["retarget"]["ros__parameters"]["forecast"].update(enabled=True, horizon=0.1)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    rerun(shared_media / "pucker_then_mouth_open.mp4", tmp_path / "out", path, write_images=False)
+    rerun(shared_media / "pucker_then_mouth_open.mp4", tmp_path / "out", path, write_images=False, driver=False)
     series = {"/face/action_units": {}, absolute(FORECAST): {}}
     for m in read_messages(tmp_path / "out", list(series)):
         msg = deserialize(m)
@@ -185,7 +185,7 @@ def test_the_shipped_defaults_anticipate_and_the_robot_keeps_up_on_two_more_peop
     assert shipped.enabled, "a user runs the defaults: anticipation is on"
     clips = []
     for name in ("talk_smile_blinks_headturn_grin_man.mp4", "laugh_smiles_blinks_browraise_headtilt_woman.mp4"):
-        rerun(shared_media / name, tmp_path / name, params, write_images=False)
+        rerun(shared_media / name, tmp_path / name, params, write_images=False, driver=False)  # driven again below
         clips.append(anticipation.load_clip(tmp_path / name))
     config = load_robot_config(config_file("robot_face.yaml"))
     pairing = evaluate.load_pairing(config_file("fidelity.yaml"), config, config.mapping.mirror)
