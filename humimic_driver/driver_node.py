@@ -35,8 +35,6 @@ from humimic_driver.servo_driver import ServoDriver
 THROTTLE_S = 5.0
 #: Seconds between /diagnostics messages.
 DIAGNOSTICS_PERIOD_S = 1.0
-#: Share of the state period a read may spend on retries.
-READ_BUDGET = 0.5
 #: The trace's stages (humimic_core/trace.py): a command received, written to the bus, its goals
 #: sent on /driver/written_goals.
 TRACE_STAGES = ("receive", "written", "sent")
@@ -63,7 +61,7 @@ class DriverNode(Node):
                                          baud_rate=node.baud_rate or config.bus.baud_rate)
         self._driver = ServoDriver(ServoBus(config.servos, bus_config), settings, self._now_ns(),
                                    caps=config.motion_caps(settings.max_velocity, settings.max_acceleration))
-        self._read_budget_s = READ_BUDGET / node.state_rate
+        self._read_budget_s = node.read_budget_s
         self._phase = ReadPhase() if node.reads_between_commands else None
         priority = node.realtime_priority
         self._joints = [s.joint for s in config.servos]

@@ -11,6 +11,8 @@ from humimic_driver.bus import DEFAULT_RETRIES, DEFAULT_TIMEOUT_MARGIN_S
 from humimic_driver.diagnostics import Thresholds
 
 HOT_ACTIONS = ("reduce", "neutral", "none")
+#: Share of the state period a state read may spend on retries.
+READ_BUDGET = 0.5
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,11 @@ class DriverNodeSettings(Settings):
     reads_between_commands: bool = setting(True, "put off a state read that the next /joint_commands is expected "
                                                  "to arrive during, to right after that command's write (at most "
                                                  "one read in a row)")
+
+    @property
+    def read_budget_s(self) -> float:
+        """Seconds a state read may spend on retries (READ_BUDGET of the state period)."""
+        return READ_BUDGET / self.state_rate
 
     def __post_init__(self) -> None:
         for name in ("state_rate", "health_rate"):

@@ -1,10 +1,13 @@
 """Anticipation, measured: re-runs (humimic-eval's reruns/) retargeted again with forecasts of given
 settings, then the kinematic measure (lag and r at lag 0 per group, blinks) and onset anticipation.
+The robot's side is the positions its servos reach: the commands driven, at their stamps, through
+the live driver's code over emulated servos (humimic_experiments.driven); ``--commands`` measures
+the commands themselves.
 
 Perception runs once per clip (humimic-eval); retargeting a clip again takes milliseconds, so
 methods and horizons are compared on the same measured channels.
 
-    python -m humimic_experiments.anticipation --reruns out/eval/reruns --out out/anticipation
+    python -m humimic_experiments.anticipation --reruns out/eval/reruns --out out/anticipation [--commands]
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from humimic_core.head_frame import head_angles, quaternion_to_matrix
 from humimic_core.paths import config_file
 from humimic_core.robot_config import RobotConfig, load_robot_config
 from humimic_core.topics import ACTION_UNITS, GAZE, HEAD_POSE, absolute
-from humimic_experiments import evaluate, kinematic
+from humimic_experiments import driven, evaluate, kinematic
 from humimic_experiments.bag_io import deserialize, read_messages
 from humimic_experiments.session import stamp_ns
 from humimic_retarget.forecast import ForecastSettings, make_forecaster
@@ -68,7 +71,7 @@ def load_channels(path: Path, stamps: np.ndarray) -> List[Channels]:
 
 
 def load_clip(folder: Path) -> ClipData:
-    recording = evaluate.load_recording(folder)
+    recording = evaluate.load_recording(folder, "commands")  # the robot's side is retargeted again
     return ClipData(folder.name, recording, load_channels(folder, recording.stamps))
 
 
@@ -142,14 +145,18 @@ def fine_lag(segments: Sequence[Tuple[np.ndarray, np.ndarray]], fps: float, fram
 
 
 def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetParams, pairing: evaluate.Pairing,
-            settings: ForecastSettings,
-            forecasters: Optional[Mapping[str, ForecastSettings]] = None) -> Dict[str, object]:
+            settings: ForecastSettings, forecasters: Optional[Mapping[str, ForecastSettings]] = None,
+            measured: str = "positions", params_file: Optional[Path] = None) -> Dict[str, object]:
     """Pooled kinematic figures and onset anticipation of the clips retargeted with ``settings`` (or,
-    per clip label, ``forecasters[label]``: a model trained without that clip's person)."""
+    per clip label, ``forecasters[label]``: a model trained without that clip's person), measured on
+    the servos' achieved positions (the driver settings of ``params_file``) or the "commands"."""
+    params_file = params_file or config_file("humimic.yaml")
     results, onsets = [], []
     for clip in clips:
         chosen = (forecasters or {}).get(clip.label, settings)
         positions, forecasts = retarget(clip, config, params, chosen)
+        if measured == "positions":
+            positions = driven.achieved(config, params_file, clip.recording.stamps, positions)
         recording = dataclasses.replace(clip.recording, positions=positions)
         results.append(evaluate.measure(recording, pairing, config))
         onsets.append((clip.recording.stamps * 1e-9, clip.channels, forecasts))
@@ -165,7 +172,8 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
     blink_delays = [e["delay"] for f, _ in results for e in f["blinks"]["events"]]
     return {"groups": pooled["groups"], "blinks": pooled["blinks"],
             "blink_delay_ms_median": 1e3 * float(np.nanmedian(blink_delays)) / fps if blink_delays else float("nan"),
-            "onsets": onset_anticipation(onsets) if settings.enabled or forecasters else None, "fps": fps}
+            "onsets": onset_anticipation(onsets) if settings.enabled or forecasters else None, "fps": fps,
+            "measured": measured}
 
 
 def row(name: str, figures: Mapping[str, object], groups: Sequence[str] = TARGET_GROUPS) -> List[str]:
@@ -188,9 +196,10 @@ def row(name: str, figures: Mapping[str, object], groups: Sequence[str] = TARGET
 
 def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSettings]],
             learned: Optional[Mapping[str, str]] = None, params_file: Optional[Path] = None,
-            config: Optional[RobotConfig] = None, log=print) -> Dict[str, object]:
-    """Figures of each (name, settings) variant over every re-run in ``reruns``; ``learned``: clip
-    label -> its held-out model, measured as one more variant per horizon of the learned settings."""
+            config: Optional[RobotConfig] = None, log=print, measured: str = "positions") -> Dict[str, object]:
+    """Figures of each (name, settings) variant over every re-run in ``reruns``, measured on the servos'
+    positions or the "commands"; ``learned``: clip label -> its held-out model, measured as one more
+    variant per horizon of the learned settings."""
     from humimic_core.parameters import node_parameters
 
     params_file = Path(params_file or config_file("humimic.yaml"))
@@ -200,15 +209,15 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
     pairing = evaluate.load_pairing(config_file("fidelity.yaml"), config, mirror)
     clips = [load_clip(p) for p in sorted(reruns.iterdir()) if (p / "metrics.json").is_file()]
     report = {}
-    table = [["variant", *(f"{g}: r@0 / lag ms (frames, fine, clips' median)" for g in TARGET_GROUPS), "blink depth",
+    table = [[f"variant ({measured})", *(f"{g}: r@0 / lag ms (frames, fine, clips' median)" for g in TARGET_GROUPS), "blink depth",
                           "blink delay (frames)", "onsets: median lead, predicted (false/min)"]]
     for name, settings in variants:
         if settings.method == "learned" and learned:
             models = {c.label: dataclasses.replace(settings, model=learned[c.label.split("_from_")[0]])
                       for c in clips}
-            figures = measure(clips, config, params, pairing, settings, models)
+            figures = measure(clips, config, params, pairing, settings, models, measured, params_file)
         else:
-            figures = measure(clips, config, params, pairing, settings)
+            figures = measure(clips, config, params, pairing, settings, None, measured, params_file)
         report[name] = figures
         table.append(row(name, figures))
         log(" | ".join(table[-1]))
@@ -265,6 +274,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--methods", default="linear,kalman", help="methods to compare")
     parser.add_argument("--models", default=None,
                         help="folder of held-out learned models (humimic-forecast-train --cross-validate)")
+    parser.add_argument("--commands", action="store_true",
+                        help="measure the commands instead of the positions the emulated servos reach")
     args = parser.parse_args(argv)
     variants = [("off", ForecastSettings(enabled=False))]
     learned = None
@@ -276,7 +287,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for h in (float(x) for x in args.horizons.split(",")):
             model = "held out" if method == "learned" else ""  # replaced per clip by its held-out model
             variants.append((f"{method} {1e3 * h:.0f} ms", ForecastSettings(True, method, h, model)))
-    compare(Path(args.reruns), Path(args.out), variants, learned)
+    compare(Path(args.reruns), Path(args.out), variants, learned, measured="commands" if args.commands else "positions")
     return 0
 
 

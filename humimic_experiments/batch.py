@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from humimic_core.paths import cache_dir, config_file, media_dir, shared_media_dir
 from humimic_core.robot_config import load_robot_config
-from humimic_core.topics import CAMERA_IMAGE, JOINT_COMMANDS, absolute
+from humimic_core.topics import CAMERA_IMAGE, JOINT_STATES, absolute
 from humimic_experiments import evaluate, kinematic
 from humimic_experiments.bag_io import segments
 
@@ -178,7 +178,7 @@ def _where() -> Dict[str, str]:
 
 def no_face_figures(frames: int) -> Dict[str, Any]:
     """evaluate.measure's figures of a clip without a face (no pair, no blink)."""
-    return {"frames": frames, "frames_with_face": 0, "max_lag_frames": 0, "robot_topic": absolute(JOINT_COMMANDS),
+    return {"frames": frames, "frames_with_face": 0, "max_lag_frames": 0, "robot_topic": absolute(JOINT_STATES),
             **kinematic.correlation_table({}, 0), "blinks": {"count": 0, "events": []},
             "winks": {"count": 0, "one_lid": 0, "events": []}}
 

@@ -7,6 +7,8 @@ and pooled, printed and written as fidelity.json and fidelity.md in --out.
 
 A clip is a video (a path, or a name in ../shared/media or the sample media) or a recording
 folder (measured as recorded: its /joint_states where the servos reported, else /joint_commands).
+The re-run drives emulated servos with the live driver's code, so a clip is measured on the
+positions its servos reached (/joint_states); ``--commands`` measures the commands instead.
 ``NAME@START`` starts the clip at frame START, mid-expression (the neutral face is then taken
 there). Without clips: DEFAULT_CLIPS.
 """
@@ -31,6 +33,7 @@ from humimic_core.robot_config import RobotConfig, load_robot_config
 from humimic_core.topics import CAMERA_IMAGE, CAMERA_INFO, HEAD_POSE, JOINT_COMMANDS, JOINT_STATES, LANDMARKS, absolute
 from humimic_experiments import kinematic
 from humimic_experiments.bag_io import deserialize, read_messages, topic_summary
+from humimic_experiments.driven import positions_on
 from humimic_experiments.rerun import perception_from_parameters, rerun, video_frames
 from humimic_experiments.session import stamp_ns
 from humimic_retarget.retargeter import RetargetParams
@@ -51,6 +54,8 @@ DEFAULT_CLIPS = (
 HEAD_POSE, LANDMARKS = absolute(HEAD_POSE), absolute(LANDMARKS)
 FRAME_TOPICS = (absolute(CAMERA_INFO), absolute(CAMERA_IMAGE))
 ROBOT_TOPICS = (absolute(JOINT_STATES), absolute(JOINT_COMMANDS))
+#: What the robot's side of the measure is: the servos' positions or the commands (ROBOT_TOPICS' order).
+MEASURED = ("positions", "commands")
 
 
 @dataclass(frozen=True)
@@ -95,14 +100,17 @@ def _cloud(msg) -> np.ndarray:
     return np.frombuffer(np.asarray(msg.data, np.uint8).tobytes(), "<f4").reshape(-1, 3)
 
 
-def load_recording(path: str | Path) -> Recording:
-    """Landmarks, head pose and robot joints of a recording, on its camera frames' stamps."""
+def load_recording(path: str | Path, measured: str = "positions") -> Recording:
+    """Landmarks, head pose and robot joints of a recording, on its camera frames' stamps: the servos'
+    positions (/joint_states; /joint_commands in a recording without them) or the ``"commands"``."""
+    if measured not in MEASURED:
+        raise ValueError(f"measured must be one of {', '.join(MEASURED)}, got {measured!r}")
     topics = topic_summary(path)
     missing = [t for t in (LANDMARKS, HEAD_POSE) if t not in topics]
     if missing or not any(t in topics for t in FRAME_TOPICS):
         raise ValueError(f"{path}: the recording lacks {', '.join(missing or FRAME_TOPICS)} "
                          f"(it has {', '.join(sorted(topics))})")
-    robot_topic = next((t for t in ROBOT_TOPICS if topics.get(t, ("", 0))[1]), None)
+    robot_topic = next((t for t in ROBOT_TOPICS[MEASURED.index(measured):] if topics.get(t, ("", 0))[1]), None)
     if robot_topic is None:
         raise ValueError(f"{path}: no robot joints ({' or '.join(ROBOT_TOPICS)}) in the recording")
     frames, clouds, poses, robot = set(), {}, {}, []
@@ -126,14 +134,7 @@ def load_recording(path: str | Path) -> Recording:
         if stamp in clouds and stamp in poses and clouds[stamp].shape[0] == size:
             points[i], rotations[i] = clouds[stamp], poses[stamp]
     robot.sort(key=lambda item: item[0])
-    t = np.array([s for s, _ in robot], dtype=np.int64)
-    positions = {}
-    for joint in dict.fromkeys(j for _, values in robot for j in values):
-        ok = np.array([joint in v for _, v in robot])
-        values = np.array([v.get(joint, np.nan) for _, v in robot], float)
-        inside = (stamps >= t[ok][0]) & (stamps <= t[ok][-1])
-        positions[joint] = np.where(inside, np.interp(stamps, t[ok], values[ok]), np.nan)
-    return Recording(stamps, points, rotations, robot_topic, positions)
+    return Recording(stamps, points, rotations, robot_topic, positions_on(stamps, robot))
 
 
 @dataclass(frozen=True)
@@ -251,8 +252,10 @@ def format_markdown(table: List[List[str]]) -> str:
 
 def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | Path] = None,
              config: Optional[RobotConfig] = None, pairing_file: Optional[str | Path] = None,
-             reuse: bool = False, log=print, twin: bool = False) -> Dict[str, object]:
+             reuse: bool = False, log=print, twin: bool = False, measured: str = "positions") -> Dict[str, object]:
     """Re-run (or read) each clip, measure it, write fidelity.json and fidelity.md; returns the figures.
+    ``measured``: the robot's side is its servos' achieved positions (the re-run's driver on emulated
+    servos: /joint_states) or its "commands" (/joint_commands), for comparison.
     ``twin``: also the visual fidelity (humimic_experiments.visual) in visual.json, visual.md and
     visual/<clip>.mp4 (person | the robot's face twin)."""
     out = Path(out)
@@ -276,7 +279,7 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
     for clip, source in sources.items():
         if source != clip.path and not (source / "metrics.json").is_file():
             rerun(clip.path, source, params_file, config, write_images=False, start_frame=clip.start)
-        recording = load_recording(source)
+        recording = load_recording(source, measured)
         figures, segments = measure(recording, pairing, config)
         results.append(({"clip": clip.label, "source": str(clip.path), "start_frame": clip.start, **figures},
                         segments))
@@ -289,12 +292,13 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
     total = pooled(results, lag, pairing.blinks["reach"])
     table = table_rows(rows + [("pooled", total)], pairing.columns())
     topics = sorted({f["robot_topic"] for f, _ in results})
-    report = {"robot_topics": topics, "mirror": mirror, "pairs": [vars(p) for p in pairing.pairs],
+    report = {"measured": measured, "robot_topics": topics, "mirror": mirror, "pairs": [vars(p) for p in pairing.pairs],
               "clips": [f for f, _ in results], "pooled": total}
     out.mkdir(parents=True, exist_ok=True)
     (out / "fidelity.json").write_text(json.dumps(report, indent=2, default=float))
-    caption = (f"Kinematic fidelity: Pearson r at lag 0 of the person's facial geometry and the robot's "
-               f"joints ({', '.join(topics)}; {'mirrored' if mirror else 'same-side'} pairing), then the best r "
+    robot = "servos' achieved positions" if measured == "positions" else "commanded positions"
+    caption = (f"Kinematic fidelity, measured on {measured}: Pearson r at lag 0 of the person's facial geometry "
+               f"and the robot's {robot} ({', '.join(topics)}; {'mirrored' if mirror else 'same-side'} pairing), then the best r "
                f"where the robot follows (lag 0..{pairing.max_lag_s:g} s, in frames); blinks: count, median lid "
                f"depth within {int(pairing.blinks['window_frames'])} frames of the person's peak (fraction of "
                f"neutral -> closed), share reaching {pairing.blinks['reach']:g}, median delay (frames) to reaching "
@@ -353,12 +357,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--pairing", default=str(config_file("fidelity.yaml")), help="joint/signal pairing YAML")
     parser.add_argument("--twin", action="store_true",
                         help="also the visual fidelity: the robot's face twin read by perception (visual.md, visual/*.mp4)")
+    parser.add_argument("--commands", action="store_true",
+                        help="measure the commands (/joint_commands) instead of the servos' achieved positions")
     parser.add_argument("--reuse", action="store_true",
                         help="measure the re-runs already in --out (made with the same settings) instead of redoing them")
     args = parser.parse_args(argv)
     try:
         evaluate(args.clips, args.out, args.params_file, load_robot_config(args.robot_config), args.pairing,
-                 args.reuse, twin=args.twin)
+                 args.reuse, twin=args.twin, measured="commands" if args.commands else "positions")
     except (ValueError, FileExistsError) as exc:
         print(f"humimic-eval: {exc}", file=sys.stderr)
         return 2

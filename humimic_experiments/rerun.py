@@ -7,12 +7,17 @@ epoch + the frame's media time; recording: the original header stamps), messages
 by rosbags (zeroed padding), the landmark backend runs single-threaded, and the One-Euro
 smoothing is timed by the frame stamps.
 
+With the driver (the default; ``--no-driver`` leaves it out) each command also goes, at its stamp, to
+the live driver's code over emulated servos on simulated time (humimic_experiments.driven), and
+the servos' achieved positions (/joint_states at the driver's state_rate) and the goals written
+(/driver/written_goals) go into the bag as a live recording has them.
+
 Perception, the camera intrinsics and the retargeter get their settings from the params file the
 way the live nodes do (CameraSettings, PerceptionSettings, RetargetParams ``from_parameters``: every
 setting, defaults for those the file leaves out), so a re-run moves as the live nodes would;
 with forecast.enabled the forecast channels go to /face/forecast beside the measured ones.
 
-    python -m humimic_experiments.rerun VIDEO_OR_RECORDING --out out/rerun [--params-file F] [--robot-config R]
+    python -m humimic_experiments.rerun VIDEO_OR_RECORDING --out out/rerun [--params-file F] [--robot-config R] [--no-driver]
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -45,11 +50,14 @@ from humimic_core.topics import (
     absolute,
 )
 from humimic_experiments.bag_io import SegmentedBagWriter, deserialize, from_rclpy, read_messages, topic_summary
+from humimic_experiments.driven import DrivenRobot, Sample
 from humimic_experiments.metrics import latency_stats
 from humimic_experiments.session import image_array, stamp_ns
 from humimic_retarget.forecast import forecast_settings, make_forecaster
 from humimic_retarget.retargeter import RetargetParams
 
+#: The driver runs on this long (ns) after the last frame's command.
+DRIVER_TAIL_NS = 100_000_000
 #: Stamp of a video's first frame: a fixed epoch, so re-runs of a video are identical.
 VIDEO_EPOCH_NS = 1_700_000_000 * 1_000_000_000
 
@@ -131,9 +139,10 @@ def perception_from_parameters(params_file: str | Path, backend: Optional[str] =
 
 def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path] = None,
           config: Optional[RobotConfig] = None, backend: Optional[str] = None,
-          write_images: bool = True, start_frame: int = 0) -> Dict[str, Any]:
-    """Run perception + retargeting on every frame of `source` from `start_frame` on (frames before
-    it are skipped, as if the clip began there); returns the metrics written."""
+          write_images: bool = True, start_frame: int = 0, driver: bool = True) -> Dict[str, Any]:
+    """Run perception + retargeting (+ the driver on emulated servos, with ``driver``) on every frame
+    of `source` from `start_frame` on (frames before it are skipped, as if the clip began there);
+    returns the metrics written."""
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Header
 
@@ -156,12 +165,19 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
             raise ValueError(f"{source}: start frame {start_frame} is not within its {count} frames")
         count, frames = (count - start_frame if count else 0), itertools.islice(frames, start_frame, None)
     frame_id, hfov = camera.frame_id, camera.horizontal_fov_deg
-    stage_ms: Dict[str, list] = {"perception": [], "retarget": []}
+    stage_ms: Dict[str, list] = {"perception": [], "retarget": [], **({"driver": []} if driver else {})}
     faces = processed = 0
+    robot: Optional[DrivenRobot] = None
 
     with SegmentedBagWriter(out, "mcap", split_seconds=3600.0, name="rerun") as bag:
         def write(topic: str, msgtype: str, stamp: int, msg) -> None:
             bag.write(topic, msgtype, stamp, from_rclpy(msg, msgtype))
+
+        def write_driven(samples: Sequence[Sample]) -> None:
+            for s in samples:
+                write(s.topic, "sensor_msgs/msg/JointState", s.log_ns,
+                      JointState(header=Header(stamp=from_ns(s.stamp_ns)), name=s.names, position=s.position,
+                                 velocity=list(s.velocity), effort=list(s.effort)))
 
         for frame in tqdm(frames, total=count or None, desc=f"re-run {source.name}", unit="frame"):
             h, w = frame.image.shape[:2]
@@ -176,6 +192,14 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
             t2 = time.perf_counter()
             stage_ms["perception"].append((t1 - t0) * 1e3)
             stage_ms["retarget"].append((t2 - t1) * 1e3)
+            driven: List[Sample] = []
+            if driver:
+                robot = robot or DrivenRobot(config, params_file, frame.stamp)
+                robot.command(frame.stamp, command)
+                stage_ms["driver"].append((time.perf_counter() - t2) * 1e3)
+                driven = robot.take()
+                write_driven([s for s in driven if s.log_ns < frame.stamp])  # the bag in time order
+                driven = [s for s in driven if s.log_ns >= frame.stamp]
             if write_images:
                 write(absolute(CAMERA_IMAGE), "sensor_msgs/msg/Image", frame.stamp,
                       ros_convert.image_to_msg(frame.image, header))
@@ -198,11 +222,16 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
             write(absolute(JOINT_COMMANDS), "sensor_msgs/msg/JointState", frame.stamp,
                   JointState(header=Header(stamp=header.stamp), name=list(command),
                              position=[float(v) for v in command.values()]))
+            write_driven(driven)
             processed += 1
+        if robot is not None:
+            robot.run_until(frame.stamp + DRIVER_TAIL_NS)
+            write_driven(robot.take())
     perception.close()
     metrics = {
         "source": str(source), "start_frame": start_frame, "backend": backend_name, "frames": processed, "frames_with_face": faces,
         "processing_ms": {stage: latency_stats(values) for stage, values in stage_ms.items()},
+        **({"driver_events": [f"{severity}: {message}" for severity, message in robot.events]} if robot else {}),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
@@ -217,9 +246,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--backend", default=None, help="landmark backend (default: the params file's)")
     parser.add_argument("--no-images", action="store_true", help="leave camera images out of the output bag")
     parser.add_argument("--start-frame", type=int, default=0, help="skip the frames before this one")
+    parser.add_argument("--no-driver", action="store_true",
+                        help="leave the driver on emulated servos out (no /joint_states, /driver/written_goals)")
     args = parser.parse_args(argv)
     metrics = rerun(args.source, args.out, args.params_file, load_robot_config(args.robot_config), args.backend,
-                    not args.no_images, args.start_frame)
+                    not args.no_images, args.start_frame, not args.no_driver)
     print(json.dumps(metrics, indent=2))
     return 0
 

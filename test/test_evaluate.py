@@ -23,7 +23,8 @@ def test_evaluation_of_a_real_clip_prints_and_writes_the_table(shared_media, tmp
     printed = []
     report = evaluate([CLIP, "no_such_clip.mp4"], tmp_path, log=printed.append)
     clip = report["clips"][0]
-    assert clip["clip"] == CLIP and clip["frames"] == 216 and clip["robot_topic"] == "/joint_commands"
+    assert clip["clip"] == CLIP and clip["frames"] == 216 and clip["robot_topic"] == "/joint_states"
+    assert report["measured"] == "positions" and "measured on positions" in printed[-2]
     assert clip["groups"]["jaw"]["r"] > 0.0 and clip["groups"]["jaw"]["lag_frames"] >= 0
     assert {"upper_lids", "lip_corners", "brows", "eye_yaw"} <= set(clip["groups"])
     assert report["pooled"]["groups"]["jaw"]["r"] == clip["groups"]["jaw"]["r"]  # one clip: the same figure
@@ -36,12 +37,19 @@ def test_evaluation_of_a_real_clip_prints_and_writes_the_table(shared_media, tmp
     assert main([CLIP, "--out", str(tmp_path)]) == 2 and "pass --reuse" in capsys.readouterr().err
     again = evaluate([CLIP], tmp_path, reuse=True, log=lambda line: None)["clips"][0]
     assert again["groups"]["jaw"] == clip["groups"]["jaw"]
+    # the commands, for comparison: the servos follow them within their caps, so a little later
+    commands = evaluate([CLIP], tmp_path, reuse=True, log=lambda line: None, measured="commands")["clips"][0]
+    assert commands["robot_topic"] == "/joint_commands"
+    assert commands["groups"]["jaw"]["lag_frames"] <= clip["groups"]["jaw"]["lag_frames"]
+    assert commands["groups"]["jaw"]["best_r"] == pytest.approx(clip["groups"]["jaw"]["best_r"], abs=0.05)
 
     # a recording with servo states is measured on them, as recorded: here the re-run's commands
-    # reached by the servos two frames later
+    # reached by the servos two frames later (in place of the re-run's own states)
     live = tmp_path / "live"
     with SegmentedBagWriter(live, "mcap", split_seconds=3600.0) as bag:
         for m in read_messages(tmp_path / "reruns" / CLIP):
+            if m.topic == "/joint_states":
+                continue
             bag.write(m.topic, m.msgtype, m.timestamp, m.data)
             if m.topic == "/joint_commands":
                 msg = deserialize(m)
@@ -53,8 +61,8 @@ def test_evaluation_of_a_real_clip_prints_and_writes_the_table(shared_media, tmp
                 bag.write("/joint_states", m.msgtype, stamp, serialize(state, m.msgtype))
     recorded = evaluate([str(live)], tmp_path / "live_eval", log=lambda line: None)["clips"][0]
     assert recorded["robot_topic"] == "/joint_states" and recorded["frames"] == 216
-    assert recorded["groups"]["jaw"]["lag_frames"] == clip["groups"]["jaw"]["lag_frames"] + 2
-    assert recorded["groups"]["jaw"]["best_r"] == pytest.approx(clip["groups"]["jaw"]["best_r"], abs=0.01)
+    assert recorded["groups"]["jaw"]["lag_frames"] == commands["groups"]["jaw"]["lag_frames"] + 2
+    assert recorded["groups"]["jaw"]["best_r"] == pytest.approx(commands["groups"]["jaw"]["best_r"], abs=0.01)
 
 
 def test_a_wrong_sign_in_the_mapping_shows_in_the_kinematic_measure_not_in_the_au_figure(shared_media, tmp_path):

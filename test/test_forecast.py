@@ -121,8 +121,10 @@ def test_the_stream_retargets_the_forecast_under_the_same_limits():
 def test_forecast_on_real_video_leads_the_measured_channels_and_the_robot_lags_less(shared_media, tmp_path):
     """pucker_then_mouth_open.mp4 re-run with forecast.enabled: /face/forecast is recorded beside
     /face/action_units, the forecast mouth opening (AU26) leads the measured one by >= 1 frame, and
-    in the kinematic measure (robot commands against the landmarks) the default forecast brings the
-    jaw's, lids' and lip corners' lag to 20 ms or less (from 43, 12 and 29 ms) with r at lag 0 no lower."""
+    in the kinematic measure on the robot's commands the default forecast brings the jaw's, lids' and
+    lip corners' lag to 20 ms or less (from 43, 12 and 29 ms) with r at lag 0 no lower. On the positions
+    the emulated servos reach (the driver's caps and hold added) it still cuts every group's lag with
+    r no lower, but not to 20 ms (docs/anticipation.md: the gap)."""
     from humimic_experiments.bag_io import deserialize, read_messages
     from humimic_experiments.rerun import rerun
     from humimic_experiments.session import stamp_ns
@@ -131,7 +133,7 @@ def test_forecast_on_real_video_leads_the_measured_channels_and_the_robot_lags_l
     params["retarget"]["ros__parameters"]["forecast"].update(enabled=True, horizon=0.1)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    rerun(shared_media / "pucker_then_mouth_open.mp4", tmp_path / "out", path, write_images=False)
+    rerun(shared_media / "pucker_then_mouth_open.mp4", tmp_path / "out", path, write_images=False, driver=False)
     series = {"/face/action_units": {}, absolute(FORECAST): {}}
     for m in read_messages(tmp_path / "out", list(series)):
         msg = deserialize(m)
@@ -155,22 +157,25 @@ def test_forecast_on_real_video_leads_the_measured_channels_and_the_robot_lags_l
     config = load_robot_config(config_file("robot_face.yaml"))
     pairing = evaluate.load_pairing(config_file("fidelity.yaml"), config, config.mapping.mirror)
     clip = [anticipation.load_clip(tmp_path / "out")]
-    off, on = (anticipation.measure(clip, config, RetargetParams(), pairing, s)["groups"]
-               for s in (ForecastSettings(enabled=False), ForecastSettings()))
-    for group in anticipation.TARGET_GROUPS:
-        assert on[group]["lag_ms"] <= 20.0 < off[group]["lag_ms"] or off[group]["lag_ms"] <= 20.0, (group, off, on)
-        assert on[group]["lag_ms"] < off[group]["lag_ms"], (group, off, on)
-        # r at lag 0 holds (issue 14): on one 216-frame clip a forecast that leads by a frame moves
-        # r by a few thousandths either way (lids 0.919 -> 0.916 with one horizon for all channels,
-        # 0.924 with the default); pooled figures: docs/anticipation.md
-        assert on[group]["r"] >= off[group]["r"] - 0.005, (group, off, on)
+    for measured in ("commands", "positions"):
+        off, on = (anticipation.measure(clip, config, RetargetParams(), pairing, s, measured=measured)["groups"]
+                   for s in (ForecastSettings(enabled=False), ForecastSettings()))
+        for group in anticipation.TARGET_GROUPS:
+            if measured == "commands":
+                assert on[group]["lag_ms"] <= 20.0 < off[group]["lag_ms"] or off[group]["lag_ms"] <= 20.0, (group, off, on)
+            assert on[group]["lag_ms"] < off[group]["lag_ms"], (measured, group, off, on)
+            # r at lag 0 holds (issue 14): on one 216-frame clip a forecast that leads by a frame moves
+            # r by a few thousandths either way (lids 0.919 -> 0.916 with one horizon for all channels,
+            # 0.924 with the default); pooled figures: docs/anticipation.md
+            assert on[group]["r"] >= off[group]["r"] - 0.005, (measured, group, off, on)
 
 
 def test_the_shipped_defaults_anticipate_and_the_robot_keeps_up_on_two_more_people(shared_media, tmp_path):
     """Two clips of two people the test above does not see, re-run with the shipped parameters and robot
-    config: anticipation is on by default, and in the kinematic measure pooled over both clips the jaw's,
-    lids' and lip corners' lag is 20 ms or less (before: caps 2.5 rad/s jaw, 3 rad/s lip corners and
-    anticipation off, 61, 19 and 48 ms) with r at lag 0 no lower than with the forecast off."""
+    config: anticipation is on by default, and in the kinematic measure on the commands pooled over both
+    clips the jaw's, lids' and lip corners' lag is 20 ms or less (before: caps 2.5 rad/s jaw, 3 rad/s lip
+    corners and anticipation off, 61, 19 and 48 ms) with r at lag 0 no lower than with the forecast off;
+    on the positions the emulated servos reach, the lag is shorter than with the forecast off, r no lower."""
     from humimic_core.parameters import node_parameters
     from humimic_experiments import anticipation, evaluate
     from humimic_experiments.rerun import rerun
@@ -180,14 +185,16 @@ def test_the_shipped_defaults_anticipate_and_the_robot_keeps_up_on_two_more_peop
     assert shipped.enabled, "a user runs the defaults: anticipation is on"
     clips = []
     for name in ("talk_smile_blinks_headturn_grin_man.mp4", "laugh_smiles_blinks_browraise_headtilt_woman.mp4"):
-        rerun(shared_media / name, tmp_path / name, params, write_images=False)
+        rerun(shared_media / name, tmp_path / name, params, write_images=False, driver=False)  # driven again below
         clips.append(anticipation.load_clip(tmp_path / name))
     config = load_robot_config(config_file("robot_face.yaml"))
     pairing = evaluate.load_pairing(config_file("fidelity.yaml"), config, config.mapping.mirror)
-    off, on = (anticipation.measure(clips, config, RetargetParams(), pairing, s)["groups"]
-               for s in (ForecastSettings(enabled=False), shipped))
-    for group in anticipation.TARGET_GROUPS:
-        assert on[group]["lag_ms"] <= 20.0 and on[group]["r"] >= off[group]["r"], (group, off[group], on[group])
+    for measured in ("commands", "positions"):
+        off, on = (anticipation.measure(clips, config, RetargetParams(), pairing, s, measured=measured)["groups"]
+                   for s in (ForecastSettings(enabled=False), shipped))
+        for group in anticipation.TARGET_GROUPS:
+            lag_ok = on[group]["lag_ms"] <= 20.0 if measured == "commands" else on[group]["lag_ms"] < off[group]["lag_ms"]
+            assert lag_ok and on[group]["r"] >= off[group]["r"], (measured, group, off[group], on[group])
 
 
 def test_training_samples_and_the_onnx_model_are_what_the_forecaster_runs(tmp_path):

@@ -19,6 +19,10 @@ def test_rerun_is_deterministic_and_complete(sample_media, tmp_path):
     topics = topic_summary(tmp_path / "a")
     assert first["frames"] == topics["/camera/image_raw"][1] == topics["/face/action_units"][1] == 72
     assert topics["/joint_commands"][1] == 72 and first["frames_with_face"] >= 70
+    # the driver on emulated servos: a write per command, states at its 50 Hz from its start 0.5 s
+    # before the first frame to 0.1 s after the last (72 frames at 30 fps: 2.4 s)
+    assert topics["/driver/written_goals"][1] == 72 and 140 <= topics["/joint_states"][1] <= 155
+    assert first["driver_events"] == [] or all(e.startswith("info") for e in first["driver_events"])
     session = load_session(tmp_path / "a")
     stamps = [s for _, s in session.frames]
     assert stamps[0] == VIDEO_EPOCH_NS and stamps == sorted(stamps)
