@@ -6,7 +6,7 @@ Poses: every joint of the shipped robot config at once, at random inside its lim
 case: the neck turns the whole face, so the whole image is warped), and the jaw alone (a local
 warp). OpenCV and the BLAS run on one thread. Renders per CPU second (process time) is the cost on
 one core; the wall-clock rate also counts the time other processes take the core. Needs the neutral face (prepared and cached on the
-first run from ../shared/media).
+first run from the sample media).
 """
 from __future__ import annotations
 
