@@ -34,10 +34,11 @@ from humimic_perception.sim.face_twin import FaceTwin  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--renders", type=int, default=600)
+    parser.add_argument("--source", default="", help="neutral face image or video ('' = the twin's default)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     config = load_robot_config(config_file("robot_face.yaml"))
-    twin = FaceTwin(prepare(size=512), config.servos)
+    twin = FaceTwin(prepare(args.source, size=512), config.servos)
     rng = np.random.default_rng(0)
     cases = {
         "all joints, random": [{s.joint: float(rng.uniform(s.min, s.max)) for s in config.servos}
