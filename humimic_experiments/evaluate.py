@@ -305,10 +305,8 @@ def visual_fidelity(seen: Sequence[Tuple[Clip, Path, Recording]], out: Path, par
                     mirror: bool, max_lag: int, log=print) -> Dict[str, object]:
     """The visual fidelity of each re-run clip and pooled: visual.json, visual.md, visual/<clip>.mp4."""
     from humimic_experiments import visual
-    from humimic_perception.sim.face_twin import FaceTwin
-    from humimic_perception.sim.neutral_face import prepare
 
-    twin = FaceTwin(prepare(), config.servos)
+    twin = visual.twin_from_parameters(params_file, config)
     clips, found = [], []
     for clip, source, recording in seen:
         perception, _ = perception_from_parameters(params_file)

@@ -58,6 +58,17 @@ class RobotFace:
     action_units: np.ndarray
 
 
+def twin_from_parameters(params_file: str | Path, config: RobotConfig):
+    """The face twin as the ``face_twin`` node builds it from a parameter file (its neutral face)."""
+    from humimic_core.parameters import node_parameters
+    from humimic_perception.sim.face_twin import FaceTwin
+    from humimic_perception.sim.neutral_face import prepare
+
+    params = node_parameters(params_file, "face_twin")
+    return FaceTwin(prepare(str(params.get("neutral_face", "")), int(params.get("neutral_frame", 0)),
+                            int(params.get("size", 512))), config.servos)
+
+
 def watch_robot(positions: Mapping[str, np.ndarray], frames: int, twin, perception, fov_deg: float = 60.0,
                 frame_seconds: float = 1 / 30, on_image: Optional[Callable[[int, np.ndarray], None]] = None
                 ) -> RobotFace:

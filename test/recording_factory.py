@@ -79,8 +79,9 @@ def _cloud(stamp: int, points: np.ndarray) -> bytes:
 def make_watched_recording(video: Path, out: Path, twin, jaw: np.ndarray, lag_frames: int,
                            std: Dict[str, float]) -> None:
     """A live recording with the robot-face camera on: per frame, the person's face (the twin's mesh
-    with the jaw at ``jaw[i]``: landmarks, head pose, AU26 = 5 jaw) and the robot face's perception
-    showing the same jaw ``lag_frames`` later, stamped as the joint state it shows; and the
+    with the jaw at ``jaw[i]``: landmarks, head pose, AU26 = 5 jaw) and the robot face (the twin's
+    render and its perception) showing the same jaw ``lag_frames`` later, stamped as the joint
+    state it shows; and the
     self-model's standard deviations ``std`` with each command."""
     cap = cv2.VideoCapture(str(video))
     facing = (0.5, 0.5, -0.5, 0.5)
@@ -92,6 +93,8 @@ def make_watched_recording(video: Path, out: Path, twin, jaw: np.ndarray, lag_fr
             points = twin.vertices({"jaw": float(value)})[:478]
             shown = stamp + lag_frames * FRAME_NS + 5_000_000
             bag.write("/camera/image_raw", "sensor_msgs/msg/Image", stamp + 1_000_000, _image(stamp, img))
+            bag.write("/robot_face/camera/image_raw", "sensor_msgs/msg/Image", shown + 1_000_000,
+                      _image(shown, twin.render({"jaw": float(value)})))
             for topic, at, when in (("/face", stamp, stamp + 9_000_000), ("/robot_face/face", shown, shown + 9_000_000)):
                 bag.write(f"{topic}/landmarks", "sensor_msgs/msg/PointCloud2", when, _cloud(at, points))
                 bag.write(f"{topic}/head_pose", "geometry_msgs/msg/PoseStamped", when, _pose(at, facing))
