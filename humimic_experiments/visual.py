@@ -109,15 +109,14 @@ def person_action_units(path: str | Path, stamps: np.ndarray) -> np.ndarray:
 
 
 def resample(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """``values`` (T, ...) at ``times`` linearly interpolated onto ``at``, per column over its finite
-    values; NaN outside their span."""
+    """``values`` (T, ...) at ascending ``times`` linearly interpolated onto ``at``: NaN outside
+    their span and next to a NaN sample (no face then), so no gap is bridged."""
     flat = values.reshape(len(times), -1)
     out = np.full((len(at), flat.shape[1]), np.nan)
-    for k in range(flat.shape[1]):
-        ok = np.isfinite(flat[:, k])
-        if ok.sum() >= 2:
-            inside = (at >= times[ok][0]) & (at <= times[ok][-1])
-            out[inside, k] = np.interp(at[inside], times[ok], flat[ok, k])
+    if len(times):
+        inside = (at >= times[0]) & (at <= times[-1])
+        for k in range(flat.shape[1]):
+            out[inside, k] = np.interp(at[inside], times, flat[:, k])
     return out.reshape((len(at),) + values.shape[1:])
 
 
@@ -132,13 +131,15 @@ def recorded_robot_face(path: str | Path, stamps: np.ndarray) -> Tuple[Dict[str,
         else:
             q = msg.pose.orientation
             poses[stamp_ns(msg)] = quaternion_to_matrix((q.x, q.y, q.z, q.w))
-    seen = np.array(sorted(s for s in clouds if s in poses and len(clouds[s]) >= kinematic.MESH_POINTS), np.int64)
-    points = np.array([clouds[s][:kinematic.MESH_POINTS] for s in seen]).reshape(-1, kinematic.MESH_POINTS, 3)
-    signals = kinematic.geometry(points, np.array([poses[s] for s in seen]).reshape(-1, 3, 3))
     by_stamp = action_units(path, ROBOT_ACTION_UNITS)
-    au_stamps = np.array(sorted(by_stamp), np.int64)
-    geometry = {k: resample(seen, v, stamps) for k, v in signals.items()}
-    return geometry, resample(au_stamps, au_rows(by_stamp, au_stamps), stamps)
+    times = np.array(sorted(set(by_stamp) | set(clouds)), np.int64)  # every robot-face frame, with a face or not
+    points = np.full((len(times), kinematic.MESH_POINTS, 3), np.nan)
+    rotations = np.full((len(times), 3, 3), np.nan)
+    for i, stamp in enumerate(times.tolist()):
+        if stamp in poses and len(clouds.get(stamp, ())) >= kinematic.MESH_POINTS:
+            points[i], rotations[i] = clouds[stamp][:kinematic.MESH_POINTS], poses[stamp]
+    geometry = {k: resample(times, v, stamps) for k, v in kinematic.geometry(points, rotations).items()}
+    return geometry, resample(times, au_rows(by_stamp, times), stamps)
 
 
 def recorded_fidelity(path: str | Path, recording, mirror: bool, max_lag_s: float) -> Dict[str, Dict[str, float]]:

@@ -87,3 +87,13 @@ def test_report_shows_visual_fidelity_and_self_model_uncertainty(sample_media, t
     assert "id='visual'" in text and "id='self-model-std'" in text
     printed = {line.split()[0]: line.split()[1:] for line in summary_lines(metrics)}
     assert float(printed["AU26"][1]) == pytest.approx(metrics["visual"]["AU26"]["best_r"], abs=1e-3)
+
+
+def test_the_robot_face_is_resampled_without_bridging_a_gap():
+    """The robot face's series onto the person's frames: interpolated between two seen frames, NaN
+    next to a frame where it was not seen and outside its span."""
+    from humimic_experiments.visual import resample
+
+    out = resample(np.array([0, 10, 20, 30]), np.array([0.0, np.nan, 2.0, 3.0]), np.array([5, 25, 30, 40, -1]))
+    assert np.isnan(out[0]) and out[1] == pytest.approx(2.5) and np.isnan(out[3]) and np.isnan(out[4])
+    assert out[2] == pytest.approx(3.0)
