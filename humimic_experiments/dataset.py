@@ -27,7 +27,7 @@ import bisect
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -36,21 +36,28 @@ from tqdm import tqdm
 from humimic_core.head_frame import head_angles, quaternion_to_matrix
 from humimic_core.paths import config_file
 from humimic_core.robot_config import RobotConfig, load_robot_config
-from humimic_core.topics import ACTION_UNITS, HEAD_POSE, JOINT_COMMANDS, JOINT_STATES, ROBOT_FACE, ROBOT_FACE_IMAGE, absolute
+from humimic_core.topics import ACTION_UNITS, JOINT_COMMANDS, JOINT_STATES, ROBOT_FACE_IMAGE, absolute
 from humimic_experiments.bag_io import deserialize, read_messages, topic_summary
 from humimic_experiments.describe import describe
 from humimic_experiments.session import Session, as_mapping, load_session, stamp_ns
+from humimic_experiments.visual import ROBOT_ACTION_UNITS, ROBOT_HEAD_POSE, action_units
 
 DATASET_FILE = "dataset.jsonl"
-#: where a recording's robot-face camera (or twin) images and their perception are
-ROBOT_IMAGE, ROBOT_ACTION_UNITS, ROBOT_HEAD_POSE = (absolute(t) for t in (
-    ROBOT_FACE_IMAGE, f"{ROBOT_FACE}/{ACTION_UNITS}", f"{ROBOT_FACE}/{HEAD_POSE}"))
-Shot = Tuple[np.ndarray, Dict[str, float], Dict[str, float]]  # image, AUs, head angles
+#: a recording's robot-face camera (or twin) images
+ROBOT_IMAGE = absolute(ROBOT_FACE_IMAGE)
+#: (BGR image or the name of its written file, AUs, head angles) of the robot's face
+Shot = Tuple[Union[np.ndarray, str], Dict[str, float], Dict[str, float]]
 
 
-def _head(quaternion: Sequence[float]) -> Dict[str, float]:
-    yaw, pitch, roll = head_angles(quaternion_to_matrix(quaternion))
+def _angles(rotation: np.ndarray) -> Dict[str, float]:
+    yaw, pitch, roll = head_angles(rotation)
     return {"head_yaw": yaw, "head_pitch": pitch, "head_roll": roll}
+
+
+def _write(out: Path, name: str, image: np.ndarray, jpeg_quality: int) -> str:
+    if not cv2.imwrite(str(out / name), image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
+        raise OSError(f"cannot write {out / name}")
+    return name
 
 
 class TwinCamera:
@@ -75,8 +82,7 @@ class TwinCamera:
         result = self.perception.process(image, self.intrinsics, self.seconds)
         if not result.face:
             return None
-        yaw, pitch, roll = head_angles(result.head_pose.rotation)
-        return image, dict(result.action_units), {"head_yaw": yaw, "head_pitch": pitch, "head_roll": roll}
+        return image, dict(result.action_units), _angles(result.head_pose.rotation)
 
     def close(self) -> None:
         self.perception.close()
@@ -90,12 +96,12 @@ def twin_camera(params_file: str | Path, config: RobotConfig) -> TwinCamera:
     return TwinCamera(twin_from_parameters(params_file, config), perception_from_parameters(params_file)[0])
 
 
-def recorded_shots(session: Session, wanted: Mapping[int, int]) -> Dict[int, Shot]:
+def recorded_shots(session: Session, wanted: Mapping[int, int], out: Path, jpeg_quality: int) -> Dict[int, Shot]:
     """The recording's robot-face images for ``wanted`` (frame stamp -> the time its command was
-    sent): per frame, the first robot face stamped at or after that time, with its perception."""
-    aus = {stamp_ns(m): dict(zip(m.name, m.position))
-           for m in (deserialize(b) for b in read_messages(session.path, [ROBOT_ACTION_UNITS]))}
-    heads = {stamp_ns(m): _head([getattr(m.pose.orientation, a) for a in "xyzw"])
+    sent): per frame, the first robot face stamped at or after that time, with its perception; each
+    image is written once into ``out``/images."""
+    aus = action_units(session.path, ROBOT_ACTION_UNITS)
+    heads = {stamp_ns(m): _angles(quaternion_to_matrix([getattr(m.pose.orientation, a) for a in "xyzw"]))
              for m in (deserialize(b) for b in read_messages(session.path, [ROBOT_HEAD_POSE]))}
     seen = sorted(stamp for stamp, values in aus.items() if values)
     pick: Dict[int, List[int]] = {}
@@ -105,8 +111,9 @@ def recorded_shots(session: Session, wanted: Mapping[int, int]) -> Dict[int, Sho
             pick.setdefault(seen[i], []).append(frame)
     shots: Dict[int, Shot] = {}
     for _, stamp, image in session.frames_of(ROBOT_IMAGE):
-        for frame in pick.get(stamp, []):
-            shots[frame] = (image, aus[stamp], heads.get(stamp, {}))
+        if stamp in pick:
+            name = _write(out, f"images/robot_{len(shots):06d}.jpg", image, jpeg_quality)
+            shots.update({frame: (name, aus[stamp], heads.get(stamp, {})) for frame in pick.pop(stamp)})
     return shots
 
 
@@ -127,34 +134,31 @@ def export_dataset(recording: str | Path, out: str | Path, levels: int = 5, thre
     poses = dict(session.head_pose)
     recorded: Dict[int, Shot] = {}
     if twin is None and ROBOT_IMAGE in topic_summary(recording):
-        recorded = recorded_shots(session, {stamp: arrivals.get(stamp, stamp) for stamp, values in aus.items() if values})
+        wanted = {stamp: arrivals.get(stamp, stamp) for stamp, values in aus.items() if values}
+        recorded = recorded_shots(session, wanted, out, jpeg_quality)
     count = 0
-
-    def write(name: str, image: np.ndarray) -> str:
-        if not cv2.imwrite(str(out / name), image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
-            raise OSError(f"cannot write {out / name}")
-        return name
-
     with open(out / DATASET_FILE, "w") as jsonl:
         images = ((stamp, img) for _, stamp, img in session.frames_of()) if frames is None else frames
         for stamp, img in tqdm(images, total=len(session.frames) or None, desc="dataset", unit="frame"):
             face = aus.get(stamp)
             if not face:
                 continue
-            head = _head(poses[stamp]) if stamp in poses else {}
+            head = _angles(quaternion_to_matrix(poses[stamp])) if stamp in poses else {}
             states = session.state_at(absolute(JOINT_STATES), arrivals.get(stamp, stamp)) or {}
             record: Dict[str, Any] = {
-                "image": write(f"images/{count:06d}.jpg", img), "stamp_ns": stamp, "action_units": face, "head": head,
+                "image": _write(out, f"images/{count:06d}.jpg", img, jpeg_quality), "stamp_ns": stamp,
+                "action_units": face, "head": head,
                 "joint_commands": commands.get(stamp, {}), "joint_states": states,
                 "text": describe(face, levels, threshold, words, head),
             }
             shot = twin.shot(states or commands.get(stamp, {}), stamp * 1e-9) if twin else recorded.get(stamp)
             if shot is not None:
                 robot_image, robot_aus, robot_head = shot
+                if not isinstance(robot_image, str):
+                    robot_image = _write(out, f"images/robot_{count:06d}.jpg", robot_image, jpeg_quality)
                 record["robot_face"] = {
-                    "image": write(f"images/robot_{count:06d}.jpg", robot_image), "source": "twin" if twin else "camera",
-                    "action_units": robot_aus, "head": robot_head,
-                    "text": describe(robot_aus, levels, threshold, words, robot_head)}
+                    "image": robot_image, "source": "twin" if twin else "camera", "action_units": robot_aus,
+                    "head": robot_head, "text": describe(robot_aus, levels, threshold, words, robot_head)}
             jsonl.write(json.dumps(record) + "\n")
             count += 1
     return count
