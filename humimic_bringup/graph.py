@@ -420,7 +420,7 @@ def validate_inputs(values: Mapping[str, str]) -> None:
         neutral = resolve_source(str(node_parameters(params_file, "face_twin").get("neutral_face", "")))
         if not neutral.is_file():
             raise InputError(f"robot_face twin: neutral face {neutral}: no such file ({params_file}: "
-                             "face_twin.neutral_face)")
+                             "face_twin.neutral_face; the default is the sample media of `./run setup`)")
     elif args["robot_face"]:
         _check_video(args["robot_face"], "robot_face")
     if flags["camera"]:
