@@ -36,15 +36,13 @@ from tqdm import tqdm
 from humimic_core.head_frame import head_angles, quaternion_to_matrix
 from humimic_core.paths import config_file
 from humimic_core.robot_config import RobotConfig, load_robot_config
-from humimic_core.topics import ACTION_UNITS, JOINT_COMMANDS, JOINT_STATES, ROBOT_FACE_IMAGE, absolute
+from humimic_core.topics import ACTION_UNITS, JOINT_COMMANDS, JOINT_STATES, absolute
 from humimic_experiments.bag_io import deserialize, read_messages, topic_summary
 from humimic_experiments.describe import describe
 from humimic_experiments.session import Session, as_mapping, load_session, stamp_ns
-from humimic_experiments.visual import ROBOT_ACTION_UNITS, ROBOT_HEAD_POSE, action_units
+from humimic_experiments.visual import ROBOT_ACTION_UNITS, ROBOT_HEAD_POSE, ROBOT_IMAGE, action_units
 
 DATASET_FILE = "dataset.jsonl"
-#: a recording's robot-face camera (or twin) images
-ROBOT_IMAGE = absolute(ROBOT_FACE_IMAGE)
 #: (BGR image or the name of its written file, AUs, head angles) of the robot's face
 Shot = Tuple[Union[np.ndarray, str], Dict[str, float], Dict[str, float]]
 

@@ -193,13 +193,21 @@ def render_video(session: Session, config: RobotConfig, path: Path, height: int 
         fps = (len(session.frames) - 1) / span if span > 0 else fps
     # achieved positions where the servos reported them, else the commands (offline re-runs)
     joint_topic = absolute(JOINT_STATES) if session.series.get(absolute(JOINT_STATES)) else absolute(JOINT_COMMANDS)
+    # the robot face as its camera (or the twin) showed it where the recording has it, else a drawing
+    watched = session.frames_of(visual.ROBOT_IMAGE) if visual.ROBOT_IMAGE in topics else None
+    shown, upcoming = None, next(watched, None) if watched else None
     writer, written = None, 0
     for arrival, stamp, img in tqdm(session.frames_of(source), total=total, desc="side-by-side video",
                                     unit="frame"):
         scale = height / img.shape[0]
         human = cv2.resize(img, (int(round(img.shape[1] * scale)), height))
-        joints = session.state_at(joint_topic, arrival) or {}
-        robot = draw_robot_face(config, joints, (height, height), label=f"robot ({joint_topic})")
+        while upcoming is not None and upcoming[0] <= arrival:  # the latest robot face received by now
+            shown, upcoming = upcoming[2], next(watched, None)
+        if shown is not None:
+            robot = cv2.resize(shown, (int(round(shown.shape[1] * height / shown.shape[0])), height))
+        else:
+            joints = session.state_at(joint_topic, arrival) or {}
+            robot = draw_robot_face(config, joints, (height, height), label=f"robot ({joint_topic})")
         frame = np.hstack([human, robot])
         if writer is None:
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), fps, frame.shape[1::-1])

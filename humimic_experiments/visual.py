@@ -27,14 +27,14 @@ import numpy as np
 from humimic_core.channels import CODES
 from humimic_core.head_frame import quaternion_to_matrix
 from humimic_core.robot_config import RobotConfig
-from humimic_core.topics import ACTION_UNITS, HEAD_POSE, LANDMARKS, ROBOT_FACE, absolute
+from humimic_core.topics import ACTION_UNITS, CAMERA_IMAGE, HEAD_POSE, LANDMARKS, ROBOT_FACE, absolute
 from humimic_experiments import kinematic
 from humimic_experiments.bag_io import deserialize, read_messages
 from humimic_experiments.session import cloud_points, stamp_ns
 
-#: the robot face's perception in a recording
-ROBOT_ACTION_UNITS, ROBOT_LANDMARKS, ROBOT_HEAD_POSE = (absolute(f"{ROBOT_FACE}/{t}")
-                                                       for t in (ACTION_UNITS, LANDMARKS, HEAD_POSE))
+#: the robot face's camera (or twin) images and its perception in a recording
+ROBOT_IMAGE, ROBOT_ACTION_UNITS, ROBOT_LANDMARKS, ROBOT_HEAD_POSE = (
+    absolute(f"{ROBOT_FACE}/{t}") for t in (CAMERA_IMAGE, ACTION_UNITS, LANDMARKS, HEAD_POSE))
 
 #: group -> the person's signals in it (the robot's are their mirror images under the mirror)
 GROUPS: Dict[str, Tuple[str, ...]] = {

@@ -61,10 +61,10 @@ def test_report_renders_and_displays(sample_media, tmp_path):
 
 
 def test_report_shows_visual_fidelity_and_self_model_uncertainty(sample_media, tmp_path):
-    """A recording with the robot face's perception (/robot_face/face/...) and the self-model's
+    """A recording with the robot face's images and perception (/robot_face/...) and the self-model's
     /retarget/self_model_std: the report correlates the person's jaw and AU26 with the robot face's,
-    which shows them two frames later (r at lag 0 low, best r at lag 2 near 1), and summarises the
-    predicted standard deviations per joint."""
+    which shows them two frames later (r at lag 0 low, best r at lag 2 near 1), summarises the
+    predicted standard deviations per joint, and its video shows the recorded robot face."""
     from humimic_core.paths import config_file
     from humimic_core.robot_config import load_robot_config
     from humimic_perception.sim.face_twin import FaceTwin
@@ -87,6 +87,16 @@ def test_report_shows_visual_fidelity_and_self_model_uncertainty(sample_media, t
     assert "id='visual'" in text and "id='self-model-std'" in text
     printed = {line.split()[0]: line.split()[1:] for line in summary_lines(metrics)}
     assert float(printed["AU26"][1]) == pytest.approx(metrics["visual"]["AU26"]["best_r"], abs=1e-3)
+    # the video shows the robot face as recorded: at the last frame, the render received by then (frame 32's)
+    video = cv2.VideoCapture(str(page.parent / "side_by_side.webm"))
+    frames = []
+    while (frame := video.read())[0]:
+        frames.append(frame[1])
+    assert len(frames) == 36 and frames[-1].shape[:2] == (360, 640 + 360)
+    errors = [np.abs(frames[-1][:, 640:].astype(int) - cv2.resize(twin.render({"jaw": float(j)}), (360, 360),
+                                                                   interpolation=cv2.INTER_AREA)).mean()
+              for j in (jaw[32], jaw[26])]
+    assert errors[0] < 8 and errors[0] < errors[1], errors
 
 
 def test_the_robot_face_is_resampled_without_bridging_a_gap():
