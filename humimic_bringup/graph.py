@@ -217,18 +217,21 @@ def imitation_graph(values: Mapping[str, str], include_external: bool = True) ->
         specs.append(ProcessSpec("servo_emulator", "humimic-servo-emulator", "humimic_driver.sim.emulated_bus",
                                  ros_node=False, arguments=arguments))
     if args["record"]:
-        from humimic_core.topics import NAMES, resolve
+        from humimic_core.topics import NAMES, installed, recorded, resolve, TOPICS
 
         # the first frame waits for perception and the recorder
         overrides.setdefault("camera", {})["min_subscribers"] = 2
+        topics = recorded(robot_face=bool(args["robot_face"]))
+        fallback = {"output": args["record"], "use_sim_time": sim_time}
+        if args["robot_face"]:
+            fallback["topics"] = [t for t in topics if installed(TOPICS[t][0])]
         # the names the nodes use after `remap` (humimic-record resolves them itself, given the same rules)
         specs.append(ProcessSpec(
             "recorder", "ros2", package="ros2cli", ros_node=False, requires=("ros2bag", "rosbag2_storage_mcap"),
             arguments=["bag", "record", "-s", "mcap", "--storage-preset-profile", "zstd_fast", "--max-bag-duration",
-                       "10", "-o", args["record"], *(resolve(name, remaps) for name in NAMES.values())],
+                       "10", "-o", args["record"], *(resolve(NAMES[name], remaps) for name in topics)],
             fallback=ProcessSpec("recorder", "humimic-record", "humimic_experiments.record_node",
-                                 parameters={"output": args["record"], "use_sim_time": sim_time},
-                                 remappings=list(remaps))))
+                                 parameters=fallback, remappings=list(remaps))))
     specs += [
         node("dynamixel_driver", "humimic_driver.driver_node", "humimic-driver"),
         node("retarget", "humimic_retarget.retarget_node", "humimic-retarget"),
@@ -417,7 +420,7 @@ def validate_inputs(values: Mapping[str, str]) -> None:
         neutral = resolve_source(str(node_parameters(params_file, "face_twin").get("neutral_face", "")))
         if not neutral.is_file():
             raise InputError(f"robot_face twin: neutral face {neutral}: no such file ({params_file}: "
-                             "face_twin.neutral_face)")
+                             "face_twin.neutral_face; the default is the sample media of `./run setup`)")
     elif args["robot_face"]:
         _check_video(args["robot_face"], "robot_face")
     if flags["camera"]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 #: QoS kinds: sensor data (best effort), reliable, latched (reliable, transient local, keep last 1)
 SENSOR, RELIABLE, LATCHED = "sensor", "reliable", "latched"
@@ -63,6 +63,7 @@ _TOPICS = (
     (BOXES, ("visualization_msgs/msg/MarkerArray", RELIABLE)),
     (DEBUG_IMAGE, ("sensor_msgs/msg/Image", SENSOR)),
     (FORECAST, ("sensor_msgs/msg/JointState", RELIABLE)),
+    (SELF_MODEL_STD, ("sensor_msgs/msg/JointState", RELIABLE)),
     (JOINT_COMMANDS, ("sensor_msgs/msg/JointState", RELIABLE)),
     (WRITTEN_GOALS, ("sensor_msgs/msg/JointState", RELIABLE)),
     (JOINT_STATES, ("sensor_msgs/msg/JointState", RELIABLE)),
@@ -72,11 +73,24 @@ _TOPICS = (
     (TF_STATIC, ("tf2_msgs/msg/TFMessage", LATCHED)),
     (ROBOT_DESCRIPTION, ("std_msgs/msg/String", LATCHED)),
 )
+#: the robot-face camera's (or the twin's) topics and its perception's, recorded when it is on
+_ROBOT_FACE_TOPICS = tuple((f"{ROBOT_FACE}/{name}", kind) for name, kind in _TOPICS
+                           if name in (CAMERA_IMAGE, CAMERA_INFO, LANDMARKS, ACTION_UNITS, HEAD_POSE, GAZE))
+_TOPICS += _ROBOT_FACE_TOPICS
 #: recorded topic (default name: absolute, in the root namespace) -> (ROS 2 message type, QoS kind)
 TOPICS: Dict[str, Tuple[str, str]] = {absolute(name): kind for name, kind in _TOPICS}
 #: default name -> the name as the nodes give it (relative but for /diagnostics and TF): what a
 #: subscriber uses so that a namespace and remappings apply to it as to the nodes
 NAMES: Dict[str, str] = {absolute(name): name for name, _ in _TOPICS}
+
+#: the robot face's topics (default names): recorded with the rest when the robot-face camera is on
+ROBOT_FACE_TOPICS = tuple(absolute(name) for name, _ in _ROBOT_FACE_TOPICS)
+
+
+def recorded(robot_face: bool) -> List[str]:
+    """The topics a recording holds (default names): all but the robot face's unless it is on."""
+    return [t for t in TOPICS if robot_face or t not in ROBOT_FACE_TOPICS]
+
 
 #: the topics a camera source produces: what a replay feeds back into the pipeline
 CAMERA_TOPICS = (absolute(CAMERA_IMAGE), absolute(CAMERA_INFO))

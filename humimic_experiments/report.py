@@ -1,6 +1,8 @@
 """Render a recorded session: AU-versus-joint plots, a latency histogram, a side-by-side video
 (the human frame with landmarks | the robot face posed by its joint states), metrics JSON and an
-HTML page tying them together.
+HTML page tying them together. A recording with the robot-face camera (or the twin) on adds the
+visual fidelity (person against robot face, both perceived); one with a self-model's
+/retarget/self_model_std adds its predicted uncertainty per joint.
 
     python -m humimic_experiments.report out/session --out out/session_report
 """
@@ -27,13 +29,15 @@ from humimic_core.topics import (
     FORECAST,
     JOINT_COMMANDS,
     JOINT_STATES,
+    SELF_MODEL_STD,
     WRITTEN_GOALS,
     absolute,
 )
+from humimic_experiments import visual
 from humimic_experiments.bag_io import topic_summary
 from humimic_experiments.face_drawing import draw_robot_face
 from humimic_experiments.metrics import drop_rate, fidelity_table, stage_latencies
-from humimic_experiments.session import Session, load_session
+from humimic_experiments.session import Sample, Session, load_session
 
 STAGES = (absolute(ACTION_UNITS), absolute(JOINT_COMMANDS), absolute(WRITTEN_GOALS))
 VIDEO = "side_by_side.webm"
@@ -68,6 +72,33 @@ def session_metrics(session: Session, config: RobotConfig) -> Dict[str, object]:
     if expected:
         out["fidelity"] = fidelity_table(session.human_curves(), expected,
                                          segments=equal_segments(session, SEGMENTS))
+    if visual.ROBOT_ACTION_UNITS in topic_summary(session.path):
+        out["visual"] = visual_fidelity(session.path, config)
+    std = session.series.get(absolute(SELF_MODEL_STD))
+    if std:
+        out["self_model_std"] = std_summary(std, config.mapping.model_max_std)
+    return out
+
+
+def visual_fidelity(path: Path, config: RobotConfig) -> Dict[str, Dict[str, float]]:
+    """Per group of the face's geometry and per AU: the person's against the robot face's as the
+    recording's two perceptions saw them (r at lag 0, best r where the robot follows)."""
+    from humimic_experiments.evaluate import load_pairing, load_recording
+
+    mirror = config.mapping.mirror
+    lag = load_pairing(config_file("fidelity.yaml"), config, mirror).max_lag_s
+    return visual.recorded_fidelity(path, load_recording(path), mirror, lag)
+
+
+def std_summary(samples: Sequence[Sample], max_std: Optional[float]) -> Dict[str, Dict[str, float]]:
+    """Per joint: the self-model's predicted standard deviation (rad), median and 95th percentile,
+    and the share of commands above ``max_std`` (those followed the linear mapping)."""
+    out = {}
+    for joint in dict.fromkeys(j for s in samples for j in s.values):
+        values = np.array([s.values[joint] for s in samples if joint in s.values])
+        out[joint] = {"n": int(values.size), "median": float(np.median(values)),
+                      "p95": float(np.percentile(values, 95)),
+                      "above_max_std": float(np.mean(values > max_std)) if max_std is not None else math.nan}
     return out
 
 
@@ -162,13 +193,21 @@ def render_video(session: Session, config: RobotConfig, path: Path, height: int 
         fps = (len(session.frames) - 1) / span if span > 0 else fps
     # achieved positions where the servos reported them, else the commands (offline re-runs)
     joint_topic = absolute(JOINT_STATES) if session.series.get(absolute(JOINT_STATES)) else absolute(JOINT_COMMANDS)
+    # the robot face as its camera (or the twin) showed it where the recording has it, else a drawing
+    watched = session.frames_of(visual.ROBOT_IMAGE) if visual.ROBOT_IMAGE in topics else None
+    shown, upcoming = None, next(watched, None) if watched else None
     writer, written = None, 0
     for arrival, stamp, img in tqdm(session.frames_of(source), total=total, desc="side-by-side video",
                                     unit="frame"):
         scale = height / img.shape[0]
         human = cv2.resize(img, (int(round(img.shape[1] * scale)), height))
-        joints = session.state_at(joint_topic, arrival) or {}
-        robot = draw_robot_face(config, joints, (height, height), label=f"robot ({joint_topic})")
+        while upcoming is not None and upcoming[0] <= arrival:  # the latest robot face received by now
+            shown, upcoming = upcoming[2], next(watched, None)
+        if shown is not None:
+            robot = cv2.resize(shown, (int(round(shown.shape[1] * height / shown.shape[0])), height))
+        else:
+            joints = session.state_at(joint_topic, arrival) or {}
+            robot = draw_robot_face(config, joints, (height, height), label=f"robot ({joint_topic})")
         frame = np.hstack([human, robot])
         if writer is None:
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), fps, frame.shape[1::-1])
@@ -223,10 +262,36 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img,video{{max-wi
 <table id="latency-table"><tr><th>stage</th><th>n</th><th>p50 (ms)</th><th>p99 (ms)</th><th>drop rate</th></tr>
 {''.join(rows)}</table>
 {fid_html}
+{visual_html(metrics)}
 <p>Raw figures: <a href="metrics.json">metrics.json</a></p>
 </body></html>
 """
     (out / "index.html").write_text(page)
+
+
+def visual_html(metrics: Dict[str, object]) -> str:
+    """The visual fidelity and the self-model's uncertainty, where the recording has them."""
+    parts = []
+    figures = metrics.get("visual") or {}
+    if figures:
+        rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{_fmt(f['r'])}</td><td>{_fmt(f['best_r'])}</td>"
+                       f"<td>{f['lag_frames']}</td><td>{f['n']}</td></tr>"
+                       for name, f in figures.items())  # type: ignore[union-attr]
+        parts.append("<h2>Visual fidelity (person against the robot's face)</h2><p>The person's facial geometry "
+                     "and AUs against the robot face's, both as perception saw them (the robot face: "
+                     "/robot_face/face/..., from its camera or the face twin), the robot's side mirrored where "
+                     "the mapping mirrors. Best lag searched where the robot follows (&ge; 0).</p>"
+                     "<table id='visual'><tr><th>channel</th><th>r (lag 0)</th><th>r (best lag)</th>"
+                     f"<th>lag (frames)</th><th>frames</th></tr>{rows}</table>")
+    std = metrics.get("self_model_std") or {}
+    if std:
+        rows = "".join(f"<tr><td>{html.escape(joint)}</td><td>{_fmt(f['median'])}</td><td>{_fmt(f['p95'])}</td>"
+                       f"<td>{_fmt(f['above_max_std'])}</td></tr>" for joint, f in std.items())  # type: ignore[union-attr]
+        parts.append("<h2>Self-model uncertainty</h2><p>The self-model's predicted standard deviation per joint "
+                     "(/retarget/self_model_std, rad) and the share of commands above mapping.model.max_std "
+                     "(those followed the linear mapping).</p><table id='self-model-std'><tr><th>joint</th>"
+                     f"<th>median (rad)</th><th>p95 (rad)</th><th>above max_std</th></tr>{rows}</table>")
+    return "\n".join(parts)
 
 
 def summary_lines(metrics: Dict[str, object]) -> List[str]:
@@ -239,6 +304,16 @@ def summary_lines(metrics: Dict[str, object]) -> List[str]:
         lines.append(f"{'AU-based fidelity':<24} {'r':>7} {'r best':>7} {'lag s':>8}")
         lines += [f"{r['channel']:<24} {_fmt(r['pearson']):>7} {_fmt(r['best_pearson']):>7} {_fmt(r['lag_s']):>8}"
                   for r in rows]
+    figures = metrics.get("visual") or {}
+    if figures:
+        lines.append(f"{'visual fidelity':<24} {'r':>7} {'r best':>7} {'lag fr':>8}")
+        lines += [f"{name:<24} {_fmt(f['r']):>7} {_fmt(f['best_r']):>7} {f['lag_frames']:>8}"
+                  for name, f in figures.items()]  # type: ignore[union-attr]
+    std = metrics.get("self_model_std") or {}
+    if std:
+        lines.append(f"{'self-model std (rad)':<24} {'median':>7} {'p95':>7} {'>max':>8}")
+        lines += [f"{joint:<24} {_fmt(f['median']):>7} {_fmt(f['p95']):>7} {_fmt(f['above_max_std']):>8}"
+                  for joint, f in std.items()]  # type: ignore[union-attr]
     return lines
 
 

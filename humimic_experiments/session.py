@@ -19,13 +19,14 @@ from humimic_core.topics import (
     HEAD_POSE,
     JOINT_COMMANDS,
     JOINT_STATES,
+    SELF_MODEL_STD,
     WRITTEN_GOALS,
     absolute,
 )
 from humimic_experiments.bag_io import BagMessage, deserialize, read_messages
 
 JOINT_TOPICS = (absolute(ACTION_UNITS), absolute(FORECAST), absolute(JOINT_COMMANDS), absolute(WRITTEN_GOALS),
-                absolute(JOINT_STATES))
+                absolute(JOINT_STATES), absolute(SELF_MODEL_STD))
 
 
 def stamp_ns(msg) -> int:
@@ -97,6 +98,14 @@ class Session:
         """(arrival, stamp, BGR image) of every image on a topic, streamed from the bag."""
         for m in read_messages(self.path, [topic]):
             yield m.timestamp, stamp_ns(deserialize(m)), image_array(m)
+
+
+def cloud_points(msg) -> np.ndarray:
+    """The (N, 3) points of a face/landmarks PointCloud2 (x, y, z float32)."""
+    fields = [(f.name, f.offset, f.datatype) for f in msg.fields]
+    if fields != [("x", 0, 7), ("y", 4, 7), ("z", 8, 7)] or msg.point_step != 12 or msg.is_bigendian:
+        raise ValueError(f"landmarks: expected x, y, z float32 points (12 bytes each), got {fields}")
+    return np.frombuffer(np.asarray(msg.data, np.uint8).tobytes(), "<f4").reshape(-1, 3)
 
 
 def image_array(message: BagMessage) -> np.ndarray:

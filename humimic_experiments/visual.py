@@ -10,6 +10,10 @@ lateral signals change sign), and the person's action units with the robot's. Pe
 and the best r where the robot follows (lag 0..max_lag frames, never negative); the per-side
 signals of a group are pooled (each side's series centred on its own mean). A side-by-side video
 (person | robot face) shows each clip.
+
+A live recording with the robot-face camera on (or the twin) already holds the robot face's
+perception (/robot_face/face/...): ``recorded_fidelity`` reads it, on the robot face's own stamps
+(the joint states it shows), interpolated onto the person's frames.
 """
 from __future__ import annotations
 
@@ -21,11 +25,16 @@ import cv2
 import numpy as np
 
 from humimic_core.channels import CODES
+from humimic_core.head_frame import quaternion_to_matrix
 from humimic_core.robot_config import RobotConfig
-from humimic_core.topics import ACTION_UNITS, absolute
+from humimic_core.topics import ACTION_UNITS, CAMERA_IMAGE, HEAD_POSE, LANDMARKS, ROBOT_FACE, absolute
 from humimic_experiments import kinematic
 from humimic_experiments.bag_io import deserialize, read_messages
-from humimic_experiments.session import stamp_ns
+from humimic_experiments.session import cloud_points, stamp_ns
+
+#: the robot face's camera (or twin) images and its perception in a recording
+ROBOT_IMAGE, ROBOT_ACTION_UNITS, ROBOT_LANDMARKS, ROBOT_HEAD_POSE = (
+    absolute(f"{ROBOT_FACE}/{t}") for t in (CAMERA_IMAGE, ACTION_UNITS, LANDMARKS, HEAD_POSE))
 
 #: group -> the person's signals in it (the robot's are their mirror images under the mirror)
 GROUPS: Dict[str, Tuple[str, ...]] = {
@@ -47,6 +56,17 @@ class RobotFace:
     points: np.ndarray
     rotations: np.ndarray
     action_units: np.ndarray
+
+
+def twin_from_parameters(params_file: str | Path, config: RobotConfig):
+    """The face twin as the ``face_twin`` node builds it from a parameter file (its neutral face)."""
+    from humimic_core.parameters import node_parameters
+    from humimic_perception.sim.face_twin import FaceTwin
+    from humimic_perception.sim.neutral_face import prepare
+
+    params = node_parameters(params_file, "face_twin")
+    return FaceTwin(prepare(str(params.get("neutral_face", "")), int(params.get("neutral_frame", 0)),
+                            int(params.get("size", 512))), config.servos)
 
 
 def watch_robot(positions: Mapping[str, np.ndarray], frames: int, twin, perception, fov_deg: float = 60.0,
@@ -72,13 +92,64 @@ def watch_robot(positions: Mapping[str, np.ndarray], frames: int, twin, percepti
     return RobotFace(points, rotations, aus)
 
 
+def action_units(path: str | Path, topic: str) -> Dict[int, Dict[str, float]]:
+    """stamp -> AU values of a recording's action-unit topic (empty: no face)."""
+    return {stamp_ns(msg): dict(zip(msg.name, msg.position))
+            for msg in (deserialize(m) for m in read_messages(path, [topic]))}
+
+
+def au_rows(by_stamp: Mapping[int, Mapping[str, float]], stamps: np.ndarray) -> np.ndarray:
+    """(T, len(CODES)) AU values on ``stamps`` (NaN: no face)."""
+    return np.array([[by_stamp.get(int(s), {}).get(c, np.nan) for c in CODES] for s in stamps], float)
+
+
 def person_action_units(path: str | Path, stamps: np.ndarray) -> np.ndarray:
     """(T, len(CODES)) of the recording's /face/action_units on its frame stamps (NaN: no face)."""
-    by_stamp = {}
-    for m in read_messages(path, [absolute(ACTION_UNITS)]):
+    return au_rows(action_units(path, absolute(ACTION_UNITS)), stamps)
+
+
+def resample(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``values`` (T, ...) at ascending ``times`` linearly interpolated onto ``at``: NaN outside
+    their span and next to a NaN sample (no face then), so no gap is bridged."""
+    flat = values.reshape(len(times), -1)
+    out = np.full((len(at), flat.shape[1]), np.nan)
+    if len(times):
+        inside = (at >= times[0]) & (at <= times[-1])
+        for k in range(flat.shape[1]):
+            out[inside, k] = np.interp(at[inside], times, flat[:, k])
+    return out.reshape((len(at),) + values.shape[1:])
+
+
+def recorded_robot_face(path: str | Path, stamps: np.ndarray) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+    """The robot face's geometry signals and action units as the recording's robot-face perception
+    saw them, on ``stamps`` (the person's frames; NaN where the robot face was not seen around them)."""
+    clouds, poses = {}, {}
+    for m in read_messages(path, [ROBOT_LANDMARKS, ROBOT_HEAD_POSE]):
         msg = deserialize(m)
-        by_stamp[stamp_ns(msg)] = dict(zip(msg.name, msg.position))
-    return np.array([[by_stamp.get(int(s), {}).get(c, np.nan) for c in CODES] for s in stamps], float)
+        if m.topic == ROBOT_LANDMARKS:
+            clouds[stamp_ns(msg)] = cloud_points(msg)
+        else:
+            q = msg.pose.orientation
+            poses[stamp_ns(msg)] = quaternion_to_matrix((q.x, q.y, q.z, q.w))
+    by_stamp = action_units(path, ROBOT_ACTION_UNITS)
+    times = np.array(sorted(set(by_stamp) | set(clouds)), np.int64)  # every robot-face frame, with a face or not
+    points = np.full((len(times), kinematic.MESH_POINTS, 3), np.nan)
+    rotations = np.full((len(times), 3, 3), np.nan)
+    for i, stamp in enumerate(times.tolist()):
+        if stamp in poses and len(clouds.get(stamp, ())) >= kinematic.MESH_POINTS:
+            points[i], rotations[i] = clouds[stamp][:kinematic.MESH_POINTS], poses[stamp]
+    geometry = {k: resample(times, v, stamps) for k, v in kinematic.geometry(points, rotations).items()}
+    return geometry, resample(times, au_rows(by_stamp, times), stamps)
+
+
+def recorded_fidelity(path: str | Path, recording, mirror: bool, max_lag_s: float) -> Dict[str, Dict[str, float]]:
+    """Visual fidelity of a live recording (humimic_experiments.evaluate.Recording of it) from its
+    own robot-face perception: per group and AU, r at lag 0 and the best r where the robot follows."""
+    robot, robot_aus = recorded_robot_face(path, recording.stamps)
+    person = kinematic.geometry(recording.points[:, :kinematic.MESH_POINTS], recording.rotations)
+    max_lag = int(round(max_lag_s * recording.fps)) if np.isfinite(recording.fps) else 0
+    found = segments(person, robot, person_action_units(path, recording.stamps), robot_aus, mirror)
+    return correlations(found, max_lag)
 
 
 def _robot_signal(signal: str, mirror: bool) -> Tuple[str, float]:

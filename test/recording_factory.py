@@ -65,3 +65,43 @@ def make_recording(video: Path, out: Path, frames: int = 12) -> List[Dict[str, o
                       _joint_state(stamp, command))
             truth.append({"stamp": stamp, "image": img, "aus": aus, "command": command, "state": state})
     return truth
+
+
+def _cloud(stamp: int, points: np.ndarray) -> bytes:
+    fields = [T["sensor_msgs/msg/PointField"](name=n, offset=4 * i, datatype=7, count=1) for i, n in enumerate("xyz")]
+    data = np.ascontiguousarray(points, "<f4").reshape(-1).view(np.uint8)
+    msg = T["sensor_msgs/msg/PointCloud2"](header=_header(stamp), height=1, width=len(points), fields=fields,
+                                           is_bigendian=False, point_step=12, row_step=12 * len(points), data=data,
+                                           is_dense=True)
+    return serialize(msg, "sensor_msgs/msg/PointCloud2")
+
+
+def make_watched_recording(video: Path, out: Path, twin, jaw: np.ndarray, lag_frames: int,
+                           std: Dict[str, float]) -> None:
+    """A live recording with the robot-face camera on: per frame, the person's face (the twin's mesh
+    with the jaw at ``jaw[i]``: landmarks, head pose, AU26 = 5 jaw) and the robot face (the twin's
+    render and its perception) showing the same jaw ``lag_frames`` later, stamped as the joint
+    state it shows; and the
+    self-model's standard deviations ``std`` with each command."""
+    cap = cv2.VideoCapture(str(video))
+    facing = (0.5, 0.5, -0.5, 0.5)
+    with SegmentedBagWriter(out, "mcap", split_seconds=1.0) as bag:
+        for i, value in enumerate(jaw):
+            ok, img = cap.read()
+            assert ok, f"{video} has fewer than {len(jaw)} frames"
+            stamp = 5 * 10**9 + i * FRAME_NS
+            points = twin.vertices({"jaw": float(value)})[:478]
+            shown = stamp + lag_frames * FRAME_NS + 5_000_000
+            bag.write("/camera/image_raw", "sensor_msgs/msg/Image", stamp + 1_000_000, _image(stamp, img))
+            bag.write("/robot_face/camera/image_raw", "sensor_msgs/msg/Image", shown + 1_000_000,
+                      _image(shown, twin.render({"jaw": float(value)})))
+            for topic, at, when in (("/face", stamp, stamp + 9_000_000), ("/robot_face/face", shown, shown + 9_000_000)):
+                bag.write(f"{topic}/landmarks", "sensor_msgs/msg/PointCloud2", when, _cloud(at, points))
+                bag.write(f"{topic}/head_pose", "geometry_msgs/msg/PoseStamped", when, _pose(at, facing))
+                bag.write(f"{topic}/action_units", "sensor_msgs/msg/JointState", when,
+                          _joint_state(at, {"AU26": 5.0 * float(value)}))
+            bag.write("/joint_commands", "sensor_msgs/msg/JointState", stamp + 11_000_000,
+                      _joint_state(stamp, {"jaw": float(value)}))
+            bag.write("/retarget/self_model_std", "sensor_msgs/msg/JointState", stamp + 11_000_000,
+                      _joint_state(stamp, std))
+            bag.write("/joint_states", "sensor_msgs/msg/JointState", shown, _joint_state(shown, {"jaw": float(value)}))

@@ -13,7 +13,7 @@ from humimic_core.robot_config import parse_robot_config
 JOINTS = ("jaw", "upper_lid_left", "upper_lid_right", "brow_inner_left", "brow_inner_right")
 
 
-def test_a_short_babbling_session_fits_a_self_model(tmp_path, shared_media):
+def test_a_short_babbling_session_fits_a_self_model(tmp_path, sample_media):
     from humimic_experiments.babble import babble, moves
     from humimic_retarget.learned_mapping import LearnedMapping
     from humimic_retarget.offline.fit_tool import main as fit_main

@@ -1,5 +1,6 @@
 """humimic-batch: the same per-item bags as single-process re-runs (Ray, a process pool, a two-node
-Ray cluster in network namespaces), resuming a killed batch, a corrupt item among good ones."""
+Ray cluster in network namespaces), resuming a killed batch, a corrupt item among good ones, the
+dataset with the robot's face twin."""
 from __future__ import annotations
 
 import hashlib
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 
 from humimic_core.paths import config_file
@@ -211,3 +213,23 @@ def test_a_recording_folder_is_re_run_and_exported(sample_media, tmp_path):
         [("s01", "done", 32, 32)]
     records = (out / "dataset" / "dataset.jsonl").read_text().splitlines()
     assert len(records) == 32 and (out / "dataset" / json.loads(records[0])["image"]).is_file()
+
+
+def test_the_dataset_gains_the_robot_face_twin(sample_media, tmp_path):
+    """humimic-batch --robot-face on a short clip: every record of the merged dataset holds the
+    face twin's render of the robot's joints for that frame and the text of what the robot-face
+    perception reads on it."""
+    from humimic_core.channels import CODES
+    from humimic_experiments.describe import describe
+
+    out = tmp_path / "out"
+    summary = run_batch(["single_face.mp4@56"], out, settings(robot_face=True), "serial")
+    assert [(s["status"], s["dataset_records"]) for s in summary["sessions"]] == [("done", 16)]
+    records = [json.loads(line) for line in (out / "dataset" / "dataset.jsonl").read_text().splitlines()]
+    assert len(records) == 16
+    for record in records:
+        robot = record["robot_face"]
+        assert robot["source"] == "twin" and set(CODES) <= set(robot["action_units"])
+        assert robot["text"] == describe(robot["action_units"], 5, 0.5, head=robot["head"])
+        image = cv2.imread(str(out / "dataset" / robot["image"]))
+        assert image.shape == (512, 512, 3) and robot["image"] != record["image"]

@@ -50,6 +50,22 @@ def test_record_and_camera_arguments():
     assert by_name(with_camera)["camera"].parameters["min_subscribers"] == 3  # perception, recorder, monitor
 
 
+def test_the_robot_face_is_recorded_when_it_is_watched():
+    """With the robot-face camera (or the twin) on, its images and its perception are recorded too;
+    the self-model's uncertainty always is (published only with a self-model)."""
+    from humimic_bringup.runner import command
+
+    face = {"/robot_face/camera/image_raw", "/robot_face/face/action_units", "/robot_face/face/landmarks",
+            "/robot_face/face/head_pose"}
+    plain = by_name(imitation_graph({"record": "/tmp/rec"}, include_external=False))["recorder"]
+    assert "/retarget/self_model_std" in plain.arguments and not face & set(plain.arguments)
+    assert "topics" not in plain.fallback.parameters  # humimic-record's default: all but the robot face's
+    watched = by_name(imitation_graph({"record": "/tmp/rec", "robot_face": "twin"}, include_external=False))["recorder"]
+    assert face <= set(watched.arguments) and face <= set(watched.fallback.parameters["topics"])
+    assert "/retarget/self_model_std" in watched.fallback.parameters["topics"]
+    assert any(arg.startswith("topics:=['/camera/image_raw'") for arg in command(watched.fallback))
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="unknown launch arguments: colour"):
         imitation_graph({"colour": "red"})

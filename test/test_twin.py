@@ -6,7 +6,7 @@ from typing import Dict, List, Mapping
 import numpy as np
 import pytest
 
-from humimic_core.paths import config_file
+from humimic_core.paths import config_file, media_dir
 from humimic_core.robot_config import ConfigError, load_robot_config, parse_robot_config
 from humimic_perception.intrinsics import Intrinsics
 from humimic_perception.landmarks import make_backend
@@ -18,7 +18,7 @@ BROWS = ("brow_inner_left", "brow_inner_right", "brow_outer_left", "brow_outer_r
 
 
 @pytest.fixture(scope="module")
-def twin(shared_media) -> FaceTwin:
+def twin(sample_media) -> FaceTwin:
     from humimic_perception.sim.neutral_face import prepare
 
     return FaceTwin(prepare(), load_robot_config(config_file("robot_face.yaml")).servos)
@@ -109,7 +109,7 @@ def test_robot_face_argument_adds_a_watched_face_and_leaves_the_person_pipeline_
     assert twin.namespace == "" and twin.parameters["robot_config"] == shipped
 
 
-def test_twin_node_renders_each_joint_state_with_its_stamp(shared_media):
+def test_twin_node_renders_each_joint_state_with_its_stamp(sample_media):
     """The real node: a joint state in, the face for it out on robot_face/camera/image_raw with the
     joint state's stamp; its parameter defaults are config/humimic.yaml's."""
     import rclpy
@@ -189,9 +189,10 @@ def test_visual_pairs_mirror_the_sides_and_lateral_signs():
     assert same_side["neck yaw"]["r"] < -0.99 and same_side["lids"]["r"] < 0.5
 
 
-def test_twin_and_robot_face_perception_run_as_processes_in_their_namespace(shared_media, tmp_path):
+def test_twin_and_robot_face_perception_run_as_processes_in_their_namespace(sample_media, tmp_path):
     """The graph's robot-face processes, started as the runner starts them: joint states in, the
-    robot face's action units out on /robot_face/face/action_units with each joint state's stamp."""
+    robot face's action units out on /robot_face/face/action_units with each joint state's stamp;
+    the graph's recorder records the robot face's images and perception."""
     import time
 
     import rclpy
@@ -201,10 +202,11 @@ def test_twin_and_robot_face_perception_run_as_processes_in_their_namespace(shar
     from humimic_bringup.runner import Pipeline
     from humimic_core.ros_util import RELIABLE_QOS
     from humimic_core.stamps import to_ns
+    from humimic_experiments.bag_io import topic_summary
 
-    specs = [s for s in imitation_graph({"robot_face": "twin"}, include_external=False)
-             if s.name in ("face_twin", "robot_face_perception")]
-    assert len(specs) == 2
+    specs = [s for s in imitation_graph({"robot_face": "twin", "record": str(tmp_path / "rec")}, include_external=False)
+             if s.name in ("face_twin", "robot_face_perception", "recorder")]
+    assert len(specs) == 3
     rclpy.init()
     node = rclpy.create_node("twin_process_probe")
     received = {}
@@ -216,7 +218,8 @@ def test_twin_and_robot_face_perception_run_as_processes_in_their_namespace(shar
     try:
         deadline = time.time() + 60.0
         while time.time() < deadline and not (node.count_publishers("/robot_face/face/action_units")
-                                              and pub.get_subscription_count()):
+                                              and pub.get_subscription_count()
+                                              and node.count_subscribers("/robot_face/face/action_units") >= 2):
             rclpy.spin_once(node, timeout_sec=0.1)
         sent = []
         for i in range(40):  # neutral, then the jaw wide open; one state per 0.1 s
@@ -238,3 +241,20 @@ def test_twin_and_robot_face_perception_run_as_processes_in_their_namespace(shar
     assert set(received) <= set(sent) and sent[-1] in received, (sorted(received), sent)
     faces = [received[s] for s in sent if s in received and received[s]]
     assert len(faces) >= 10 and faces[-1]["AU26"] > faces[0]["AU26"] + 1.0
+    recorded = topic_summary(tmp_path / "rec")
+    for topic in ("/robot_face/camera/image_raw", "/robot_face/face/action_units", "/robot_face/face/landmarks"):
+        assert recorded.get(topic, ("", 0))[1] >= 10, (topic, recorded)
+
+
+def test_the_neutral_face_is_the_sample_media_cropped_around_the_face(twin):
+    """The default neutral face needs no ../shared: a frame of the sample media (the face off the
+    centre of a 640x360 frame), cropped to a square centred on the face (as far as the frame's
+    height allows), the face filling about 1/CROP_FACE_HEIGHTS of its height."""
+    from humimic_perception.sim.neutral_face import CROP_FACE_HEIGHTS, DEFAULT_SOURCE, resolve_source
+
+    assert resolve_source("").parent == media_dir() and resolve_source("").name == DEFAULT_SOURCE
+    face = twin.neutral[:468, :2]
+    size = twin.face.size
+    offset = np.abs((face.max(0) + face.min(0)) / 2 - size / 2)
+    assert offset[0] < 0.02 * size and offset[1] < 0.1 * size, offset
+    assert abs((face[:, 1].max() - face[:, 1].min()) * CROP_FACE_HEIGHTS / size - 1.0) < 0.1

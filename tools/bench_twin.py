@@ -6,7 +6,7 @@ Poses: every joint of the shipped robot config at once, at random inside its lim
 case: the neck turns the whole face, so the whole image is warped), and the jaw alone (a local
 warp). OpenCV and the BLAS run on one thread. Renders per CPU second (process time) is the cost on
 one core; the wall-clock rate also counts the time other processes take the core. Needs the neutral face (prepared and cached on the
-first run from ../shared/media).
+first run from the sample media).
 """
 from __future__ import annotations
 
@@ -34,10 +34,11 @@ from humimic_perception.sim.face_twin import FaceTwin  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--renders", type=int, default=600)
+    parser.add_argument("--source", default="", help="neutral face image or video ('' = the twin's default)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     config = load_robot_config(config_file("robot_face.yaml"))
-    twin = FaceTwin(prepare(size=512), config.servos)
+    twin = FaceTwin(prepare(args.source, size=512), config.servos)
     rng = np.random.default_rng(0)
     cases = {
         "all joints, random": [{s.joint: float(rng.uniform(s.min, s.max)) for s in config.servos}

@@ -1,5 +1,6 @@
-"""The twin's neutral face: a real face (a frame of a clip or an image, read from the sample media,
-never stored in the repository) with its face mesh from the project's own perception, the warp
+"""The twin's neutral face: a real face (a frame of a clip or an image, by default frame 0 of the
+sample media's single_face.mp4, never stored in the repository), cropped to a square around the
+face, with its face mesh from the project's own perception, the warp
 mesh (MediaPipe's face tessellation, the eye and mouth openings fanned from their centres, Delaunay
 triangles from the face oval to the image border) and the image with its irises painted out (the
 twin draws them where the eyes look). Prepared once and cached in HUMIMIC_CACHE/twin/:
@@ -24,15 +25,17 @@ import cv2
 import numpy as np
 
 from humimic_core.face_regions import EYE_RINGS, FACE_OVAL, IRISES, MESH, MESH_WITH_IRISES, MOUTH_RING
-from humimic_core.paths import cache_dir, shared_media_dir
+from humimic_core.paths import cache_dir, media_dir, shared_media_dir
 
 #: index of the first centre vertex (right eye, left eye, mouth), then the border points
 CENTRES = MESH_WITH_IRISES
 BORDER = CENTRES + 3
 #: border points per image side (corners included once)
 BORDER_STEPS = 4
-#: the default neutral face: frame 0 of a real clip of ../shared/media (a frontal, relaxed face)
-DEFAULT_SOURCE = "pucker_then_mouth_open.mp4"
+#: the default neutral face: frame 0 of a real clip of the sample media (a frontal, relaxed face)
+DEFAULT_SOURCE = "single_face.mp4"
+#: side of the square crop around the face, in face heights (the jaw and a turned head keep room)
+CROP_FACE_HEIGHTS = 1.8
 
 
 @dataclass(frozen=True)
@@ -64,23 +67,24 @@ class NeutralFace:
 
 
 def resolve_source(source: str) -> Path:
-    """The image or video file of a neutral face ("" = DEFAULT_SOURCE of ../shared/media; a bare
-    name is looked up there)."""
+    """The image or video file of a neutral face ("" = DEFAULT_SOURCE; a bare name is looked up in
+    the sample media, then in ../shared/media)."""
     path = Path(source or DEFAULT_SOURCE)
     if not path.is_file() and len(path.parts) == 1:
-        path = shared_media_dir() / path
+        found = [d / path for d in (media_dir(), shared_media_dir()) if (d / path).is_file()]
+        path = found[0] if found else media_dir() / path
     return path
 
 
 def cache_path(source: str, frame: int, size: int) -> Path:
     """Where the prepared neutral face of (source, frame, size) is cached."""
     path = resolve_source(source)
-    key = hashlib.sha1(f"{path.resolve()}:{frame}:{size}".encode()).hexdigest()[:10]
+    key = hashlib.sha1(f"{path.resolve()}:{frame}:{size}:{CROP_FACE_HEIGHTS}".encode()).hexdigest()[:10]
     return cache_dir() / "twin" / f"{path.stem}_{frame}_{size}_{key}.npz"
 
 
-def read_frame(path: Path, frame: int, size: int) -> np.ndarray:
-    """Frame ``frame`` of a video (or an image file), cropped to its centre square, at size x size."""
+def read_frame(path: Path, frame: int) -> np.ndarray:
+    """Frame ``frame`` of a video (or an image file)."""
     image = cv2.imread(str(path)) if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp") else None
     if image is None:
         capture = cv2.VideoCapture(str(path))
@@ -89,10 +93,18 @@ def read_frame(path: Path, frame: int, size: int) -> np.ndarray:
         capture.release()
         if not ok:
             raise ValueError(f"{path}: cannot read frame {frame}")
+    return image
+
+
+def face_square(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The square of ``image`` centred on the face (mesh ``points``), CROP_FACE_HEIGHTS face heights
+    on a side (at most the image's shorter side, moved inside the image)."""
     h, w = image.shape[:2]
-    side = min(h, w)
-    square = image[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
-    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+    top, bottom = points[:, 1].min(), points[:, 1].max()
+    side = int(min(h, w, round(CROP_FACE_HEIGHTS * (bottom - top))))
+    x0 = int(np.clip(round(points[:, 0].mean() - side / 2), 0, w - side))
+    y0 = int(np.clip(round((top + bottom - side) / 2), 0, h - side))
+    return image[y0:y0 + side, x0:x0 + side]
 
 
 def tessellation() -> List[tuple]:
@@ -155,14 +167,21 @@ def prepare(source: str = "", frame: int = 0, size: int = 512) -> NeutralFace:
     path = cache_path(source, frame, size)
     if path.is_file():
         return NeutralFace.load(path)
-    image = read_frame(resolve_source(source), frame, size)
     from humimic_perception.landmarks_onnx import OnnxLandmarks
 
     backend = OnnxLandmarks(max_faces=1, device="cpu")
-    face = backend.process(image)
-    backend.close()
-    if face is None:
-        raise ValueError(f"{resolve_source(source)} frame {frame}: no face found")
+    try:
+        image = read_frame(resolve_source(source), frame)
+        face = None
+        for _ in range(2):  # the face in the whole frame, then in its square at ``size``
+            if face is not None:
+                image = cv2.resize(face_square(image, face.points), (size, size), interpolation=cv2.INTER_AREA)
+                backend.reset()  # a detection in the new image, not a track from the old one
+            face = backend.process(image)
+            if face is None:
+                raise ValueError(f"{resolve_source(source)} frame {frame}: no face found")
+    finally:
+        backend.close()
     points = face.points.astype(np.float64)
     centres = [points[list(ring)].mean(0) for ring in (EYE_RINGS["R"], EYE_RINGS["L"], MOUTH_RING)]
     vertices = np.vstack([points, centres, border_points(size)])
@@ -173,7 +192,7 @@ def prepare(source: str = "", frame: int = 0, size: int = 512) -> NeutralFace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default="", help="image or video file ('' = the default clip of ../shared/media)")
+    parser.add_argument("--source", default="", help="image or video file ('' = single_face.mp4 of the sample media)")
     parser.add_argument("--frame", type=int, default=0)
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args(argv)

@@ -31,8 +31,8 @@ class TwinNode(Node):
         fixed = functools.partial(declare, self, read_only=True)
         robot_config = fixed("robot_config", "", 'robot config YAML with the joints\' twin entries; "" = '
                                                  "config/robot_face.yaml")
-        source = fixed("neutral_face", "", 'image or video of a relaxed, frontal face; "" = the default clip of '
-                                           "../shared/media (a bare name is looked up there)")
+        source = fixed("neutral_face", "", 'image or video of a relaxed, frontal face; "" = single_face.mp4 of the '
+                                           "sample media (a bare name is looked up there, then in ../shared/media)")
         frame = fixed("neutral_frame", 0, "frame of neutral_face to use", bounds=(0, 1_000_000))
         size = fixed("size", 512, "width and height of the rendered image (pixels)", bounds=(128, 2048))
         rate = fixed("rate", 30.0, "Hz: highest render rate (each new joint state is rendered once)",
