@@ -147,3 +147,21 @@ def test_each_joint_reads_its_own_mapping_channels(tmp_path, capsys):
     suggested = float(printed.split("suggested mapping.model.max_std: ")[1].split()[0])
     stds = [float(line.split()[2]) for line in printed.splitlines() if line.startswith("jaw ")]
     assert all(0.5 * s < suggested < 3.0 * s for s in stds), printed
+
+
+def test_input_kinds():
+    """--inputs kind: a joint reads every channel of the kinds its mapping entry reads (the neck the
+    head angles, the jaw every action unit); mapping: only its entry's; all: everything."""
+    from humimic_core.paths import config_file
+    from humimic_core.robot_config import load_robot_config
+    from humimic_retarget.offline.self_model import input_mask
+
+    config = load_robot_config(config_file("robot_face.yaml"))
+    channels = ["AU09", "AU25", "AU26", "gaze_yaw", "head_pitch", "head_yaw"]
+    joints = ["neck_pitch", "jaw", "eyes_yaw"]
+    read = {inputs: {j: [c for c, on in zip(channels, input_mask(channels, joints, config, inputs)[:, k]) if on]
+                     for k, j in enumerate(joints)} for inputs in ("mapping", "kind", "all")}
+    assert read["mapping"] == {"neck_pitch": ["head_pitch"], "jaw": ["AU25", "AU26"], "eyes_yaw": ["gaze_yaw"]}
+    assert read["kind"] == {"neck_pitch": ["head_pitch", "head_yaw"], "jaw": ["AU09", "AU25", "AU26"],
+                            "eyes_yaw": ["gaze_yaw"]}
+    assert all(v == channels for v in read["all"].values())

@@ -36,6 +36,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from humimic_core.channels import GAZE_CHANNELS, HEAD_CHANNELS
 from humimic_core.paths import config_file
 from humimic_core.robot_config import RobotConfig, load_robot_config
 from humimic_retarget.learned_mapping import CHANNELS_KEY, JOINTS_KEY, VARIANCE_OUTPUT
@@ -47,7 +48,7 @@ VARIANCE_NAME = VARIANCE_OUTPUT
 FOLDS = 5
 #: quantile of the held-out predicted standard deviation suggested as mapping.model.max_std
 MAX_STD_QUANTILE = 0.95
-INPUTS = ("mapping", "all")
+INPUTS = ("mapping", "kind", "all")
 
 
 @dataclass
@@ -69,16 +70,21 @@ def nll(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> float:
     return float(np.mean(0.5 * (np.log(variance) + (y - mean) ** 2 / variance)))
 
 
-def input_mask(channels: Sequence[str], joints: Sequence[str], config: Optional[RobotConfig]) -> np.ndarray:
-    """[channels, joints] bool: the channels each joint reads (its mapping entry's that are in
-    ``channels``, else all of them); all of them without a config."""
+def _kind(channel: str) -> str:
+    return "head" if channel in HEAD_CHANNELS else "gaze" if channel in GAZE_CHANNELS else "action unit"
+
+
+def input_mask(channels: Sequence[str], joints: Sequence[str], config: RobotConfig, inputs: str) -> np.ndarray:
+    """[channels, joints] bool: the channels each joint reads. ``mapping``: its mapping entry's
+    channels; ``kind``: every channel of the kinds (action unit, head, gaze) its entry reads; a
+    joint whose entry reads none of ``channels`` reads all of them, as every joint does with ``all``."""
     mask = np.ones((len(channels), len(joints)), bool)
-    if config is None:
-        return mask
     for k, joint in enumerate(joints):
-        own = np.array([joint in config.mapping and c in config.mapping[joint].weights for c in channels])
-        if own.any():
-            mask[:, k] = own
+        own = [c for c in channels if joint in config.mapping and c in config.mapping[joint].weights]
+        if inputs == "mapping" and own:
+            mask[:, k] = [c in own for c in channels]
+        elif inputs == "kind" and own:
+            mask[:, k] = [_kind(c) in {_kind(o) for o in own} for c in channels]
     return mask
 
 
@@ -195,14 +201,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--robot-config", default=None, help="robot config YAML (default: the package's)")
     parser.add_argument("--holdout", type=float, default=0.2, help="fraction of samples held out for the errors")
     parser.add_argument("--inputs", choices=INPUTS, default="mapping",
-                        help="mapping: each joint reads its own mapping entry's channels; all: every channel")
+                        help="mapping: each joint reads its own mapping entry's channels; kind: the channels of "
+                             "their kinds (action units, head, gaze); all: every channel")
     args = parser.parse_args(argv)
     try:
         config = load_robot_config(args.robot_config or config_file("robot_face.yaml"))
         data = load_paired(args.data, config.joint_names)
         moving = [i for i in range(data.y.shape[1]) if np.ptp(data.y[:, i]) > 1e-9]
         x, y, joints = data.x, data.y[:, moving], [data.joints[i] for i in moving]
-        mask = input_mask(data.channels, joints, config if args.inputs == "mapping" else None)
+        mask = input_mask(data.channels, joints, config, args.inputs)
         errors = held_out(x, y, args.holdout, mask)
         model = fit_self_model(x, y, mask)
     except (ValueError, OSError) as exc:
