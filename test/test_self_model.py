@@ -123,7 +123,7 @@ def test_retarget_node_publishes_the_self_model_uncertainty(tmp_path):
 
 
 def test_each_joint_reads_its_own_mapping_channels(tmp_path, capsys):
-    """--inputs mapping (the default): the jaw reads AU25/AU26 of its mapping entry, not AU09, which
+    """--inputs mapping: the jaw reads AU25/AU26 of its mapping entry, not AU09, which
     moved with the jaw while babbling (a side effect) but moves on its own on a person; --inputs all
     learns AU09 too. The suggested max_std is the held-out predicted std's 95 % quantile."""
     rng = np.random.default_rng(3)

@@ -1,15 +1,17 @@
 """An inverse self-model with a per-joint predicted variance: face channels -> joint positions, and
 how far to trust each (fitted on a babbling session, humimic_experiments.babble).
 
-    python -m humimic_retarget.offline.self_model DIR/babble.jsonl --out self_model.onnx [--inputs mapping]
+    python -m humimic_retarget.offline.self_model DIR/babble.jsonl --out self_model.onnx [--inputs kind]
 
-Inputs: with ``--inputs mapping`` (the default) each joint reads only the channels of its own entry
-in the robot config's mapping (those the data has; a joint whose entry names none of them reads
-every channel). The babbling learns their weights and how they share an AU (AU04 on inner and
-outer brows, AU25/AU26 on the jaw). A channel no joint of the robot makes (AU09, AU17, ...) varies
-on the robot's face only as a side effect of other joints; on a person it varies on its own, so
-weights learned on it move joints the person did not move (docs/twin.md). ``--inputs all``: every
-channel for every joint.
+Inputs (each joint's, from its entry in the robot config's mapping; a joint whose entry reads none
+of the data's channels reads all of them):
+  kind     (default) every channel of the kinds its entry reads: action units for the face, head
+           angles for the neck, gaze for the eyes. The neck turns the whole face, so on the robot's
+           face every AU moves with it (perception reads part of a pitch as an expression): a neck
+           that reads AUs, or a face joint that reads head angles, learns that artefact, and on a
+           person it moves the neck with the expression (docs/twin.md, section 5).
+  mapping  only its entry's channels (the babbling learns their weights, not other AUs).
+  all      every channel.
 
 The mean is the ridge fit of humimic_retarget.offline.fitting per joint (alpha chosen on a block
 split). The variance is a second linear model, of each joint's log-variance on the same inputs,
@@ -48,7 +50,7 @@ VARIANCE_NAME = VARIANCE_OUTPUT
 FOLDS = 5
 #: quantile of the held-out predicted standard deviation suggested as mapping.model.max_std
 MAX_STD_QUANTILE = 0.95
-INPUTS = ("mapping", "kind", "all")
+INPUTS = ("kind", "mapping", "all")
 
 
 @dataclass
@@ -200,7 +202,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", required=True, help="ONNX file to write")
     parser.add_argument("--robot-config", default=None, help="robot config YAML (default: the package's)")
     parser.add_argument("--holdout", type=float, default=0.2, help="fraction of samples held out for the errors")
-    parser.add_argument("--inputs", choices=INPUTS, default="mapping",
+    parser.add_argument("--inputs", choices=INPUTS, default="kind",
                         help="mapping: each joint reads its own mapping entry's channels; kind: the channels of "
                              "their kinds (action units, head, gaze); all: every channel")
     args = parser.parse_args(argv)
