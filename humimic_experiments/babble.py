@@ -1,10 +1,11 @@
 """Motor babbling on the face twin: the robot's face moved through structured and random poses, each
 perceived once it has settled, recorded for learning an inverse self-model with humimic-fit.
 
-    python -m humimic_experiments.babble --out DIR [--levels 2] [--combos 200] [--images]
+    python -m humimic_experiments.babble --out DIR [--levels 2] [--pairs] [--combos 200] [--images]
 
 Poses come from humimic_retarget.offline.pose_grid (neutral; each joint group alone at ``levels``
-steps to each side; then ``combos`` random poses mixing groups, each side of a left/right pair on
+steps to each side; with ``pairs`` every two groups at the ends of their ranges, so that joints
+sharing an action unit are seen together and apart; then ``combos`` random poses mixing groups, each side of a left/right pair on
 its own; every pose keeps the joint limits and couplings). Between poses the joints move in a straight line at safe speeds (each joint's
 velocity cap of the robot config's constraints under the retarget node's max_velocity), rendered
 and perceived at ``fps`` as a camera would see them; at each pose the face is held ``settle``
@@ -49,7 +50,7 @@ def moves(start: Mapping[str, float], goal: Mapping[str, float], caps: Mapping[s
 
 def babble(config: RobotConfig, out: Path, levels: int = 2, combos: int = 0, seed: int = 0, fps: float = 30.0,
            settle: float = 0.2, hold: float = 1.0, params_file: Optional[Path] = None, images: bool = False,
-           twin=None, log=print) -> Dict[str, float]:
+           twin=None, log=print, pairs: bool = False) -> Dict[str, float]:
     """Babble the twin through the pose grid; writes out/babble.jsonl (and out/images/); returns a summary."""
     from humimic_perception.intrinsics import Intrinsics
     from humimic_perception.sim.face_twin import FaceTwin
@@ -65,7 +66,7 @@ def babble(config: RobotConfig, out: Path, levels: int = 2, combos: int = 0, see
     out.mkdir(parents=True, exist_ok=True)
     if images:
         (out / "images").mkdir(exist_ok=True)
-    poses = pose_grid(config, levels, combos, seed, sides_apart=True)
+    poses = pose_grid(config, levels, combos, seed, sides_apart=True, pairs=pairs)
     frame, samples, lost = 0, 0, 0
     started = time.perf_counter()
 
@@ -122,6 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--robot-config", default=str(config_file("robot_face.yaml")))
     parser.add_argument("--params-file", default=None, help="node parameter file (default config/humimic.yaml)")
     parser.add_argument("--levels", type=int, default=2, help="steps to each side of neutral per joint group")
+    parser.add_argument("--pairs", action="store_true", help="also every two joint groups at their range ends")
     parser.add_argument("--combos", type=int, default=200, help="random poses mixing joint groups")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps", type=float, default=30.0, help="frames per second of the watching camera")
@@ -131,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         babble(load_robot_config(args.robot_config), Path(args.out), args.levels, args.combos, args.seed, args.fps,
-               args.settle, args.hold, args.params_file, args.images)
+               args.settle, args.hold, args.params_file, args.images, pairs=args.pairs)
     except ValueError as exc:
         print(f"humimic-babble: {exc}", file=sys.stderr)
         return 2

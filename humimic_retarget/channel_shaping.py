@@ -31,9 +31,16 @@ class ChannelShaper:
         self._mirror = bool(value)
         self._sources = [mirror_source(c) if value else (c, 1.0) for c in self.channels]
 
-    def __call__(self, frame: Mapping[str, float]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(values, present, bad): shaped values (0 where absent or bad), which channels arrived,
-        which arrived as NaN/inf."""
+    def shape(self, values: np.ndarray) -> np.ndarray:
+        """Values of ``read`` through the response curves and gains (a new array)."""
+        values = values.copy()
+        for i, curve in self._curved:
+            values[i] = curve.shape(values[i])
+        return values * self.gains
+
+    def read(self, frame: Mapping[str, float]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(values, present, bad): the frame's values of ``channels`` in the mirror image (0 where
+        absent or bad), which channels arrived, which arrived as NaN/inf."""
         n = len(self.channels)
         values = np.zeros(n)
         present = np.zeros(n, dtype=bool)
@@ -44,6 +51,4 @@ class ChannelShaper:
                 values[i] = sign * float(value)
         bad = ~np.isfinite(values)
         values[bad] = 0.0
-        for i, curve in self._curved:
-            values[i] = curve.shape(values[i])
-        return values * self.gains, present, bad
+        return values, present, bad

@@ -16,7 +16,9 @@ class ExpressionMapping:
     """Joint targets (rad, servo order, not yet limited) for a frame's channels.
 
     The learned model (``mapping.model``) drives the joints it outputs and needs every one of its
-    channels: when one is absent or NaN/inf, all its joints are invalid for that frame. The
+    channels: when one is absent or NaN/inf, all its joints are invalid for that frame. It reads the
+    channels as perceived (mirrored, times their gains): the response curves shape the linear
+    mapping's input only, because a model fitted on perceived channels has learned its own. The
     linear weights drive the other joints. A self-model's joint whose predicted standard deviation
     exceeds ``mapping.model.max_std`` follows its linear mapping for that frame; ``std`` holds the
     last frame's predicted standard deviations (model joint order; None without a variance). A
@@ -57,7 +59,8 @@ class ExpressionMapping:
 
     def __call__(self, frame: Mapping[str, float]) -> Tuple[np.ndarray, np.ndarray]:
         """(targets, valid) per joint for a frame's channel values."""
-        values, present, bad = self.shaper(frame)
+        raw, present, bad = self.shaper.read(frame)
+        values = self.shaper.shape(raw)
         with np.errstate(over="ignore", invalid="ignore"):
             targets, valid = self.linear(values, present, bad)
             if self.model is not None:
@@ -65,7 +68,7 @@ class ExpressionMapping:
                 ok = bool(np.all(present[idx] & ~bad[idx]))
                 trusted = np.ones(len(self._model_joints), bool)
                 if ok:
-                    mean, variance = self.model.predict(values[idx])
+                    mean, variance = self.model.predict((raw * self.shaper.gains)[idx])
                     self.std = None if variance is None else np.sqrt(variance)
                     if self.std is not None and self.max_std is not None:
                         trusted = self.std <= self.max_std

@@ -50,3 +50,21 @@ def _write(folder, raw):
     path = folder / "robot.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def test_pairs_move_every_two_joint_groups_together():
+    """pose_grid(pairs=True): each two joint groups at the ends of their ranges (jaw with the lip
+    corners, inner with outer brows), within the limits and couplings."""
+    from humimic_core.robot_config import load_robot_config
+    from humimic_retarget.offline.pose_grid import joint_groups, pose_grid
+
+    config = load_robot_config(config_file("robot_face.yaml"))
+    plain = pose_grid(config, levels=1)
+    paired = pose_grid(config, levels=1, pairs=True)
+    groups = joint_groups(config.joint_names)
+    assert paired[:len(plain)] == plain and len(paired) > len(plain) + len(groups) * (len(groups) - 1)
+    for joints in (("jaw", "lip_corner_left"), ("brow_inner_left", "brow_outer_left")):
+        together = [p for p in paired[len(plain):] if all(p[j] != 0.0 for j in joints)]
+        assert {tuple(np.sign([p[j] for j in joints])) for p in together} >= {(1.0, 1.0), (1.0, -1.0)}
+    servos = {s.joint: s for s in config.servos}
+    assert all(servos[j].min <= v <= servos[j].max for p in paired for j, v in p.items())

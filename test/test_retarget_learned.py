@@ -46,8 +46,9 @@ def test_model_drives_its_joints_and_the_weights_the_rest(tmp_path):
     frame = {"AU12_L": 2.0, "AU26": 4.0, "head_yaw": 0.2, "AU01": 3.0}
     targets, valid = mapping(frame)
     t = dict(zip(config.joint_names, targets))
-    # curves apply before the model (AU12_L has a 0.3 deadband in config_with_model)
-    expected = net.predict(np.array([[2.0 - 0.3, 4.0, 0.2]]))[0]
+    # the model reads channels as perceived: the 0.3 deadband of AU12_L (config_with_model) shapes
+    # the linear mapping's input only, as models are fitted on perceived channels
+    expected = net.predict(np.array([[2.0, 4.0, 0.2]]))[0]
     assert [t[j] for j in JOINTS] == pytest.approx(expected.tolist(), abs=1e-5)
     assert t["brow_inner_left"] == pytest.approx(0.07 * 3.0), "joints outside the model keep their weights"
     _, valid = mapping({"AU12_L": 2.0, "AU26": float("nan"), "head_yaw": 0.2})

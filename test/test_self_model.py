@@ -120,3 +120,48 @@ def test_retarget_node_publishes_the_self_model_uncertainty(tmp_path):
     assert list(stds[0].name) == ["jaw"] and 0.0 < stds[0].position[0] < 0.05
     stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in got["/joint_commands"]}
     assert (stds[0].header.stamp.sec, stds[0].header.stamp.nanosec) in stamps
+
+
+def test_each_joint_reads_its_own_mapping_channels(tmp_path, capsys):
+    """--inputs mapping: the jaw reads AU25/AU26 of its mapping entry, not AU09, which
+    moved with the jaw while babbling (a side effect) but moves on its own on a person; --inputs all
+    learns AU09 too. The suggested max_std is the held-out predicted std's 95 % quantile."""
+    rng = np.random.default_rng(3)
+    n = 400
+    jaw = rng.uniform(0.0, 0.45, n)
+    au25 = 10.0 * jaw + 0.3 * rng.normal(size=n)
+    au26 = 8.0 * jaw + 0.3 * rng.normal(size=n)
+    au09 = 10.0 * jaw + 0.1 * rng.normal(size=n)  # the babbled face's side effect, cleaner than the jaw's own AUs
+    data = tmp_path / "babble.jsonl"
+    data.write_text("".join(jsonl_line({"AU09": a, "AU25": b, "AU26": c}, {"jaw": j}) + "\n"
+                            for a, b, c, j in zip(au09, au25, au26, jaw)))
+    jaws = {}
+    for inputs in ("mapping", "all"):
+        model = tmp_path / f"{inputs}.onnx"
+        assert main([str(data), "--out", str(model), "--inputs", inputs]) == 0
+        mapping = LearnedMapping(model, ["jaw"])
+        frame = {"AU09": 4.0, "AU25": 0.0, "AU26": 0.0}  # a person's nose wrinkle, mouth closed
+        jaws[inputs] = mapping([frame[c] for c in mapping.channels])[0]
+    printed = capsys.readouterr().out
+    assert abs(jaws["mapping"]) < 0.03 and jaws["all"] > 0.15, jaws
+    suggested = float(printed.split("suggested mapping.model.max_std: ")[1].split()[0])
+    stds = [float(line.split()[2]) for line in printed.splitlines() if line.startswith("jaw ")]
+    assert all(0.5 * s < suggested < 3.0 * s for s in stds), printed
+
+
+def test_input_kinds():
+    """--inputs kind: a joint reads every channel of the kinds its mapping entry reads (the neck the
+    head angles, the jaw every action unit); mapping: only its entry's; all: everything."""
+    from humimic_core.paths import config_file
+    from humimic_core.robot_config import load_robot_config
+    from humimic_retarget.offline.self_model import input_mask
+
+    config = load_robot_config(config_file("robot_face.yaml"))
+    channels = ["AU09", "AU25", "AU26", "gaze_yaw", "head_pitch", "head_yaw"]
+    joints = ["neck_pitch", "jaw", "eyes_yaw"]
+    read = {inputs: {j: [c for c, on in zip(channels, input_mask(channels, joints, config, inputs)[:, k]) if on]
+                     for k, j in enumerate(joints)} for inputs in ("mapping", "kind", "all")}
+    assert read["mapping"] == {"neck_pitch": ["head_pitch"], "jaw": ["AU25", "AU26"], "eyes_yaw": ["gaze_yaw"]}
+    assert read["kind"] == {"neck_pitch": ["head_pitch", "head_yaw"], "jaw": ["AU09", "AU25", "AU26"],
+                            "eyes_yaw": ["gaze_yaw"]}
+    assert all(v == channels for v in read["all"].values())

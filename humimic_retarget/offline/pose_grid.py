@@ -2,13 +2,16 @@
 
 Left/right joints (``*_left`` / ``*_right``) move together. The grid starts at neutral, then moves
 each joint group alone to ``levels`` evenly spaced positions on each side of neutral (up to its
-limits), then adds ``combos`` random poses mixing groups. Every pose keeps the couplings.
+limits), optionally every two groups together at their ends (``pairs``: jaw with lip corners,
+inner with outer brows, ...), then adds ``combos`` random poses mixing groups. Every pose keeps
+the couplings.
 PosePlayback times the grid: a smooth move into each pose, then a hold whose part after
 ``settle`` is the recording window.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations, product
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -47,9 +50,10 @@ def joint_groups(joints: Sequence[str]) -> List[List[str]]:
 
 
 def pose_grid(config: RobotConfig, levels: int = 2, combos: int = 0, seed: int = 0,
-              sides_apart: bool = False) -> List[Dict[str, float]]:
+              sides_apart: bool = False, pairs: bool = False) -> List[Dict[str, float]]:
     """The grid; ``sides_apart``: in the random poses each side of a left/right pair moves on its
-    own (a wink, a smirk), else both sides together."""
+    own (a wink, a smirk), else both sides together; ``pairs``: also each two groups at once, each
+    at either end of its range (four poses a pair)."""
     if levels < 1 or combos < 0:
         raise ValueError(f"levels must be >= 1 and combos >= 0, got {levels}, {combos}")
     joints = config.joint_names
@@ -66,12 +70,20 @@ def pose_grid(config: RobotConfig, levels: int = 2, combos: int = 0, seed: int =
         return limits.feasible_target(q)
 
     poses = [neutral]
+
+    def add(q: np.ndarray) -> None:
+        if not any(np.allclose(q, p) for p in poses):
+            poses.append(q)
+
     steps = [k / levels for k in range(-levels, levels + 1) if k]
-    for group in joint_groups(joints):
+    groups = joint_groups(joints)
+    for group in groups:
         for f in steps:
-            q = pose({index[j]: f for j in group})
-            if not any(np.allclose(q, p) for p in poses):
-                poses.append(q)
+            add(pose({index[j]: f for j in group}))
+    if pairs:
+        for a, b in combinations(groups, 2):
+            for fa, fb in product((-1.0, 1.0), repeat=2):
+                add(pose({**{index[j]: fa for j in a}, **{index[j]: fb for j in b}}))
     rng = np.random.default_rng(seed)
     for _ in range(combos):
         fractions: Dict[int, float] = {}

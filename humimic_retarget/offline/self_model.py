@@ -1,16 +1,29 @@
 """An inverse self-model with a per-joint predicted variance: face channels -> joint positions, and
 how far to trust each (fitted on a babbling session, humimic_experiments.babble).
 
-    python -m humimic_retarget.offline.self_model DIR/babble.jsonl --out self_model.onnx
+    python -m humimic_retarget.offline.self_model DIR/babble.jsonl --out self_model.onnx [--inputs kind]
 
-The mean is the ridge fit of humimic_retarget.offline.fitting (alpha chosen on a block split). The
-variance is a second linear model, of each joint's log-variance, trained by Gaussian negative
-log-likelihood on the mean's cross-fitted residuals (each block's residual from a mean fitted
-without that block, so the variance is not the optimistic in-sample one). The NLL is convex in the
-log-variance weights; full-batch Adam, with the L2 penalty of least NLL on a block split (a large
-one, where the inputs say little about the error, leaves a constant variance per joint). The ONNX model has two outputs:
-``joints`` (rad; what the retarget node's learned mapping reads, as from humimic-fit) and
-``joint_variance`` (rad^2), with the channel and joint order and the units in its metadata.
+Inputs (each joint's, from its entry in the robot config's mapping; a joint whose entry reads none
+of the data's channels reads all of them):
+  kind     (default) every channel of the kinds its entry reads: action units for the face, head
+           angles for the neck, gaze for the eyes. The neck turns the whole face, so on the robot's
+           face every AU moves with it (perception reads part of a pitch as an expression): a neck
+           that reads AUs, or a face joint that reads head angles, learns that artefact, and on a
+           person it moves the neck with the expression (docs/twin.md, section 5).
+  mapping  only its entry's channels (the babbling learns their weights, not other AUs).
+  all      every channel.
+
+The mean is the ridge fit of humimic_retarget.offline.fitting per joint (alpha chosen on a block
+split). The variance is a second linear model, of each joint's log-variance on the same inputs,
+trained by Gaussian negative log-likelihood on the mean's cross-fitted residuals (each block's
+residual from a mean fitted without that block, so the variance is not the optimistic in-sample
+one). The NLL is convex in the log-variance weights; full-batch Adam, with the L2 penalty of least
+NLL on a block split (a large one, where the inputs say little about the error, leaves a constant
+variance per joint). The ONNX model has two outputs: ``joints`` (rad; what the retarget node's
+learned mapping reads, as from humimic-fit) and ``joint_variance`` (rad^2), with the channel and
+joint order, the units and the suggested ``max_std`` in its metadata: the 95th percentile of the
+predicted standard deviation on the held-out samples, so that a joint falls back to its linear
+mapping where the model is less sure than on nearly all babbled faces it was not fitted on.
 """
 from __future__ import annotations
 
@@ -25,8 +38,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from humimic_core.channels import GAZE_CHANNELS, HEAD_CHANNELS
 from humimic_core.paths import config_file
-from humimic_core.robot_config import load_robot_config
+from humimic_core.robot_config import RobotConfig, load_robot_config
 from humimic_retarget.learned_mapping import CHANNELS_KEY, JOINTS_KEY, VARIANCE_OUTPUT
 from humimic_retarget.offline.fitting import _scale, block_split, choose_ridge, rmse
 from humimic_retarget.offline.onnx_export import INPUT_NAME, IR_VERSION, OPSET, OUTPUT_NAME
@@ -34,6 +48,9 @@ from humimic_retarget.offline.onnx_export import INPUT_NAME, IR_VERSION, OPSET, 
 VARIANCE_NAME = VARIANCE_OUTPUT
 #: blocks of the cross-fit that gives the residuals the variance learns from
 FOLDS = 5
+#: quantile of the held-out predicted standard deviation suggested as mapping.model.max_std
+MAX_STD_QUANTILE = 0.95
+INPUTS = ("kind", "mapping", "all")
 
 
 @dataclass
@@ -55,9 +72,37 @@ def nll(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> float:
     return float(np.mean(0.5 * (np.log(variance) + (y - mean) ** 2 / variance)))
 
 
-def fit_log_variance(x: np.ndarray, residual: np.ndarray, steps: int = 2000, learning_rate: float = 0.05,
-                     l2: float = 1e-3) -> Tuple[np.ndarray, np.ndarray]:
-    """(v, c) of log variance = x @ v + c minimising the Gaussian NLL of the residuals."""
+def _kind(channel: str) -> str:
+    return "head" if channel in HEAD_CHANNELS else "gaze" if channel in GAZE_CHANNELS else "action unit"
+
+
+def input_mask(channels: Sequence[str], joints: Sequence[str], config: RobotConfig, inputs: str) -> np.ndarray:
+    """[channels, joints] bool: the channels each joint reads. ``mapping``: its mapping entry's
+    channels; ``kind``: every channel of the kinds (action unit, head, gaze) its entry reads; a
+    joint whose entry reads none of ``channels`` reads all of them, as every joint does with ``all``."""
+    mask = np.ones((len(channels), len(joints)), bool)
+    for k, joint in enumerate(joints):
+        own = [c for c in channels if joint in config.mapping and c in config.mapping[joint].weights]
+        if inputs == "mapping" and own:
+            mask[:, k] = [c in own for c in channels]
+        elif inputs == "kind" and own:
+            mask[:, k] = [_kind(c) in {_kind(o) for o in own} for c in channels]
+    return mask
+
+
+def fit_mean(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(w, b) of joints = x @ w + b: per joint a ridge fit on its inputs (w 0 on the others)."""
+    w, b = np.zeros(mask.shape), np.zeros(y.shape[1])
+    for k in range(y.shape[1]):
+        cols = mask[:, k]
+        (wk, bk), = choose_ridge(x[:, cols], y[:, k:k + 1]).layers
+        w[cols, k], b[k] = wk[:, 0], bk[0]
+    return w, b
+
+
+def fit_log_variance(x: np.ndarray, residual: np.ndarray, mask: np.ndarray, steps: int = 2000,
+                     learning_rate: float = 0.05, l2: float = 1e-3) -> Tuple[np.ndarray, np.ndarray]:
+    """(v, c) of log variance = x @ v + c minimising the Gaussian NLL of the residuals (v 0 outside ``mask``)."""
     mx, sx = _scale(x)
     xs = (x - mx) / sx
     r2 = residual ** 2
@@ -67,7 +112,7 @@ def fit_log_variance(x: np.ndarray, residual: np.ndarray, steps: int = 2000, lea
     for step in range(1, steps + 1):
         s = xs @ v + c
         ds = 0.5 * (1.0 - r2 * np.exp(-s)) / len(x)  # d NLL / d log variance
-        grads = (xs.T @ ds + l2 * v, ds.sum(axis=0))
+        grads = ((xs.T @ ds + l2 * v) * mask, ds.sum(axis=0))
         for i, (param, grad) in enumerate(zip((v, c), grads)):
             m, u = moments[2 * i], moments[2 * i + 1]
             m *= 0.9
@@ -78,13 +123,14 @@ def fit_log_variance(x: np.ndarray, residual: np.ndarray, steps: int = 2000, lea
     return v / sx[:, None], c - (mx / sx) @ v
 
 
-def cross_fitted_residuals(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Each sample's residual from a ridge mean fitted without its block of samples."""
+def cross_fitted_residuals(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Each sample's residual from a mean fitted without its block of samples."""
     residual = np.empty_like(y)
     block = np.minimum(np.arange(len(x)) * FOLDS // len(x), FOLDS - 1)
     for k in range(FOLDS):
         out = block == k
-        residual[out] = y[out] - choose_ridge(x[~out], y[~out]).predict(x[out])
+        w, b = fit_mean(x[~out], y[~out], mask)
+        residual[out] = y[out] - (x[out] @ w + b)
     return residual
 
 
@@ -92,31 +138,37 @@ def cross_fitted_residuals(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 L2S = (1e-3, 1e-2, 0.1, 1.0, 10.0)
 
 
-def choose_log_variance(x: np.ndarray, residual: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def choose_log_variance(x: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """fit_log_variance with the L2 penalty of least NLL on a block split, refitted on all samples."""
     train, val = block_split(len(x), 0.2)
     scores = []
     for l2 in L2S:
-        v, c = fit_log_variance(x[train], residual[train], l2=l2)
+        v, c = fit_log_variance(x[train], residual[train], mask, l2=l2)
         scores.append(nll(residual[val], 0.0, np.exp(x[val] @ v + c)))
-    return fit_log_variance(x, residual, l2=L2S[int(np.argmin(scores))])
+    return fit_log_variance(x, residual, mask, l2=L2S[int(np.argmin(scores))])
 
 
-def fit_self_model(x: np.ndarray, y: np.ndarray) -> SelfModel:
-    (w, b), = choose_ridge(x, y).layers
-    v, c = choose_log_variance(x, cross_fitted_residuals(x, y))
+def fit_self_model(x: np.ndarray, y: np.ndarray, mask: Optional[np.ndarray] = None) -> SelfModel:
+    """The model on samples x [N, channels] -> y [N, joints]; ``mask`` [channels, joints]: which
+    channels each joint reads (default all)."""
+    mask = np.ones((x.shape[1], y.shape[1]), bool) if mask is None else mask
+    w, b = fit_mean(x, y, mask)
+    v, c = choose_log_variance(x, cross_fitted_residuals(x, y, mask), mask)
     return SelfModel(w, b, v, c)
 
 
-def held_out(x: np.ndarray, y: np.ndarray, holdout: float = 0.2) -> dict:
+def held_out(x: np.ndarray, y: np.ndarray, holdout: float = 0.2, mask: Optional[np.ndarray] = None) -> dict:
     """Errors of a model fitted without a block split's held-out part, on that part: RMSE per
-    joint, the mean predicted standard deviation per joint, and the NLL against a constant variance."""
+    joint, the mean predicted standard deviation per joint, the NLL against a constant variance,
+    and the suggested max_std (MAX_STD_QUANTILE of the predicted standard deviations)."""
+    mask = np.ones((x.shape[1], y.shape[1]), bool) if mask is None else mask
     train, test = block_split(len(x), holdout)
-    model = fit_self_model(x[train], y[train])
+    model = fit_self_model(x[train], y[train], mask)
     mean, variance = model.predict(x[test])
-    constant = np.broadcast_to(cross_fitted_residuals(x[train], y[train]).var(axis=0), variance.shape)
+    constant = np.broadcast_to(cross_fitted_residuals(x[train], y[train], mask).var(axis=0), variance.shape)
     return {"rmse": rmse(y[test], mean), "predicted_std": np.sqrt(variance).mean(axis=0),
-            "nll": nll(y[test], mean, variance), "nll_constant_variance": nll(y[test], mean, constant)}
+            "nll": nll(y[test], mean, variance), "nll_constant_variance": nll(y[test], mean, constant),
+            "max_std": float(np.quantile(np.sqrt(variance), MAX_STD_QUANTILE))}
 
 
 def to_onnx(model: SelfModel, channels: Sequence[str], joints: Sequence[str], metadata: dict) -> onnx.ModelProto:
@@ -150,14 +202,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", required=True, help="ONNX file to write")
     parser.add_argument("--robot-config", default=None, help="robot config YAML (default: the package's)")
     parser.add_argument("--holdout", type=float, default=0.2, help="fraction of samples held out for the errors")
+    parser.add_argument("--inputs", choices=INPUTS, default="kind",
+                        help="mapping: each joint reads its own mapping entry's channels; kind: the channels of "
+                             "their kinds (action units, head, gaze); all: every channel")
     args = parser.parse_args(argv)
     try:
         config = load_robot_config(args.robot_config or config_file("robot_face.yaml"))
         data = load_paired(args.data, config.joint_names)
         moving = [i for i in range(data.y.shape[1]) if np.ptp(data.y[:, i]) > 1e-9]
         x, y, joints = data.x, data.y[:, moving], [data.joints[i] for i in moving]
-        errors = held_out(x, y, args.holdout)
-        model = fit_self_model(x, y)
+        mask = input_mask(data.channels, joints, config, args.inputs)
+        errors = held_out(x, y, args.holdout, mask)
+        model = fit_self_model(x, y, mask)
     except (ValueError, OSError) as exc:
         print(f"humimic-self-model: {exc}", file=sys.stderr)
         return 2
@@ -166,11 +222,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"{'joint':22s} {'RMSE rad':>9s} {'predicted std':>14s}")
     for joint, e, s in zip(joints, errors["rmse"], errors["predicted_std"]):
         print(f"{joint:22s} {e:9.4f} {s:14.4f}")
+    print(f"suggested mapping.model.max_std: {errors['max_std']:.3f} rad (the held-out predicted std's "
+          f"{MAX_STD_QUANTILE:.0%} quantile)")
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(to_onnx(model, data.channels, joints, {
         "humimic.robot": config.name, "humimic.samples": str(len(x)),
-        "humimic.holdout_rmse": json.dumps(dict(zip(joints, errors["rmse"].round(6).tolist())))}), str(path))
+        "humimic.holdout_rmse": json.dumps(dict(zip(joints, errors["rmse"].round(6).tolist()))),
+        "humimic.inputs": args.inputs, "humimic.max_std": f"{errors['max_std']:.6f}"}), str(path))
     print(f"wrote {path}: in the robot config, mapping: model: {{path: {path.resolve()}}} (the mean; the variance "
           f"is its second output, {VARIANCE_NAME})")
     return 0
