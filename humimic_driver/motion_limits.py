@@ -81,6 +81,7 @@ class SetpointLimiter:
         self.position: Dict[str, float] = dict(positions)
         self.velocity: Dict[str, float] = {j: 0.0 for j in positions}
         self.slower: Dict[str, float] = {}  # joints held below their velocity cap (rad/s): neutral glides
+        self.trends: Dict[str, Tuple[float, float]] = {}  # joints whose goal moves on: (rad/s, until (s))
         self._time = now
 
     def reset(self, joint: str, position: float) -> None:
@@ -90,17 +91,45 @@ class SetpointLimiter:
     def advance(self, goals: Mapping[str, float], now: float) -> Dict[str, float]:
         """The setpoints of ``goals``' joints, moved toward them in the whole steps since the last call."""
         n = steps_until(self._time, now)
+        start = max(self._time, now - n * STEP_S)
         self._time = max(self._time + n * STEP_S, now - STEP_S)  # after a long gap: from now on
         for joint, goal in goals.items():
-            position, velocity = self.position[joint], self.velocity[joint]
-            cap, (low, high) = self.caps[joint], self.limits[joint]
-            vmax = min(cap.velocity, self.slower.get(joint, math.inf))
-            for _ in range(n):
-                if position == goal and velocity == 0.0:
-                    break
-                position, velocity = trapezoid_step(position, velocity, goal, vmax, cap.acceleration, low, high)
-            self.position[joint], self.velocity[joint] = position, velocity
+            self.position[joint], self.velocity[joint] = self._run(joint, goal, now, start, n)
         return {j: self.position[j] for j in goals}
+
+    def _run(self, joint: str, goal: float, now: float, start: float, steps: int) -> Tuple[float, float]:
+        """(position, velocity) of the joint's setpoint ``steps`` STEP_S on from time ``start`` toward
+        ``goal`` (its goal at time ``now``, moving on along the joint's trend); not kept."""
+        position, velocity = self.position[joint], self.velocity[joint]
+        cap, (low, high) = self.caps[joint], self.limits[joint]
+        vmax = min(cap.velocity, self.slower.get(joint, math.inf))
+        trend, until = self.trends.get(joint, (0.0, -math.inf))
+        for k in range(1, steps + 1):
+            moved = trend * (min(start + k * STEP_S, until) - min(now, until)) if trend else 0.0
+            aim = min(high, max(low, goal + moved))
+            if position == aim and velocity == 0.0 and not trend:
+                break
+            position, velocity = trapezoid_step(position, velocity, aim, vmax, cap.acceleration, low, high)
+        return position, velocity
+
+    def lead(self, goals: Mapping[str, float], seconds: float) -> Dict[str, float]:
+        """The goal to write for a servo whose own profile keeps the same caps and is next written
+        ``seconds`` from now: where each setpoint will be by then (toward ``goals``), plus the distance
+        it would need to brake to rest from there, inside the joint's limits. The servo's profile
+        brakes to stop at each goal written; aimed there, it need not brake before the next write,
+        so it runs along the setpoint path instead of trailing it by a stop per write. A joint held
+        slower (a glide) gets its setpoint: slow, it is followed closely without a lead."""
+        n = steps_until(0.0, seconds, math.inf)
+        out = {}
+        for joint, goal in goals.items():
+            if joint in self.slower:
+                out[joint] = self.position[joint]
+                continue
+            position, velocity = self._run(joint, goal, self._time, self._time, n)
+            low, high = self.limits[joint]
+            brake = velocity * abs(velocity) / (2.0 * self.caps[joint].acceleration)
+            out[joint] = min(high, max(low, position + brake))
+        return out
 
     def arrived(self, goals: Mapping[str, float]) -> bool:
         """Every setpoint of ``goals`` is at its goal, at rest."""
