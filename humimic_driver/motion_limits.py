@@ -5,17 +5,19 @@
 passes the goal only when the goal moved closer than the braking distance of the present velocity,
 and comes back), never running into a bound faster than it can stop. Fixed steps keep the velocity
 and acceleration of the path exact whatever the times it is asked at. The driver's
-``SetpointLimiter`` runs it for every joint on each command and on the state timer, so each goal
-written to the bus moves within the joint's caps whoever commanded it, and a command that arrives
+``SetpointLimiter`` runs it for every joint on each command and on the state timer, so each setpoint
+moves within the joint's caps whoever commanded it (the goal written is a point of the setpoint's
+path a little ahead, ``SetpointLimiter.lead``), and a command that arrives
 late, then the next close behind it (transport jitter), costs little time: what the setpoint could
 not reach yet it goes on reaching on the timer (a clip of each write to vmax x the time since the
 previous command would hold it back until the next one). The emulated servos run it for their
 Profile Velocity / Profile Acceleration registers, as the firmware does.
 
 A setpoint stops at each goal rather than moving on at a command stream's trend: a prediction
-passes the goal whenever the stream slows down (by up to 0.12 rad on a real clip, where no command
-ever pointed; the robot config's couplings hold only for the commanded poses). The price is lag
-where a stream uses its whole acceleration cap (docs/driver.md).
+passes the goal whenever the stream slows down or turns (following the last step's velocity for
+one more command period: by up to 0.35 rad on the lids of a real clip, where no command ever
+pointed; the robot config's couplings hold only for the commanded poses). The price is lag where a
+stream uses its whole acceleration cap (docs/driver.md).
 """
 from __future__ import annotations
 
@@ -81,7 +83,6 @@ class SetpointLimiter:
         self.position: Dict[str, float] = dict(positions)
         self.velocity: Dict[str, float] = {j: 0.0 for j in positions}
         self.slower: Dict[str, float] = {}  # joints held below their velocity cap (rad/s): neutral glides
-        self.trends: Dict[str, Tuple[float, float]] = {}  # joints whose goal moves on: (rad/s, until (s))
         self._time = now
 
     def reset(self, joint: str, position: float) -> None:
@@ -91,31 +92,27 @@ class SetpointLimiter:
     def advance(self, goals: Mapping[str, float], now: float) -> Dict[str, float]:
         """The setpoints of ``goals``' joints, moved toward them in the whole steps since the last call."""
         n = steps_until(self._time, now)
-        start = max(self._time, now - n * STEP_S)
         self._time = max(self._time + n * STEP_S, now - STEP_S)  # after a long gap: from now on
         for joint, goal in goals.items():
-            self.position[joint], self.velocity[joint] = self._run(joint, goal, now, start, n)
+            self.position[joint], self.velocity[joint] = self._run(joint, goal, n)
         return {j: self.position[j] for j in goals}
 
-    def _run(self, joint: str, goal: float, now: float, start: float, steps: int) -> Tuple[float, float]:
-        """(position, velocity) of the joint's setpoint ``steps`` STEP_S on from time ``start`` toward
-        ``goal`` (its goal at time ``now``, moving on along the joint's trend); not kept."""
+    def _run(self, joint: str, goal: float, steps: int) -> Tuple[float, float]:
+        """(position, velocity) of the joint's setpoint ``steps`` STEP_S on toward ``goal`` (not kept)."""
         position, velocity = self.position[joint], self.velocity[joint]
         cap, (low, high) = self.caps[joint], self.limits[joint]
         vmax = min(cap.velocity, self.slower.get(joint, math.inf))
-        trend, until = self.trends.get(joint, (0.0, -math.inf))
-        for k in range(1, steps + 1):
-            moved = trend * (min(start + k * STEP_S, until) - min(now, until)) if trend else 0.0
-            aim = min(high, max(low, goal + moved))
-            if position == aim and velocity == 0.0 and not trend:
+        for _ in range(steps):
+            if position == goal and velocity == 0.0:
                 break
-            position, velocity = trapezoid_step(position, velocity, aim, vmax, cap.acceleration, low, high)
+            position, velocity = trapezoid_step(position, velocity, goal, vmax, cap.acceleration, low, high)
         return position, velocity
 
     def lead(self, goals: Mapping[str, float], seconds: float) -> Dict[str, float]:
         """The goal to write for a servo whose own profile keeps the same caps and is next written
         ``seconds`` from now: where each setpoint will be by then (toward ``goals``), plus the distance
-        it would need to brake to rest from there, inside the joint's limits. The servo's profile
+        it would need to brake to rest from there, inside the joint's limits: a point the setpoint's
+        own path toward ``goals`` passes through, never beyond it. The servo's profile
         brakes to stop at each goal written; aimed there, it need not brake before the next write,
         so it runs along the setpoint path instead of trailing it by a stop per write. A joint held
         slower (a glide) gets its setpoint: slow, it is followed closely without a lead."""
@@ -125,7 +122,7 @@ class SetpointLimiter:
             if joint in self.slower:
                 out[joint] = self.position[joint]
                 continue
-            position, velocity = self._run(joint, goal, self._time, self._time, n)
+            position, velocity = self._run(joint, goal, n)
             low, high = self.limits[joint]
             brake = velocity * abs(velocity) / (2.0 * self.caps[joint].acceleration)
             out[joint] = min(high, max(low, position + brake))

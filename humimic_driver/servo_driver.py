@@ -41,8 +41,6 @@ MIN_FAILED_READS = 3
 STARTUP_PAUSE_S = 0.1
 #: Seconds between looks at the temperature of an overheated servo waiting to cool down.
 COOLING_CHECK_S = 0.5
-#: Commands stamped at most this far apart (s) are one stream: its trend is followed until the next.
-TREND_GAP_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -63,15 +61,12 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 class ServoDriver:
     """Holds one goal per joint and a setpoint that follows it within the joint's speed caps (``caps``:
-    default ``settings.max_velocity`` / ``max_acceleration`` for every joint); writes on every command
-    and, while the setpoints move, on ``follow()`` (one sync write, every ``write_period_s``) to the
-    servos that are active; reads states and health, and nurses faulty servos and a lost port back.
-
-    Between two commands of a stream the goal goes on along the stream's trend (the last step's
-    velocity) for one command period, no further: the setpoint moves on with the commands instead of
-    stopping at each. The goal written is where the setpoint will be at the next write plus its
-    braking distance (``SetpointLimiter.lead``), so the servo's own profile, set to the same caps,
-    does not brake before each write (docs/driver.md)."""
+    default ``settings.max_velocity`` / ``max_acceleration`` for every joint); writes on every
+    command and, while the setpoints move, on ``follow()`` (one sync write, every ``write_period_s``)
+    to the servos that are active; reads states and health, and nurses faulty servos and a lost port
+    back. What it writes is each setpoint's lead (``SetpointLimiter.lead``: where it will be at the
+    next write, plus its braking distance), so the servo's own profile, set to the same caps, runs
+    along the setpoint path instead of braking to rest at every write (docs/driver.md)."""
 
     def __init__(self, bus: ServoBus, settings: DriverSettings, now_ns: int,
                  clock: Callable[[], float] = time.monotonic, caps: Optional[Mapping[str, MotionCaps]] = None,
@@ -84,8 +79,6 @@ class ServoDriver:
         caps = caps or motion_caps(bus.servos, settings.max_velocity, settings.max_acceleration)
         self.limiter = SetpointLimiter(caps, {s.joint: (s.min, s.max) for s in bus.servos}, self.goals, now)
         self.write_period_s = write_period_s
-        self._trend: Dict[str, Tuple[float, float, float]] = {}  # joint: (rad/s, since (clock s), for (s))
-        self._last_stamp_ns: Optional[int] = None
         self.health: Dict[str, ServoHealth] = {
             s.joint: ServoHealth(s, Backoff(settings.reping_backoff_min, settings.reping_backoff_max), since=now)
             for s in bus.servos}
@@ -190,16 +183,8 @@ class ServoDriver:
             self.rejected_commands += 1
             what = "no joints" if not names else ("no joint of this robot" if not known else "no finite position")
             raise ValueError(f"joint command with {what} (names: {', '.join(names[:5]) or 'none'}): not a command")
-        gap = math.inf if self._last_stamp_ns is None else (stamp_ns - self._last_stamp_ns) * 1e-9
-        self._last_stamp_ns = stamp_ns
-        now = self.clock()
         for name, value in valid:
-            goal = self.bus.servo(name).clamp(value)
-            if 0.0 < gap <= TREND_GAP_S:
-                self._trend[name] = (self._trend_velocity(name, (goal - self.goals[name]) / gap, gap), now, gap)
-            else:
-                self._trend.pop(name, None)
-            self.goals[name] = goal
+            self.goals[name] = self.bus.servo(name).clamp(value)
         self._last_command_ns = now_ns
         self._neutral_sent = False
         self.limiter.slower.clear()
@@ -213,23 +198,12 @@ class ServoDriver:
             self.rejected_latencies += 1
         return Written(written, unknown)
 
-    def _trend_velocity(self, joint: str, velocity: float, gap: float) -> float:
-        """The stream's last step ``velocity`` as far as a stream within the joint's caps can have it:
-        changed from its previous trend by at most the acceleration cap over ``gap``, at most the
-        velocity cap. A jump (a step command, not a stream) is followed on no further than the
-        stream could have gone in one more period."""
-        cap = self.limiter.caps[joint]
-        previous = self._trend[joint][0] if joint in self._trend else 0.0
-        change = cap.acceleration * gap
-        return max(-cap.velocity, min(cap.velocity, max(previous - change, min(previous + change, velocity))))
-
     def watchdog(self, now_ns: int) -> Optional[Dict[str, float]]:
         """Once per silence of command_timeout: goals back to neutral, glided to at neutral_velocity
         (``follow()`` continues the glide); the setpoints written, else None."""
         if self._neutral_sent or now_ns - self._last_command_ns <= self.settings.command_timeout * 1e9:
             return None
         self.goals = {s.joint: s.neutral for s in self.bus.servos}
-        self._trend.clear()
         self.limiter.slower = {j: self.settings.neutral_velocity for j in self.goals}
         written = self._write_goals()
         self._neutral_sent = written is not None
@@ -251,17 +225,9 @@ class ServoDriver:
         return "neutral" if self.settings.hot_action == "neutral" else f"reduced x{self.settings.hot_motion_scale:g}"
 
     def target(self, joint: str) -> float:
-        """The goal the setpoint of a joint follows: its commanded goal (on along the trend), after the
-        temperature policy."""
+        """The goal actually written for a joint: its commanded goal, after the temperature policy."""
         servo, goal = self.health[joint].servo, self.goals[joint]
-        if joint in self._trend:  # on along the stream's trend, for one command period
-            velocity, since, period = self._trend[joint]
-            goal = servo.clamp(goal + velocity * min(max(0.0, self.clock() - since), period))
-        return self._policy(joint, goal)
-
-    def _policy(self, joint: str, goal: float) -> float:
-        """``goal`` after the temperature policy."""
-        servo, motion = self.health[joint].servo, self.motion(joint)
+        motion = self.motion(joint)
         if motion == "neutral":
             return servo.neutral
         if motion != "full":
@@ -274,8 +240,6 @@ class ServoDriver:
         targets = {j: self.target(j) for j, h in self.health.items() if h.mode == ACTIVE}
         if not targets:
             return None
-        self.limiter.trends = {j: ((self._policy(j, 1.0) - self._policy(j, 0.0)) * v, since + period)
-                               for j, (v, since, period) in self._trend.items()}
         try:
             self.limiter.advance(targets, self.clock())
             written = self.bus.write_goals(self.limiter.lead(targets, self.write_period_s))
