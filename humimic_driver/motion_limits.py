@@ -66,6 +66,16 @@ def trapezoid_step(position: float, velocity: float, goal: float, vmax: float, a
     return min(high, max(low, position + v * h)), v
 
 
+def braking_distance(speed: float, amax: float) -> float:
+    """How far a path at ``speed`` goes while braking at ``amax`` in STEP_S steps (as trapezoid_step
+    does: the speed drops by amax STEP_S, then the step is taken) until it rests."""
+    if amax == math.inf:
+        return 0.0
+    dv = amax * STEP_S
+    steps = math.floor(speed / dv + 1e-9)
+    return STEP_S * (steps * speed - dv * steps * (steps + 1) / 2.0)
+
+
 def steps_until(since: float, now: float, longest: float = MAX_GAP_S) -> int:
     """Whole STEP_S steps from ``since`` to ``now`` (none backwards, at most ``longest`` s worth)."""
     steps = math.floor((now - since) / STEP_S + 1e-9)
@@ -124,8 +134,10 @@ class SetpointLimiter:
                 continue
             position, velocity = self._run(joint, goal, n)
             low, high = self.limits[joint]
-            brake = velocity * abs(velocity) / (2.0 * self.caps[joint].acceleration)
-            out[joint] = min(high, max(low, position + brake))
+            stop = position + math.copysign(braking_distance(abs(velocity), self.caps[joint].acceleration), velocity)
+            if (goal - position) * velocity > 0.0:  # braking toward the goal: not past it
+                stop = min(stop, goal) if velocity > 0.0 else max(stop, goal)
+            out[joint] = min(high, max(low, stop))
         return out
 
     def arrived(self, goals: Mapping[str, float]) -> bool:
