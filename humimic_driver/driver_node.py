@@ -60,7 +60,8 @@ class DriverNode(Node):
         bus_config = dataclasses.replace(config.bus, port=node.port or config.bus.port,
                                          baud_rate=node.baud_rate or config.bus.baud_rate)
         self._driver = ServoDriver(ServoBus(config.servos, bus_config), settings, self._now_ns(),
-                                   caps=config.motion_caps(settings.max_velocity, settings.max_acceleration))
+                                   caps=config.motion_caps(settings.max_velocity, settings.max_acceleration),
+                                   write_period_s=1.0 / node.state_rate)
         self._read_budget_s = node.read_budget_s
         self._phase = ReadPhase() if node.reads_between_commands else None
         priority = node.realtime_priority

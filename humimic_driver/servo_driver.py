@@ -61,12 +61,16 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 class ServoDriver:
     """Holds one goal per joint and a setpoint that follows it within the joint's speed caps (``caps``:
-    default ``settings.max_velocity`` / ``max_acceleration`` for every joint); writes the setpoints on
-    every command and, while they move, on ``follow()`` (one sync write) to the servos that are
-    active; reads states and health, and nurses faulty servos and a lost port back."""
+    default ``settings.max_velocity`` / ``max_acceleration`` for every joint); writes on every
+    command and, while the setpoints move, on ``follow()`` (one sync write, every ``write_period_s``)
+    to the servos that are active; reads states and health, and nurses faulty servos and a lost port
+    back. What it writes is each setpoint's lead (``SetpointLimiter.lead``: where it will be at the
+    next write, plus its braking distance), so the servo's own profile, set to the same caps, runs
+    along the setpoint path instead of braking to rest at every write (docs/driver.md)."""
 
     def __init__(self, bus: ServoBus, settings: DriverSettings, now_ns: int,
-                 clock: Callable[[], float] = time.monotonic, caps: Optional[Mapping[str, MotionCaps]] = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, caps: Optional[Mapping[str, MotionCaps]] = None,
+                 write_period_s: float = 0.02) -> None:
         self.bus = bus
         self.settings = settings
         self.clock = clock
@@ -74,6 +78,7 @@ class ServoDriver:
         now = clock()
         caps = caps or motion_caps(bus.servos, settings.max_velocity, settings.max_acceleration)
         self.limiter = SetpointLimiter(caps, {s.joint: (s.min, s.max) for s in bus.servos}, self.goals, now)
+        self.write_period_s = write_period_s
         self.health: Dict[str, ServoHealth] = {
             s.joint: ServoHealth(s, Backoff(settings.reping_backoff_min, settings.reping_backoff_max), since=now)
             for s in bus.servos}
@@ -236,7 +241,8 @@ class ServoDriver:
         if not targets:
             return None
         try:
-            written = self.bus.write_goals(self.limiter.advance(targets, self.clock()))
+            self.limiter.advance(targets, self.clock())
+            written = self.bus.write_goals(self.limiter.lead(targets, self.write_period_s))
         except LinkError as exc:
             self._lost(exc)
             return None

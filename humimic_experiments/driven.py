@@ -60,7 +60,8 @@ class DrivenRobot:
         bus = ServoBus(config.servos, config.bus, link=EmulatorLink(emulator, clock, baud), clock=clock,
                        sleep=clock.sleep)
         self.driver = ServoDriver(bus, settings, self.origin_ns, clock=clock,
-                                  caps=config.motion_caps(settings.max_velocity, settings.max_acceleration))
+                                  caps=config.motion_caps(settings.max_velocity, settings.max_acceleration),
+                                  write_period_s=1.0 / node.state_rate)
         self.driver.start()
         self._joints = [s.joint for s in config.servos]
         self._state_period, self._health_period = 1.0 / node.state_rate, 1.0 / node.health_rate

@@ -136,3 +136,27 @@ def test_emulated_servo_keeps_its_profile_velocity_and_acceleration():
     assert max(map(abs, a)) <= amax * 1.001
     assert positions[9] == pytest.approx(1000 + 0.5 * amax * (10 * period) ** 2, rel=0.1)  # the ramp up
     assert servo.get("present_position") == 3000 and servo.get("moving") == 0
+
+
+def test_the_goal_written_is_a_point_the_setpoint_path_passes():
+    """The lead (the goal written for a servo whose profile has the same caps) after hostile jumps and
+    random goals: always between the extremes of the setpoint's own path toward the goal from now
+    on, so never where the setpoint does not go; ahead of the setpoint while it moves."""
+    rng = random.Random(5)
+    limiter = SetpointLimiter(CAPS, LIMITS, {j: 0.0 for j in CAPS}, now=0.0)
+    goals, ahead = hostile_goals(rng), 0
+    for k in range(1, 1500):
+        if rng.random() < 0.02:
+            goals = {j: rng.uniform(-1.0, 1.0) for j in CAPS}
+        limiter.advance(goals, k * STEP_S)
+        lead = limiter.lead(goals, 0.02)
+        future = SetpointLimiter(CAPS, LIMITS, limiter.position, now=0.0)
+        future.velocity = dict(limiter.velocity)
+        path = {j: [limiter.position[j]] for j in CAPS}
+        for n in range(1, 200):
+            for j, position in future.advance(goals, n * STEP_S).items():
+                path[j].append(position)
+        for j in CAPS:
+            assert min(path[j]) - 1e-9 <= lead[j] <= max(path[j]) + 1e-9, (k, j)
+            ahead += abs(lead[j] - limiter.position[j]) > 1e-3
+    assert ahead > 1000  # it does lead

@@ -8,9 +8,10 @@ on the 50 Hz state timer) under the robot config's caps. Compared with writing e
 arrives (no limiter): per joint the time shift that best aligns the two paths (the added lag), the
 largest position difference, and how far the limited path goes beyond every goal of the last
 0.25 s (where no command pointed). The naive alternative, a per-write clip of vmax x (time since the
-last arrival), is shown for reference. Then both written paths drive an emulated servo's profile
-(Profile Velocity / Acceleration = the caps, as the driver writes them, against the model's limits
-without a profile) to show the lag at the servo.
+last arrival), is shown for reference. Then the goals written (each setpoint's lead, as the driver
+writes them: where it will be at the next write plus its braking distance) and the raw commands
+drive an emulated servo's profile (Profile Velocity / Acceleration = the caps, as the driver sets
+them, against the model's limits without a profile) to show the lag at the servo.
 
     python tools/bench_driver_lag.py out/rerun [--robot-config R] [--jitter-ms 30] [--seed 0]
 """
@@ -56,15 +57,16 @@ def arrivals(stream, jitter_s: float, rng: random.Random):
 
 
 def written_paths(events, joints, caps, limits, grid):
-    """The goal written at each grid time: unlimited, limited (SetpointLimiter), naive clip."""
+    """At each grid time: the command (unlimited), the setpoint (SetpointLimiter), the goal written
+    (the setpoint's lead), a naive clip."""
     limiter = SetpointLimiter(caps, limits, {j: 0.0 for j in joints}, now=0.0)
     goals = {j: 0.0 for j in joints}
     naive, last_arrival = {j: 0.0 for j in joints}, 0.0
-    raw_path, lim_path, naive_path = [], [], []
+    raw_path, lim_path, lead_path, naive_path = [], [], [], []
     ticks = [(k * STATE_PERIOD_S, None) for k in range(int(grid[-1] / STATE_PERIOD_S) + 1)]
     timeline = sorted(events + ticks, key=lambda e: e[0])
     i = 0
-    setpoints = dict(goals)
+    setpoints, leads = dict(goals), dict(goals)
     for t in grid:
         while i < len(timeline) and timeline[i][0] <= t:
             when, command = timeline[i]
@@ -75,11 +77,13 @@ def written_paths(events, joints, caps, limits, grid):
                          for j in joints}
                 last_arrival = when
             setpoints = limiter.advance(goals, when)
+            leads = limiter.lead(goals, STATE_PERIOD_S)
             i += 1
         raw_path.append([goals[j] for j in joints])
         lim_path.append([setpoints[j] for j in joints])
+        lead_path.append([leads[j] for j in joints])
         naive_path.append([naive[j] for j in joints])
-    return np.array(raw_path), np.array(lim_path), np.array(naive_path)
+    return np.array(raw_path), np.array(lim_path), np.array(lead_path), np.array(naive_path)
 
 
 def servo_path(written: np.ndarray, vmax: float, amax: float) -> np.ndarray:
@@ -126,10 +130,10 @@ def main() -> int:
     grid = np.arange(0.0, stream[-1][0] + 1.0, STEP_S)
     print(f"{len(stream)} commands over {stream[-1][0]:.1f} s; jitter up to {args.jitter_ms:g} ms on a quarter")
     print(f"{'joint':18} {'cap v/a':>11} {'moved':>6} | {'limiter lag':>12} {'max diff':>9} {'beyond':>7} | "
-          f"{'naive lag':>10} {'max diff':>9} | servo lag (profile=caps): limited / raw goals")
+          f"{'naive lag':>10} {'max diff':>9} | servo lag (profile=caps): written / raw goals")
     for jitter in (0.0, args.jitter_ms * 1e-3):
         events = arrivals(stream, jitter, random.Random(args.seed))
-        raw, limited, naive = written_paths(events, joints, caps, {s.joint: (s.min, s.max) for s in config.servos},
+        raw, limited, leads, naive = written_paths(events, joints, caps, {s.joint: (s.min, s.max) for s in config.servos},
                                            grid)
         print(f"-- jitter {jitter * 1e3:g} ms")
         for k, joint in enumerate(joints):
@@ -140,7 +144,7 @@ def main() -> int:
             ms, diff = lag(raw[:, k], limited[:, k])
             naive_ms, naive_diff = lag(raw[:, k], naive[:, k])
             free = servo_path(raw[:, k], servo.spec.max_velocity, math.inf)
-            capped = servo_path(limited[:, k], cap.velocity, cap.acceleration)
+            capped = servo_path(leads[:, k], cap.velocity, cap.acceleration)
             servo_ms, _ = lag(free, capped)
             raw_ms, _ = lag(free, servo_path(raw[:, k], cap.velocity, cap.acceleration))
             print(f"{joint:18} {cap.velocity:4.1f}/{cap.acceleration:<5g} {moved:6.2f} | {ms:9.0f} ms {diff:9.3f} "

@@ -181,7 +181,11 @@ class EmulatedServo:
             self._position, self._velocity = trapezoid_step(self._position, self._velocity, target, vmax, amax)
         limit = self.get("current_limit") if "current_limit" in self._slices else FULL_LOAD
         effort = EFFORT_PER_DEGREE * math.degrees((target - self._position) * self.spec.rad_per_tick)
-        self.set("present_position", round(self._position))
+        position = self._position  # measured now: part way along the profile's next step
+        if now > self._last_update and (position != target or self._velocity != 0.0):
+            following, _ = trapezoid_step(position, self._velocity, target, vmax, amax)
+            position += (following - position) * (now - self._last_update) / STEP_S
+        self.set("present_position", round(position))
         self.set("present_velocity", round(self._velocity / self.ticks_s_per_velocity_unit))
         self.set(EFFORT, max(-limit, min(limit, round(effort))))
         self.set("moving", int(self._position != target or self._velocity != 0.0))
