@@ -12,6 +12,7 @@ import rclpy
 from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
@@ -111,6 +112,10 @@ def freeze_garbage(setting: Optional[str] = None) -> bool:
     return True
 
 
+#: Seconds a node ending waits for its last trace batch to be acknowledged.
+TRACE_FLUSH_TIMEOUT = 1.0
+
+
 def publish_trace(node: Node, frame_trace: "trace.FrameTrace") -> None:
     """Send the trace's rows in batches on TRACE every trace.TRACE_PERIOD (steady time, so a paused
     simulated clock does not hold them back); run_node sends the rest when the node ends
@@ -122,8 +127,15 @@ def publish_trace(node: Node, frame_trace: "trace.FrameTrace") -> None:
         if batch is not None:
             publisher.publish(trace.to_msg(batch))
 
+    def flush() -> None:
+        """The last rows, acknowledged by the subscribers (up to TRACE_FLUSH_TIMEOUT) before the node
+        ends: a node that exits right after publishing can take its last batch with it."""
+        send(0)
+        publisher.wait_for_all_acked(Duration(seconds=TRACE_FLUSH_TIMEOUT))
+
     node.create_timer(trace.TRACE_PERIOD, lambda: send(trace.HOLD_NS), clock=Clock(clock_type=ClockType.STEADY_TIME))
-    node.flush_trace = lambda: send(0)  # type: ignore[attr-defined]
+    frame_trace.when_full = lambda: send(trace.HOLD_NS)
+    node.flush_trace = flush  # type: ignore[attr-defined]
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -155,7 +167,7 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None,
 
     The executor is make_executor's; once the node is built the garbage is frozen (freeze_garbage).
     A callback ends the process with request_exit. A node may define ``shutdown()``; it is called
-    once before the node is destroyed (after its last trace rows are sent), also on SIGTERM, with
+    once before the node is destroyed (then its last trace rows are sent), also on SIGTERM, with
     further SIGINT/SIGTERM ignored, so drivers can leave hardware in a safe state.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -179,12 +191,12 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None,
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
-            flush_trace = getattr(node, "flush_trace", None)
-            if callable(flush_trace) and rclpy.ok():
-                flush_trace()
             shutdown = getattr(node, "shutdown", None)
             if callable(shutdown):
                 shutdown()
+            flush_trace = getattr(node, "flush_trace", None)
+            if callable(flush_trace) and rclpy.ok():
+                flush_trace()
             node.destroy_node()
         if rclpy.ok():
             rclpy.try_shutdown()

@@ -38,8 +38,10 @@ class TraceBatch(NamedTuple):
 
 
 class FrameTrace:
-    """The stages' times of the last frames of one node (at most ``capacity`` rows until taken;
-    beyond, the oldest row is dropped and counted in ``overwritten``)."""
+    """The stages' times of the last frames of one node (at most ``capacity`` rows until taken). A
+    full trace first calls ``when_full`` (the node sends a batch early: frames may come faster than
+    TRACE_PERIOD allows for, a lockstep replay on a fast machine); only a row it leaves no room for
+    drops the oldest, counted in ``overwritten``."""
 
     def __init__(self, node: str, stages: Sequence[str], capacity: int = CAPACITY,
                  clock: Callable[[], int] = time.time_ns) -> None:
@@ -53,10 +55,13 @@ class FrameTrace:
         self._row: Dict[int, int] = {}  # stamp -> row, oldest first
         self._free = list(range(capacity - 1, -1, -1))
         self.overwritten = 0
+        self.when_full: Optional[Callable[[], None]] = None
 
     def _row_of(self, stamp: int) -> int:
         row = self._row.get(stamp)
         if row is None:
+            if not self._free and self.when_full is not None:
+                self.when_full()
             if not self._free:
                 self.overwritten += 1
                 self._free.append(self._row.pop(next(iter(self._row))))

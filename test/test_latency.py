@@ -81,6 +81,18 @@ def test_trace_keeps_the_newest_rows_and_counts_the_overwritten():
     assert sorted(batch.stamps) == [2, 3, 4, 5] and frame_trace.overwritten == 2
 
 
+def test_a_full_trace_sends_a_batch_early_instead_of_dropping_rows():
+    """Frames faster than a batch per TRACE_PERIOD (a lockstep replay on a fast machine) lose no row."""
+    clock = Clock(10_000_000_000)
+    frame_trace = FrameTrace("node", ("receive",), capacity=4, clock=clock)
+    sent = []
+    frame_trace.when_full = lambda: sent.append(frame_trace.take(hold_ns=0))
+    for stamp in range(10):
+        frame_trace.mark(stamp, "receive")
+    sent.append(frame_trace.take(hold_ns=0))
+    assert sorted(s for batch in sent for s in batch.stamps) == list(range(10)) and frame_trace.overwritten == 0
+
+
 def test_trace_message_round_trip_keeps_exact_stamps():
     frame_trace = FrameTrace("face_perception", ("receive", "sent"), clock=Clock(1_800_000_000_999_999_999))
     stamps = [1_800_000_000_000_000_001, 1_800_000_000_500_000_000]
