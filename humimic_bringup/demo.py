@@ -13,11 +13,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from humimic_bringup.graph import add_camera_subscriber, imitation_graph, process_environment
+from humimic_bringup.graph import add_camera_subscriber, imitation_graph, parse_remaps, process_environment
 from humimic_bringup.monitor_stats import RunRecord, TraceStats, trace_table
 from humimic_bringup.runner import INTERRUPTED, Pipeline, argument_parser, launch_values, preflight
 from humimic_core import trace
@@ -34,6 +34,7 @@ from humimic_core.topics import (
     WRITTEN_GOALS,
     absolute,
     message_class,
+    resolve,
 )
 from humimic_core.topics import TOPICS as TOPIC_TYPES
 
@@ -85,8 +86,10 @@ class CpuMeter:
 class Monitor:
     """An rclpy node that watches the pipeline's topics into a RunRecord (bounded memory)."""
 
-    def __init__(self, extra_topics: Sequence[str] = ()) -> None:
-        """``extra_topics``: also subscribed to (and ignored), as rviz or a recorder would."""
+    def __init__(self, extra_topics: Sequence[str] = (), remaps: Sequence[Tuple[str, str]] = ()) -> None:
+        """``extra_topics``: also subscribed to (and ignored), as rviz or a recorder would; ``remaps``: the
+        nodes' topic remappings (launch argument ``remap``), so the monitor watches the names they use.
+        Everything is recorded under the default names."""
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.signals import SignalHandlerOptions
@@ -103,7 +106,11 @@ class Monitor:
         self.record = RunRecord(TOPICS)
         self.diagnostics: Dict[str, str] = {}
         self.trace = TraceStats(TRACED_NODES)
-        sub = self.node.create_subscription
+        self.name = lambda topic: resolve(absolute(topic), remaps)
+
+        def sub(msgtype, topic, callback, qos):
+            self.node.create_subscription(msgtype, self.name(topic), callback, qos)
+
         sub(Image, absolute(CAMERA_IMAGE), self._frame, SENSOR_QOS)
         sub(Float64MultiArray, absolute(TRACE), lambda m: self.trace.add(trace.from_msg(m)), RELIABLE_QOS)
         sub(Image, absolute(DEBUG_IMAGE), self._debug_image, SENSOR_QOS)
@@ -265,7 +272,7 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
     unknown = [t for t in args.subscribe if absolute(t) not in TOPIC_TYPES]
     if unknown:
         parser.error(f"--subscribe: unknown topic(s) {', '.join(unknown)}")
-    monitor = Monitor(args.subscribe)
+    monitor = Monitor(args.subscribe, parse_remaps(values["remap"]))
     record = monitor.record
     pipeline = Pipeline(specs, out / "logs")
     meter = CpuMeter()
@@ -284,7 +291,8 @@ def run_demo(argv: Optional[Sequence[str]] = None) -> int:
         pipeline.start(skip=["camera"])
         node = monitor.node
         monitor.spin_until(lambda: bool(pipeline.failed()) or (
-            all(node.count_publishers(t) for t in TOPICS[1:]) and node.count_subscribers(TOPICS[0]) >= 2), 60.0)
+            all(node.count_publishers(monitor.name(t)) for t in TOPICS[1:])
+            and node.count_subscribers(monitor.name(TOPICS[0])) >= 2), 60.0)
         monitor.spin_until(lambda: False, 1.0)
         pipeline.start()
         print(f"humimic-demo: started {', '.join(pipeline.processes)} (logs in {out / 'logs'})", flush=True)

@@ -114,3 +114,28 @@ def test_ctrl_c_prints_the_summary_and_exits_130(sample_media, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["frames_received"] < 472
     assert summary["exit_codes"]["dynamixel_driver"] == 0 and summary["exit_codes"]["servo_emulator"] == 0
+
+
+def test_monitor_watches_the_remapped_names_and_records_the_default_ones():
+    """Under `--remap`, the nodes publish on the remapped names: the monitor must watch those (it used
+    to watch the defaults and saw nothing), and its summary keeps the default names."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import JointState
+
+    from humimic_bringup.demo import Monitor
+
+    monitor = Monitor(remaps=[("/joint_commands", "/robot1/joint_commands")])
+    try:
+        watched = {s.topic_name for s in monitor.node.subscriptions}
+        assert "/robot1/joint_commands" in watched and "/joint_commands" not in watched
+        assert "/joint_states" in watched  # not remapped: the default
+        publisher = monitor.node.create_publisher(
+            JointState, "/robot1/joint_commands", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        msg = JointState(name=["jaw"], position=[0.2])
+        msg.header.stamp = monitor.node.get_clock().now().to_msg()
+        monitor.spin_until(lambda: publisher.get_subscription_count() > 0, 10.0)
+        publisher.publish(msg)
+        monitor.spin_until(lambda: monitor.record.counts["/joint_commands"] > 0, 10.0)
+        assert monitor.record.counts["/joint_commands"] == 1
+    finally:
+        monitor.close()
