@@ -26,25 +26,33 @@ from humimic_core import paths  # noqa: E402
 from humimic_core.robot_config import RobotConfig, Servo, load_robot_config, parse_robot_config  # noqa: E402
 from humimic_driver import protocol as p  # noqa: E402
 from humimic_driver.bus import STATE, ServoBus  # noqa: E402
-from humimic_core.control_tables import MODELS  # noqa: E402
 from humimic_driver.sim.emulated_bus import emulator_process  # noqa: E402
 from humimic_driver.driver_settings import DriverSettings  # noqa: E402
 from humimic_driver.servo_driver import ServoDriver, percentile  # noqa: E402
 
 
-def wire_bytes(ids: Sequence[int]) -> int:
-    """Bytes on the bus per cycle: sync write of 4-byte goals, sync read of the state block, one status packet each."""
-    spec = MODELS["XL330-M288"]  # every X-series model has this layout
-    goal = spec.register("goal_position")
-    write = p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_WRITE,
-                                 p.sync_write_params(goal.address, goal.size, {i: bytes(goal.size) for i in ids}))
-    read = p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_READ, p.sync_read_params(STATE.address(spec), STATE.length(spec), ids))
-    return len(write) + len(read) + sum(len(p.encode_status(i, 0, bytes(STATE.length(spec)))) for i in ids)
+def wire_bytes(servos: Sequence[Servo]) -> int:
+    """Bytes on the bus per cycle as the driver sends them: one sync write of the goals and one sync read
+    of the state block per register layout among the servos' models, one status packet per servo."""
+    goals: Dict[Tuple[int, int], List[int]] = {}
+    states: Dict[Tuple[int, int], List[int]] = {}
+    for servo in servos:
+        goal = servo.spec.register("goal_position")
+        goals.setdefault((goal.address, goal.size), []).append(servo.id)
+        states.setdefault((STATE.address(servo.spec), STATE.length(servo.spec)), []).append(servo.id)
+    total = 0
+    for (address, size), ids in goals.items():
+        total += len(p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_WRITE,
+                                          p.sync_write_params(address, size, {i: bytes(size) for i in ids})))
+    for (address, length), ids in states.items():
+        total += len(p.encode_instruction(p.BROADCAST_ID, p.INST_SYNC_READ, p.sync_read_params(address, length, ids)))
+        total += sum(len(p.encode_status(i, 0, bytes(length))) for i in ids)
+    return total
 
 
 def bus_limit_hz(servos: Sequence[Servo], baud: int) -> float:
     """Cycles per second the wire allows: bytes at 10 bits each, plus each servo's return delay."""
-    seconds = p.transmission_time(wire_bytes([s.id for s in servos]), baud)
+    seconds = p.transmission_time(wire_bytes(servos), baud)
     return 1.0 / (seconds + sum(s.return_delay_us for s in servos) * 1e-6)
 
 
