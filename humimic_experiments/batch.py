@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import yaml
 from tqdm import tqdm
 
 from humimic_core.paths import cache_dir, config_file, media_dir, shared_media_dir
@@ -132,10 +133,23 @@ def versions() -> Dict[str, str]:
             "humimic_sources": code.hexdigest()[:16], "models": models.hexdigest()[:16]}
 
 
+def twin_face_source(params_text: str) -> Path:
+    """The image or video the face twin of a parameter file's text starts from (its ``neutral_face``)."""
+    from humimic_perception.sim.neutral_face import resolve_source
+
+    document = yaml.safe_load(params_text) or {}
+    node = (document.get("face_twin") or {}).get("ros__parameters") or {}
+    return resolve_source(str(node.get("neutral_face", "")))
+
+
 def settings_hash(item: Item, settings: Settings, versions_: Dict[str, str]) -> str:
-    """sha256 of the item's input content, its start frame, the settings and the versions."""
+    """sha256 of the item's input content (and the face twin's face, with ``robot_face``), its start
+    frame, the settings and the versions."""
     h = hashlib.sha256()
     _digest(h, Path(item.path))
+    face = twin_face_source(settings.params) if settings.robot_face else None
+    if face is not None and face.is_file():  # the twin's face is an input of the robot-face images
+        _digest(h, face)
     h.update(json.dumps({"start": item.start, "settings": asdict(settings), "versions": versions_},
                         sort_keys=True).encode())
     return h.hexdigest()

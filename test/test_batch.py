@@ -3,6 +3,7 @@ Ray cluster in network namespaces), resuming a killed batch, a corrupt item amon
 dataset with the robot's face twin."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+import yaml
 
 from humimic_core.paths import config_file
 from humimic_experiments import batch
@@ -233,3 +235,22 @@ def test_the_dataset_gains_the_robot_face_twin(sample_media, tmp_path):
         assert robot["text"] == describe(robot["action_units"], 5, 0.5, head=robot["head"])
         image = cv2.imread(str(out / "dataset" / robot["image"]))
         assert image.shape == (512, 512, 3) and robot["image"] != record["image"]
+
+
+def test_the_settings_hash_follows_the_twin_face_with_robot_face(tmp_path):
+    """With the robot's face in the dataset, the twin's face image is an input too: replacing it (same
+    path) must redo the items; without robot_face it is no input."""
+    video, face = tmp_path / "v.mp4", tmp_path / "face.png"
+    video.write_bytes(b"one")
+    face.write_bytes(b"a face")
+    item, versions = batch.Item("v.mp4", str(video)), batch.versions()
+    document = yaml.safe_load(settings().params)
+    document["face_twin"]["ros__parameters"]["neutral_face"] = str(face)
+    params = yaml.safe_dump(document)
+    assert batch.twin_face_source(params) == face
+    with_face = dataclasses.replace(settings(robot_face=True), params=params)
+    without = dataclasses.replace(with_face, robot_face=False)
+    first, plain = batch.settings_hash(item, with_face, versions), batch.settings_hash(item, without, versions)
+    face.write_bytes(b"another face")
+    assert batch.settings_hash(item, with_face, versions) != first
+    assert batch.settings_hash(item, without, versions) == plain

@@ -79,7 +79,11 @@ def resolve_source(source: str) -> Path:
 def cache_path(source: str, frame: int, size: int) -> Path:
     """Where the prepared neutral face of (source, frame, size) is cached."""
     path = resolve_source(source)
-    key = hashlib.sha1(f"{path.resolve()}:{frame}:{size}:{CROP_FACE_HEIGHTS}".encode()).hexdigest()[:10]
+    if not path.is_file():
+        raise ValueError(f"{path}: no such image or video file")
+    stat = path.stat()  # a file replaced at the same path is prepared anew
+    key = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{frame}:{size}:{CROP_FACE_HEIGHTS}"
+                       .encode()).hexdigest()[:10]
     return cache_dir() / "twin" / f"{path.stem}_{frame}_{size}_{key}.npz"
 
 
