@@ -1,6 +1,6 @@
 """The re-run's driver side (humimic_experiments.driven): the live driver's code over emulated servos
 on simulated time. A fast jaw opening is followed within the jaw's caps, so the achieved positions
-(/joint_states) trail the commands; the same commands give the same messages."""
+(/joint_states) trail the commands; a lid shuts within a frame; the same commands give the same messages."""
 from __future__ import annotations
 
 from typing import List
@@ -60,6 +60,29 @@ def test_a_fast_jaw_opening_is_reached_within_the_caps_and_trails_the_command():
     assert on_frames[OPEN_AT] < 0.05 and on_frames[OPEN_AT + 2] < 0.8 * JAW.max
     assert abs(on_frames[OPEN_AT + 9] - JAW.max) <= 2 * RAD_PER_TICK
     assert np.all(np.abs(on_frames[:OPEN_AT] - JAW.neutral) <= RAD_PER_TICK)
+
+
+def test_a_lid_shuts_within_a_frame_of_its_command_within_its_caps():
+    """A blink shuts the person's eye from one frame to the next: the lid's XL330-M077 servo at its
+    caps (36 rad/s, 1800 rad/s^2) has covered 0.7 of its range by the next frame, 33 ms after the
+    command (0.697 rad: its profile needs 30 ms for 0.72 rad, the write and the servo's 4 ms step
+    start it a little later), and is shut by the second (the XL330-M288 of before, 10.5 rad/s, 500 rad/s^2:
+    0.24 and 0.59 rad), never faster than its caps."""
+    lid = CONFIG.servo("upper_lid_left")
+    frames = 20
+    stamps = START + np.arange(frames, dtype=np.int64) * FRAME_NS
+    commands = {s.joint: np.full(frames, s.neutral) for s in CONFIG.servos}
+    commands[lid.joint][OPEN_AT:] = lid.max
+    on_frames = achieved(CONFIG, PARAMS, stamps, commands)[lid.joint]
+    assert np.all(np.abs(on_frames[:OPEN_AT] - lid.neutral) <= RAD_PER_TICK)
+    travel = (on_frames[OPEN_AT:OPEN_AT + 3] - lid.neutral) / (lid.max - lid.neutral)
+    assert travel[1] >= 0.7 and travel[2] >= 0.8, travel
+    states = [s for s in drive(stamps, commands) if s.topic == "/joint_states"]
+    t = np.array([s.stamp_ns for s in states]) * 1e-9
+    position = np.array([dict(zip(s.names, s.position))[lid.joint] for s in states])
+    cap = CONFIG.motion_caps(3.0, 40.0)[lid.joint]
+    assert lid.model == "XL330-M077" and cap.velocity <= lid.spec.max_velocity
+    assert np.abs(np.diff(position) / np.diff(t)).max() <= cap.velocity + 2 * RAD_PER_TICK / 0.02
 
 
 def test_a_ramp_within_the_caps_is_followed_closely_and_within_the_caps():

@@ -26,6 +26,13 @@ def config_with(edit=None, mirror=False):
     return parse_robot_config(data)
 
 
+def global_caps(data, *joints):
+    """Drop the joints' constraints.velocity / .acceleration entries: they take the node's global caps."""
+    for key in ("velocity", "acceleration"):
+        for joint in joints:
+            data["constraints"][key].pop(joint, None)
+
+
 @pytest.fixture(scope="module")
 def config():
     return config_with()
@@ -113,7 +120,8 @@ def test_mirror_and_gains_are_live_settings():
     assert out[-1][r.joints.index("jaw")] == pytest.approx(0.5 * 3.0 * config.mapping["jaw"].weights["AU26"])
 
 
-def test_velocity_and_acceleration_limits_without_overshoot(config):
+def test_velocity_and_acceleration_limits_without_overshoot():
+    config = config_with(lambda d: global_caps(d, "brow_inner_left"))
     r = Retargeter(config, RetargetParams(max_velocity=1.0, max_acceleration=10.0, smoothing=0.0))
     out, _ = run(r, [{"AU01": 5.0}] * 150)
     brow = out[:, r.joints.index("brow_inner_left")]
@@ -138,13 +146,14 @@ def test_per_joint_dynamics_replace_the_global_ones_up_to_the_servo_maximum():
     """A joint's constraints entry applies even above the global cap (fast lids), a joint without one
     has the global cap, and no joint is asked to move faster than its servo model can."""
     def edit(d):
+        global_caps(d, "brow_inner_left", "brow_outer_left")
         d["constraints"]["velocity"].update(upper_lid_left=50.0, brow_inner_left=0.5)
         d["constraints"]["acceleration"].update(upper_lid_left=5000.0)
         d["constraints"]["smoothing"] = {"upper_lid_left": 0.0, "lower_lid_left": 0.2}
     config = config_with(edit)
     r = Retargeter(config, RetargetParams(max_velocity=1.0, max_acceleration=10.0, smoothing=0.03))
     lid, brow, outer = (r.joints.index(j) for j in ("upper_lid_left", "brow_inner_left", "brow_outer_left"))
-    assert r.limits.vmax[lid] == pytest.approx(config.servo("upper_lid_left").spec.max_velocity)  # 10.67 rad/s
+    assert r.limits.vmax[lid] == pytest.approx(config.servo("upper_lid_left").spec.max_velocity)  # 38.85 rad/s
     assert r.limits.vmax[brow] == 0.5 and r.limits.vmax[outer] == 1.0
     assert r.limits.amax[lid] == 5000.0 and r.limits.amax[brow] == 10.0
     out, _ = run(r, [{"AU45_L": 5.0, "AU01": 5.0, "AU02": 5.0}] * 60)
