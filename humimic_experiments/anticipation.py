@@ -1,8 +1,8 @@
 """Anticipation, measured: re-runs (humimic-eval's reruns/) retargeted again with forecasts of given
 settings, then the kinematic measure (lag and r at lag 0 per group, blinks) and onset anticipation.
-The robot's side is the positions its servos reach: the commands driven, at their stamps, through
-the live driver's code over emulated servos (humimic_experiments.driven); ``--commands`` measures
-the commands themselves.
+The robot's side is the positions its servos reach: the commands driven, a loop latency after their
+stamps (``--latency``, default the live p50: driven.LOOP_LATENCY_S), through the live driver's code
+over emulated servos (humimic_experiments.driven); ``--commands`` measures the commands themselves.
 
 Perception runs once per clip (humimic-eval); retargeting a clip again takes milliseconds, so
 methods and horizons are compared on the same measured channels.
@@ -75,11 +75,12 @@ def load_clip(folder: Path) -> ClipData:
     return ClipData(folder.name, recording, load_channels(folder, recording.stamps))
 
 
-def retarget(clip: ClipData, config: RobotConfig, params: RetargetParams,
-             settings: ForecastSettings) -> Tuple[Dict[str, np.ndarray], List[Channels]]:
-    """(joint -> command per frame, the forecast channels per frame) of a clip retargeted with ``settings``."""
+def retarget(clip: ClipData, config: RobotConfig, params: RetargetParams, settings: ForecastSettings,
+             latency_s: float = driven.LOOP_LATENCY_S) -> Tuple[Dict[str, np.ndarray], List[Channels]]:
+    """(joint -> command per frame, the forecast channels per frame) of a clip retargeted with ``settings``,
+    the forecast counting a loop latency of ``latency_s``."""
     retargeter = Retargeter(config, params)
-    forecaster = make_forecaster(settings, retargeter.response_times())
+    forecaster = make_forecaster(settings, retargeter.response_times(), latency_s)
     commands, forecasts = [], []
     for stamp, channels in zip(clip.recording.stamps.tolist(), clip.channels):
         t = stamp * 1e-9
@@ -146,17 +147,19 @@ def fine_lag(segments: Sequence[Tuple[np.ndarray, np.ndarray]], fps: float, fram
 
 def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetParams, pairing: evaluate.Pairing,
             settings: ForecastSettings, forecasters: Optional[Mapping[str, ForecastSettings]] = None,
-            measured: str = "positions", params_file: Optional[Path] = None) -> Dict[str, object]:
+            measured: str = "positions", params_file: Optional[Path] = None,
+            latency_s: float = driven.LOOP_LATENCY_S) -> Dict[str, object]:
     """Pooled kinematic figures and onset anticipation of the clips retargeted with ``settings`` (or,
     per clip label, ``forecasters[label]``: a model trained without that clip's person), measured on
-    the servos' achieved positions (the driver settings of ``params_file``) or the "commands"."""
+    the servos' achieved positions (the driver settings of ``params_file``, each command written
+    ``latency_s`` after its stamp) or the "commands"."""
     params_file = params_file or config_file("humimic.yaml")
     results, onsets = [], []
     for clip in clips:
         chosen = (forecasters or {}).get(clip.label, settings)
-        positions, forecasts = retarget(clip, config, params, chosen)
+        positions, forecasts = retarget(clip, config, params, chosen, latency_s)
         if measured == "positions":
-            positions = driven.achieved(config, params_file, clip.recording.stamps, positions)
+            positions = driven.achieved(config, params_file, clip.recording.stamps, positions, latency_s=latency_s)
         recording = dataclasses.replace(clip.recording, positions=positions)
         results.append(evaluate.measure(recording, pairing, config))
         onsets.append((clip.recording.stamps * 1e-9, clip.channels, forecasts))
@@ -196,9 +199,10 @@ def row(name: str, figures: Mapping[str, object], groups: Sequence[str] = TARGET
 
 def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSettings]],
             learned: Optional[Mapping[str, str]] = None, params_file: Optional[Path] = None,
-            config: Optional[RobotConfig] = None, log=print, measured: str = "positions") -> Dict[str, object]:
+            config: Optional[RobotConfig] = None, log=print, measured: str = "positions",
+            latency_s: float = driven.LOOP_LATENCY_S) -> Dict[str, object]:
     """Figures of each (name, settings) variant over every re-run in ``reruns``, measured on the servos'
-    positions or the "commands"; ``learned``: clip label -> its held-out model, measured as one more
+    positions (commands written ``latency_s`` after their stamps) or the "commands"; ``learned``: clip label -> its held-out model, measured as one more
     variant per horizon of the learned settings."""
     from humimic_core.parameters import node_parameters
 
@@ -215,9 +219,9 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
         if settings.method == "learned" and learned:
             models = {c.label: dataclasses.replace(settings, model=learned[c.label.split("_from_")[0]])
                       for c in clips}
-            figures = measure(clips, config, params, pairing, settings, models, measured, params_file)
+            figures = measure(clips, config, params, pairing, settings, models, measured, params_file, latency_s)
         else:
-            figures = measure(clips, config, params, pairing, settings, None, measured, params_file)
+            figures = measure(clips, config, params, pairing, settings, None, measured, params_file, latency_s)
         report[name] = figures
         table.append(row(name, figures))
         log(" | ".join(table[-1]))
@@ -276,6 +280,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="folder of held-out learned models (humimic-forecast-train --cross-validate)")
     parser.add_argument("--commands", action="store_true",
                         help="measure the commands instead of the positions the emulated servos reach")
+    parser.add_argument("--latency", type=float, default=driven.LOOP_LATENCY_S,
+                        help="s from a frame's stamp to its command's bus write (default: the live p50, "
+                             "docs/latency.md); the forecast counts it too")
     args = parser.parse_args(argv)
     variants = [("off", ForecastSettings(enabled=False))]
     learned = None
@@ -287,7 +294,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for h in (float(x) for x in args.horizons.split(",")):
             model = "held out" if method == "learned" else ""  # replaced per clip by its held-out model
             variants.append((f"{method} {1e3 * h:.0f} ms", ForecastSettings(True, method, h, model)))
-    compare(Path(args.reruns), Path(args.out), variants, learned, measured="commands" if args.commands else "positions")
+    compare(Path(args.reruns), Path(args.out), variants, learned, measured="commands" if args.commands else "positions",
+            latency_s=args.latency)
     return 0
 
 
