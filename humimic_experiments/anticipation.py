@@ -166,17 +166,22 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
     lag = max(f["max_lag_frames"] for f, _ in results)
     pooled = evaluate.pooled(results, lag, pairing.blinks["reach"])
     fps = float(np.median([c.recording.fps for c in clips]))
+    each: Dict[str, Dict[str, Tuple[float, float]]] = {c.label: {} for c in clips}  # clip -> group -> (r@0, lag ms)
     for group, figures in pooled["groups"].items():
         per_clip = [[s for p, ss in clip_segments.items() if p.group == group for s in ss]
                     for _, clip_segments in results]
         figures["lag_ms"] = fine_lag([s for segments in per_clip for s in segments], fps)
-        lags = [fine_lag(segments, clip.recording.fps) for segments, clip in zip(per_clip, clips) if segments]
+        lags = []
+        for segments, clip in zip(per_clip, clips):
+            if segments:
+                lags.append(fine_lag(segments, clip.recording.fps))
+                each[clip.label][group] = (kinematic.pooled_pearson(segments, 0)[0], lags[-1])
         figures["lag_ms_clip_median"] = float(np.nanmedian(lags)) if np.isfinite(lags).any() else float("nan")
     blink_delays = [e["delay"] for f, _ in results for e in f["blinks"]["events"]]
     return {"groups": pooled["groups"], "blinks": pooled["blinks"],
             "blink_delay_ms_median": 1e3 * float(np.nanmedian(blink_delays)) / fps if blink_delays else float("nan"),
             "onsets": onset_anticipation(onsets) if settings.enabled or forecasters else None, "fps": fps,
-            "measured": measured}
+            "measured": measured, "clips": each}
 
 
 def row(name: str, figures: Mapping[str, object], groups: Sequence[str] = TARGET_GROUPS) -> List[str]:

@@ -72,7 +72,7 @@ class ForecastSettings(Settings):
     enabled: bool = setting(True, "Retarget the channels forecast `horizon` s ahead (published on /face/forecast) "
                                   "instead of the measured ones; same limits and smoothing")
     method: str = setting("linear", "Forecaster: linear, kalman or learned (humimic_retarget/forecast.py)")
-    horizon: float = setting(0.15, "Seconds ahead at most: each channel as far as its joints trail the person "
+    horizon: float = setting(0.1, "Seconds ahead at most: each channel as far as its joints trail the person "
                                    "(loop latency, a frame's hold, smoothing and the caps' v/2a in the retargeter "
                                    "and again in the driver), no further", (0.0, MAX_HORIZON))
     hop: float = setting(0.0018, "Seconds from the retarget node's receipt of a frame to the driver's bus write, "
