@@ -11,6 +11,9 @@ Methods (vectorised over humimic_core.channels.PUBLISHED):
 
 - ``linear``: the slope of a least-squares line over the last WINDOW frames (two: the last
   step), extrapolated;
+- ``minmod``: the slope of the last step or of the one before, the smaller, and none where they
+  disagree in sign (the minmod slope limiter of TVD schemes, Roe 1986, Annu. Rev. Fluid Mech. 18:337):
+  a trend is extrapolated once it has lasted two steps, a one-frame spike or a turn not at all;
 - ``kalman``: the measured value plus the speed of a constant-velocity Kalman filter
   (white-acceleration process noise, KALMAN_Q times the measurement noise);
 - ``learned``: a ridge or MLP model over LEARNED_DEPTH frames of every channel's history
@@ -48,7 +51,7 @@ import numpy as np
 from humimic_core.channels import PUBLISHED, channel_range
 from humimic_core.settings import Settings, setting
 
-METHODS = ("linear", "kalman", "learned")
+METHODS = ("linear", "minmod", "kalman", "learned")
 #: Frames of the linear method's least-squares line.
 WINDOW = 2
 #: Kalman: process noise (white acceleration, per s^3) over measurement noise.
@@ -71,7 +74,7 @@ class ForecastSettings(Settings):
 
     enabled: bool = setting(True, "Retarget the channels forecast `horizon` s ahead (published on /face/forecast) "
                                   "instead of the measured ones; same limits and smoothing")
-    method: str = setting("linear", "Forecaster: linear, kalman or learned (humimic_retarget/forecast.py)")
+    method: str = setting("minmod", "Forecaster: linear, minmod, kalman or learned (humimic_retarget/forecast.py)")
     horizon: float = setting(0.1, "Seconds ahead at most: each channel as far as its joints trail the person "
                                    "(loop latency, a frame's hold, smoothing and the caps' v/2a in the retargeter "
                                    "and again in the driver), no further", (0.0, MAX_HORIZON))
@@ -186,6 +189,20 @@ class LinearForecaster(Forecaster):
         return x + slope * self.horizon
 
 
+class MinmodForecaster(Forecaster):
+    """The smaller of the last two steps' slopes, none where they disagree in sign, extrapolated."""
+
+    depth = 3
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.times.size < 3:
+            return x
+        slopes = np.diff(np.nan_to_num(self.values), axis=0) / np.diff(self.times)[:, None]
+        a, b = slopes
+        slope = np.where(a * b > 0.0, b, 0.0)
+        return x + slope * self.horizon
+
+
 class KalmanForecaster(Forecaster):
     """The measured value plus the speed of a constant-velocity Kalman filter per channel; one
     covariance serves every channel (same noise ratio, same steps), so a step is a few vector operations."""
@@ -294,6 +311,8 @@ def make_forecaster(settings: ForecastSettings, response: Optional[Mapping[str, 
         return None
     if settings.method == "linear":
         forecaster: Forecaster = LinearForecaster(settings.horizon)
+    elif settings.method == "minmod":
+        forecaster = MinmodForecaster(settings.horizon)
     elif settings.method == "kalman":
         forecaster = KalmanForecaster(settings.horizon)
     else:
