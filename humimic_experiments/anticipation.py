@@ -75,12 +75,11 @@ def load_clip(folder: Path) -> ClipData:
     return ClipData(folder.name, recording, load_channels(folder, recording.stamps))
 
 
-def retarget(clip: ClipData, config: RobotConfig, params: RetargetParams, settings: ForecastSettings,
-             latency_s: float = driven.LOOP_LATENCY_S) -> Tuple[Dict[str, np.ndarray], List[Channels]]:
-    """(joint -> command per frame, the forecast channels per frame) of a clip retargeted with ``settings``,
-    the forecast counting a loop latency of ``latency_s``."""
+def retarget(clip: ClipData, config: RobotConfig, params: RetargetParams,
+             settings: ForecastSettings) -> Tuple[Dict[str, np.ndarray], List[Channels]]:
+    """(joint -> command per frame, the forecast channels per frame) of a clip retargeted with ``settings``."""
     retargeter = Retargeter(config, params)
-    forecaster = make_forecaster(settings, retargeter.response_times(), latency_s)
+    forecaster = make_forecaster(settings, retargeter.response_times())
     commands, forecasts = [], []
     for stamp, channels in zip(clip.recording.stamps.tolist(), clip.channels):
         t = stamp * 1e-9
@@ -157,7 +156,7 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
     results, onsets = [], []
     for clip in clips:
         chosen = (forecasters or {}).get(clip.label, settings)
-        positions, forecasts = retarget(clip, config, params, chosen, latency_s)
+        positions, forecasts = retarget(clip, config, params, chosen)
         if measured == "positions":
             positions = driven.achieved(config, params_file, clip.recording.stamps, positions, latency_s=latency_s)
         recording = dataclasses.replace(clip.recording, positions=positions)
@@ -286,8 +285,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--commands", action="store_true",
                         help="measure the commands instead of the positions the emulated servos reach")
     parser.add_argument("--latency", type=float, default=driven.LOOP_LATENCY_S,
-                        help="s from a frame's stamp to its command's bus write (default: the live p50, "
-                             "docs/latency.md); the forecast counts it too")
+                        help="s from a frame's stamp to its command's bus write on the driven servos (default: "
+                             "the live p50, docs/latency.md)")
     args = parser.parse_args(argv)
     variants = [("off", ForecastSettings(enabled=False))]
     learned = None

@@ -50,7 +50,7 @@ from humimic_core.topics import (
     absolute,
 )
 from humimic_experiments.bag_io import SegmentedBagWriter, deserialize, from_rclpy, read_messages, topic_summary
-from humimic_experiments.driven import LOOP_LATENCY_S, DrivenRobot, Sample
+from humimic_experiments.driven import DrivenRobot, Sample
 from humimic_experiments.metrics import latency_stats
 from humimic_experiments.session import image_array, stamp_ns
 from humimic_retarget.forecast import forecast_settings, make_forecaster
@@ -158,7 +158,7 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     retarget_params = node_parameters(params_file, "retarget")
     perception, backend_name = perception_from_parameters(params_file, backend)
     retargeter = Retargeter(config, RetargetParams.from_parameters(retarget_params))
-    forecaster = make_forecaster(forecast_settings(retarget_params), retargeter.response_times(), LOOP_LATENCY_S)
+    forecaster = make_forecaster(forecast_settings(retarget_params), retargeter.response_times())
     count, frames = recording_frames(source) if source.is_dir() else video_frames(source)
     if start_frame:
         if not 0 < start_frame < (count or start_frame + 1):

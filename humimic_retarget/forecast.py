@@ -11,30 +11,16 @@ Methods (vectorised over humimic_core.channels.PUBLISHED):
 
 - ``linear``: the slope of a least-squares line over the last WINDOW frames (two: the last
   step), extrapolated;
-- ``minmod``: the slope of the last step or of the one before, the smaller, and none where they
-  disagree in sign (the minmod slope limiter of TVD schemes, Roe 1986, Annu. Rev. Fluid Mech. 18:337):
-  a trend is extrapolated once it has lasted two steps, a one-frame spike or a turn not at all;
 - ``kalman``: the measured value plus the speed of a constant-velocity Kalman filter
   (white-acceleration process noise, KALMAN_Q times the measurement noise);
 - ``learned``: a ridge or MLP model over LEARNED_DEPTH frames of every channel's history
   (LearnedForecaster; trained by humimic_experiments.forecast_train, run with ONNX Runtime).
 
-Each channel is forecast as far ahead as the robot's joints it moves trail the person, at most
-``horizon`` (make_forecaster; Forecaster.follow, every frame):
-
-- the loop latency: camera stamp -> bus write (``latency``: live, the retarget node's running median
-  of stamp -> receipt plus ``forecast.hop``; offline, the configured one);
-- the hold: a joint never passes the goal it was last written (the driver's setpoint limiter stops
-  at it, the servo's profile too), and that goal steps once per frame, so a joint that follows a
-  ramp at its slope is at least a frame period behind the frame whose command it holds (the
-  running median of the frames' intervals);
-- the joints' response (Retargeter.response_times): the retargeter's smoothing plus v / 2a, and
-  v / 2a again for the driver's setpoint limiter and the servo's profile, which keep the same caps.
-
-For the sample robot at 30 fps and the live p50 latency of 13 ms: jaw 0.133 s, lip corners 0.098 s,
-lids 0.068 s (an unsmoothed lid at 10.5 rad/s and 500 rad/s^2 closes within a frame: its forecast
-stays short, so a lid is not pushed ahead of the eye nor into a wink of the other eye); brows, eyes
-and the neck are bounded by ``horizon``.
+Each channel is forecast at most as far ahead as the joints it moves trail it (make_forecaster with
+Retargeter.response_times: smoothing plus v / 2a from the joints' caps): the jaw, smoothed and
+capped at 4.5 rad/s and 80 rad/s^2, 58 ms; an unsmoothed lid at 10.5 rad/s and 500 rad/s^2, 10 ms,
+so a lid that follows within a frame is not pushed ahead of the eye (nor into a wink of the other
+eye). ``horizon`` bounds every channel (the neck's caps alone would ask for 0.13 s).
 
 A frame without a face, or a gap of more than MAX_GAP s, restarts the history; action units stay
 in their range (0..5).
@@ -42,7 +28,6 @@ in their range (0..5).
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Union
 
@@ -51,7 +36,7 @@ import numpy as np
 from humimic_core.channels import PUBLISHED, channel_range
 from humimic_core.settings import Settings, setting
 
-METHODS = ("linear", "minmod", "kalman", "learned")
+METHODS = ("linear", "kalman", "learned")
 #: Frames of the linear method's least-squares line.
 WINDOW = 2
 #: Kalman: process noise (white acceleration, per s^3) over measurement noise.
@@ -60,8 +45,6 @@ KALMAN_Q = 1e4
 MAX_GAP = 0.25
 #: Longest horizon (s) accepted.
 MAX_HORIZON = 0.5
-#: Frame intervals in the running median of the frame period (the hold): one second at 30 fps.
-PERIOD_WINDOW = 30
 
 _INDEX = {name: i for i, name in enumerate(PUBLISHED)}
 _LOW = np.array([(channel_range(c) or (-math.inf, math.inf))[0] for c in PUBLISHED])
@@ -74,13 +57,10 @@ class ForecastSettings(Settings):
 
     enabled: bool = setting(True, "Retarget the channels forecast `horizon` s ahead (published on /face/forecast) "
                                   "instead of the measured ones; same limits and smoothing")
-    method: str = setting("minmod", "Forecaster: linear, minmod, kalman or learned (humimic_retarget/forecast.py)")
-    horizon: float = setting(0.1, "Seconds ahead at most: each channel as far as its joints trail the person "
-                                   "(loop latency, a frame's hold, smoothing and the caps' v/2a in the retargeter "
-                                   "and again in the driver), no further", (0.0, MAX_HORIZON))
-    hop: float = setting(0.0018, "Seconds from the retarget node's receipt of a frame to the driver's bus write, "
-                                 "added to the measured stamp -> receipt latency (docs/latency.md p50: "
-                                 "11.5 -> 13.3 ms)", (0.0, 1.0))
+    method: str = setting("linear", "Forecaster: linear, kalman or learned (humimic_retarget/forecast.py)")
+    horizon: float = setting(0.067, "Seconds ahead at most: each channel no further than its joints trail it "
+                                    "(smoothing, caps); on a robot the pipeline's lag plus transport and servo "
+                                    "response", (0.0, MAX_HORIZON))
     model: str = setting("", "learned: ONNX model of humimic-forecast-train")
 
     def validate(self) -> None:
@@ -113,45 +93,30 @@ def to_vector(channels: Mapping[str, float]) -> np.ndarray:
 Horizon = Union[float, np.ndarray]  # s ahead: one for every channel, or one per PUBLISHED channel
 
 
-def horizons(horizon: float, response: Optional[Mapping[str, float]] = None, delay: float = 0.0) -> Horizon:
+def horizons(horizon: float, response: Optional[Mapping[str, float]] = None) -> Horizon:
     """Per PUBLISHED channel, ``horizon`` or the channel's ``response`` (s; Retargeter.response_times)
-    plus ``delay`` (s: loop latency and hold) where that is shorter; ``horizon`` alone without responses."""
+    where that is shorter; ``horizon`` alone without responses."""
     if response is None:
         return float(horizon)
-    return np.array([min(horizon, response.get(c, math.inf) + delay) for c in PUBLISHED])
+    return np.array([min(horizon, response.get(c, horizon)) for c in PUBLISHED])
 
 
 class Forecaster:
     """Base: a history of the last ``depth`` frames (times, values), restarted by a lost face or a gap;
-    ``horizon`` may differ per channel (``horizons``): with joint responses (``follow``) each channel's
-    is its response plus ``latency`` plus the frame period, recomputed every frame, within ``bound``."""
+    ``horizon`` may differ per channel (``horizons``)."""
 
     depth = WINDOW
 
     def __init__(self, horizon: Horizon) -> None:
         self.horizon = horizon if isinstance(horizon, np.ndarray) else float(horizon)
         self.bound = float(np.max(horizon))  # the longest horizon (forecast.horizon), kept by ``follow``
-        #: s from a frame's stamp to its command's bus write (the owner keeps it up to date)
-        self.latency = 0.0
-        self.response: Optional[np.ndarray] = None  # per PUBLISHED channel (s; inf: moves no joint)
-        self.periods: deque = deque(maxlen=PERIOD_WINDOW)  # the last frame intervals (s)
         self.times = np.zeros(0)
         self.values = np.zeros((0, len(PUBLISHED)))
 
-    @property
-    def period(self) -> float:
-        """The frame period (s): the running median of the last PERIOD_WINDOW intervals, 0 before two frames."""
-        return float(np.median(self.periods)) if self.periods else 0.0
-
     def follow(self, response: Mapping[str, float]) -> None:
         """Each channel's horizon for new joint responses (Retargeter.response_times after a live
-        change of caps or smoothing) plus the latency and the frame period, within ``bound``."""
-        self.response = horizons(math.inf, response)
-        self._update_horizon()
-
-    def _update_horizon(self) -> None:
-        if self.response is not None:
-            self.horizon = np.minimum(self.bound, self.response + max(0.0, self.latency) + self.period)
+        change of caps or smoothing), within ``bound``."""
+        self.horizon = horizons(self.bound, response)
 
     def reset(self) -> None:
         self.times, self.values = self.times[:0], self.values[:0]
@@ -164,9 +129,6 @@ class Forecaster:
         x = to_vector(channels)
         if self.times.size and not 0.0 < t - self.times[-1] <= MAX_GAP:
             self.reset()
-        if self.times.size:
-            self.periods.append(t - self.times[-1])
-        self._update_horizon()
         self.times = np.append(self.times[-(self.depth - 1):] if self.depth > 1 else self.times[:0], t)
         self.values = np.vstack([self.values[-(self.depth - 1):] if self.depth > 1 else self.values[:0], x])
         ahead = self.predict(x)
@@ -186,20 +148,6 @@ class LinearForecaster(Forecaster):
         t = self.times - self.times.mean()
         v = self.values - self.values.mean(axis=0)
         slope = (t @ np.nan_to_num(v)) / (t @ t)
-        return x + slope * self.horizon
-
-
-class MinmodForecaster(Forecaster):
-    """The smaller of the last two steps' slopes, none where they disagree in sign, extrapolated."""
-
-    depth = 3
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        if self.times.size < 3:
-            return x
-        slopes = np.diff(np.nan_to_num(self.values), axis=0) / np.diff(self.times)[:, None]
-        a, b = slopes
-        slope = np.where(a * b > 0.0, b, 0.0)
         return x + slope * self.horizon
 
 
@@ -302,22 +250,19 @@ class LearnedForecaster(HistoryFeatures):
         return x + change * (self.horizon / self.trained_horizon)
 
 
-def make_forecaster(settings: ForecastSettings, response: Optional[Mapping[str, float]] = None,
-                    latency: float = 0.0) -> Optional[Forecaster]:
-    """The forecaster the settings ask for, each channel ``horizons(settings.horizon, response, latency
-    + the frame period)`` ahead; None when anticipation is off."""
+def make_forecaster(settings: ForecastSettings,
+                    response: Optional[Mapping[str, float]] = None) -> Optional[Forecaster]:
+    """The forecaster the settings ask for, each channel ``horizons(settings.horizon, response)`` ahead;
+    None when anticipation is off."""
     settings.validate()
     if not settings.enabled:
         return None
     if settings.method == "linear":
         forecaster: Forecaster = LinearForecaster(settings.horizon)
-    elif settings.method == "minmod":
-        forecaster = MinmodForecaster(settings.horizon)
     elif settings.method == "kalman":
         forecaster = KalmanForecaster(settings.horizon)
     else:
         forecaster = LearnedForecaster(settings.horizon, settings.model)
-    forecaster.latency = latency
     if response is not None:
         forecaster.follow(response)
     return forecaster

@@ -68,8 +68,7 @@ class RetargetNode(Node):
             forecaster = make_forecaster(node.forecast, self.retargeter.response_times())
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.stream = RetargetStream(self.retargeter, node.stamp_tolerance, 2.0 / node.rate, self.warn, forecaster,
-                                     node.forecast.hop)
+        self.stream = RetargetStream(self.retargeter, node.stamp_tolerance, 2.0 / node.rate, self.warn, forecaster)
         self.forecast_pub = self.create_publisher(JointState, FORECAST, RELIABLE_QOS) if forecaster else None
         self._warned: Dict[str, float] = {}
         self._reported = dataclasses.replace(self.stream.time.counts)

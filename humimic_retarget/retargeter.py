@@ -120,10 +120,8 @@ class Retargeter:
     def response_times(self) -> Dict[str, float]:
         """Per input channel, the seconds the slowest joint it moves trails a steady ramp of its target:
         its smoothing's time constant plus v / 2a, the lag an acceleration-limited joint builds up getting
-        to its velocity cap, here and once more in the driver (its setpoint limiter and the servo's
-        profile keep the same caps): smoothing + v / a. Anticipation adds the loop latency and a frame's
-        hold (forecast.Forecaster.follow)."""
-        lag = self._smoothing + self.limits.vmax / self.limits.amax
+        to its velocity cap (anticipation looks no further ahead: forecast.make_forecaster)."""
+        lag = self._smoothing + self.limits.vmax / (2.0 * self.limits.amax)
         return {c: float(lag[joints].max()) for c, joints in self.mapping.driven_joints().items() if joints.any()}
 
     @property
