@@ -7,8 +7,8 @@ epoch + the frame's media time; recording: the original header stamps), messages
 by rosbags (zeroed padding), the landmark backend runs single-threaded, and the One-Euro
 smoothing is timed by the frame stamps.
 
-With the driver (the default; ``--no-driver`` leaves it out) each command also goes, at its stamp, to
-the live driver's code over emulated servos on simulated time (humimic_experiments.driven), and
+With the driver (the default; ``--no-driver`` leaves it out) each command also goes, a live loop latency after
+its stamp (driven.LOOP_LATENCY_S, 13.3 ms), to the live driver's code over emulated servos on simulated time (humimic_experiments.driven), and
 the servos' achieved positions (/joint_states at the driver's state_rate) and the goals written
 (/driver/written_goals) go into the bag as a live recording has them.
 
