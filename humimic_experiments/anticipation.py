@@ -236,39 +236,46 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
 
 
 def plot(rerun: Path, png: Path, settings: ForecastSettings, joints: Sequence[Tuple[str, str, float]] = (
-        ("jaw", "mouth_open", 1.0), ("upper_lid_left", "eye_aperture_L", -1.0)),
-         config: Optional[RobotConfig] = None) -> None:
+        ("jaw", "mouth_open", 1.0), ("lip_corner_left", "lip_corner_R", 1.0),
+        ("upper_lid_left", "eye_aperture_R", -1.0)),
+         config: Optional[RobotConfig] = None, latency_s: float = driven.LOOP_LATENCY_S) -> None:
     """The person's signal and the robot's joint with and without the forecast, one panel per
-    (joint, signal, sign), each series scaled to its own range, as a PNG."""
+    (joint, signal, sign), each series scaled to its own range, as a PNG: the positions the emulated
+    servos reach (solid; commands written ``latency_s`` after their stamps) and the commands (dotted)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from humimic_experiments import kinematic
-
     config = config or load_robot_config(config_file("robot_face.yaml"))
     clip = load_clip(rerun)
     signals = kinematic.geometry(clip.recording.points, clip.recording.rotations)
-    off, _ = retarget(clip, config, RetargetParams(), ForecastSettings(enabled=False))
-    on, _ = retarget(clip, config, RetargetParams(), settings)
-    t = (clip.recording.stamps - clip.recording.stamps[0]) * 1e-9
+    stamps = clip.recording.stamps
+    variants = []
+    for name, chosen, colour in (("forecast off", ForecastSettings(enabled=False), "tab:blue"),
+                                 (f"{settings.method} ≤ {1e3 * settings.horizon:.0f} ms ahead", settings, "tab:red")):
+        commands, _ = retarget(clip, config, RetargetParams(), chosen)
+        positions = driven.achieved(config, config_file("humimic.yaml"), stamps, commands, latency_s=latency_s)
+        variants.append((name, colour, commands, positions))
+    t = (stamps - stamps[0]) * 1e-9
 
-    def unit(x):
+    def unit(x, like=None):
         x = np.asarray(x, float)
-        lo, hi = np.nanmin(x), np.nanmax(x)
+        ref = x if like is None else np.asarray(like, float)
+        lo, hi = np.nanmin(ref), np.nanmax(ref)
         return (x - lo) / (hi - lo) if hi > lo else x * 0
 
     fig, axes = plt.subplots(len(joints), 1, figsize=(10, 2.6 * len(joints)), sharex=True)
     for ax, (joint, signal, sign) in zip(np.atleast_1d(axes), joints):
         person = f"person: {'-' if sign < 0 else ''}{signal} (landmarks)"
         ax.plot(t, unit(sign * signals[signal]), "k", lw=1.2, label=person)
-        ax.plot(t, unit(off[joint]), "tab:blue", label=f"robot {joint}: forecast off")
-        ax.plot(t, unit(on[joint]), "tab:red",
-                label=f"robot {joint}: {settings.method} ≤ {1e3 * settings.horizon:.0f} ms ahead")
-        ax.legend(loc="upper left", fontsize=8)
+        for name, colour, commands, positions in variants:
+            ax.plot(t, unit(positions[joint], commands[joint]), colour, label=f"robot {joint} position: {name}")
+            ax.plot(t, unit(commands[joint]), colour, ls=":", lw=0.9, label=f"command: {name}")
+        ax.legend(loc="upper left", fontsize=7, ncol=2)
         ax.set_ylabel("scaled")
-    np.atleast_1d(axes)[-1].set_xlabel(f"s ({clip.label})")
+    np.atleast_1d(axes)[-1].set_xlabel(f"s ({clip.label}; positions: commands {1e3 * latency_s:.1f} ms after "
+                                       f"their stamps)")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=80)
