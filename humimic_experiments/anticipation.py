@@ -75,11 +75,12 @@ def load_clip(folder: Path) -> ClipData:
     return ClipData(folder.name, recording, load_channels(folder, recording.stamps))
 
 
-def retarget(clip: ClipData, config: RobotConfig, params: RetargetParams,
-             settings: ForecastSettings) -> Tuple[Dict[str, np.ndarray], List[Channels]]:
-    """(joint -> command per frame, the forecast channels per frame) of a clip retargeted with ``settings``."""
+def retarget(clip: ClipData, config: RobotConfig, params: RetargetParams, settings: ForecastSettings,
+             latency_s: float = driven.LOOP_LATENCY_S) -> Tuple[Dict[str, np.ndarray], List[Channels]]:
+    """(joint -> command per frame, the forecast channels per frame) of a clip retargeted with ``settings``,
+    the forecast counting a loop latency of ``latency_s``."""
     retargeter = Retargeter(config, params)
-    forecaster = make_forecaster(settings, retargeter.response_times())
+    forecaster = make_forecaster(settings, retargeter.response_times(), retargeter.driver_times(), latency_s)
     commands, forecasts = [], []
     for stamp, channels in zip(clip.recording.stamps.tolist(), clip.channels):
         t = stamp * 1e-9
@@ -156,7 +157,7 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
     results, onsets = [], []
     for clip in clips:
         chosen = (forecasters or {}).get(clip.label, settings)
-        positions, forecasts = retarget(clip, config, params, chosen)
+        positions, forecasts = retarget(clip, config, params, chosen, latency_s)
         if measured == "positions":
             positions = driven.achieved(config, params_file, clip.recording.stamps, positions, latency_s=latency_s)
         recording = dataclasses.replace(clip.recording, positions=positions)
@@ -254,7 +255,7 @@ def plot(rerun: Path, png: Path, settings: ForecastSettings, joints: Sequence[Tu
     variants = []
     for name, chosen, colour in (("forecast off", ForecastSettings(enabled=False), "tab:blue"),
                                  (f"{settings.method} ≤ {1e3 * settings.horizon:.0f} ms ahead", settings, "tab:red")):
-        commands, _ = retarget(clip, config, RetargetParams(), chosen)
+        commands, _ = retarget(clip, config, RetargetParams(), chosen, latency_s)
         positions = driven.achieved(config, config_file("humimic.yaml"), stamps, commands, latency_s=latency_s)
         variants.append((name, colour, commands, positions))
     t = (stamps - stamps[0]) * 1e-9
@@ -293,7 +294,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="measure the commands instead of the positions the emulated servos reach")
     parser.add_argument("--latency", type=float, default=driven.LOOP_LATENCY_S,
                         help="s from a frame's stamp to its command's bus write on the driven servos (default: "
-                             "the live p50, docs/latency.md)")
+                             "the live p50, docs/latency.md); the forecast counts it too")
     args = parser.parse_args(argv)
     variants = [("off", ForecastSettings(enabled=False))]
     learned = None
