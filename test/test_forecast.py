@@ -206,7 +206,11 @@ def test_the_shipped_defaults_anticipate_and_the_robot_keeps_up_on_two_more_peop
     config: anticipation is on by default, and in the kinematic measure on the commands pooled over both
     clips the jaw's, lids' and lip corners' lag is 20 ms or less (before: caps 2.5 rad/s jaw, 3 rad/s lip
     corners and anticipation off, 61, 19 and 48 ms) with r at lag 0 no lower than with the forecast off;
-    on the positions the emulated servos reach, the lag is shorter than with the forecast off, r no lower."""
+    on the positions the emulated servos reach (each command written 13.3 ms after its stamp, the live
+    loop latency) the lag is shorter than with the forecast off, r no lower, and with the forecast
+    reaching beyond the retargeter on a trend (the driver's v/2a, the latency, a frame's hold) the jaw's
+    and lip corners' lag is at most 61 and 42 ms (58 and 37 ms here; 65 and 48 ms forecasting the
+    retargeter's response alone, at most 67 ms)."""
     from humimic_core.parameters import node_parameters
     from humimic_experiments import anticipation, evaluate
     from humimic_experiments.rerun import rerun
@@ -226,6 +230,8 @@ def test_the_shipped_defaults_anticipate_and_the_robot_keeps_up_on_two_more_peop
         for group in anticipation.TARGET_GROUPS:
             lag_ok = on[group]["lag_ms"] <= 20.0 if measured == "commands" else on[group]["lag_ms"] < off[group]["lag_ms"]
             assert lag_ok and on[group]["r"] >= off[group]["r"], (measured, group, off[group], on[group])
+        if measured == "positions":
+            assert on["jaw"]["lag_ms"] <= 61.0 and on["lip_corners"]["lag_ms"] <= 42.0, on
 
 
 def test_training_samples_and_the_onnx_model_are_what_the_forecaster_runs(tmp_path):
