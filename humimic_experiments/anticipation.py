@@ -1,8 +1,8 @@
 """Anticipation, measured: re-runs (humimic-eval's reruns/) retargeted again with forecasts of given
 settings, then the kinematic measure (lag and r at lag 0 per group, blinks) and onset anticipation.
-The robot's side is the positions its servos reach: the commands driven, at their stamps, through
-the live driver's code over emulated servos (humimic_experiments.driven); ``--commands`` measures
-the commands themselves.
+The robot's side is the positions its servos reach: the commands driven, a loop latency after their
+stamps (``--latency``, default the live p50: driven.LOOP_LATENCY_S), through the live driver's code
+over emulated servos (humimic_experiments.driven); ``--commands`` measures the commands themselves.
 
 Perception runs once per clip (humimic-eval); retargeting a clip again takes milliseconds, so
 methods and horizons are compared on the same measured channels.
@@ -75,11 +75,12 @@ def load_clip(folder: Path) -> ClipData:
     return ClipData(folder.name, recording, load_channels(folder, recording.stamps))
 
 
-def retarget(clip: ClipData, config: RobotConfig, params: RetargetParams,
-             settings: ForecastSettings) -> Tuple[Dict[str, np.ndarray], List[Channels]]:
-    """(joint -> command per frame, the forecast channels per frame) of a clip retargeted with ``settings``."""
+def retarget(clip: ClipData, config: RobotConfig, params: RetargetParams, settings: ForecastSettings,
+             latency_s: float = driven.LOOP_LATENCY_S) -> Tuple[Dict[str, np.ndarray], List[Channels]]:
+    """(joint -> command per frame, the forecast channels per frame) of a clip retargeted with ``settings``,
+    the forecast counting a loop latency of ``latency_s``."""
     retargeter = Retargeter(config, params)
-    forecaster = make_forecaster(settings, retargeter.response_times())
+    forecaster = make_forecaster(settings, retargeter.response_times(), retargeter.driver_times(), latency_s)
     commands, forecasts = [], []
     for stamp, channels in zip(clip.recording.stamps.tolist(), clip.channels):
         t = stamp * 1e-9
@@ -146,34 +147,41 @@ def fine_lag(segments: Sequence[Tuple[np.ndarray, np.ndarray]], fps: float, fram
 
 def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetParams, pairing: evaluate.Pairing,
             settings: ForecastSettings, forecasters: Optional[Mapping[str, ForecastSettings]] = None,
-            measured: str = "positions", params_file: Optional[Path] = None) -> Dict[str, object]:
+            measured: str = "positions", params_file: Optional[Path] = None,
+            latency_s: float = driven.LOOP_LATENCY_S) -> Dict[str, object]:
     """Pooled kinematic figures and onset anticipation of the clips retargeted with ``settings`` (or,
     per clip label, ``forecasters[label]``: a model trained without that clip's person), measured on
-    the servos' achieved positions (the driver settings of ``params_file``) or the "commands"."""
+    the servos' achieved positions (the driver settings of ``params_file``, each command written
+    ``latency_s`` after its stamp) or the "commands"."""
     params_file = params_file or config_file("humimic.yaml")
     results, onsets = [], []
     for clip in clips:
         chosen = (forecasters or {}).get(clip.label, settings)
-        positions, forecasts = retarget(clip, config, params, chosen)
+        positions, forecasts = retarget(clip, config, params, chosen, latency_s)
         if measured == "positions":
-            positions = driven.achieved(config, params_file, clip.recording.stamps, positions)
+            positions = driven.achieved(config, params_file, clip.recording.stamps, positions, latency_s=latency_s)
         recording = dataclasses.replace(clip.recording, positions=positions)
         results.append(evaluate.measure(recording, pairing, config))
         onsets.append((clip.recording.stamps * 1e-9, clip.channels, forecasts))
     lag = max(f["max_lag_frames"] for f, _ in results)
     pooled = evaluate.pooled(results, lag, pairing.blinks["reach"])
     fps = float(np.median([c.recording.fps for c in clips]))
+    each: Dict[str, Dict[str, Tuple[float, float]]] = {c.label: {} for c in clips}  # clip -> group -> (r@0, lag ms)
     for group, figures in pooled["groups"].items():
         per_clip = [[s for p, ss in clip_segments.items() if p.group == group for s in ss]
                     for _, clip_segments in results]
         figures["lag_ms"] = fine_lag([s for segments in per_clip for s in segments], fps)
-        lags = [fine_lag(segments, clip.recording.fps) for segments, clip in zip(per_clip, clips) if segments]
+        lags = []
+        for segments, clip in zip(per_clip, clips):
+            if segments:
+                lags.append(fine_lag(segments, clip.recording.fps))
+                each[clip.label][group] = (kinematic.pooled_pearson(segments, 0)[0], lags[-1])
         figures["lag_ms_clip_median"] = float(np.nanmedian(lags)) if np.isfinite(lags).any() else float("nan")
     blink_delays = [e["delay"] for f, _ in results for e in f["blinks"]["events"]]
     return {"groups": pooled["groups"], "blinks": pooled["blinks"],
             "blink_delay_ms_median": 1e3 * float(np.nanmedian(blink_delays)) / fps if blink_delays else float("nan"),
             "onsets": onset_anticipation(onsets) if settings.enabled or forecasters else None, "fps": fps,
-            "measured": measured}
+            "measured": measured, "clips": each}
 
 
 def row(name: str, figures: Mapping[str, object], groups: Sequence[str] = TARGET_GROUPS) -> List[str]:
@@ -196,9 +204,10 @@ def row(name: str, figures: Mapping[str, object], groups: Sequence[str] = TARGET
 
 def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSettings]],
             learned: Optional[Mapping[str, str]] = None, params_file: Optional[Path] = None,
-            config: Optional[RobotConfig] = None, log=print, measured: str = "positions") -> Dict[str, object]:
+            config: Optional[RobotConfig] = None, log=print, measured: str = "positions",
+            latency_s: float = driven.LOOP_LATENCY_S) -> Dict[str, object]:
     """Figures of each (name, settings) variant over every re-run in ``reruns``, measured on the servos'
-    positions or the "commands"; ``learned``: clip label -> its held-out model, measured as one more
+    positions (commands written ``latency_s`` after their stamps) or the "commands"; ``learned``: clip label -> its held-out model, measured as one more
     variant per horizon of the learned settings."""
     from humimic_core.parameters import node_parameters
 
@@ -215,9 +224,9 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
         if settings.method == "learned" and learned:
             models = {c.label: dataclasses.replace(settings, model=learned[c.label.split("_from_")[0]])
                       for c in clips}
-            figures = measure(clips, config, params, pairing, settings, models, measured, params_file)
+            figures = measure(clips, config, params, pairing, settings, models, measured, params_file, latency_s)
         else:
-            figures = measure(clips, config, params, pairing, settings, None, measured, params_file)
+            figures = measure(clips, config, params, pairing, settings, None, measured, params_file, latency_s)
         report[name] = figures
         table.append(row(name, figures))
         log(" | ".join(table[-1]))
@@ -228,39 +237,46 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
 
 
 def plot(rerun: Path, png: Path, settings: ForecastSettings, joints: Sequence[Tuple[str, str, float]] = (
-        ("jaw", "mouth_open", 1.0), ("upper_lid_left", "eye_aperture_L", -1.0)),
-         config: Optional[RobotConfig] = None) -> None:
+        ("jaw", "mouth_open", 1.0), ("lip_corner_left", "lip_corner_R", 1.0),
+        ("upper_lid_left", "eye_aperture_R", -1.0)),
+         config: Optional[RobotConfig] = None, latency_s: float = driven.LOOP_LATENCY_S) -> None:
     """The person's signal and the robot's joint with and without the forecast, one panel per
-    (joint, signal, sign), each series scaled to its own range, as a PNG."""
+    (joint, signal, sign), each series scaled to its own range, as a PNG: the positions the emulated
+    servos reach (solid; commands written ``latency_s`` after their stamps) and the commands (dotted)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from humimic_experiments import kinematic
-
     config = config or load_robot_config(config_file("robot_face.yaml"))
     clip = load_clip(rerun)
     signals = kinematic.geometry(clip.recording.points, clip.recording.rotations)
-    off, _ = retarget(clip, config, RetargetParams(), ForecastSettings(enabled=False))
-    on, _ = retarget(clip, config, RetargetParams(), settings)
-    t = (clip.recording.stamps - clip.recording.stamps[0]) * 1e-9
+    stamps = clip.recording.stamps
+    variants = []
+    for name, chosen, colour in (("forecast off", ForecastSettings(enabled=False), "tab:blue"),
+                                 (f"{settings.method} ≤ {1e3 * settings.horizon:.0f} ms ahead", settings, "tab:red")):
+        commands, _ = retarget(clip, config, RetargetParams(), chosen, latency_s)
+        positions = driven.achieved(config, config_file("humimic.yaml"), stamps, commands, latency_s=latency_s)
+        variants.append((name, colour, commands, positions))
+    t = (stamps - stamps[0]) * 1e-9
 
-    def unit(x):
+    def unit(x, like=None):
         x = np.asarray(x, float)
-        lo, hi = np.nanmin(x), np.nanmax(x)
+        ref = x if like is None else np.asarray(like, float)
+        lo, hi = np.nanmin(ref), np.nanmax(ref)
         return (x - lo) / (hi - lo) if hi > lo else x * 0
 
     fig, axes = plt.subplots(len(joints), 1, figsize=(10, 2.6 * len(joints)), sharex=True)
     for ax, (joint, signal, sign) in zip(np.atleast_1d(axes), joints):
         person = f"person: {'-' if sign < 0 else ''}{signal} (landmarks)"
         ax.plot(t, unit(sign * signals[signal]), "k", lw=1.2, label=person)
-        ax.plot(t, unit(off[joint]), "tab:blue", label=f"robot {joint}: forecast off")
-        ax.plot(t, unit(on[joint]), "tab:red",
-                label=f"robot {joint}: {settings.method} ≤ {1e3 * settings.horizon:.0f} ms ahead")
-        ax.legend(loc="upper left", fontsize=8)
+        for name, colour, commands, positions in variants:
+            ax.plot(t, unit(positions[joint], commands[joint]), colour, label=f"robot {joint} position: {name}")
+            ax.plot(t, unit(commands[joint]), colour, ls=":", lw=0.9, label=f"command: {name}")
+        ax.legend(loc="upper left", fontsize=7, ncol=2)
         ax.set_ylabel("scaled")
-    np.atleast_1d(axes)[-1].set_xlabel(f"s ({clip.label})")
+    np.atleast_1d(axes)[-1].set_xlabel(f"s ({clip.label}; positions: commands {1e3 * latency_s:.1f} ms after "
+                                       f"their stamps)")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=80)
@@ -276,6 +292,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="folder of held-out learned models (humimic-forecast-train --cross-validate)")
     parser.add_argument("--commands", action="store_true",
                         help="measure the commands instead of the positions the emulated servos reach")
+    parser.add_argument("--latency", type=float, default=driven.LOOP_LATENCY_S,
+                        help="s from a frame's stamp to its command's bus write on the driven servos (default: "
+                             "the live p50, docs/latency.md); the forecast counts it too")
     args = parser.parse_args(argv)
     variants = [("off", ForecastSettings(enabled=False))]
     learned = None
@@ -287,7 +306,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for h in (float(x) for x in args.horizons.split(",")):
             model = "held out" if method == "learned" else ""  # replaced per clip by its held-out model
             variants.append((f"{method} {1e3 * h:.0f} ms", ForecastSettings(True, method, h, model)))
-    compare(Path(args.reruns), Path(args.out), variants, learned, measured="commands" if args.commands else "positions")
+    compare(Path(args.reruns), Path(args.out), variants, learned, measured="commands" if args.commands else "positions",
+            latency_s=args.latency)
     return 0
 
 

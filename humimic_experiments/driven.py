@@ -29,6 +29,10 @@ from humimic_driver.sim.servo_emulator import ServoEmulator, servos_from_config
 
 #: Seconds the driver runs before the first command: start-up, servos resting at neutral.
 LEAD_IN_S = 0.5
+#: Seconds from a frame's camera stamp to its command's bus write on a live robot: the p50 of
+#: tools/bench_latency.py on a quiet 2-core VM, 13.3 ms (docs/latency.md, "On a quiet machine").
+#: A command fed at its stamp would be a robot with no latency at all.
+LOOP_LATENCY_S = 0.0133
 
 
 @dataclass(frozen=True)
@@ -47,13 +51,16 @@ class Sample:
 
 class DrivenRobot:
     """The driver and emulated servos of ``config`` with the dynamixel_driver settings of a params file,
-    started ``LEAD_IN_S`` before ``first_ns``; ``command`` feeds a command, ``run_until`` lets time pass."""
+    started ``LEAD_IN_S`` before ``first_ns``; ``command`` feeds a command ``latency_s`` after its stamp,
+    ``run_until`` lets time pass."""
 
-    def __init__(self, config: RobotConfig, params_file: str | Path, first_ns: int) -> None:
+    def __init__(self, config: RobotConfig, params_file: str | Path, first_ns: int,
+                 latency_s: float = LOOP_LATENCY_S) -> None:
         values = node_parameters(params_file, "dynamixel_driver")
         node = DriverNodeSettings.from_parameters(values)
         settings = DriverSettings.from_parameters(values)
         self.origin_ns = first_ns - int(LEAD_IN_S * 1e9)
+        self.latency_ns = int(round(latency_s * 1e9))
         self.clock = clock = SimClock(0.0)
         baud = node.baud_rate or config.bus.baud_rate
         emulator = ServoEmulator(servos_from_config(config.servos, baud), baud, seed=0)
@@ -99,8 +106,9 @@ class DrivenRobot:
         self._at(ns)
 
     def command(self, stamp_ns: int, command: Mapping[str, float]) -> None:
-        """The timers up to ``stamp_ns``, then the command written at its stamp (or once the bus is free)."""
-        self.run_until(stamp_ns)
+        """The timers up to the command's arrival, ``latency_s`` after ``stamp_ns``, then the command
+        written (at once, or once the bus is free)."""
+        self.run_until(stamp_ns + self.latency_ns)
         if self._phase is not None:
             self._phase.command(self.clock())
         try:
@@ -148,10 +156,12 @@ def positions_on(stamps: np.ndarray, samples: Sequence[Tuple[int, Mapping[str, f
 
 
 def achieved(config: RobotConfig, params_file: str | Path, stamps: np.ndarray,
-             commands: Mapping[str, np.ndarray], after_s: float = 0.1) -> Dict[str, np.ndarray]:
+             commands: Mapping[str, np.ndarray], after_s: float = 0.1,
+             latency_s: float = LOOP_LATENCY_S) -> Dict[str, np.ndarray]:
     """Each joint's achieved position (/joint_states) on ``stamps`` when the per-frame ``commands``
-    (joint -> value per stamp) are driven at their stamps; the driver runs ``after_s`` past the last."""
-    robot = DrivenRobot(config, params_file, int(stamps[0]))
+    (joint -> value per stamp) are driven ``latency_s`` after their stamps; the driver runs ``after_s``
+    past the last."""
+    robot = DrivenRobot(config, params_file, int(stamps[0]), latency_s)
     for i, stamp in enumerate(stamps.tolist()):
         robot.command(stamp, {j: float(v[i]) for j, v in commands.items()})
     robot.run_until(int(stamps[-1]) + int(after_s * 1e9))

@@ -7,7 +7,8 @@ epoch + the frame's media time; recording: the original header stamps), messages
 by rosbags (zeroed padding), the landmark backend runs single-threaded, and the One-Euro
 smoothing is timed by the frame stamps.
 
-With the driver (the default; ``--no-driver`` leaves it out) each command also goes, at its stamp, to
+With the driver (the default; ``--no-driver`` leaves it out) each command also goes, a live loop
+latency after its stamp (driven.LOOP_LATENCY_S, 13.3 ms; the forecast counts the same latency), to
 the live driver's code over emulated servos on simulated time (humimic_experiments.driven), and
 the servos' achieved positions (/joint_states at the driver's state_rate) and the goals written
 (/driver/written_goals) go into the bag as a live recording has them.
@@ -50,7 +51,7 @@ from humimic_core.topics import (
     absolute,
 )
 from humimic_experiments.bag_io import SegmentedBagWriter, deserialize, from_rclpy, read_messages, topic_summary
-from humimic_experiments.driven import DrivenRobot, Sample
+from humimic_experiments.driven import LOOP_LATENCY_S, DrivenRobot, Sample
 from humimic_experiments.metrics import latency_stats
 from humimic_experiments.session import image_array, stamp_ns
 from humimic_retarget.forecast import forecast_settings, make_forecaster
@@ -158,7 +159,8 @@ def rerun(source: str | Path, out: str | Path, params_file: Optional[str | Path]
     retarget_params = node_parameters(params_file, "retarget")
     perception, backend_name = perception_from_parameters(params_file, backend)
     retargeter = Retargeter(config, RetargetParams.from_parameters(retarget_params))
-    forecaster = make_forecaster(forecast_settings(retarget_params), retargeter.response_times())
+    forecaster = make_forecaster(forecast_settings(retarget_params), retargeter.response_times(),
+                                 retargeter.driver_times(), LOOP_LATENCY_S)
     count, frames = recording_frames(source) if source.is_dir() else video_frames(source)
     if start_frame:
         if not 0 < start_frame < (count or start_frame + 1):

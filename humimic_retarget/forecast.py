@@ -16,11 +16,25 @@ Methods (vectorised over humimic_core.channels.PUBLISHED):
 - ``learned``: a ridge or MLP model over LEARNED_DEPTH frames of every channel's history
   (LearnedForecaster; trained by humimic_experiments.forecast_train, run with ONNX Runtime).
 
-Each channel is forecast at most as far ahead as the joints it moves trail it (make_forecaster with
-Retargeter.response_times: smoothing plus v / 2a from the joints' caps): the jaw, smoothed and
-capped at 4.5 rad/s and 80 rad/s^2, 58 ms; an unsmoothed lid at 10.5 rad/s and 500 rad/s^2, 10 ms,
-so a lid that follows within a frame is not pushed ahead of the eye (nor into a wink of the other
-eye). ``horizon`` bounds every channel (the neck's caps alone would ask for 0.13 s).
+Each channel is forecast as far ahead as the robot's joints it moves trail the person, at most
+``horizon``, in two parts (make_forecaster; Forecaster.follow, recomputed every frame):
+
+- the retargeter's own response (Retargeter.response_times: smoothing plus v / 2a from the joints'
+  caps), by the method: the jaw, smoothed and capped at 4.5 rad/s and 80 rad/s^2, 58 ms; an
+  unsmoothed lid at 10.5 rad/s and 500 rad/s^2, 10 ms;
+- beyond it, what trails the retargeter (``beyond``): the driver's setpoint limiter and the servo's
+  profile, which keep the same caps (Retargeter.driver_times: v / 2a again), the loop latency (camera
+  stamp -> bus write: ``latency``, live the retarget node's running median of stamp -> receipt plus
+  ``forecast.hop``, offline the configured one) and the hold (a joint never passes the goal it was
+  written, and that goal steps once per frame, so a joint that follows a ramp at its slope is at
+  least a frame period behind: the running median of the frame intervals). Only a trend is carried
+  that far: the last step's slope where the step before went the same way, none otherwise, so a
+  one-frame jitter (the open eye's AU45 in a wink of the other) is not pushed 60 ms on and the
+  lids do not lead the eye.
+
+At 30 fps and 13.3 ms of latency: jaw 58 + 42 ms (bounded by ``horizon`` 0.1 s), lip corners
+40 + 57 ms, lids 10 + 57 ms; brows, eyes and the neck reach the bound (the neck's caps alone ask
+for 0.13 s).
 
 A frame without a face, or a gap of more than MAX_GAP s, restarts the history; action units stay
 in their range (0..5).
@@ -28,6 +42,7 @@ in their range (0..5).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Union
 
@@ -45,6 +60,8 @@ KALMAN_Q = 1e4
 MAX_GAP = 0.25
 #: Longest horizon (s) accepted.
 MAX_HORIZON = 0.5
+#: Frame intervals in the running median of the frame period (the hold): one second at 30 fps.
+PERIOD_WINDOW = 30
 
 _INDEX = {name: i for i, name in enumerate(PUBLISHED)}
 _LOW = np.array([(channel_range(c) or (-math.inf, math.inf))[0] for c in PUBLISHED])
@@ -58,9 +75,12 @@ class ForecastSettings(Settings):
     enabled: bool = setting(True, "Retarget the channels forecast `horizon` s ahead (published on /face/forecast) "
                                   "instead of the measured ones; same limits and smoothing")
     method: str = setting("linear", "Forecaster: linear, kalman or learned (humimic_retarget/forecast.py)")
-    horizon: float = setting(0.067, "Seconds ahead at most: each channel no further than its joints trail it "
-                                    "(smoothing, caps); on a robot the pipeline's lag plus transport and servo "
-                                    "response", (0.0, MAX_HORIZON))
+    horizon: float = setting(0.1, "Seconds ahead at most: each channel as far as its joints trail the person "
+                                  "(smoothing and caps here and in the driver, loop latency, a frame's hold)",
+                             (0.0, MAX_HORIZON))
+    hop: float = setting(0.0018, "Seconds from this node's receipt of a frame to the driver's bus write, added to "
+                                 "the measured stamp -> receipt latency (docs/latency.md p50: 11.5 -> 13.3 ms)",
+                         (0.0, 1.0))
     model: str = setting("", "learned: ONNX model of humimic-forecast-train")
 
     def validate(self) -> None:
@@ -102,21 +122,45 @@ def horizons(horizon: float, response: Optional[Mapping[str, float]] = None) -> 
 
 
 class Forecaster:
-    """Base: a history of the last ``depth`` frames (times, values), restarted by a lost face or a gap;
-    ``horizon`` may differ per channel (``horizons``)."""
+    """Base: a history of the last frames (times, values; ``depth`` for the method, at least 3 for the
+    trend), restarted by a lost face or a gap. ``horizon`` may differ per channel (``horizons``); with
+    joint responses (``follow``) each channel is forecast ``horizon`` ahead by the method and
+    ``beyond`` further on a trend, both recomputed every frame from ``latency`` and the frame period."""
 
     depth = WINDOW
 
     def __init__(self, horizon: Horizon) -> None:
         self.horizon = horizon if isinstance(horizon, np.ndarray) else float(horizon)
+        self.beyond: Horizon = 0.0
         self.bound = float(np.max(horizon))  # the longest horizon (forecast.horizon), kept by ``follow``
+        #: s from a frame's stamp to its command's bus write (the owner keeps it up to date)
+        self.latency = 0.0
+        self._response: Optional[np.ndarray] = None  # per PUBLISHED channel (s), NaN: moves no joint
+        self._driver = np.zeros(len(PUBLISHED))
+        self.periods: deque = deque(maxlen=PERIOD_WINDOW)  # the last frame intervals (s)
         self.times = np.zeros(0)
         self.values = np.zeros((0, len(PUBLISHED)))
 
-    def follow(self, response: Mapping[str, float]) -> None:
-        """Each channel's horizon for new joint responses (Retargeter.response_times after a live
-        change of caps or smoothing), within ``bound``."""
-        self.horizon = horizons(self.bound, response)
+    @property
+    def period(self) -> float:
+        """The frame period (s): running median of the last PERIOD_WINDOW intervals, 0 before two frames."""
+        return float(np.median(self.periods)) if self.periods else 0.0
+
+    def follow(self, response: Mapping[str, float], driver: Optional[Mapping[str, float]] = None) -> None:
+        """Each channel's horizons for new joint responses (Retargeter.response_times and driver_times
+        after a live change of caps or smoothing), within ``bound``."""
+        self._response = np.array([response.get(c, np.nan) for c in PUBLISHED])
+        self._driver = np.array([(driver or {}).get(c, 0.0) for c in PUBLISHED])
+        self._update_horizons()
+
+    def _update_horizons(self) -> None:
+        if self._response is None:
+            return
+        driven = np.isfinite(self._response)
+        near = np.where(driven, np.minimum(self.bound, self._response), self.bound)
+        trail = self._response + self._driver + max(0.0, self.latency) + self.period
+        self.horizon = near
+        self.beyond = np.where(driven, np.minimum(self.bound, trail) - near, 0.0)
 
     def reset(self) -> None:
         self.times, self.values = self.times[:0], self.values[:0]
@@ -129,11 +173,22 @@ class Forecaster:
         x = to_vector(channels)
         if self.times.size and not 0.0 < t - self.times[-1] <= MAX_GAP:
             self.reset()
-        self.times = np.append(self.times[-(self.depth - 1):] if self.depth > 1 else self.times[:0], t)
-        self.values = np.vstack([self.values[-(self.depth - 1):] if self.depth > 1 else self.values[:0], x])
-        ahead = self.predict(x)
+        if self.times.size:
+            self.periods.append(t - self.times[-1])
+        self._update_horizons()
+        keep = max(self.depth, 3) - 1
+        self.times = np.append(self.times[-keep:], t)
+        self.values = np.vstack([self.values[-keep:], x])
+        ahead = self.predict(x) + self.trend() * self.beyond
         ahead = np.clip(np.where(np.isfinite(ahead), ahead, x), _LOW, _HIGH)
         return {name: float(ahead[_INDEX[name]]) if name in _INDEX else value for name, value in channels.items()}
+
+    def trend(self) -> np.ndarray:
+        """Per channel the last step's slope where the step before went the same way, else 0."""
+        if self.times.size < 3:
+            return np.zeros(len(PUBLISHED))
+        steps = np.diff(np.nan_to_num(self.values[-3:]), axis=0) / np.diff(self.times[-3:])[:, None]
+        return np.where(steps[0] * steps[1] > 0.0, steps[1], 0.0)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -145,8 +200,8 @@ class LinearForecaster(Forecaster):
     def predict(self, x: np.ndarray) -> np.ndarray:
         if self.times.size < 2:
             return x
-        t = self.times - self.times.mean()
-        v = self.values - self.values.mean(axis=0)
+        t = self.times[-WINDOW:] - self.times[-WINDOW:].mean()
+        v = self.values[-WINDOW:] - self.values[-WINDOW:].mean(axis=0)
         slope = (t @ np.nan_to_num(v)) / (t @ t)
         return x + slope * self.horizon
 
@@ -250,10 +305,11 @@ class LearnedForecaster(HistoryFeatures):
         return x + change * (self.horizon / self.trained_horizon)
 
 
-def make_forecaster(settings: ForecastSettings,
-                    response: Optional[Mapping[str, float]] = None) -> Optional[Forecaster]:
-    """The forecaster the settings ask for, each channel ``horizons(settings.horizon, response)`` ahead;
-    None when anticipation is off."""
+def make_forecaster(settings: ForecastSettings, response: Optional[Mapping[str, float]] = None,
+                    driver: Optional[Mapping[str, float]] = None, latency: float = 0.0) -> Optional[Forecaster]:
+    """The forecaster the settings ask for, each channel ``horizons(settings.horizon, response)`` ahead
+    and, on a trend, ``beyond`` that by ``driver`` + ``latency`` + the frame period (within
+    ``settings.horizon``); None when anticipation is off."""
     settings.validate()
     if not settings.enabled:
         return None
@@ -263,6 +319,7 @@ def make_forecaster(settings: ForecastSettings,
         forecaster = KalmanForecaster(settings.horizon)
     else:
         forecaster = LearnedForecaster(settings.horizon, settings.model)
+    forecaster.latency = latency
     if response is not None:
-        forecaster.follow(response)
+        forecaster.follow(response, driver)
     return forecaster

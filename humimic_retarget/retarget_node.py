@@ -65,10 +65,12 @@ class RetargetNode(Node):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         try:
             node.forecast.validate()
-            forecaster = make_forecaster(node.forecast, self.retargeter.response_times())
+            forecaster = make_forecaster(node.forecast, self.retargeter.response_times(),
+                                         self.retargeter.driver_times())
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.stream = RetargetStream(self.retargeter, node.stamp_tolerance, 2.0 / node.rate, self.warn, forecaster)
+        self.stream = RetargetStream(self.retargeter, node.stamp_tolerance, 2.0 / node.rate, self.warn, forecaster,
+                                     node.forecast.hop)
         self.forecast_pub = self.create_publisher(JointState, FORECAST, RELIABLE_QOS) if forecaster else None
         self._warned: Dict[str, float] = {}
         self._reported = dataclasses.replace(self.stream.time.counts)
@@ -102,7 +104,7 @@ class RetargetNode(Node):
         self.retargeter.set_params(params_after)
         forecaster = getattr(getattr(self, "stream", None), "forecaster", None)  # None while parameters are declared
         if forecaster is not None:  # new caps or smoothing: each channel's horizon follows
-            forecaster.follow(self.retargeter.response_times())
+            forecaster.follow(self.retargeter.response_times(), self.retargeter.driver_times())
         return SetParametersResult(successful=True)
 
     def warn(self, kind: str, text: str) -> None:

@@ -27,9 +27,11 @@ Command = Tuple[int, Dict[str, float]]
 class RetargetStream:
     def __init__(self, retargeter: Retargeter, tolerance: float, stall: float = STALL_TIMEOUT,
                  warn: Callable[[str, str], None] = lambda kind, text: None,
-                 forecaster: Optional[Forecaster] = None) -> None:
+                 forecaster: Optional[Forecaster] = None, hop: float = 0.0) -> None:
         self.retargeter = retargeter
         self.forecaster = forecaster
+        #: s from a frame's receipt here to its bus write, added to the measured latency (forecast.hop)
+        self.hop = hop
         #: (stamp, forecast channels) of the frames forecast since the owner last took them
         self.forecasts: List[Tuple[int, Dict[str, float]]] = []
         self.frames = FrameChannels()
@@ -73,6 +75,7 @@ class RetargetStream:
             t = self.time.frame(f.stamp, int(f.arrival)) * 1e-9
             channels = f.channels
             if self.forecaster is not None:
+                self.forecaster.latency = self.time.median_latency() + self.hop  # the loop latency, measured
                 channels = self.forecaster(t, channels)
                 if channels is not None:
                     self.forecasts.append((f.stamp, channels))

@@ -124,6 +124,12 @@ class Retargeter:
         lag = self._smoothing + self.limits.vmax / (2.0 * self.limits.amax)
         return {c: float(lag[joints].max()) for c, joints in self.mapping.driven_joints().items() if joints.any()}
 
+    def driver_times(self) -> Dict[str, float]:
+        """Per input channel, the seconds the driver adds behind its slowest joint's commands: v / 2a
+        again, its setpoint limiter and the servo's profile keeping the same caps (forecast.Forecaster)."""
+        lag = self.limits.vmax / (2.0 * self.limits.amax)
+        return {c: float(lag[joints].max()) for c, joints in self.mapping.driven_joints().items() if joints.any()}
+
     @property
     def command(self) -> Dict[str, float]:
         return dict(zip(self.joints, self.position.tolist()))

@@ -103,6 +103,10 @@ class StreamTime:
         self._handed = max(self._handed, t)
         return t
 
+    def median_latency(self) -> float:
+        """Seconds, the median latency of the last LATENCY_WINDOW frames that fit (0 before any)."""
+        return float(np.median(self.latency_ms)) * 1e-3 if self.latency_ms else 0.0
+
     def stalled(self, now: int, stall: int) -> Optional[int]:
         """Stream time for a step of the timer at node time ``now`` when no frame arrived for
         ``stall`` ns; None while frames come (or before the first)."""

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import List
 
 import numpy as np
+import pytest
 
 from humimic_core import paths
 from humimic_core.control_tables import RAD_PER_TICK
 from humimic_core.robot_config import load_robot_config
-from humimic_experiments.driven import DrivenRobot, Sample, achieved
+from humimic_experiments.driven import LOOP_LATENCY_S, DrivenRobot, Sample, achieved
 
 CONFIG = load_robot_config(paths.config_file("robot_face.yaml"))
 PARAMS = paths.config_file("humimic.yaml")
@@ -27,8 +28,9 @@ def jaw_opening(frames: int = 30) -> tuple:
     return stamps, commands
 
 
-def drive(stamps: np.ndarray, commands: dict) -> List[Sample]:
-    robot = DrivenRobot(CONFIG, PARAMS, int(stamps[0]))
+def drive(stamps: np.ndarray, commands: dict, latency_s: float = 0.0) -> List[Sample]:
+    """The driver's messages for commands fed ``latency_s`` after their stamps (0: the driver's own lag)."""
+    robot = DrivenRobot(CONFIG, PARAMS, int(stamps[0]), latency_s)
     for i, stamp in enumerate(stamps.tolist()):
         robot.command(stamp, {j: float(v[i]) for j, v in commands.items()})
     robot.run_until(int(stamps[-1]) + FRAME_NS)
@@ -109,3 +111,21 @@ def test_a_ramp_within_the_caps_is_followed_closely_and_within_the_caps():
     assert np.abs(v).max() <= cap.velocity and np.abs(a).max() <= cap.acceleration + 4 * RAD_PER_TICK / 0.02 ** 2
     assert position.max() <= ramp.max() + RAD_PER_TICK
     assert abs(position[-1] - ramp[-1]) <= RAD_PER_TICK  # and back on the last command at rest
+
+
+def test_each_command_reaches_the_bus_a_loop_latency_after_its_stamp():
+    """As on a live robot, where camera stamp -> bus write is 13.3 ms at p50 (docs/latency.md): the
+    offline driver writes each command LOOP_LATENCY_S after its stamp, so the positions on the frames
+    count that latency, and the jaw reaches the same point of its opening that much later."""
+    stamps, commands = jaw_opening()
+    goals = [s for s in drive(stamps, commands, LOOP_LATENCY_S) if s.topic == "/driver/written_goals"]
+    assert [g.stamp_ns for g in goals] == stamps.tolist()
+    delays = np.array([g.log_ns - g.stamp_ns for g in goals]) * 1e-9
+    # at its arrival, or once the bus is free of a state read
+    assert np.all(delays >= LOOP_LATENCY_S - 1e-9) and np.median(delays) == pytest.approx(LOOP_LATENCY_S), delays
+    grid = stamps[0] + np.arange(0, 30 * FRAME_NS, 1_000_000, dtype=np.int64)
+    late, prompt = (achieved(CONFIG, PARAMS, grid, {j: np.interp(grid, stamps, v) for j, v in commands.items()},
+                             latency_s=s)["jaw"] for s in (LOOP_LATENCY_S, 0.0))
+    half = 0.5 * JAW.max
+    shift_ms = int(np.argmax(late > half)) - int(np.argmax(prompt > half))
+    assert abs(shift_ms - 1e3 * LOOP_LATENCY_S) <= 4.0, shift_ms

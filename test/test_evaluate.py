@@ -61,7 +61,10 @@ def test_evaluation_of_a_real_clip_prints_and_writes_the_table(shared_media, tmp
                 bag.write("/joint_states", m.msgtype, stamp, serialize(state, m.msgtype))
     recorded = evaluate([str(live)], tmp_path / "live_eval", log=lambda line: None)["clips"][0]
     assert recorded["robot_topic"] == "/joint_states" and recorded["frames"] == 216
-    assert recorded["groups"]["jaw"]["lag_frames"] == commands["groups"]["jaw"]["lag_frames"] + 2
+    # two frames later: the best lag (0..max, the robot never leading) moves by two frames, by less where
+    # the forecast makes the commands lead (a lead counts as lag 0)
+    assert commands["groups"]["jaw"]["lag_frames"] < recorded["groups"]["jaw"]["lag_frames"] \
+        <= commands["groups"]["jaw"]["lag_frames"] + 2
     assert recorded["groups"]["jaw"]["best_r"] == pytest.approx(commands["groups"]["jaw"]["best_r"], abs=0.01)
 
 

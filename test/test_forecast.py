@@ -64,33 +64,64 @@ def test_settings_are_checked_with_one_line_naming_the_parameter():
             forecast_settings(values)
 
 
-def test_each_channel_looks_ahead_no_further_than_its_joints_trail_it():
-    """Per channel the horizon is the joints' smoothing plus v / 2a from their caps, bounded by forecast.horizon:
-    the smoothed jaw 0.03 + 4.5 / 160 s, an unsmoothed lid 10.5 / 1000 s, the neck bounded; under the mirror
-    the person's left lip corner drives the robot's right one, whose caps it takes."""
+def test_each_channel_looks_ahead_as_far_as_its_joints_trail_the_person():
+    """Per channel: by the method, the joints' smoothing plus v / 2a from their caps (the retargeter's
+    response: the smoothed jaw 0.03 + 4.5 / 160 s, an unsmoothed lid 10.5 / 1000 s); beyond it, on a trend,
+    v / 2a again (the driver), the loop latency and a frame period (the hold); everything bounded by
+    forecast.horizon (the neck). Under the mirror the person's left lip corner drives the robot's right
+    one, whose caps it takes."""
     from humimic_retarget.forecast import horizons
 
     config = load_robot_config(config_file("robot_face.yaml"))
     retargeter = Retargeter(config, RetargetParams(smoothing=0.03))
     caps = config.constraints
-    response = retargeter.response_times()
-    jaw = 0.03 + caps.velocity["jaw"] / (2 * caps.acceleration["jaw"])
-    assert response["AU26"] == pytest.approx(jaw)
-    assert response["AU45_L"] == pytest.approx(caps.velocity["upper_lid_left"] / (2 * caps.acceleration["upper_lid_left"]))
-    forecaster = make_forecaster(ForecastSettings(horizon=0.067), response)
+    response, driver = retargeter.response_times(), retargeter.driver_times()
+    jaw_v2a = caps.velocity["jaw"] / (2 * caps.acceleration["jaw"])
+    lid_v2a = caps.velocity["upper_lid_left"] / (2 * caps.acceleration["upper_lid_left"])
+    assert response["AU26"] == pytest.approx(0.03 + jaw_v2a) and driver["AU26"] == pytest.approx(jaw_v2a)
+    assert response["AU45_L"] == pytest.approx(lid_v2a) and driver["AU45_L"] == pytest.approx(lid_v2a)
+    latency, bound = 0.0133, 0.1
+    forecaster = make_forecaster(ForecastSettings(horizon=bound), response, driver, latency)
     config.constraints.acceleration["lip_corner_right"] = 10.0  # slower to speed up on the robot's right only
     retargeter.set_params(retargeter.params)  # as the node does on a live change, then its forecaster follows
     assert retargeter.mapping.shaper.mirror
     assert retargeter.response_times()["AU12_L"] > retargeter.response_times()["AU12_R"]
     before = forecaster.horizon.copy()
-    forecaster.follow(retargeter.response_times())
+    forecaster.follow(retargeter.response_times(), retargeter.driver_times())
     left, right = (PUBLISHED.index(c) for c in ("AU12_L", "AU12_R"))
-    assert forecaster.horizon[left] == 0.067 and forecaster.horizon[right] == before[right] < 0.067
-    ahead = forecaster(0.0, {"AU26": 0.0, "AU45_L": 0.0, "head_yaw": 0.0})
-    ahead = forecaster(1 / FPS, {"AU26": 1.0, "AU45_L": 1.0, "head_yaw": 0.1})
-    assert ahead["AU26"] == pytest.approx(1.0 + FPS * jaw) and ahead["AU45_L"] < ahead["AU26"]
-    assert ahead["head_yaw"] == pytest.approx(0.1 + 0.1 * FPS * 0.067)  # the neck's caps ask for more: bounded
+    assert forecaster.horizon[left] == bound and forecaster.horizon[right] == before[right] < bound
+    names = ("AU26", "AU45_L", "head_yaw")
+    for i in range(3):  # a ramp: a trend of two steps
+        ahead = forecaster(i / FPS, dict(zip(names, (1.0 * i, 1.0 * i, 0.1 * i))))
+    hold = 1 / FPS
+    lid = lid_v2a + lid_v2a + latency + hold
+    assert lid < bound
+    assert ahead["AU26"] == pytest.approx(2.0 + FPS * bound)  # 0.03 + 2 v/2a + latency + hold: beyond the bound
+    assert ahead["AU45_L"] == pytest.approx(2.0 + FPS * lid)
+    assert ahead["head_yaw"] == pytest.approx(0.2 + 0.1 * FPS * bound)  # the neck's caps ask for more: bounded
+    # a jitter (up, then down): no trend, the lid only by the retargeter's response
+    forecaster(3 / FPS, {"AU45_L": 1.0})
+    assert forecaster(4 / FPS, {"AU45_L": 1.5})["AU45_L"] == pytest.approx(1.5 + 0.5 * FPS * lid_v2a)
     assert horizons(0.067) == 0.067
+
+
+def test_the_live_stream_measures_the_loop_latency_and_the_horizons_follow_it():
+    """Frames arriving 40 ms after their stamps at 25 fps: the forecaster counts the median latency plus
+    forecast.hop, and a frame period of 40 ms, beyond the retargeter's response."""
+    config = load_robot_config(config_file("robot_face.yaml"))
+    retargeter = Retargeter(config, RetargetParams())
+    forecaster = make_forecaster(ForecastSettings(horizon=0.3), retargeter.response_times(), retargeter.driver_times())
+    hop = ForecastSettings().hop
+    stream = RetargetStream(retargeter, 1.0, forecaster=forecaster, hop=hop)
+    for i in range(10):
+        stamp = int(i * 0.04e9)
+        stream.action_units(stamp, ["AU26"], [0.1 * i], stamp + 40_000_000)
+        stream.head_pose(stamp, (0.0, 0.0, 0.0, 1.0))
+        stream.gaze(stamp, 0.0, 0.0)
+    assert forecaster.latency == pytest.approx(0.04 + hop)
+    jaw = PUBLISHED.index("AU26")
+    assert forecaster.horizon[jaw] == pytest.approx(retargeter.response_times()["AU26"])
+    assert forecaster.beyond[jaw] == pytest.approx(retargeter.driver_times()["AU26"] + 0.04 + hop + 0.04)
 
 
 def test_the_stream_retargets_the_forecast_under_the_same_limits():
@@ -175,7 +206,11 @@ def test_the_shipped_defaults_anticipate_and_the_robot_keeps_up_on_two_more_peop
     config: anticipation is on by default, and in the kinematic measure on the commands pooled over both
     clips the jaw's, lids' and lip corners' lag is 20 ms or less (before: caps 2.5 rad/s jaw, 3 rad/s lip
     corners and anticipation off, 61, 19 and 48 ms) with r at lag 0 no lower than with the forecast off;
-    on the positions the emulated servos reach, the lag is shorter than with the forecast off, r no lower."""
+    on the positions the emulated servos reach (each command written 13.3 ms after its stamp, the live
+    loop latency) the lag is shorter than with the forecast off, r no lower, and with the forecast
+    reaching beyond the retargeter on a trend (the driver's v/2a, the latency, a frame's hold) the jaw's
+    and lip corners' lag is at most 61 and 42 ms (58 and 37 ms here; 65 and 48 ms forecasting the
+    retargeter's response alone, at most 67 ms)."""
     from humimic_core.parameters import node_parameters
     from humimic_experiments import anticipation, evaluate
     from humimic_experiments.rerun import rerun
@@ -195,6 +230,8 @@ def test_the_shipped_defaults_anticipate_and_the_robot_keeps_up_on_two_more_peop
         for group in anticipation.TARGET_GROUPS:
             lag_ok = on[group]["lag_ms"] <= 20.0 if measured == "commands" else on[group]["lag_ms"] < off[group]["lag_ms"]
             assert lag_ok and on[group]["r"] >= off[group]["r"], (measured, group, off[group], on[group])
+        if measured == "positions":
+            assert on["jaw"]["lag_ms"] <= 61.0 and on["lip_corners"]["lag_ms"] <= 42.0, on
 
 
 def test_training_samples_and_the_onnx_model_are_what_the_forecaster_runs(tmp_path):

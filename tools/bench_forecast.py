@@ -21,7 +21,9 @@ from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
 from humimic_experiments.forecast_train import export  # noqa: E402
 from humimic_retarget.offline.fitting import fit_ridge  # noqa: E402
-from humimic_retarget.forecast import KalmanForecaster, LearnedForecaster, LinearForecaster, feature_names  # noqa: E402
+from humimic_retarget.forecast import (ForecastSettings, LearnedForecaster, feature_names,  # noqa: E402
+                                       make_forecaster)
+from humimic_retarget.stream_time import LATENCY_WINDOW, StreamTime  # noqa: E402
 from humimic_retarget.retargeter import Retargeter, RetargetParams  # noqa: E402
 
 
@@ -43,8 +45,13 @@ def main() -> None:
     frames = [dict(zip(PUBLISHED, row.tolist())) for row in values]
     retargeter = Retargeter(load_robot_config(config_file("robot_face.yaml")), RetargetParams())
     rows = [("retargeter.update (baseline)", per_frame_ms(retargeter.update, frames))]
-    for name, make in (("linear", LinearForecaster), ("kalman", KalmanForecaster)):
-        rows.append((f"forecast {name}", per_frame_ms(make(0.1), frames)))
+    response, driver = retargeter.response_times(), retargeter.driver_times()
+    for name in ("linear", "kalman"):  # as the node runs them: horizons per channel, recomputed every frame
+        forecaster = make_forecaster(ForecastSettings(method=name), response, driver, 0.0133)
+        rows.append((f"forecast {name}", per_frame_ms(forecaster, frames)))
+    time_base = StreamTime(1.0)
+    time_base.latency_ms.extend([13.0] * LATENCY_WINDOW)
+    rows.append(("loop latency (median, live)", per_frame_ms(lambda t, c: time_base.median_latency(), frames)))
     with tempfile.TemporaryDirectory() as folder:  # a ridge model of the shipped shape (weights do not matter)
         x = rng.normal(size=(500, len(feature_names())))
         export(fit_ridge(x, rng.normal(size=(500, len(PUBLISHED))), 1e-2), Path(folder) / "m.onnx", 0.1, [])
