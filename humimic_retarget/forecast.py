@@ -32,9 +32,9 @@ Each channel is forecast as far ahead as the robot's joints it moves trail the p
   one-frame jitter (the open eye's AU45 in a wink of the other) is not pushed 60 ms on and the
   lids do not lead the eye.
 
-At 30 fps and 13.3 ms of latency: jaw 58 + 42 ms (bounded by ``horizon`` 0.1 s), lip corners
-40 + 57 ms, lids 10 + 57 ms; brows, eyes and the neck reach the bound (the neck's caps alone ask
-for 0.13 s).
+At 30 fps and 13.3 ms of latency: jaw 58 + 42 ms, lip corners 40 + 57 ms, lids 10 + 57 ms, each
+bounded by ``horizon`` (default 0.067 s: at 0.1 s the jaw's r fell and false onsets doubled for 2-4
+ms less lag, docs/anticipation.md); brows, eyes and the neck reach the bound.
 
 A frame without a face, or a gap of more than MAX_GAP s, restarts the history; action units stay
 in their range (0..5).
@@ -75,7 +75,7 @@ class ForecastSettings(Settings):
     enabled: bool = setting(True, "Retarget the channels forecast `horizon` s ahead (published on /face/forecast) "
                                   "instead of the measured ones; same limits and smoothing")
     method: str = setting("linear", "Forecaster: linear, kalman or learned (humimic_retarget/forecast.py)")
-    horizon: float = setting(0.1, "Seconds ahead at most: each channel as far as its joints trail the person "
+    horizon: float = setting(0.067, "Seconds ahead at most: each channel as far as its joints trail the person "
                                   "(smoothing and caps here and in the driver, loop latency, a frame's hold)",
                              (0.0, MAX_HORIZON))
     hop: float = setting(0.0018, "Seconds from this node's receipt of a frame to the driver's bus write, added to "
