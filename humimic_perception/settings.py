@@ -85,6 +85,9 @@ class PerceptionSettings(Settings):
     threads: int = setting(1, "onnx: intra-op threads per model", (1, 256))
     redetect_interval: int = setting(0, "onnx: run the detector every N frames while tracking (0 = only when "
                                         "needed)", (0, 100000))
+    late_detection: bool = setting(True, "onnx: while a face is tracked, search for further faces after the frame's "
+                                         "outputs are sent (found faces are tracked from the next frame); false = "
+                                         "before the frame's landmarks")
     landmark_model: str = setting("", "onnx: a keypoint model with the documented contract "
                                       "(humimic_perception/landmarks_onnx.py); empty = the exported MediaPipe face mesh")
     neutral_frames: int = setting(10, "faces whose median becomes the neutral face after /face/recapture_neutral",
@@ -99,6 +102,7 @@ class PerceptionSettings(Settings):
     def backend_options(self, **changes: Any) -> Dict[str, Any]:
         """The landmark backend's options (make_backend passes each backend those it takes)."""
         return {"max_faces": self.max_faces, "device": self.device, "threads": self.threads,
-                "redetect_interval": self.redetect_interval, "landmark_model": self.landmark_model,
+                "redetect_interval": self.redetect_interval, "late_detection": self.late_detection,
+                "landmark_model": self.landmark_model,
                 "min_detection_confidence": self.min_detection_confidence,
                 "min_tracking_confidence": self.min_tracking_confidence, **changes}
