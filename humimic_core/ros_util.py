@@ -21,6 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPo
 from std_msgs.msg import Float64MultiArray
 
 from humimic_core import trace
+from humimic_core.processes import realtime_priority
 from humimic_core.settings import Settings
 from humimic_core.topics import TRACE
 
@@ -136,6 +137,18 @@ def publish_trace(node: Node, frame_trace: "trace.FrameTrace") -> None:
     node.create_timer(trace.TRACE_PERIOD, lambda: send(trace.HOLD_NS), clock=Clock(clock_type=ClockType.STEADY_TIME))
     frame_trace.when_full = lambda: send(trace.HOLD_NS)
     node.flush_trace = flush  # type: ignore[attr-defined]
+
+
+def use_realtime_priority(node: Node, priority: int) -> bool:
+    """Put the node's process under SCHED_FIFO at ``priority`` (processes.realtime_priority; 0 = leave
+    it as it is) and say in one log line what it got; True if it runs so. Call it last in the node's
+    constructor, so the threads made so far (DDS's) are included."""
+    if not priority:
+        return False
+    refused = realtime_priority(priority)
+    node.get_logger().info(f"real-time priority {priority} refused ({refused}): normal scheduling"
+                           if refused else f"real-time priority {priority} (SCHED_FIFO)")
+    return refused is None
 
 
 def _interrupt(signum: int, frame: Any) -> None:
