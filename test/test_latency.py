@@ -249,6 +249,20 @@ def test_perception_sends_what_the_robot_needs_first_and_visuals_only_to_subscri
                                 "face/mesh_markers"]
 
 
+def test_perception_searches_for_more_faces_after_the_robot_outputs(perception):
+    """max_faces 4 (the default) with one face in view: the detector runs on every frame, before the
+    first frame's landmarks (nothing tracked yet), after the outputs of the next ones (late_detection)."""
+    node, sent, bgr = perception
+    backend = node.pipeline.backend
+    assert backend.max_faces > 1 and backend.late_detection
+    detect = backend.detector.detect
+    backend.detector.detect = lambda image: sent.append("detect") or detect(image)
+    for k in range(3):
+        node.process(image_to_msg(bgr, Header(stamp=from_ns(1_800_000_000_000_000_000 + k * 40_000_000),
+                                              frame_id="camera_optical_frame")))
+    assert sent == ["detect", *ROBOT_OUTPUTS, *ROBOT_OUTPUTS, "detect", *ROBOT_OUTPUTS, "detect"]
+
+
 def test_realtime_priority_refused_without_permission_says_why(monkeypatch):
     import os
 
@@ -259,6 +273,15 @@ def test_realtime_priority_refused_without_permission_says_why(monkeypatch):
 
     monkeypatch.setattr(os, "sched_setscheduler", refuse)
     assert "Operation not permitted" in realtime_priority(10)
+    lines: List[str] = []
+
+    class Node:  # what use_realtime_priority needs of a node
+        def get_logger(self):
+            return type("Logger", (), {"info": staticmethod(lines.append)})
+
+    assert not ros_util.use_realtime_priority(Node(), 5) and not ros_util.use_realtime_priority(Node(), 0)
+    assert lines == ["real-time priority 5 refused (PermissionError: [Errno 1] Operation not permitted): "
+                     "normal scheduling"]  # one line; none for 0
     monkeypatch.delattr(os, "sched_setscheduler")  # not Linux
     assert "sched_setscheduler" in realtime_priority(10)
     with pytest.raises(ValueError):
