@@ -304,3 +304,15 @@ def test_state_read_put_off_to_right_after_a_command_due_during_it():
     assert not phase.timer_may_read(last + 0.078)
     assert phase.timer_may_read(last + 0.098)  # that command did not come: never two reads put off in a row
     assert not phase.read_after_command()
+
+
+def test_retarget_priority_below_the_drivers_and_read_at_start():
+    """One parameter definition for both nodes (processes.realtime_priority_setting): 0-99, read-only;
+    the retarget node's default below the driver's, so the bus write is never kept waiting by it."""
+    from humimic_driver.driver_settings import DriverNodeSettings
+    from humimic_retarget.retargeter import RetargetNodeSettings
+
+    params = {cls: next(p for p in cls.parameters() if p.name == "realtime_priority")
+              for cls in (RetargetNodeSettings, DriverNodeSettings)}
+    assert all(p.bounds == (0, 99) and p.read_only for p in params.values())
+    assert 0 < params[RetargetNodeSettings].default < params[DriverNodeSettings].default
