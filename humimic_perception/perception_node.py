@@ -103,6 +103,7 @@ class PerceptionNode(Node):
         super().__init__("face_perception")
         settings = PerceptionSettings.from_parameters(declare_settings(self, PerceptionSettings))
         self.settings = settings
+        self.realtime_priority = settings.realtime_priority  # run_node applies it
         try:
             self.frames: FrameQueue[Image] = FrameQueue(settings.max_frame_lag)
             smoothing = settings.smoothing.filters

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
+from humimic_core.processes import realtime_priority_setting
 from humimic_core.settings import Settings, group, setting
 from humimic_perception.one_euro import OneEuroParams
 from humimic_perception.perception import Smoothing
@@ -32,6 +33,8 @@ class CameraSettings(Settings):
                                       "(perception, plus a recorder when recording)", (0, 100))
     subscriber_timeout: float = setting(10.0, "seconds to wait for them; then the frames start anyway with a warning",
                                         (0.0, 3600.0))
+    realtime_priority: int = realtime_priority_setting(3, "the camera's threads (above perception's), so a frame "
+                                                          "goes out right after its stamp")
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,9 @@ class PerceptionSettings(Settings):
     publish_debug_image: bool = setting(True, "annotated image on /face/debug_image", read_only=False)
     max_frame_lag: float = setting(0.0, "seconds a frame may wait behind the newest one before it is skipped; "
                                         "0 = always the newest frame", (0.0, 3600.0), read_only=False)
+    realtime_priority: int = realtime_priority_setting(1, "perception's threads (below the camera's, the retarget "
+                                                          "node's and the driver's), so other processes do not "
+                                                          "preempt its models")
     smoothing: SmoothingSettings = group(SmoothingSettings, "smoothing")
 
     def backend_options(self, **changes: Any) -> Dict[str, Any]:

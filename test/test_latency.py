@@ -306,13 +306,16 @@ def test_state_read_put_off_to_right_after_a_command_due_during_it():
     assert not phase.read_after_command()
 
 
-def test_retarget_priority_below_the_drivers_and_read_at_start():
-    """One parameter definition for both nodes (processes.realtime_priority_setting): 0-99, read-only;
-    the retarget node's default below the driver's, so the bus write is never kept waiting by it."""
+def test_node_priorities_rise_along_the_frame_path_and_are_read_at_start():
+    """One parameter definition for every node (processes.realtime_priority_setting): 0-99, read-only;
+    perception lowest (its models yield to the rest), then the camera (a frame goes out right after
+    its stamp), the retarget node, the driver highest (a bus write never waits for another node)."""
     from humimic_driver.driver_settings import DriverNodeSettings
+    from humimic_perception.settings import CameraSettings, PerceptionSettings
     from humimic_retarget.retargeter import RetargetNodeSettings
 
-    params = {cls: next(p for p in cls.parameters() if p.name == "realtime_priority")
-              for cls in (RetargetNodeSettings, DriverNodeSettings)}
-    assert all(p.bounds == (0, 99) and p.read_only for p in params.values())
-    assert 0 < params[RetargetNodeSettings].default < params[DriverNodeSettings].default
+    order = (PerceptionSettings, CameraSettings, RetargetNodeSettings, DriverNodeSettings)
+    params = [next(p for p in cls.parameters() if p.name == "realtime_priority") for cls in order]
+    assert all(p.bounds == (0, 99) and p.read_only for p in params)
+    defaults = [p.default for p in params]
+    assert 0 < defaults[0] and defaults == sorted(set(defaults))
