@@ -33,8 +33,8 @@ class CameraSettings(Settings):
                                       "(perception, plus a recorder when recording)", (0, 100))
     subscriber_timeout: float = setting(10.0, "seconds to wait for them; then the frames start anyway with a warning",
                                         (0.0, 3600.0))
-    realtime_priority: int = realtime_priority_setting(3, "the camera's threads (above perception's), so a frame "
-                                                          "goes out right after its stamp")
+    realtime_priority: int = realtime_priority_setting(0, "the camera's threads (above perception's: 3 with "
+                                                          "perception's 1), so a frame goes out right after its stamp")
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,10 @@ class PerceptionSettings(Settings):
     publish_debug_image: bool = setting(True, "annotated image on /face/debug_image", read_only=False)
     max_frame_lag: float = setting(0.0, "seconds a frame may wait behind the newest one before it is skipped; "
                                         "0 = always the newest frame", (0.0, 3600.0), read_only=False)
-    realtime_priority: int = realtime_priority_setting(1, "perception's threads (below the camera's, the retarget "
-                                                          "node's and the driver's), so other processes do not "
-                                                          "preempt its models")
+    realtime_priority: int = realtime_priority_setting(0, "perception's threads (1: below the camera's, the "
+                                                          "retarget node's and the driver's), so other processes do "
+                                                          "not preempt its models; off by default: flat out "
+                                                          "(realtime false, a slow CPU) it would hold a core")
     smoothing: SmoothingSettings = group(SmoothingSettings, "smoothing")
 
     def backend_options(self, **changes: Any) -> Dict[str, Any]:

@@ -18,7 +18,6 @@ one improvement on in "before" too, to measure it alone):
   --keep-late-detection  perception's search for further faces after the frame's outputs (before:
                     late_detection false, the detector before the landmarks)
   --keep-retarget-priority  the retarget node's SCHED_FIFO priority (before: realtime_priority 0)
-  --keep-frame-priority  the camera's and perception's SCHED_FIFO priorities (before: realtime_priority 0)
 
 The publish order (action units, pose and gaze first) and the message conversions are in both.
 Absolute figures depend on the machine and its load: compare the columns of one run.
@@ -62,9 +61,7 @@ def before_settings(args: argparse.Namespace, out: Path) -> Dict[str, object]:
         ("dynamixel_driver", "realtime_priority", 0, args.keep_priority),
         ("dynamixel_driver", "reads_between_commands", False, args.keep_phase),
         ("face_perception", "late_detection", False, args.keep_late_detection),
-        ("retarget", "realtime_priority", 0, args.keep_retarget_priority),
-        ("camera", "realtime_priority", 0, args.keep_frame_priority),
-        ("face_perception", "realtime_priority", 0, args.keep_frame_priority)) if not keep]
+        ("retarget", "realtime_priority", 0, args.keep_retarget_priority)) if not keep]
     if changes:
         values = yaml.safe_load(config_file("humimic.yaml").read_text())
         for node, name, value in changes:
@@ -137,8 +134,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2, help="demo runs of each setting (alternating)")
     parser.add_argument("--video", default="", help="clip (default: the sample clip)")
     parser.add_argument("--out", default="out/bench_latency")
-    for flag in ("executor", "gc", "priority", "phase", "gating", "late-detection", "retarget-priority",
-                 "frame-priority"):
+    for flag in ("executor", "gc", "priority", "phase", "gating", "late-detection", "retarget-priority"):
         parser.add_argument(f"--keep-{flag}", action="store_true", help=f"keep the {flag} improvement in 'before'")
     args = parser.parse_args()
     out = Path(args.out).resolve()
