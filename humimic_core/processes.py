@@ -1,11 +1,13 @@
 """Stopping a child process as Ctrl-C would (used by the runner and by the emulated bus), and
-real-time scheduling of a process (the driver)."""
+real-time scheduling of a process (the driver, the retarget node) and its parameter."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 from typing import Optional
+
+from humimic_core.settings import setting
 
 #: Seconds a process gets to exit after SIGINT before SIGTERM, then SIGKILL.
 STOP_GRACE = 8.0
@@ -25,6 +27,13 @@ def interrupt(proc: subprocess.Popen, grace: float = STOP_GRACE) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     return proc.wait()
+
+
+def realtime_priority_setting(default: int, threads: str) -> int:
+    """A node's ``realtime_priority`` parameter (0-99, read at start): the SCHED_FIFO priority of
+    ``threads`` (in words: whose, and why), applied by ros_util.use_realtime_priority."""
+    return setting(default, f"SCHED_FIFO priority (1-99) of {threads}; 0 = normal scheduling. Without the "
+                            "permission (CAP_SYS_NICE, RLIMIT_RTPRIO) it runs normally", (0, 99))
 
 
 def realtime_priority(priority: int) -> Optional[str]:

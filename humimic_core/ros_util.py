@@ -21,6 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPo
 from std_msgs.msg import Float64MultiArray
 
 from humimic_core import trace
+from humimic_core.processes import realtime_priority
 from humimic_core.settings import Settings
 from humimic_core.topics import TRACE
 
@@ -138,6 +139,18 @@ def publish_trace(node: Node, frame_trace: "trace.FrameTrace") -> None:
     node.flush_trace = flush  # type: ignore[attr-defined]
 
 
+def use_realtime_priority(node: Node, priority: int) -> bool:
+    """Put the node's process under SCHED_FIFO at ``priority`` (processes.realtime_priority; 0 = leave
+    it as it is) and say in one log line what it got; True if it runs so. run_node calls it once the
+    node is built (its executor's and DDS's threads exist by then)."""
+    if not priority:
+        return False
+    refused = realtime_priority(priority)
+    node.get_logger().info(f"real-time priority {priority} refused ({refused}): normal scheduling"
+                           if refused else f"real-time priority {priority} (SCHED_FIFO)")
+    return refused is None
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -165,7 +178,10 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None,
     its descriptor's range ends the process with ``exit_code`` and one line "<name>: <problem>", not
     a traceback.
 
-    The executor is make_executor's; once the node is built the garbage is frozen (freeze_garbage).
+    The executor is make_executor's; once the node is built the garbage is frozen (freeze_garbage)
+    and, for a node with a ``realtime_priority`` (a realtime_priority_setting parameter), the process
+    runs under SCHED_FIFO at it where it may (use_realtime_priority; the node's constructor does not,
+    so a node built inside another process, a test's, leaves that process's scheduling alone).
     A callback ends the process with request_exit. A node may define ``shutdown()``; it is called
     once before the node is destroyed (then its last trace rows are sent), also on SIGTERM, with
     further SIGINT/SIGTERM ignored, so drivers can leave hardware in a safe state.
@@ -179,6 +195,7 @@ def run_node(factory: Callable[[], Node], args: Optional[list] = None,
         node = _build(factory, fatal + (InvalidParameterValueException,), exit_code, name)
         executor.add_node(node)
         freeze_garbage()
+        use_realtime_priority(node, getattr(node, "realtime_priority", 0))
         # spin in slices: with rclpy's own signal handling off, a signal is only seen between waits
         while rclpy.ok() and getattr(node, "exit_code", None) is None:
             executor.spin_once(timeout_sec=SPIN_SLICE)

@@ -4,7 +4,7 @@ Thin rclpy shell over ServoDriver. Callbacks run one at a time (run_node's execu
 the single-threaded one, runs them in its one thread), so bus accesses never overlap. The bus
 (port, baud rate) comes from the robot config's ``bus:`` section; the ``port`` and ``baud_rate``
 parameters override it when set. With ``realtime_priority`` the driver's threads run under
-SCHED_FIFO where the process may (humimic_core.processes.realtime_priority).
+SCHED_FIFO where the process may (run_node applies it: humimic_core.ros_util.use_realtime_priority).
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from humimic_core import paths
-from humimic_core.processes import realtime_priority
 from humimic_core.robot_config import ConfigError, load_robot_config
 from humimic_core.ros_util import RELIABLE_QOS, declare_settings, publish_trace, run_node
 from humimic_core.stamps import to_ns
@@ -64,7 +63,7 @@ class DriverNode(Node):
                                    write_period_s=1.0 / node.state_rate)
         self._read_budget_s = node.read_budget_s
         self._phase = ReadPhase() if node.reads_between_commands else None
-        priority = node.realtime_priority
+        self.realtime_priority = node.realtime_priority  # run_node applies it
         self._joints = [s.joint for s in config.servos]
         self._states = self.create_publisher(JointState, JOINT_STATES, RELIABLE_QOS)
         self._written = self.create_publisher(JointState, WRITTEN_GOALS, RELIABLE_QOS)
@@ -76,10 +75,6 @@ class DriverNode(Node):
         self.create_timer(1.0 / node.health_rate, self._on_health_timer)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._driver.start()  # last: the timers only fire once spinning
-        if priority:
-            refused = realtime_priority(priority)
-            self.get_logger().info(f"real-time priority {priority} refused ({refused}): normal scheduling"
-                                   if refused else f"real-time priority {priority} (SCHED_FIFO)")
         self._log_events()
         self.get_logger().info(f"{len(self._joints)} servos ready on {bus_config.port} at {bus_config.baud_rate} baud")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from humimic_core.control_tables import BAUD_CODES
+from humimic_core.processes import realtime_priority_setting
 from humimic_core.settings import Settings, setting
 from humimic_driver.bus import DEFAULT_RETRIES, DEFAULT_TIMEOUT_MARGIN_S
 from humimic_driver.diagnostics import Thresholds
@@ -26,10 +27,8 @@ class DriverNodeSettings(Settings):
     state_rate: float = setting(50.0, "Hz of sync reads of position/velocity/current -> /joint_states", (0.1, 1000))
     health_rate: float = setting(2.0, "Hz of sync reads of voltage, temperature and hardware error, and of "
                                       "recovery steps (re-ping, reboot)", (0.1, 1000))
-    realtime_priority: int = setting(10, "SCHED_FIFO priority (1-99) of the driver's threads, so bus writes do "
-                                         "not wait behind other processes on a busy CPU; 0 = normal scheduling. "
-                                         "Without the permission (CAP_SYS_NICE, RLIMIT_RTPRIO) it runs normally",
-                                     (0, 99))
+    realtime_priority: int = realtime_priority_setting(10, "the driver's threads, so bus writes do not wait behind "
+                                                           "other processes on a busy CPU")
     reads_between_commands: bool = setting(True, "put off a state read that the next /joint_commands is expected "
                                                  "to arrive during, to right after that command's write (at most "
                                                  "one read in a row)")

@@ -42,6 +42,7 @@ class CameraNode(Node):
         super().__init__("camera")
         settings = CameraSettings.from_parameters(declare_settings(self, CameraSettings))
         self.frame_id, self.realtime, self.hfov = settings.frame_id, settings.realtime, settings.horizontal_fov_deg
+        self.realtime_priority = settings.realtime_priority  # run_node applies it
         try:
             self.source = FrameSource(settings.source, fps=settings.fps, loop=settings.loop, width=settings.width,
                                       height=settings.height)

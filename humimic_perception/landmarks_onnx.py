@@ -8,6 +8,12 @@ Per frame, as MediaPipe's face mesh does it:
 2. The detector (face_detector) runs only while fewer than ``max_faces`` faces are tracked, and
    every ``redetect_interval`` frames when that is > 0. A detection whose ROI (1.5x the longer box
    side, rotated by the eye keypoints) overlaps a tracked face's ROI by IoU > 0.5 is that face.
+   With ``late_detection`` (default) and a face already tracked, this search for further faces
+   waits until the frame's landmarks are out: the caller runs it with ``finish_frame()`` once it
+   has sent what it needed (the perception node: after its outputs), else the next frame runs it
+   first; either way the faces it finds are tracked from the next frame, from their detection's
+   ROI. The detector was about 40% of the step (2.4 of 6.4 ms on one core, docs/latency.md), and
+   with ``max_faces`` > 1 and one person in view it ran on every frame before the landmarks.
 3. Each ROI is cropped to the model input (cv2.warpAffine, replicated border); the crops of all
    tracked faces go through the landmark model in one call (its batch axis), whose session takes
    the uint8 BGR crops as they are (onnx_image_input converts them in the graph). Its face presence
@@ -103,6 +109,7 @@ class OnnxLandmarks:
     presence), ``max_faces``, ``redetect_interval`` (frames; 0 = detect only while fewer than
     ``max_faces`` faces are tracked), ``device`` ("auto", "cpu", "cuda"), ``threads`` (onnxruntime
     intra-op threads; 0 = one per core, which is slower than 1 when other processes keep a core busy),
+    ``late_detection`` (while a face is tracked, search for more after the frame: step 2 above),
     ``models_dir`` (folder of face_detector.onnx and face_landmarks.onnx;
     default: the export cache that tools/export_onnx.py fills), ``landmark_model`` (a model of
     your own, see the module docstring). ``timings_ms`` holds the last frame's stage times:
@@ -113,7 +120,7 @@ class OnnxLandmarks:
 
     def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
                  max_faces: int = 1, redetect_interval: int = 0, device: str = "auto", threads: int = 1,
-                 models_dir: str = "", landmark_model: str = "") -> None:
+                 models_dir: str = "", landmark_model: str = "", late_detection: bool = True) -> None:
         if not 0.0 <= min_tracking_confidence <= 1.0:
             raise ValueError(f"min_tracking_confidence must be in [0, 1], got {min_tracking_confidence}")
         if int(max_faces) < 1 or int(redetect_interval) < 0:
@@ -129,6 +136,7 @@ class OnnxLandmarks:
         self.min_tracking_confidence = min_tracking_confidence
         self.max_faces = int(max_faces)
         self.redetect_interval = int(redetect_interval)
+        self.late_detection = bool(late_detection)
         self.landmark_runs = 0
         self.timings_ms: Dict[str, float] = {}
         self._input = self.session.get_inputs()[0]
@@ -145,6 +153,7 @@ class OnnxLandmarks:
         self._crops = np.empty((self.max_faces, size, size, 3), np.uint8)
         self._tracks: List[Roi] = []
         self._frame = 0
+        self._search: Optional[np.ndarray] = None  # the last frame, while its search for faces is put off
 
     def process(self, bgr: np.ndarray) -> Optional[FaceLandmarks]:
         """The face tracked longest (the only one with max_faces = 1), or None."""
@@ -156,9 +165,13 @@ class OnnxLandmarks:
         if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
             raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {bgr.dtype} {bgr.shape}")
         t0 = time.perf_counter()
+        self.finish_frame()
         if len(self._tracks) < self.max_faces or (
                 self.redetect_interval and self._frame % self.redetect_interval == 0):
-            self._add_detections(bgr)
+            if self.late_detection and self._tracks:
+                self._search = bgr
+            else:
+                self._add_detections(bgr)
         t1 = time.perf_counter()
         self._frame += 1
         to_images = [roi.to_image(self.crop_size) for roi in self._tracks]
@@ -185,9 +198,17 @@ class OnnxLandmarks:
                            "landmarks": landmarks_s * 1e3}
         return faces
 
+    def finish_frame(self) -> None:
+        """The last frame's search for further faces, where late_detection put it off (the frame must
+        not have changed since); the faces found are tracked from the next frame."""
+        if self._search is not None:
+            bgr, self._search = self._search, None
+            self._add_detections(bgr)
+
     def reset(self) -> None:
         """Forget the tracked faces: the next frame starts with a detection."""
         self._tracks = []
+        self._search = None
 
     def close(self) -> None:
         self.reset()

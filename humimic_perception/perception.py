@@ -159,6 +159,13 @@ class FacePerception:
         result.neutral_ready = self.aus.neutral_ready
         return result
 
+    def finish_frame(self) -> None:
+        """The last frame's work that its outputs do not wait for (the ONNX backend's search for
+        further faces, late_detection), for a caller that has sent them; process does it first otherwise."""
+        finish = getattr(self.backend, "finish_frame", None)
+        if finish is not None:
+            finish()
+
     def _faces(self, bgr: np.ndarray) -> List[FaceLandmarks]:
         """Every face of the frame (backends without ``process_all`` find one at most)."""
         process_all = getattr(self.backend, "process_all", None)

@@ -15,7 +15,7 @@ robot needs) go first; the other outputs follow, each made only while someone su
 each eye's gaze, /face/landmarks (metres, camera optical frame), the head pose as TF on /tf
 (camera optical frame -> "head"; where tf2_msgs is installed: not in the PyPI wheels),
 /face/mesh_markers (a DELETEALL for a frame without a face), /face/boxes and /face/debug_image
-(if enabled). Each frame's progress goes to the latency trace (/trace, humimic_core/trace.py:
+(if enabled); then the frame's search for further faces (late_detection). Each frame's progress goes to the latency trace (/trace, humimic_core/trace.py:
 TRACE_STAGES). AUs are relative to the person's neutral face, estimated from the first face on
 (humimic_perception.neutral; it starts again for a new person); /face/recapture_neutral takes the
 next neutral_frames faces as the neutral.
@@ -103,6 +103,7 @@ class PerceptionNode(Node):
         super().__init__("face_perception")
         settings = PerceptionSettings.from_parameters(declare_settings(self, PerceptionSettings))
         self.settings = settings
+        self.realtime_priority = settings.realtime_priority  # run_node applies it
         try:
             self.frames: FrameQueue[Image] = FrameQueue(settings.max_frame_lag)
             smoothing = settings.smoothing.filters
@@ -242,6 +243,7 @@ class PerceptionNode(Node):
                 self.trace.mark(stamp, "gaze_sent")
         self.publish_visuals(msg, bgr, result, intrinsics)
         self.trace.mark(stamp, "visuals_sent")
+        self.pipeline.finish_frame()
         if result.face != self._had_face:
             self._had_face = result.face
             self.get_logger().info("face found" if result.face else "no face")

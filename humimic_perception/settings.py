@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
+from humimic_core.processes import realtime_priority_setting
 from humimic_core.settings import Settings, group, setting
 from humimic_perception.one_euro import OneEuroParams
 from humimic_perception.perception import Smoothing
@@ -32,6 +33,8 @@ class CameraSettings(Settings):
                                       "(perception, plus a recorder when recording)", (0, 100))
     subscriber_timeout: float = setting(10.0, "seconds to wait for them; then the frames start anyway with a warning",
                                         (0.0, 3600.0))
+    realtime_priority: int = realtime_priority_setting(0, "the camera's threads (above perception's: 3 with "
+                                                          "perception's 1), so a frame goes out right after its stamp")
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ class PerceptionSettings(Settings):
     threads: int = setting(1, "onnx: intra-op threads per model", (1, 256))
     redetect_interval: int = setting(0, "onnx: run the detector every N frames while tracking (0 = only when "
                                         "needed)", (0, 100000))
+    late_detection: bool = setting(True, "onnx: while a face is tracked, search for further faces after the frame's "
+                                         "outputs are sent (found faces are tracked from the next frame); false = "
+                                         "before the frame's landmarks")
     landmark_model: str = setting("", "onnx: a keypoint model with the documented contract "
                                       "(humimic_perception/landmarks_onnx.py); empty = the exported MediaPipe face mesh")
     neutral_frames: int = setting(10, "faces whose median becomes the neutral face after /face/recapture_neutral",
@@ -94,11 +100,16 @@ class PerceptionSettings(Settings):
     publish_debug_image: bool = setting(True, "annotated image on /face/debug_image", read_only=False)
     max_frame_lag: float = setting(0.0, "seconds a frame may wait behind the newest one before it is skipped; "
                                         "0 = always the newest frame", (0.0, 3600.0), read_only=False)
+    realtime_priority: int = realtime_priority_setting(0, "perception's threads (1: below the camera's, the "
+                                                          "retarget node's and the driver's), so other processes do "
+                                                          "not preempt its models; off by default: flat out "
+                                                          "(realtime false, a slow CPU) it would hold a core")
     smoothing: SmoothingSettings = group(SmoothingSettings, "smoothing")
 
     def backend_options(self, **changes: Any) -> Dict[str, Any]:
         """The landmark backend's options (make_backend passes each backend those it takes)."""
         return {"max_faces": self.max_faces, "device": self.device, "threads": self.threads,
-                "redetect_interval": self.redetect_interval, "landmark_model": self.landmark_model,
+                "redetect_interval": self.redetect_interval, "late_detection": self.late_detection,
+                "landmark_model": self.landmark_model,
                 "min_detection_confidence": self.min_detection_confidence,
                 "min_tracking_confidence": self.min_tracking_confidence, **changes}

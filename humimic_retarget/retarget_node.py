@@ -9,6 +9,8 @@ retargets each frame's channels forecast ``forecast.horizon`` s ahead (humimic_r
 and publishes them on /face/forecast. With a self-model that predicts its variance (mapping.model
 from humimic-self-model) each command comes with the model joints' predicted standard deviations
 (rad) on /retarget/self_model_std; a joint above mapping.model.max_std follows its linear mapping.
+With ``realtime_priority`` its threads run under SCHED_FIFO (below the driver's) where the process may
+(run_node applies it).
 """
 from __future__ import annotations
 
@@ -89,6 +91,7 @@ class RetargetNode(Node):
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=Duration(nanoseconds=self.stream.time.tolerance),
                           min_backward=Duration(nanoseconds=-1)), post_callback=self.on_clock_jump)
+        self.realtime_priority = node.realtime_priority  # run_node applies it
         self.get_logger().info(
             f"retargeting {len(self.retargeter.mapping.channels)} channels to {len(self.config.servos)} joints of "
             f"{self.config.source}" + (f", learned model {model.path} on {model.providers[0]}" if model else ""))

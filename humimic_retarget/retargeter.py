@@ -22,6 +22,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
+from humimic_core.processes import realtime_priority_setting
 from humimic_core.robot_config import RobotConfig
 from humimic_core.settings import Settings, group, setting
 from humimic_retarget.constraints import JointLimits
@@ -42,6 +43,8 @@ class RetargetNodeSettings(Settings):
     rate: float = setting(50.0, "Hz of the timer that keeps commands flowing when frames are late", (1.0, 1000.0))
     stamp_tolerance: float = setting(1.0, "Seconds a frame stamp may be ahead of this node's clock (further: refused) "
                                           "and jump ahead of its arrival (further: timing re-anchored)", (0.01, 3600.0))
+    realtime_priority: int = realtime_priority_setting(5, "the retarget node's threads (below the driver's), so a "
+                                                          "frame's command is not made behind perception's work")
     forecast: ForecastSettings = group(ForecastSettings, "forecast")
 
 

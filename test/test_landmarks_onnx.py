@@ -134,6 +134,7 @@ def test_periodic_redetection_keeps_one_track(sample_media: Path) -> None:
     frames = read_frames(sample_media / "single_face.mp4", 30)
     backend = make_backend("onnx", threads=1, redetect_interval=10, max_faces=2)
     assert [len(backend.process_all(frame)) for frame in frames] == [1] * len(frames)
+    backend.finish_frame()  # the last frame's search (late_detection)
     assert backend.detector.runs == len(frames)  # max_faces=2 with one face: searched every frame
     backend = make_backend("onnx", threads=1, redetect_interval=10)
     assert all(backend.process(frame) is not None for frame in frames)
@@ -167,6 +168,7 @@ def test_several_faces_in_one_frame(sample_media: Path) -> None:
     backend = make_backend("onnx", threads=1, max_faces=8)
     for _ in range(3):
         faces = backend.process_all(mosaic)
+        backend.finish_frame()
     assert len(faces) == 4 and backend.detector.runs == 3  # fewer than max_faces: searching every frame
 
     def tile(box: tuple) -> tuple:
@@ -183,6 +185,34 @@ def test_several_faces_in_one_frame(sample_media: Path) -> None:
         shifted = face.points[:, :2] - [col * width, row * height]
         assert np.linalg.norm(shifted - alone.points[:, :2], axis=1).mean() / iod < CLIP_TOL_IOD
     assert len(make_backend("onnx", threads=1, max_faces=2).process_all(mosaic)) == 2
+
+
+def test_late_detection_tracks_a_new_face_from_the_next_frame(sample_media: Path) -> None:
+    """A second face comes into view while one is tracked: with late_detection the search runs in
+    finish_frame (or first thing in the next frame), not before the frame's landmarks, and the new
+    face is tracked from the next frame, where it matches the face found the old way."""
+    frames = read_frames(sample_media / "single_face.mp4", 6)
+    blank = np.zeros_like(frames[0])
+    clip = [np.hstack([f, blank]) for f in frames[:3]] + [np.hstack([f, f]) for f in frames[3:]]
+    early = make_backend("onnx", threads=1, max_faces=2, late_detection=False)
+    late = make_backend("onnx", threads=1, max_faces=2)  # the default
+    lazy = make_backend("onnx", threads=1, max_faces=2)  # finish_frame never called
+    counts = {"early": [], "late": [], "lazy": []}
+    for index, frame in enumerate(clip):
+        faces = {"early": early.process_all(frame), "lazy": lazy.process_all(frame)}
+        runs = late.detector.runs
+        faces["late"] = late.process_all(frame)
+        assert late.detector.runs - runs == (index == 0)  # only without a tracked face: before the landmarks
+        late.finish_frame()
+        assert late.detector.runs - runs == (len(faces["late"]) < 2)  # searched while fewer than max_faces
+        for name, found in faces.items():
+            counts[name].append(len(found))
+        for a, b in zip(faces["late"], faces["lazy"]):
+            assert np.array_equal(a.points, b.points)  # the same faces, whenever the search ran
+    assert counts == {"early": [1, 1, 1, 2, 2, 2], "late": [1, 1, 1, 1, 2, 2], "lazy": [1, 1, 1, 1, 2, 2]}
+    for a, b in zip(faces["early"], faces["late"]):
+        iod = np.linalg.norm(a.points[33, :2] - a.points[263, :2])
+        assert np.linalg.norm(a.points[:, :2] - b.points[:, :2], axis=1).mean() / iod < FRAME_TOL_IOD
 
 
 def test_cpu_rewrites_keep_the_outputs(sample_media: Path, models: Path) -> None:

@@ -249,6 +249,20 @@ def test_perception_sends_what_the_robot_needs_first_and_visuals_only_to_subscri
                                 "face/mesh_markers"]
 
 
+def test_perception_searches_for_more_faces_after_the_robot_outputs(perception):
+    """max_faces 4 (the default) with one face in view: the detector runs on every frame, before the
+    first frame's landmarks (nothing tracked yet), after the outputs of the next ones (late_detection)."""
+    node, sent, bgr = perception
+    backend = node.pipeline.backend
+    assert backend.max_faces > 1 and backend.late_detection
+    detect = backend.detector.detect
+    backend.detector.detect = lambda image: sent.append("detect") or detect(image)
+    for k in range(3):
+        node.process(image_to_msg(bgr, Header(stamp=from_ns(1_800_000_000_000_000_000 + k * 40_000_000),
+                                              frame_id="camera_optical_frame")))
+    assert sent == ["detect", *ROBOT_OUTPUTS, *ROBOT_OUTPUTS, "detect", *ROBOT_OUTPUTS, "detect"]
+
+
 def test_realtime_priority_refused_without_permission_says_why(monkeypatch):
     import os
 
@@ -259,6 +273,15 @@ def test_realtime_priority_refused_without_permission_says_why(monkeypatch):
 
     monkeypatch.setattr(os, "sched_setscheduler", refuse)
     assert "Operation not permitted" in realtime_priority(10)
+    lines: List[str] = []
+
+    class Node:  # what use_realtime_priority needs of a node
+        def get_logger(self):
+            return type("Logger", (), {"info": staticmethod(lines.append)})
+
+    assert not ros_util.use_realtime_priority(Node(), 5) and not ros_util.use_realtime_priority(Node(), 0)
+    assert lines == ["real-time priority 5 refused (PermissionError: [Errno 1] Operation not permitted): "
+                     "normal scheduling"]  # one line; none for 0
     monkeypatch.delattr(os, "sched_setscheduler")  # not Linux
     assert "sched_setscheduler" in realtime_priority(10)
     with pytest.raises(ValueError):
@@ -281,3 +304,17 @@ def test_state_read_put_off_to_right_after_a_command_due_during_it():
     assert not phase.timer_may_read(last + 0.078)
     assert phase.timer_may_read(last + 0.098)  # that command did not come: never two reads put off in a row
     assert not phase.read_after_command()
+
+
+def test_node_priorities_rise_along_the_frame_path_and_are_read_at_start():
+    """One parameter definition for every node (processes.realtime_priority_setting): 0-99, read-only;
+    the retarget node below the driver (a bus write never waits for another node); the camera and
+    perception off by default (flat out, perception would hold a core at real-time priority)."""
+    from humimic_driver.driver_settings import DriverNodeSettings
+    from humimic_perception.settings import CameraSettings, PerceptionSettings
+    from humimic_retarget.retargeter import RetargetNodeSettings
+
+    order = (PerceptionSettings, CameraSettings, RetargetNodeSettings, DriverNodeSettings)
+    params = [next(p for p in cls.parameters() if p.name == "realtime_priority") for cls in order]
+    assert all(p.bounds == (0, 99) and p.read_only for p in params)
+    assert [p.default for p in params[:2]] == [0, 0] and 0 < params[2].default < params[3].default

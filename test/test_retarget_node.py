@@ -300,3 +300,32 @@ def test_node_refuses_a_limit_it_cannot_use_in_one_line():
     output = proc.communicate()[0]
     assert proc.returncode == 2 and "max_velocity must be a positive finite number" in output, output
     assert "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("priority", [3, 0])
+def test_realtime_priority_applied_to_every_thread_or_refused_in_one_line(tmp_path: Path, priority: int) -> None:
+    """The node's realtime_priority (run_node applies it): every thread of the process under SCHED_FIFO
+    at it where the process may, else one log line says why and the process runs normally; 0 leaves
+    the scheduling alone."""
+    log = tmp_path / "retarget.log"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "humimic_retarget.retarget_node", "--ros-args",
+                                 "-p", f"realtime_priority:={priority}"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30.0
+        while "retargeting" not in log.read_text() and time.monotonic() < deadline:  # the node is built
+            time.sleep(0.1)
+        time.sleep(1.0)  # and spinning
+        policies = {os.sched_getscheduler(int(tid)): os.sched_getparam(int(tid)).sched_priority
+                    for tid in os.listdir(f"/proc/{proc.pid}/task")}
+    finally:
+        interrupt(proc, 10.0)
+    text = log.read_text()
+    assert "retargeting" in text, text
+    if priority == 0:
+        assert "real-time priority" not in text and policies == {os.SCHED_OTHER: 0}
+    elif f"real-time priority {priority} (SCHED_FIFO)" in text:
+        assert policies == {os.SCHED_FIFO: priority}
+    else:
+        assert f"real-time priority {priority} refused" in text and policies == {os.SCHED_OTHER: 0}

@@ -15,6 +15,9 @@ one improvement on in "before" too, to measure it alone):
   --keep-phase      the driver's state reads between commands (before: reads_between_commands false)
   --keep-gating     visual outputs only for subscribers (before: the monitor subscribes to
                     /face/landmarks and /face/boxes, which perception always published)
+  --keep-late-detection  perception's search for further faces after the frame's outputs (before:
+                    late_detection false, the detector before the landmarks)
+  --keep-retarget-priority  the retarget node's SCHED_FIFO priority (before: realtime_priority 0)
 
 The publish order (action units, pose and gaze first) and the message conversions are in both.
 Absolute figures depend on the machine and its load: compare the columns of one run.
@@ -54,11 +57,15 @@ def before_settings(args: argparse.Namespace, out: Path) -> Dict[str, object]:
     if not args.keep_gc:
         env["HUMIMIC_GC"] = "off"
     params = None
-    driver = {name: value for name, value, keep in (("realtime_priority", 0, args.keep_priority),
-                                                    ("reads_between_commands", False, args.keep_phase)) if not keep}
-    if driver:
+    changes = [(node, name, value) for node, name, value, keep in (
+        ("dynamixel_driver", "realtime_priority", 0, args.keep_priority),
+        ("dynamixel_driver", "reads_between_commands", False, args.keep_phase),
+        ("face_perception", "late_detection", False, args.keep_late_detection),
+        ("retarget", "realtime_priority", 0, args.keep_retarget_priority)) if not keep]
+    if changes:
         values = yaml.safe_load(config_file("humimic.yaml").read_text())
-        values["dynamixel_driver"]["ros__parameters"].update(driver)
+        for node, name, value in changes:
+            values[node]["ros__parameters"][name] = value
         params = out / "before_params.yaml"
         params.write_text(yaml.safe_dump(values))
     return {"env": env, "params": params, "subscribe": [] if args.keep_gating else VISUALS}
@@ -127,7 +134,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2, help="demo runs of each setting (alternating)")
     parser.add_argument("--video", default="", help="clip (default: the sample clip)")
     parser.add_argument("--out", default="out/bench_latency")
-    for flag in ("executor", "gc", "priority", "phase", "gating"):
+    for flag in ("executor", "gc", "priority", "phase", "gating", "late-detection", "retarget-priority"):
         parser.add_argument(f"--keep-{flag}", action="store_true", help=f"keep the {flag} improvement in 'before'")
     args = parser.parse_args()
     out = Path(args.out).resolve()
