@@ -22,7 +22,7 @@ one improvement on in "before" too, to measure it alone):
 The publish order (action units, pose and gaze first) and the message conversions are in both.
 Absolute figures depend on the machine and its load: compare the columns of one run.
 
-    python tools/bench_latency.py [--runs 2] [--video FILE] [--out out/bench_latency]
+    python tools/bench_latency.py [--runs 2] [--video FILE] [--fps 30] [--out out/bench_latency]
 """
 from __future__ import annotations
 
@@ -49,6 +49,20 @@ VISUALS = ["/face/landmarks", "/face/boxes"]
 WRITTEN = "/driver/written_goals"
 
 
+def params_file(args: argparse.Namespace, path: Path, changes: List[tuple]) -> Optional[Path]:
+    """The shipped parameters with ``changes`` ((node, name, value), ...) and the camera at ``--fps``, written
+    to ``path``; None when that changes nothing."""
+    if args.fps:
+        changes = [*changes, ("camera", "fps", args.fps)]
+    if not changes:
+        return None
+    values = yaml.safe_load(config_file("humimic.yaml").read_text())
+    for node, name, value in changes:
+        values[node]["ros__parameters"][name] = value
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
 def before_settings(args: argparse.Namespace, out: Path) -> Dict[str, object]:
     """Environment, params file and extra subscriptions of the "before" runs."""
     env: Dict[str, str] = {}
@@ -56,18 +70,12 @@ def before_settings(args: argparse.Namespace, out: Path) -> Dict[str, object]:
         env["HUMIMIC_EXECUTOR"] = "single"
     if not args.keep_gc:
         env["HUMIMIC_GC"] = "off"
-    params = None
     changes = [(node, name, value) for node, name, value, keep in (
         ("dynamixel_driver", "realtime_priority", 0, args.keep_priority),
         ("dynamixel_driver", "reads_between_commands", False, args.keep_phase),
         ("face_perception", "late_detection", False, args.keep_late_detection),
         ("retarget", "realtime_priority", 0, args.keep_retarget_priority)) if not keep]
-    if changes:
-        values = yaml.safe_load(config_file("humimic.yaml").read_text())
-        for node, name, value in changes:
-            values[node]["ros__parameters"][name] = value
-        params = out / "before_params.yaml"
-        params.write_text(yaml.safe_dump(values))
+    params = params_file(args, out / "before_params.yaml", changes)
     return {"env": env, "params": params, "subscribe": [] if args.keep_gating else VISUALS}
 
 
@@ -133,13 +141,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=2, help="demo runs of each setting (alternating)")
     parser.add_argument("--video", default="", help="clip (default: the sample clip)")
+    parser.add_argument("--fps", type=float, default=0.0,
+                        help="camera publish rate for both settings (0 = the clip's own; 30: issue 15's frame rate)")
     parser.add_argument("--out", default="out/bench_latency")
     for flag in ("executor", "gc", "priority", "phase", "gating", "late-detection", "retarget-priority"):
         parser.add_argument(f"--keep-{flag}", action="store_true", help=f"keep the {flag} improvement in 'before'")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"before": before_settings(args, out), "after": {"env": {}, "params": None, "subscribe": []}}
+    settings = {"before": before_settings(args, out),
+                "after": {"env": {}, "params": params_file(args, out / "after_params.yaml", []), "subscribe": []}}
     print(f"bench_latency: {args.runs} demo run(s) per setting, alternating; before = "
           f"{json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in settings['before'].items()})}",
           flush=True)
