@@ -46,13 +46,15 @@ def test_a_one_eye_closure_moves_one_lid(clips):
     assert mid_wink["frame"] < 10 and mid_wink["closed_lid"] > 0.8, mid_wink  # shut before it was seen open
 
 
-def test_the_eyes_follow_the_gaze_within_a_frame(clips):
+def test_the_eyes_follow_the_gaze_at_a_saccade_s_speed(clips):
     """The eyes' servos at their XL330-M288's speed (10.5 rad/s, 500 rad/s^2, a saccade's): the robot's
-    eye yaw follows the person's irises with r >= 0.85 at lag 0 and trails them by at most a frame in
-    each clip (at the global 3 rad/s, 40 rad/s^2: r 0.73, 2-3 frames behind)."""
-    assert clips["pooled"]["groups"]["eye_yaw"]["r"] >= 0.85, clips["pooled"]["groups"]["eye_yaw"]
+    eye yaw follows the person's irises with r >= 0.82 at lag 0 (0.84 with each command written the
+    loop latency after its stamp; 0.88 without it, issue 10's 0.85) and trails them by at most 2 frames in
+    each clip, 1 without the latency (at the global 3 rad/s, 40 rad/s^2: r 0.73 without the latency,
+    2-3 frames behind)."""
+    assert clips["pooled"]["groups"]["eye_yaw"]["r"] >= 0.82, clips["pooled"]["groups"]["eye_yaw"]
     for name in (MID_WINK, WINKS, BLINKS):
-        assert clips[name]["groups"]["eye_yaw"]["lag_frames"] <= 1, (name, clips[name]["groups"]["eye_yaw"])
+        assert clips[name]["groups"]["eye_yaw"]["lag_frames"] <= 2, (name, clips[name]["groups"]["eye_yaw"])
 
 
 def test_blinks_shut_the_lids_within_two_frames(clips):
