@@ -54,9 +54,10 @@ def test_a_fast_jaw_opening_is_reached_within_the_caps_and_trails_the_command():
     assert np.abs(v).max() <= cap.velocity + 2 * RAD_PER_TICK / 0.02
     assert np.abs(a).max() <= cap.acceleration + 4 * RAD_PER_TICK / 0.02 ** 2
     assert np.abs(v).max() > 0.8 * cap.velocity  # it does move at speed: the caps are what hold it back
-    # the goal written at the opening is the limiter's first step, not the command
+    # the goal written at the opening is the limiter's first step, not the command: at most a frame's
+    # run from rest at the acceleration cap plus its braking (a T^2: 0.25 rad at 225 rad/s^2, 30 fps)
     opening = dict(zip(goals[OPEN_AT].names, goals[OPEN_AT].position))["jaw"]
-    assert 0.0 < opening < 0.2 * JAW.max
+    assert 0.0 < opening <= cap.acceleration * (FRAME_NS * 1e-9) ** 2 < JAW.max
     # on the frames: achieved != commanded while the jaw travels, there within 0.3 s
     on_frames = achieved(CONFIG, PARAMS, stamps, commands)["jaw"]
     assert on_frames[OPEN_AT] < 0.05 and on_frames[OPEN_AT + 2] < 0.8 * JAW.max

@@ -62,8 +62,8 @@ def test_start_up_moves_slowly_to_neutral_then_restores_the_profile(link):
         driver.poll_health()
         time.sleep(0.02)
     assert jaw.homing_until is None and abs(jaw.position) <= 2 * RAD_PER_TICK
-    state = json.loads(send_command(link, "state 14"))  # the jaw's caps, 4.5 rad/s and 80 rad/s^2, in its profile
-    assert (state["profile_velocity"], state["profile_acceleration"]) == (velocity_units(jaw.servo, 4.5), 213)
+    state = json.loads(send_command(link, "state 14"))  # the jaw's caps, 4.5 rad/s and 225 rad/s^2, in its profile
+    assert (state["profile_velocity"], state["profile_acceleration"]) == (velocity_units(jaw.servo, 4.5), 600)
     driver.bus.close()
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How jittery the robot's eyes and brows are on the servos' positions, against the person's own signal.
+"""How jittery the robot's face is on the servos' positions, against the person's own signal.
 
 Retargets each re-run of `humimic-eval` (its `reruns/` folder) with the shipped retarget and forecast
 settings and the given robot config, drives the commands through the live driver's code over emulated
@@ -35,8 +35,8 @@ from humimic_experiments import anticipation, driven, evaluate, kinematic  # noq
 from humimic_retarget.forecast import forecast_settings  # noqa: E402
 from humimic_retarget.retargeter import RetargetParams  # noqa: E402
 
-#: Groups measured: the joints whose caps and smoothing this bench is for.
-GROUPS = ("eye_yaw", "eye_pitch", "brows")
+#: Groups measured: every group of config/fidelity.yaml's pairing but the neck's.
+GROUPS = ("jaw", "upper_lids", "lip_corners", "eye_yaw", "eye_pitch", "brows")
 #: A reversal is a turn larger than this fraction of the signal's 5-95 % range.
 TURN = 0.05
 
