@@ -38,6 +38,9 @@ HELP = """commands:
   quit                   leave (quit! leaves with unsaved values)"""
 #: Poll period (s) while waiting for a move, and the time allowed beyond distance / speed.
 POLL_PERIOD = 0.02
+#: s added to every reply deadline: a person jogs, nothing here is timed, so a busy computer (or a
+#: slow USB adapter) must not turn a late reply into "no answer" (the driver's margin is 10 ms)
+REPLY_MARGIN_S = 0.1
 ARRIVE_MARGIN = 2.0
 
 
@@ -218,7 +221,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not (math.isfinite(args.speed) and args.speed > 0):
             raise ValueError(f"--speed must be > 0 rad/s, got {args.speed}")
         bus = ServoBus(calibration.jog_servos(), dataclasses.replace(
-            config.bus, port=args.port or config.bus.port, baud_rate=args.baud or config.bus.baud_rate))
+            config.bus, port=args.port or config.bus.port, baud_rate=args.baud or config.bus.baud_rate),
+            timeout_margin_s=REPLY_MARGIN_S)
         warning = bus.open()
     except (ConfigError, ValueError, BusError) as exc:
         print(f"humimic-calibrate: {exc}", file=sys.stderr)
