@@ -45,6 +45,7 @@ def test_rerun_moves_as_the_live_node_with_every_retarget_parameter(sample_media
 
     from humimic_core.parameters import node_parameters
     from humimic_core.paths import config_file
+    from humimic_core.robot_config import load_robot_config
     from humimic_retarget.retargeter import RetargetParams
 
     shipped = yaml.safe_load(config_file("humimic.yaml").read_text())
@@ -70,8 +71,12 @@ def test_rerun_moves_as_the_live_node_with_every_retarget_parameter(sample_media
     assert runs["shipped"]["neck_yaw"][0][0] - VIDEO_EPOCH_NS * 1e-9 > 0.9  # frame 30 of 30 fps: 1 s in
     yaw = runs["shipped"]["neck_yaw"][1]
     assert abs(yaw).max() > 0.02 and (runs["same_side"]["neck_yaw"][1] == -yaw).all()  # mirror undone
-    travel = {name: sum(abs(c[1][1:] - c[1][:-1]).sum() for c in run.values()) for name, run in runs.items()}
-    assert travel["smooth"] < 0.7 * travel["shipped"]  # a slower low-pass moves the joints less
+    # a slower low-pass moves the joints that follow the node's `smoothing` less (the others, e.g. the
+    # lids and the mouth, have their own constraints.smoothing in the robot config)
+    own = load_robot_config(config_file("robot_face.yaml")).constraints.smoothing
+    travel = {name: sum(abs(c[1][1:] - c[1][:-1]).sum() for joint, c in run.items() if joint not in own)
+              for name, run in runs.items()}
+    assert travel["shipped"] > 0.1 and travel["smooth"] < 0.7 * travel["shipped"], travel
 
 
 def test_a_rerun_and_the_live_node_give_the_same_commands(tmp_path):
