@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from humimic_bringup.graph import ProcessSpec, imitation_graph
 from humimic_bringup.runner import Pipeline, command
 from humimic_core.paths import config_file
 from humimic_core.topics import ACTION_UNITS, CAMERA_INFO, JOINT_COMMANDS, WRITTEN_GOALS, absolute
+from humimic_experiments.record_node import PUBLISHER_SEEN
 from humimic_experiments.two_hosts import Host
 
 
@@ -36,6 +37,18 @@ WORKSTATION_NODES = ("face_perception",)
 RECORDED = tuple(absolute(t) for t in (CAMERA_INFO, ACTION_UNITS, JOINT_COMMANDS, WRITTEN_GOALS))
 
 
+def wait_for_lines(log: Path, lines: Sequence[str], timeout: float, pipeline: Pipeline) -> bool:
+    """Whether every one of ``lines`` appears in the log within ``timeout`` s (False at once when a process
+    of ``pipeline`` fails)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not pipeline.failed():
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        if all(line in text for line in lines):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def run_split(video: str, out: Path, hosts: Optional[Tuple[Host, Host]], single: Optional[Host] = None,
               timeout: float = 120.0, realtime: bool = True) -> Path:
     """Imitate `video` with perception on hosts[0] and camera, retarget, driver, emulated bus and
@@ -55,6 +68,12 @@ def run_split(video: str, out: Path, hosts: Optional[Tuple[Host, Host]], single:
         env = dict(os.environ)
     camera = [s for s in placed if s.name == "camera"]
     with Pipeline([s for s in placed if s.name != "camera"], out / "logs", env) as nodes:
+        # across hosts discovery takes its time: the camera waits for its own subscribers, and here the
+        # recorder must also see the other topics' publishers, or it loses their first messages
+        awaited = [f"{t}: {PUBLISHER_SEEN}" for t in RECORDED if t != absolute(CAMERA_INFO)]
+        if not wait_for_lines(out / "logs" / "recorder.log", awaited, timeout, nodes):
+            raise RuntimeError(f"the recorder did not see every topic's publisher in {timeout:.0f} s "
+                               f"(logs: {out / 'logs'})")
         with Pipeline(camera, out / "logs", env) as source:
             if source.wait("camera", timeout) is None:
                 raise RuntimeError(f"the camera did not finish {video} in {timeout:.0f} s (logs: {out / 'logs'})")

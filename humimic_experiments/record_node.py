@@ -32,6 +32,8 @@ from humimic_core.topics import LATCHED, NAMES, RELIABLE, SENSOR, TOPICS, instal
 #: QoS kind -> (the recorder's subscription, the profile humimic's publishers offer)
 QOS = {SENSOR: (RECORDER_SENSOR_QOS, SENSOR_QOS), RELIABLE: (RECORDER_RELIABLE_QOS, RELIABLE_QOS),
        LATCHED: (LATCHED_QOS, LATCHED_QOS)}
+#: Seconds between checks for the recorded topics' first publishers, and what is logged for each.
+PUBLISHER_POLL_S, PUBLISHER_SEEN = 0.1, "publisher seen"
 
 
 class RecordNode(Node):
@@ -64,6 +66,17 @@ class RecordNode(Node):
                 QOS[kind][0], raw=True).topic_name
         self.writer = SegmentedBagWriter(output, storage, split, names={r: t for t, r in self._recorded.items()})
         self.get_logger().info(f"recording {len(topics)} topics into {output} ({storage})")
+        self._unseen = list(topics)
+        self._seen_timer = self.create_timer(PUBLISHER_POLL_S, self.on_poll_publishers)
+
+    def on_poll_publishers(self) -> None:
+        """Log each topic's first publisher (``<topic>: publisher seen``): a launcher can start the
+        source once the recorder sees what it must not miss."""
+        for topic in [t for t in self._unseen if self.count_publishers(self._recorded[t])]:
+            self._unseen.remove(topic)
+            self.get_logger().info(f"{topic}: {PUBLISHER_SEEN}")
+        if not self._unseen:
+            self._seen_timer.cancel()
 
     def offered(self, topic: str) -> List[Qos]:
         """The QoS profiles the topic's publishers offer (humimic's own profile if none is seen)."""
