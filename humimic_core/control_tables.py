@@ -12,7 +12,7 @@ control tables ROBOTIS ships in the dynamixel-sdk wheel (dynamixel_easy_sdk/cont
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Tuple
 
 
@@ -90,42 +90,20 @@ MX2_REGISTERS: Dict[str, Register] = {
     "present_load": Register(126, 2, signed=True, readonly=True),
 }
 
-# DYNAMIXEL-P series (PH42, PH54, PM42, PM54): the EEPROM area as the X series' up to address 63,
-# the RAM area from address 512 on, three LEDs. https://emanual.robotis.com/docs/en/dxl/p/ph42-020-s300-r/
+# DYNAMIXEL-P series (PH42, PH54, PM42, PM54): the EEPROM area as the X series' up to address 63, the
+# RAM area the X series' moved from address 64 to 512, with three LEDs where the X series has one.
+# https://emanual.robotis.com/docs/en/dxl/p/ph42-020-s300-r/
+P_RAM_OFFSET = 512 - 64
 P_SERIES_REGISTERS: Dict[str, Register] = {
     **{name: reg for name, reg in X_SERIES_REGISTERS.items() if reg.eeprom},
     "acceleration_limit": Register(40, 4, True),
     "max_position_limit": Register(48, 4, True, signed=True),  # the position counter is signed here
     "min_position_limit": Register(52, 4, True, signed=True),
-    "torque_enable": Register(512, 1),
+    **{name: replace(reg, address=reg.address + P_RAM_OFFSET)
+       for name, reg in X_SERIES_REGISTERS.items() if not reg.eeprom and name != "led"},
     "led_red": Register(513, 1),
     "led_green": Register(514, 1),
     "led_blue": Register(515, 1),
-    "status_return_level": Register(516, 1),
-    "registered_instruction": Register(517, 1, readonly=True),
-    "hardware_error_status": Register(518, 1, readonly=True),
-    "velocity_i_gain": Register(524, 2),
-    "velocity_p_gain": Register(526, 2),
-    "position_d_gain": Register(528, 2),
-    "position_i_gain": Register(530, 2),
-    "position_p_gain": Register(532, 2),
-    "goal_pwm": Register(548, 2, signed=True),
-    "goal_current": Register(550, 2, signed=True),
-    "goal_velocity": Register(552, 4, signed=True),
-    "profile_acceleration": Register(556, 4),
-    "profile_velocity": Register(560, 4),
-    "goal_position": Register(564, 4, signed=True),
-    "realtime_tick": Register(568, 2, readonly=True),
-    "moving": Register(570, 1, readonly=True),
-    "moving_status": Register(571, 1, readonly=True),
-    "present_pwm": Register(572, 2, signed=True, readonly=True),
-    "present_current": Register(574, 2, signed=True, readonly=True),
-    "present_velocity": Register(576, 4, signed=True, readonly=True),
-    "present_position": Register(580, 4, signed=True, readonly=True),
-    "velocity_trajectory": Register(584, 4, signed=True, readonly=True),
-    "position_trajectory": Register(588, 4, signed=True, readonly=True),
-    "present_input_voltage": Register(592, 2, readonly=True),
-    "present_temperature": Register(594, 1, readonly=True),
 }
 
 # Common to every Protocol 2.0 model here (X, MX(2.0), P):
