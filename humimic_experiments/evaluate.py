@@ -54,6 +54,8 @@ DEFAULT_CLIPS = (
 HEAD_POSE, LANDMARKS = absolute(HEAD_POSE), absolute(LANDMARKS)
 FRAME_TOPICS = (absolute(CAMERA_INFO), absolute(CAMERA_IMAGE))
 ROBOT_TOPICS = (absolute(JOINT_STATES), absolute(JOINT_COMMANDS))
+#: The table's last row: the person against themselves one frame later (one_frame_behind).
+REFERENCE_ROW = "person, one frame behind"
 #: What the robot's side of the measure is: the servos' positions or the commands (ROBOT_TOPICS' order).
 MEASURED = ("positions", "commands")
 
@@ -194,13 +196,28 @@ def measure(recording: Recording, pairing: Pairing, config: RobotConfig) -> Tupl
     return figures, segments
 
 
-def pooled(results: Sequence[Tuple[Dict[str, object], kinematic.Segments]], max_lag: int,
-           reach: float) -> Dict[str, object]:
-    """Every clip together: each pair's segments of all clips pooled, all blink and wink events."""
+def pooled_segments(results: Sequence[Tuple[Dict[str, object], kinematic.Segments]]) -> kinematic.Segments:
+    """Each pair's segments of every clip."""
     segments: kinematic.Segments = {}
     for _, clip_segments in results:
         for pair, s in clip_segments.items():
             segments.setdefault(pair, []).extend(s)
+    return segments
+
+
+def one_frame_behind(results: Sequence[Tuple[Dict[str, object], kinematic.Segments]], max_lag: int) -> Dict[str, object]:
+    """The figures of the person against themselves one frame later, every clip pooled
+    (kinematic.one_frame_behind): what a robot that acts a frame after its camera reaches without
+    predicting, for reference beside the robot's."""
+    return {"frames": sum(f["frames"] for f, _ in results),
+            **kinematic.correlation_table(kinematic.one_frame_behind(pooled_segments(results)), max_lag),
+            "blinks": {}, "winks": {"count": 0, "one_lid": 0}}
+
+
+def pooled(results: Sequence[Tuple[Dict[str, object], kinematic.Segments]], max_lag: int,
+           reach: float) -> Dict[str, object]:
+    """Every clip together: each pair's segments of all clips pooled, all blink and wink events."""
+    segments = pooled_segments(results)
     blinks = [e for figures, _ in results for e in figures["blinks"]["events"]]
     winks = [e for figures, _ in results for e in figures["winks"]["events"]]
     return {"frames": sum(f["frames"] for f, _ in results), "max_lag_frames": max_lag,
@@ -283,10 +300,11 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
         raise ValueError("no clip to evaluate (none of the clips given exists)")
     lag = max(f["max_lag_frames"] for f, _ in results)
     total = pooled(results, lag, pairing.blinks["reach"])
-    table = table_rows(rows + [("pooled", total)], pairing.columns())
+    reference = one_frame_behind(results, lag)
+    table = table_rows(rows + [("pooled", total), (REFERENCE_ROW, reference)], pairing.columns())
     topics = sorted({f["robot_topic"] for f, _ in results})
     report = {"measured": measured, "robot_topics": topics, "mirror": mirror, "pairs": [vars(p) for p in pairing.pairs],
-              "clips": [f for f, _ in results], "pooled": total}
+              "clips": [f for f, _ in results], "pooled": total, "one_frame_behind": reference}
     out.mkdir(parents=True, exist_ok=True)
     (out / "fidelity.json").write_text(json.dumps(report, indent=2, default=float))
     robot = "servos' achieved positions" if measured == "positions" else "commanded positions"
@@ -296,7 +314,9 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
                f"depth within {int(pairing.blinks['window_frames'])} frames of the person's peak (fraction of "
                f"neutral -> closed), share reaching {pairing.blinks['reach']:g}, median delay (frames) to reaching "
                f"it, blinks where it was never reached within {pairing.max_lag_s:g} s; winks: events where only the "
-               f"closed eye's lid moved / winks.")
+               f"closed eye's lid moved / winks. Last row, for reference: the person against themselves one "
+               f"frame later, pooled: what a robot that shows each frame exactly, from the next frame on (as "
+               f"any robot acting on its camera's frames must), reaches without predicting the person.")
     (out / "fidelity.md").write_text(caption + "\n\n" + format_markdown(table) + "\n")
     log(caption)
     log(format_text(table))

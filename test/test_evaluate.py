@@ -31,7 +31,9 @@ def test_evaluation_of_a_real_clip_prints_and_writes_the_table(shared_media, tmp
     assert any("skipped no_such_clip.mp4" in line for line in printed)
     table = printed[-1].splitlines()
     assert table[0].split()[:6] == ["clip", "frames", "jaw", "upper_lid_left", "upper_lid_right", "upper_lids"]
-    assert table[-1].startswith("pooled")
+    assert table[-2].startswith("pooled") and table[-1].startswith("person, one frame behind")
+    reference = report["one_frame_behind"]["groups"]["jaw"]  # the person against themselves a frame later
+    assert reference["lag_frames"] == 1 and reference["best_r"] == pytest.approx(1.0) and reference["r"] < 1.0
     assert json.loads((tmp_path / "fidelity.json").read_text())["clips"][0]["clip"] == CLIP
     assert "| pooled |" in (tmp_path / "fidelity.md").read_text()
     assert main([CLIP, "--out", str(tmp_path)]) == 2 and "pass --reuse" in capsys.readouterr().err

@@ -25,6 +25,16 @@ def test_a_follower_at_a_known_lag_scores_one_there_and_a_leader_is_never_credit
     assert c.lag >= 0 and c.best_r == pytest.approx(c.r) and c.best_r < 0.9
 
 
+def test_the_person_one_frame_behind_follows_exactly_one_frame_late():
+    """The reference row: the robot's side replaced by the person's own signal a frame later."""
+    x = smooth_noise(600, 4)
+    pair = k.Pair("jaw", "jaw", "mouth_open", 1.0)
+    reference = k.one_frame_behind({pair: [(x, np.zeros_like(x))]})  # the robot's side is ignored
+    c = k.follow_correlation(reference[pair], max_lag=5)
+    assert c.lag == 1 and c.best_r == pytest.approx(1.0) and c.r < 0.99 and c.n == 599
+    assert c.r == pytest.approx(np.corrcoef(x[1:], x[:-1])[0, 1])
+
+
 def test_pooling_centres_each_side_and_a_wrong_sign_is_negative():
     x, y = smooth_noise(300, 2), smooth_noise(300, 3)
     r, n = k.pooled_pearson([(x, x + 5.0), (y, y - 5.0)])  # offsets differ per side: not correlation
