@@ -39,6 +39,9 @@ ONSETS = (("smile", ("AU12",), 1.5), ("blink", ("AU45",), 2.5), ("brow_raise", (
           ("mouth_open", ("AU26",), 1.5))
 #: Seconds before a measured onset within which a forecast onset counts as predicting it.
 ONSET_WINDOW = 0.5
+#: The table's last row: the person against themselves one frame later (kinematic.one_frame_behind), the
+#: lag and r at lag 0 of a robot that shows each frame exactly from the next frame on, without predicting.
+REFERENCE_ROW = "person, one frame behind (reference)"
 #: The groups of the issue's lag target.
 TARGET_GROUPS = ("jaw", "upper_lids", "lip_corners")
 
@@ -177,8 +180,11 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
                 lags.append(fine_lag(segments, clip.recording.fps))
                 each[clip.label][group] = (kinematic.pooled_pearson(segments, 0)[0], lags[-1])
         figures["lag_ms_clip_median"] = float(np.nanmedian(lags)) if np.isfinite(lags).any() else float("nan")
+    reference = kinematic.one_frame_behind(evaluate.pooled_segments(results))
+    behind = {g: {"r": kinematic.pooled_pearson(s, 0)[0], "lag_ms": fine_lag(s, fps)}
+              for g in pooled["groups"] for s in [[x for p, ss in reference.items() if p.group == g for x in ss]]}
     blink_delays = [e["delay"] for f, _ in results for e in f["blinks"]["events"]]
-    return {"groups": pooled["groups"], "blinks": pooled["blinks"],
+    return {"groups": pooled["groups"], "blinks": pooled["blinks"], "one_frame_behind": behind,
             "blink_delay_ms_median": 1e3 * float(np.nanmedian(blink_delays)) / fps if blink_delays else float("nan"),
             "onsets": onset_anticipation(onsets) if settings.enabled or forecasters else None, "fps": fps,
             "measured": measured, "clips": each}
@@ -229,6 +235,11 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
             figures = measure(clips, config, params, pairing, settings, None, measured, params_file, latency_s)
         report[name] = figures
         table.append(row(name, figures))
+        log(" | ".join(table[-1]))
+    if report:  # the same for every variant: the person's own geometry
+        behind = next(iter(report.values()))["one_frame_behind"]
+        table.append([REFERENCE_ROW, *(f"{behind[g]['r']:.3f} / – / {behind[g]['lag_ms']:.0f} / –" if g in behind
+                                       else "–" for g in TARGET_GROUPS), "–", "–", "–"])
         log(" | ".join(table[-1]))
     out.mkdir(parents=True, exist_ok=True)
     (out / "anticipation.json").write_text(json.dumps(report, indent=2, default=float))
