@@ -180,9 +180,10 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
                 lags.append(fine_lag(segments, clip.recording.fps))
                 each[clip.label][group] = (kinematic.pooled_pearson(segments, 0)[0], lags[-1])
         figures["lag_ms_clip_median"] = float(np.nanmedian(lags)) if np.isfinite(lags).any() else float("nan")
-    reference = kinematic.one_frame_behind(evaluate.pooled_segments(results))
-    behind = {g: {"r": kinematic.pooled_pearson(s, 0)[0], "lag_ms": fine_lag(s, fps)}
-              for g in pooled["groups"] for s in [[x for p, ss in reference.items() if p.group == g for x in ss]]}
+    by_group: Dict[str, List[Tuple[np.ndarray, np.ndarray]]] = {}
+    for pair, segments in kinematic.one_frame_behind(evaluate.pooled_segments(results)).items():
+        by_group.setdefault(pair.group, []).extend(segments)
+    behind = {g: {"r": kinematic.pooled_pearson(s, 0)[0], "lag_ms": fine_lag(s, fps)} for g, s in by_group.items()}
     blink_delays = [e["delay"] for f, _ in results for e in f["blinks"]["events"]]
     return {"groups": pooled["groups"], "blinks": pooled["blinks"], "one_frame_behind": behind,
             "blink_delay_ms_median": 1e3 * float(np.nanmedian(blink_delays)) / fps if blink_delays else float("nan"),

@@ -207,8 +207,8 @@ def pooled_segments(results: Sequence[Tuple[Dict[str, object], kinematic.Segment
 
 def one_frame_behind(results: Sequence[Tuple[Dict[str, object], kinematic.Segments]], max_lag: int) -> Dict[str, object]:
     """The figures of the person against themselves one frame later, every clip pooled
-    (kinematic.one_frame_behind): what a robot that acts a frame after its camera reaches without
-    predicting, for reference beside the robot's."""
+    (kinematic.one_frame_behind): a robot that shows each frame exactly, a frame late, for reference
+    beside the robot's."""
     return {"frames": sum(f["frames"] for f, _ in results),
             **kinematic.correlation_table(kinematic.one_frame_behind(pooled_segments(results)), max_lag),
             "blinks": {}, "winks": {"count": 0, "one_lid": 0}}
@@ -315,8 +315,8 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
                f"neutral -> closed), share reaching {pairing.blinks['reach']:g}, median delay (frames) to reaching "
                f"it, blinks where it was never reached within {pairing.max_lag_s:g} s; winks: events where only the "
                f"closed eye's lid moved / winks. Last row, for reference: the person against themselves one "
-               f"frame later, pooled: what a robot that shows each frame exactly, from the next frame on (as "
-               f"any robot acting on its camera's frames must), reaches without predicting the person.")
+               f"frame later, pooled: a robot that shows each frame exactly, from the next frame on, as any robot "
+               f"acting on its camera's frames must; only predicting the person does better.")
     (out / "fidelity.md").write_text(caption + "\n\n" + format_markdown(table) + "\n")
     log(caption)
     log(format_text(table))

@@ -321,8 +321,8 @@ def pair_segments(signals: Mapping[str, np.ndarray], positions: Mapping[str, np.
 def one_frame_behind(segments: Segments) -> Segments:
     """The segments with the robot's side replaced by the person's own signal one frame later: a robot
     that shows each frame exactly, but only from the next frame on, as any robot must that acts on its
-    camera's frames (a frame's command reaches the servos a loop latency after the frame). Its r at lag 0
-    is what such a robot reaches without predicting the person: the reference for the robot's."""
+    camera's frames (a frame's command reaches the servos a loop latency after the frame). Its lag is a
+    frame; a robot does better only by predicting the person from earlier frames: the reference for the robot's."""
     return {p: [(x[1:], x[:-1]) for x, _ in ss] for p, ss in segments.items()}
 
 
