@@ -30,9 +30,10 @@ from humimic_driver.sim.servo_emulator import ServoEmulator, servos_from_config
 #: Seconds the driver runs before the first command: start-up, servos resting at neutral.
 LEAD_IN_S = 0.5
 #: Seconds from a frame's camera stamp to its command's bus write on a live robot: the p50 of
-#: tools/bench_latency.py on a quiet 2-core VM, 13.3 ms (docs/latency.md, "On a quiet machine").
-#: A command fed at its stamp would be a robot with no latency at all.
-LOOP_LATENCY_S = 0.0133
+#: tools/bench_latency.py --fps 30 on a quiet 2-core VM with the shipped defaults, 10.2 ms
+#: (docs/latency.md, "On a quiet machine at 30 fps, after both rounds"; 13.3 ms before issue 15's
+#: second round). A command fed at its stamp would be a robot with no latency at all.
+LOOP_LATENCY_S = 0.0102
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ by rosbags (zeroed padding), the landmark backend runs single-threaded, and the 
 smoothing is timed by the frame stamps.
 
 With the driver (the default; ``--no-driver`` leaves it out) each command also goes, a live loop
-latency after its stamp (driven.LOOP_LATENCY_S, 13.3 ms; the forecast counts the same latency), to
+latency after its stamp (driven.LOOP_LATENCY_S, 10.2 ms; the forecast counts the same latency), to
 the live driver's code over emulated servos on simulated time (humimic_experiments.driven), and
 the servos' achieved positions (/joint_states at the driver's state_rate) and the goals written
 (/driver/written_goals) go into the bag as a live recording has them.

@@ -32,8 +32,8 @@ Each channel is forecast as far ahead as the robot's joints it moves trail the p
   one-frame jitter (the open eye's AU45 in a wink of the other) is not pushed 60 ms on and the
   lids do not lead the eye.
 
-At 30 fps and 13.3 ms of latency: jaw 58 + 42 ms, lip corners 40 + 57 ms, lids 10 + 57 ms, each
-bounded by ``horizon`` (default 0.067 s: at 0.1 s the jaw's r fell and false onsets doubled for 2-4
+At 30 fps and 10.2 ms of latency, with the sample robot's caps and smoothing: jaw 25 + 42 ms, lip
+corners 26 + 41 ms, lids 10 + 54 ms, eyes 40 + 27 ms, each bounded by ``horizon`` (default 0.067 s: at 0.1 s the jaw's r fell and false onsets doubled for 2-4
 ms less lag, docs/anticipation.md); brows, eyes and the neck reach the bound.
 
 A frame without a face, or a gap of more than MAX_GAP s, restarts the history; action units stay
@@ -78,8 +78,8 @@ class ForecastSettings(Settings):
     horizon: float = setting(0.067, "Seconds ahead at most: each channel as far as its joints trail the person "
                                   "(smoothing and caps here and in the driver, loop latency, a frame's hold)",
                              (0.0, MAX_HORIZON))
-    hop: float = setting(0.0018, "Seconds from this node's receipt of a frame to the driver's bus write, added to "
-                                 "the measured stamp -> receipt latency (docs/latency.md p50: 11.5 -> 13.3 ms)",
+    hop: float = setting(0.0025, "Seconds from this node's receipt of a frame to the driver's bus write, added to "
+                                 "the measured stamp -> receipt latency (docs/latency.md p50 at 30 fps: 7.7 -> 10.2 ms)",
                          (0.0, 1.0))
     model: str = setting("", "learned: ONNX model of humimic-forecast-train")
 

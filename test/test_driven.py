@@ -115,7 +115,7 @@ def test_a_ramp_within_the_caps_is_followed_closely_and_within_the_caps():
 
 
 def test_each_command_reaches_the_bus_a_loop_latency_after_its_stamp():
-    """As on a live robot, where camera stamp -> bus write is 13.3 ms at p50 (docs/latency.md): the
+    """As on a live robot, where camera stamp -> bus write is 10.2 ms at p50 (docs/latency.md): the
     offline driver writes each command LOOP_LATENCY_S after its stamp, so the positions on the frames
     count that latency, and the jaw reaches the same point of its opening that much later."""
     stamps, commands = jaw_opening()

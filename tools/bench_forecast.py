@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from humimic_core.channels import PUBLISHED  # noqa: E402
 from humimic_core.paths import config_file  # noqa: E402
 from humimic_core.robot_config import load_robot_config  # noqa: E402
+from humimic_experiments.driven import LOOP_LATENCY_S  # noqa: E402
 from humimic_experiments.forecast_train import export  # noqa: E402
 from humimic_retarget.offline.fitting import fit_ridge  # noqa: E402
 from humimic_retarget.forecast import (ForecastSettings, LearnedForecaster, feature_names,  # noqa: E402
@@ -47,7 +48,7 @@ def main() -> None:
     rows = [("retargeter.update (baseline)", per_frame_ms(retargeter.update, frames))]
     response, driver = retargeter.response_times(), retargeter.driver_times()
     for name in ("linear", "kalman"):  # as the node runs them: horizons per channel, recomputed every frame
-        forecaster = make_forecaster(ForecastSettings(method=name), response, driver, 0.0133)
+        forecaster = make_forecaster(ForecastSettings(method=name), response, driver, LOOP_LATENCY_S)
         rows.append((f"forecast {name}", per_frame_ms(forecaster, frames)))
     time_base = StreamTime(1.0)
     time_base.latency_ms.extend([13.0] * LATENCY_WINDOW)
