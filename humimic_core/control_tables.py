@@ -127,7 +127,8 @@ BAUD_CODES: Dict[int, int] = {baud: code for code, baud in BAUD_RATES.items()}
 
 # Hardware error status (address 70; 518 on the P series) bit -> word. The servo keeps them until
 # rebooted; those set in the Shutdown register (address 63, default 52 = overheating, electrical
-# shock, overload; 58 on the P series = motor hall sensor, motor encoder, electrical shock, overload)
+# shock, overload; 53 on the XL330s = input voltage too; 58 on the P series = motor hall sensor, motor
+# encoder, electrical shock, overload)
 # also switch torque off. Bit 1 is the P series' only (unused on the X series and MX).
 HARDWARE_ERROR_BITS: Dict[int, str] = {
     0: "input voltage",
@@ -220,15 +221,18 @@ _X_DEFAULTS = {
 
 # X series: https://emanual.robotis.com/docs/en/dxl/x/<model>/ (e.g. .../x/xm430-w350/); current
 # unit 1 mA (XL330, XC330) or 2.69 mA (XM430, XM540); effort unit = current unit * stall torque / current.
+# The XL330s shut down for an input voltage error as well (Shutdown 53) and start with Position P Gain
+# 400 (e-Manual, xl330-m288 and xl330-m077 control tables).
+_XL330_DEFAULTS = {**_X_DEFAULTS, "shutdown": 53, "position_p_gain": 400}
 MODELS: Dict[str, ModelSpec] = {
     "XL330-M288": ModelSpec(
         "XL330-M288", 1200, 0.001 * 0.52 / 1.47,
-        defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35, "present_input_voltage": 50,
+        defaults={**_XL330_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35, "present_input_voltage": 50,
                   "current_limit": 1750, "velocity_limit": 445, "temperature_limit": 70},
     ),
     "XL330-M077": ModelSpec(
         "XL330-M077", 1190, 0.001 * 0.215 / 1.47,
-        defaults={**_X_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35, "present_input_voltage": 50,
+        defaults={**_XL330_DEFAULTS, "max_voltage_limit": 70, "min_voltage_limit": 35, "present_input_voltage": 50,
                   "current_limit": 1750, "velocity_limit": 1620, "temperature_limit": 70},
     ),
     "XC330-M288": ModelSpec(

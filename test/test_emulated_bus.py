@@ -312,16 +312,20 @@ def test_overheating_drops_torque_sets_alert_until_rebooted_cool():
     assert _write(emulator, 12.5, 1, "torque_enable", 1) == 0 and servo.torque
 
 
-def test_input_voltage_error_keeps_torque_injected_overload_drops_it():
-    servo = EmulatedServo(1, "XL330-M288", 2048)
-    emulator = ServoEmulator([servo])
-    _write(emulator, 0.0, 1, "torque_enable", 1)
-    assert apply_fault("voltage 1 8.0", emulator, 0.1, None) == "ok"  # above the 7.0 V limit
-    (status,) = _exchange(emulator, 0.2, 1, p.INST_PING)
-    assert status.error == p.ERR_ALERT and servo.hardware_error == HW_INPUT_VOLTAGE
-    assert servo.torque and servo.get("present_input_voltage") == 80  # not in the Shutdown register
+def test_input_voltage_error_keeps_torque_where_the_model_says_injected_overload_drops_it():
+    """Each model's Shutdown register as the e-Manual gives it: an XM430 (52) keeps torque through an
+    input voltage error, an XL330 (53) drops it; both drop it on an overload."""
+    xm, xl = EmulatedServo(1, "XM430-W350", 2048), EmulatedServo(2, "XL330-M288", 2048)
+    emulator = ServoEmulator([xm, xl])
+    for servo, volts in ((xm, "17.0"), (xl, "8.0")):  # above the 16.0 and 7.0 V limits
+        _write(emulator, 0.0, servo.id, "torque_enable", 1)
+        assert apply_fault(f"voltage {servo.id} {volts}", emulator, 0.1, None) == "ok"
+        (status,) = _exchange(emulator, 0.2, servo.id, p.INST_PING)
+        assert status.error == p.ERR_ALERT and servo.hardware_error == HW_INPUT_VOLTAGE
+    assert xm.torque and xm.get("present_input_voltage") == 170  # not in its Shutdown register
+    assert not xl.torque and xl.get("present_input_voltage") == 80  # in the XL330's
     apply_fault("overload 1", emulator, 0.3, None)
-    assert servo.hardware_error == HW_INPUT_VOLTAGE | HW_OVERLOAD and not servo.torque
+    assert xm.hardware_error == HW_INPUT_VOLTAGE | HW_OVERLOAD and not xm.torque
 
 
 def test_dead_servo_is_silent_and_sync_read_skips_it_until_revived():
