@@ -24,6 +24,9 @@ class ConfigError(ValueError):
     """A robot config that cannot be used; the message names the field."""
 
 
+#: Default caps (rad/s, rad/s^2) of joints without a constraints entry: the driver's and the retarget
+#: node's max_velocity / max_acceleration parameters.
+DEFAULT_MAX_VELOCITY, DEFAULT_MAX_ACCELERATION = 3.0, 40.0
 #: Known keys at each level of the robot config (mapping/constraints: humimic_core.mapping_config).
 TOP_KEYS = ("robot", "bus", "servos", "fixed_links", "mapping", "constraints")
 ROBOT_KEYS = ("name", "base_link")

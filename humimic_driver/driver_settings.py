@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from humimic_core.control_tables import BAUD_CODES
 from humimic_core.processes import realtime_priority_setting
+from humimic_core.robot_config import DEFAULT_MAX_ACCELERATION, DEFAULT_MAX_VELOCITY
 from humimic_core.settings import Settings, setting
 from humimic_driver.bus import DEFAULT_RETRIES, DEFAULT_TIMEOUT_MARGIN_S
 from humimic_driver.diagnostics import Thresholds
@@ -62,9 +63,9 @@ class DriverSettings(Settings):
                                        "(a busy bus or USB adapter) before it counts as not answering", (1, 100))
     homing_velocity: float = setting(0.5, "rad/s of the slow moves to neutral at start-up, after a recovery "
                                           "and on shutdown (the servos' Profile Velocity)", (0, 100))
-    max_velocity: float = setting(3.0, "rad/s cap of every goal written, for joints without a constraints.velocity "
+    max_velocity: float = setting(DEFAULT_MAX_VELOCITY, "rad/s cap of every goal written, for joints without a constraints.velocity "
                                        "entry in the robot config (never above the servo model's limit)", (0, 100))
-    max_acceleration: float = setting(40.0, "rad/s^2 cap of every goal written, for joints without a "
+    max_acceleration: float = setting(DEFAULT_MAX_ACCELERATION, "rad/s^2 cap of every goal written, for joints without a "
                                             "constraints.acceleration entry in the robot config (never above "
                                             "the servo model's largest profile acceleration)", (0, 10000))
     neutral_velocity: float = setting(0.8, "rad/s of the glide to neutral when /joint_commands stop", (0, 100))

@@ -39,9 +39,6 @@ ONSETS = (("smile", ("AU12",), 1.5), ("blink", ("AU45",), 2.5), ("brow_raise", (
           ("mouth_open", ("AU26",), 1.5))
 #: Seconds before a measured onset within which a forecast onset counts as predicting it.
 ONSET_WINDOW = 0.5
-#: The table's last row: the person against themselves one frame later (kinematic.one_frame_behind), the
-#: lag and r at lag 0 of a robot that shows each frame exactly from the next frame on, without predicting.
-REFERENCE_ROW = "person, one frame behind (reference)"
 #: The groups of the issue's lag target.
 TARGET_GROUPS = ("jaw", "upper_lids", "lip_corners")
 
@@ -170,20 +167,20 @@ def measure(clips: Sequence[ClipData], config: RobotConfig, params: RetargetPara
     pooled = evaluate.pooled(results, lag, pairing.blinks["reach"])
     fps = float(np.median([c.recording.fps for c in clips]))
     each: Dict[str, Dict[str, Tuple[float, float]]] = {c.label: {} for c in clips}  # clip -> group -> (r@0, lag ms)
+    behind: Dict[str, Dict[str, float]] = {}  # group -> the person a frame late (kinematic.one_frame_behind)
     for group, figures in pooled["groups"].items():
         per_clip = [[s for p, ss in clip_segments.items() if p.group == group for s in ss]
                     for _, clip_segments in results]
-        figures["lag_ms"] = fine_lag([s for segments in per_clip for s in segments], fps)
+        every = [s for segments in per_clip for s in segments]
+        figures["lag_ms"] = fine_lag(every, fps)
+        reference = kinematic.one_frame_behind(every)
+        behind[group] = {"r": kinematic.pooled_pearson(reference, 0)[0], "lag_ms": fine_lag(reference, fps)}
         lags = []
         for segments, clip in zip(per_clip, clips):
             if segments:
                 lags.append(fine_lag(segments, clip.recording.fps))
                 each[clip.label][group] = (kinematic.pooled_pearson(segments, 0)[0], lags[-1])
         figures["lag_ms_clip_median"] = float(np.nanmedian(lags)) if np.isfinite(lags).any() else float("nan")
-    by_group: Dict[str, List[Tuple[np.ndarray, np.ndarray]]] = {}
-    for pair, segments in kinematic.one_frame_behind(evaluate.pooled_segments(results)).items():
-        by_group.setdefault(pair.group, []).extend(segments)
-    behind = {g: {"r": kinematic.pooled_pearson(s, 0)[0], "lag_ms": fine_lag(s, fps)} for g, s in by_group.items()}
     blink_delays = [e["delay"] for f, _ in results for e in f["blinks"]["events"]]
     return {"groups": pooled["groups"], "blinks": pooled["blinks"], "one_frame_behind": behind,
             "blink_delay_ms_median": 1e3 * float(np.nanmedian(blink_delays)) / fps if blink_delays else float("nan"),
@@ -239,7 +236,7 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
         log(" | ".join(table[-1]))
     if report:  # the same for every variant: the person's own geometry
         behind = next(iter(report.values()))["one_frame_behind"]
-        table.append([REFERENCE_ROW, *(f"{behind[g]['r']:.3f} / – / {behind[g]['lag_ms']:.0f} / –" if g in behind
+        table.append([kinematic.REFERENCE_ROW, *(f"{behind[g]['r']:.3f} / – / {behind[g]['lag_ms']:.0f} / –" if g in behind
                                        else "–" for g in TARGET_GROUPS), "–", "–", "–"])
         log(" | ".join(table[-1]))
     out.mkdir(parents=True, exist_ok=True)

@@ -54,8 +54,6 @@ DEFAULT_CLIPS = (
 HEAD_POSE, LANDMARKS = absolute(HEAD_POSE), absolute(LANDMARKS)
 FRAME_TOPICS = (absolute(CAMERA_INFO), absolute(CAMERA_IMAGE))
 ROBOT_TOPICS = (absolute(JOINT_STATES), absolute(JOINT_COMMANDS))
-#: The table's last row: the person against themselves one frame later (one_frame_behind).
-REFERENCE_ROW = "person, one frame behind"
 #: What the robot's side of the measure is: the servos' positions or the commands (ROBOT_TOPICS' order).
 MEASURED = ("positions", "commands")
 
@@ -205,12 +203,13 @@ def pooled_segments(results: Sequence[Tuple[Dict[str, object], kinematic.Segment
     return segments
 
 
-def one_frame_behind(results: Sequence[Tuple[Dict[str, object], kinematic.Segments]], max_lag: int) -> Dict[str, object]:
+def one_frame_behind(results: Sequence[Tuple[Dict[str, object], kinematic.Segments]],
+                     max_lag: int) -> Dict[str, object]:
     """The figures of the person against themselves one frame later, every clip pooled
     (kinematic.one_frame_behind): a robot that shows each frame exactly, a frame late, for reference
-    beside the robot's."""
-    return {"frames": sum(f["frames"] for f, _ in results),
-            **kinematic.correlation_table(kinematic.one_frame_behind(pooled_segments(results)), max_lag),
+    beside the robot's. No blinks or winks: the table shows "–" for them."""
+    reference = {p: kinematic.one_frame_behind(s) for p, s in pooled_segments(results).items()}
+    return {"frames": sum(f["frames"] for f, _ in results), **kinematic.correlation_table(reference, max_lag),
             "blinks": {}, "winks": {"count": 0, "one_lid": 0}}
 
 
@@ -243,7 +242,7 @@ def table_rows(rows: Sequence[Tuple[str, Mapping[str, object]]], columns: Sequen
         best = " ".join(f"{_num(c['best_r'])}@{c['lag_frames']}" if c else "–" for c in cells)
         b, w = f["blinks"], f["winks"]
         out.append([name, str(f["frames"]), *(_num(c["r"]) if c else "–" for c in cells), best,
-                    str(b.get("count", 0)), _num(b.get("depth_median")), _num(b.get("reached")),
+                    str(b.get("count", "–")), _num(b.get("depth_median")), _num(b.get("reached")),
                     _num(b.get("delay_median"), 1), str(b.get("delay_missed", "–")),
                     f"{w['one_lid']}/{w['count']}" if w["count"] else "–"])
     return out
@@ -301,7 +300,7 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
     lag = max(f["max_lag_frames"] for f, _ in results)
     total = pooled(results, lag, pairing.blinks["reach"])
     reference = one_frame_behind(results, lag)
-    table = table_rows(rows + [("pooled", total), (REFERENCE_ROW, reference)], pairing.columns())
+    table = table_rows(rows + [("pooled", total), (kinematic.REFERENCE_ROW, reference)], pairing.columns())
     topics = sorted({f["robot_topic"] for f, _ in results})
     report = {"measured": measured, "robot_topics": topics, "mirror": mirror, "pairs": [vars(p) for p in pairing.pairs],
               "clips": [f for f, _ in results], "pooled": total, "one_frame_behind": reference}
@@ -316,7 +315,7 @@ def evaluate(specs: Sequence[str], out: str | Path, params_file: Optional[str | 
                f"it, blinks where it was never reached within {pairing.max_lag_s:g} s; winks: events where only the "
                f"closed eye's lid moved / winks. Last row, for reference: the person against themselves one "
                f"frame later, pooled: a robot that shows each frame exactly, from the next frame on, as any robot "
-               f"acting on its camera's frames must; only predicting the person does better.")
+               f"acting on its camera's frames must: its lag is a frame, which only predicting the person shortens.")
     (out / "fidelity.md").write_text(caption + "\n\n" + format_markdown(table) + "\n")
     log(caption)
     log(format_text(table))

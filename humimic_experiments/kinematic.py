@@ -318,12 +318,17 @@ def pair_segments(signals: Mapping[str, np.ndarray], positions: Mapping[str, np.
             for p in pairs if p.joint in positions}
 
 
-def one_frame_behind(segments: Segments) -> Segments:
-    """The segments with the robot's side replaced by the person's own signal one frame later: a robot
-    that shows each frame exactly, but only from the next frame on, as any robot must that acts on its
-    camera's frames (a frame's command reaches the servos a loop latency after the frame). Its lag is a
-    frame; a robot does better only by predicting the person from earlier frames: the reference for the robot's."""
-    return {p: [(x[1:], x[:-1]) for x, _ in ss] for p, ss in segments.items()}
+#: The name of one_frame_behind's row in the tables of humimic-eval and humimic-anticipation.
+REFERENCE_ROW = "person, one frame behind (reference)"
+
+
+def one_frame_behind(segments: Sequence[Tuple[np.ndarray, np.ndarray]]) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(person, robot) segments with the robot's side replaced by the person's own signal one frame later:
+    a robot that shows each frame exactly, but only from the next frame on, as any robot must that acts on
+    its camera's frames (a frame's command reaches the servos a loop latency after the frame). Its lag is a
+    frame, which a robot shortens only by predicting the person; its r is no bound (the landmarks' noise is
+    on both sides, a robot that smooths it may score higher)."""
+    return [(x[1:], x[:-1]) for x, _ in segments]
 
 
 def correlation_table(segments: Segments, max_lag: int) -> Dict[str, object]:

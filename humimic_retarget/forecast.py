@@ -20,8 +20,8 @@ Each channel is forecast as far ahead as the robot's joints it moves trail the p
 ``horizon``, in two parts (make_forecaster; Forecaster.follow, recomputed every frame):
 
 - the retargeter's own response (Retargeter.response_times: smoothing plus v / 2a from the joints'
-  caps), by the method: the jaw, smoothed and capped at 4.5 rad/s and 80 rad/s^2, 58 ms; an
-  unsmoothed lid at 10.5 rad/s and 500 rad/s^2, 10 ms;
+  caps), by the method: the jaw, smoothed 0.015 s and capped at 4.5 rad/s and 225 rad/s^2, 25 ms;
+  an unsmoothed lid at 36 rad/s and 1800 rad/s^2, 10 ms;
 - beyond it, what trails the retargeter (``beyond``): the driver's setpoint limiter and the servo's
   profile, which keep the same caps (Retargeter.driver_times: v / 2a again), the loop latency (camera
   stamp -> bus write: ``latency``, live the retarget node's running median of stamp -> receipt plus
@@ -33,8 +33,9 @@ Each channel is forecast as far ahead as the robot's joints it moves trail the p
   lids do not lead the eye.
 
 At 30 fps and 10.2 ms of latency, with the sample robot's caps and smoothing: jaw 25 + 42 ms, lip
-corners 26 + 41 ms, lids 10 + 54 ms, eyes 40 + 27 ms, each bounded by ``horizon`` (default 0.067 s: at 0.1 s the jaw's r fell and false onsets doubled for 2-4
-ms less lag, docs/anticipation.md); brows, eyes and the neck reach the bound.
+corners 26 + 41 ms, lids 10 + 54 ms, eyes 40 + 27 ms, each bounded by ``horizon`` (default 0.067 s:
+at 0.1 s the jaw's r fell and false onsets doubled for 2-4 ms less lag, docs/anticipation.md); all
+but the lids reach the bound.
 
 A frame without a face, or a gap of more than MAX_GAP s, restarts the history; action units stay
 in their range (0..5).

@@ -28,9 +28,8 @@ def test_a_follower_at_a_known_lag_scores_one_there_and_a_leader_is_never_credit
 def test_the_person_one_frame_behind_follows_exactly_one_frame_late():
     """The reference row: the robot's side replaced by the person's own signal a frame later."""
     x = smooth_noise(600, 4)
-    pair = k.Pair("jaw", "jaw", "mouth_open", 1.0)
-    reference = k.one_frame_behind({pair: [(x, np.zeros_like(x))]})  # the robot's side is ignored
-    c = k.follow_correlation(reference[pair], max_lag=5)
+    reference = k.one_frame_behind([(x, np.zeros_like(x))])  # the robot's side is ignored
+    c = k.follow_correlation(reference, max_lag=5)
     assert c.lag == 1 and c.best_r == pytest.approx(1.0) and c.r < 0.99 and c.n == 599
     assert c.r == pytest.approx(np.corrcoef(x[1:], x[:-1])[0, 1])
 

@@ -107,7 +107,8 @@ def test_urdf_joints_are_the_config_joints():
         assert float(limit.get("upper")) == pytest.approx(servo.max)
     # the velocity the driver lets each joint reach: its own cap, not one figure for every joint
     velocity = {j: float(joints[j].find("limit").get("velocity")) for j in joints}
-    assert velocity["upper_lid_left"] == 36.0 and velocity["neck_pitch"] == 1.5 and velocity["jaw"] == 4.5
+    assert velocity["upper_lid_left"] == velocity["eyes_yaw"] == 36.0 and velocity["neck_pitch"] == 1.5
+    assert velocity["jaw"] == 4.5
     links = {link.get("name") for link in root.iter("link")}
     for joint in root.iter("joint"):
         assert joint.find("parent").get("link") in links and joint.find("child").get("link") in links
