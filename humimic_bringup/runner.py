@@ -31,7 +31,8 @@ from humimic_bringup.graph import (
     validate_inputs,
 )
 from humimic_core.processes import STOP_GRACE, interrupt
-from humimic_core.topics import ACTION_UNITS, CAMERA_IMAGE, JOINT_COMMANDS, JOINT_STATES, WRITTEN_GOALS, resolve
+from humimic_core.topics import (ACTION_UNITS, CAMERA_IMAGE, JOINT_COMMANDS, JOINT_STATES, TOPICS, WRITTEN_GOALS,
+                                 absolute, resolve)
 
 #: Seconds the driver waits for the emulator's port to appear.
 PORT_WAIT = 10.0
@@ -103,8 +104,39 @@ class Pipeline:
         camera = next((s for s in pending if s.name == "camera"), None)
         if camera is not None:
             self._wait_for_graph()
+            self.wait_for_recorder()
             self._start(camera)
         return self
+
+    def wait_for_recorder(self, timeout: float = GRAPH_WAIT) -> bool:
+        """Whether humimic's recorder, where it is the one running, has seen a publisher of each topic it
+        records that the running nodes publish (PUBLISHES) under the name it subscribes to, within
+        ``timeout`` s: it logs '<topic>: publisher seen', and what a node publishes before that is not
+        recorded (a busy machine took 1.3 s longer for the retarget node's). True at once for another
+        recorder (ros2 bag record logs no such line)."""
+        spec = next((s for s in self.specs if s.name == "recorder"), None)
+        running = installed(spec) if spec is not None and "recorder" in self.processes else None
+        if running is None or running.package != "humimic" or self.log_dir is None:
+            return True
+        from humimic_experiments.record_node import PUBLISHER_SEEN  # rclpy: only when a recorder runs
+
+        topics = running.parameters.get("topics") or list(TOPICS)
+        rules = {s.name: s.remappings for s in self.specs}
+        awaited = [f"{absolute(t)}: {PUBLISHER_SEEN}" for name in self.processes for t in PUBLISHES.get(name, ())
+                   if absolute(t) in topics  # and on the name the recorder subscribes to
+                   and resolve(t, rules[name], name) == resolve(t, rules["recorder"], "recorder")]
+        return self.wait_for_lines("recorder", awaited, timeout)
+
+    def wait_for_lines(self, name: str, lines: Sequence[str], timeout: float) -> bool:
+        """Whether every one of ``lines`` appears in process ``name``'s log within ``timeout`` s (False at
+        once when a process fails)."""
+        log = (self.log_dir or Path()) / f"{name}.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.failed():
+            if all(line in (log.read_text(errors="replace") if log.is_file() else "") for line in lines):
+                return True
+            time.sleep(0.1)
+        return False
 
     def _wait_for_graph(self) -> None:
         """Wait until the running nodes' publishers and subscribers are discovered."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 from humimic_bringup.graph import ProcessSpec, imitation_graph
 from humimic_bringup.runner import Pipeline, command
@@ -37,18 +37,6 @@ WORKSTATION_NODES = ("face_perception",)
 RECORDED = tuple(absolute(t) for t in (CAMERA_INFO, ACTION_UNITS, JOINT_COMMANDS, WRITTEN_GOALS))
 
 
-def wait_for_lines(log: Path, lines: Sequence[str], timeout: float, pipeline: Pipeline) -> bool:
-    """Whether every one of ``lines`` appears in the log within ``timeout`` s (False at once when a process
-    of ``pipeline`` fails)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not pipeline.failed():
-        text = log.read_text(errors="replace") if log.is_file() else ""
-        if all(line in text for line in lines):
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def run_split(video: str, out: Path, hosts: Optional[Tuple[Host, Host]], single: Optional[Host] = None,
               timeout: float = 120.0, realtime: bool = True) -> Path:
     """Imitate `video` with perception on hosts[0] and camera, retarget, driver, emulated bus and
@@ -69,9 +57,10 @@ def run_split(video: str, out: Path, hosts: Optional[Tuple[Host, Host]], single:
     camera = [s for s in placed if s.name == "camera"]
     with Pipeline([s for s in placed if s.name != "camera"], out / "logs", env) as nodes:
         # across hosts discovery takes its time: the camera waits for its own subscribers, and here the
-        # recorder must also see the other topics' publishers, or it loses their first messages
+        # recorder must also see the other topics' publishers, or it loses their first messages (the
+        # recorder runs under `ip netns exec` here, so Pipeline.wait_for_recorder does not know it)
         awaited = [f"{t}: {PUBLISHER_SEEN}" for t in RECORDED if t != absolute(CAMERA_INFO)]
-        if not wait_for_lines(out / "logs" / "recorder.log", awaited, timeout, nodes):
+        if not nodes.wait_for_lines("recorder", awaited, timeout):
             raise RuntimeError(f"the recorder did not see every topic's publisher in {timeout:.0f} s "
                                f"(logs: {out / 'logs'})")
         with Pipeline(camera, out / "logs", env) as source:

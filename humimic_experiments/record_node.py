@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosbags.interfaces import Qos
 
@@ -67,7 +68,10 @@ class RecordNode(Node):
         self.writer = SegmentedBagWriter(output, storage, split, names={r: t for t, r in self._recorded.items()})
         self.get_logger().info(f"recording {len(topics)} topics into {output} ({storage})")
         self._unseen = list(topics)
-        self._seen_timer = self.create_timer(PUBLISHER_POLL_S, self.on_poll_publishers)
+        # steady time: under use_sim_time the clock stands still until a replay starts, and the replay
+        # may wait for exactly these lines
+        self._seen_timer = self.create_timer(PUBLISHER_POLL_S, self.on_poll_publishers,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def on_poll_publishers(self) -> None:
         """Log each topic's first publisher (``<topic>: publisher seen``): a launcher can start the

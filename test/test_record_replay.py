@@ -46,6 +46,9 @@ def test_live_recording_replays_to_the_same_commands(sample_media, tmp_path):
     # every replayed frame counts: perception takes them in order instead of skipping to the newest
     next(s for s in specs if s.name == "face_perception").parameters["max_frame_lag"] = 3600.0
     with Pipeline(specs, tmp_path / "logs_replay") as pipeline:
+        # no camera here to hold back: the frames wait until the recorder sees the nodes' publishers (a
+        # busy machine once took 1.3 s more for the retarget node's, and 16 frames' commands went unrecorded)
+        assert pipeline.wait_for_recorder(60.0), "the recorder did not see the nodes' publishers"
         # the player starts once perception and the recorder subscribe to the camera topics; at a
         # quarter speed (sim time too): with a busy core beside the suite, perception's warm-up at half
         # speed let more than its 60 waiting frames pile up (33 of 69 replayed frames answered)
