@@ -133,7 +133,8 @@ class Pipeline:
         log = (self.log_dir or Path()) / f"{name}.log"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.failed():
-            if all(line in (log.read_text(errors="replace") if log.is_file() else "") for line in lines):
+            text = log.read_text(errors="replace") if log.is_file() else ""
+            if all(line in text for line in lines):
                 return True
             time.sleep(0.1)
         return False

@@ -63,11 +63,12 @@ class DriverSettings(Settings):
                                        "(a busy bus or USB adapter) before it counts as not answering", (1, 100))
     homing_velocity: float = setting(0.5, "rad/s of the slow moves to neutral at start-up, after a recovery "
                                           "and on shutdown (the servos' Profile Velocity)", (0, 100))
-    max_velocity: float = setting(DEFAULT_MAX_VELOCITY, "rad/s cap of every goal written, for joints without a constraints.velocity "
-                                       "entry in the robot config (never above the servo model's limit)", (0, 100))
-    max_acceleration: float = setting(DEFAULT_MAX_ACCELERATION, "rad/s^2 cap of every goal written, for joints without a "
-                                            "constraints.acceleration entry in the robot config (never above "
-                                            "the servo model's largest profile acceleration)", (0, 10000))
+    max_velocity: float = setting(DEFAULT_MAX_VELOCITY, "rad/s cap of every goal written, for joints without a "
+                                  "constraints.velocity entry in the robot config (never above the servo model's "
+                                  "limit)", (0, 100))
+    max_acceleration: float = setting(DEFAULT_MAX_ACCELERATION, "rad/s^2 cap of every goal written, for joints "
+                                      "without a constraints.acceleration entry in the robot config (never above "
+                                      "the servo model's largest profile acceleration)", (0, 10000))
     neutral_velocity: float = setting(0.8, "rad/s of the glide to neutral when /joint_commands stop", (0, 100))
     homing_timeout: float = setting(5.0, "s after which a slow move ends even if the joint has not arrived", (0, 600))
     retries: int = setting(DEFAULT_RETRIES, "retries of one-servo transactions (ping, read, write) on timeout "

@@ -236,8 +236,9 @@ def compare(reruns: Path, out: Path, variants: Sequence[Tuple[str, ForecastSetti
         log(" | ".join(table[-1]))
     if report:  # the same for every variant: the person's own geometry
         behind = next(iter(report.values()))["one_frame_behind"]
-        table.append([kinematic.REFERENCE_ROW, *(f"{behind[g]['r']:.3f} / – / {behind[g]['lag_ms']:.0f} / –" if g in behind
-                                       else "–" for g in TARGET_GROUPS), "–", "–", "–"])
+        cells = [f"{behind[g]['r']:.3f} / – / {behind[g]['lag_ms']:.0f} / –" if g in behind else "–"
+                 for g in TARGET_GROUPS]
+        table.append([kinematic.REFERENCE_ROW, *cells, "–", "–", "–"])
         log(" | ".join(table[-1]))
     out.mkdir(parents=True, exist_ok=True)
     (out / "anticipation.json").write_text(json.dumps(report, indent=2, default=float))

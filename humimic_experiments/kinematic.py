@@ -293,6 +293,12 @@ def summarise_blinks(responses: Sequence[Dict[str, float]], reach: float = 0.8) 
             "delay_missed": int(np.sum(~np.isfinite(delays)))}
 
 
+def closing_limit(pair: Pair, low: float, high: float) -> float:
+    """The limit a lid paired with an eye's aperture closes toward: the aperture falls as the eye
+    closes, so the joint closes toward -sign."""
+    return high if pair.sign < 0 else low
+
+
 def lid_fractions(pairs: Sequence[Pair], positions: Mapping[str, np.ndarray],
                   limits: Mapping[str, Tuple[float, float, float]]) -> Optional[Dict[str, np.ndarray]]:
     """Eye ("R"/"L") -> lid fraction of the joint paired with that eye's aperture (its closing
@@ -302,8 +308,7 @@ def lid_fractions(pairs: Sequence[Pair], positions: Mapping[str, np.ndarray],
     for pair in pairs:
         if pair.signal.startswith("eye_aperture_") and pair.joint in positions:
             lo, neutral, hi = limits[pair.joint]
-            # aperture falls as the eye closes: the joint closes toward -sign
-            out[pair.signal[-1]] = lid_fraction(positions[pair.joint], neutral, hi if pair.sign < 0 else lo)
+            out[pair.signal[-1]] = lid_fraction(positions[pair.joint], neutral, closing_limit(pair, lo, hi))
     return out if set(out) == {"R", "L"} else None
 
 

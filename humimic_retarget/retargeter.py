@@ -54,10 +54,10 @@ class RetargetParams(Settings):
     default to the robot config's mapping, so the node declares them from it). A velocity or
     acceleration of 0 is in the range but refused by ``validate``."""
 
-    max_velocity: float = setting(DEFAULT_MAX_VELOCITY, "Velocity limit (rad/s) of joints without a constraints.velocity entry in "
-                                       "the robot config", (0.0, 100.0), read_only=False)
+    max_velocity: float = setting(DEFAULT_MAX_VELOCITY, "Velocity limit (rad/s) of joints without a "
+                                  "constraints.velocity entry in the robot config", (0.0, 100.0), read_only=False)
     max_acceleration: float = setting(DEFAULT_MAX_ACCELERATION, "Acceleration limit (rad/s^2) of joints without a "
-                                            "constraints.acceleration entry", (0.0, 10000.0), read_only=False)
+                                      "constraints.acceleration entry", (0.0, 10000.0), read_only=False)
     neutral_velocity: float = setting(0.8, "Velocity of the glide to neutral (rad/s)", (0.0, 100.0), read_only=False)
     face_lost_timeout: float = setting(0.5, "Seconds without valid input before a joint glides to neutral",
                                        (0.0, 60.0), read_only=False)
